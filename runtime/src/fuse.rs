@@ -1,0 +1,280 @@
+//! QDQ pattern fusion (DESIGN §3): `DQ → Conv/Gemm/MatMul → [Relu|Clip] → Q` and
+//! `DQ, DQ → Add → [Relu] → Q` become single int8 steps. Anything that does not match exactly
+//! falls back to the float path (DQ, float op, Q), which computes the same function, only slower.
+
+use crate::error::Result;
+use crate::graph::{Graph, NONE};
+use crate::onnx::Node;
+use crate::ops::*;
+use crate::prepare::{conv_window, make_step, window_out_shape};
+use crate::quant::Requant;
+use crate::tensor::{DType, Shape};
+
+/// A dequantized activation: the int8/uint8 tensor behind a DequantizeLinear with per-tensor
+/// constant parameters.
+struct QAct {
+    id: u16,
+    scale: f32,
+    zp: i32,
+    unsigned: bool,
+}
+
+fn producer<'m, const T: usize, const N: usize>(g: &Graph<'m, T, N>, name: Option<&str>, op: &str) -> Result<Option<Node<'m>>> {
+    let Some(id) = name.and_then(|n| g.find(n)) else { return Ok(None) };
+    let t = g.t(id);
+    if t.producer == NONE || t.is_output {
+        return Ok(None);
+    }
+    let n = g.node(t.producer)?;
+    Ok(if n.op_type == op && n.domain.is_empty() { Some(n) } else { None })
+}
+
+/// Per-tensor scale and zero point from constant inputs 1 and 2 of a Q/DQ node.
+fn scalar_qparams<const T: usize, const N: usize>(g: &Graph<'_, T, N>, n: &Node<'_>) -> Result<Option<(f32, i32, DType)>> {
+    let Some(s) = g.konst(n.input(1)) else { return Ok(None) };
+    if s.shape.numel() != 1 {
+        return Ok(None);
+    }
+    let (zp, dt) = match n.input(2) {
+        Some(z) => match g.konst(Some(z)) {
+            Some(z) if z.shape.numel() == 1 => (z.i64_at(0)? as i32, z.dtype),
+            _ => return Ok(None),
+        },
+        None => (0, DType::U8),
+    };
+    let scale = s.f32_at(0)?;
+    if !(scale > 0.0) || !scale.is_finite() {
+        return Ok(None);
+    }
+    Ok(Some((scale, zp, dt)))
+}
+
+fn dq_act<const T: usize, const N: usize>(g: &Graph<'_, T, N>, name: Option<&str>) -> Result<Option<QAct>> {
+    let Some(dq) = producer(g, name, "DequantizeLinear")? else { return Ok(None) };
+    let Some((scale, zp, _)) = scalar_qparams(g, &dq)? else { return Ok(None) };
+    let Some(id) = dq.input(0).and_then(|n| g.find(n)) else { return Ok(None) };
+    let t = g.t(id);
+    if !t.known || t.konst.is_some() || !matches!(t.dtype, DType::I8 | DType::U8) {
+        return Ok(None);
+    }
+    Ok(Some(QAct { id, scale, zp, unsigned: t.dtype == DType::U8 }))
+}
+
+/// The sole consumer of `name` when it is a plain intermediate tensor.
+fn sole_consumer<'m, const T: usize, const N: usize>(g: &Graph<'m, T, N>, name: &str) -> Result<Option<(u16, Node<'m>)>> {
+    let Some(id) = g.find(name) else { return Ok(None) };
+    let t = g.t(id);
+    if t.uses != 1 || t.is_output || t.consumer == NONE {
+        return Ok(None);
+    }
+    Ok(Some((t.consumer, g.node(t.consumer)?)))
+}
+
+/// Follows `[Relu|Clip] → QuantizeLinear` after a float result. Returns the absorbed node
+/// indices, the Q node and the activation bounds.
+#[allow(clippy::type_complexity)]
+fn tail<'m, const T: usize, const N: usize>(g: &Graph<'m, T, N>, out: &str) -> Result<Option<(heapless::Vec<u16, 2>, Node<'m>, bool, Option<(f32, f32)>)>> {
+    let mut absorbed = heapless::Vec::new();
+    let Some((mut i, mut n)) = sole_consumer(g, out)? else { return Ok(None) };
+    let (mut relu, mut clip) = (false, None);
+    if n.op_type == "Relu" || (n.op_type == "Clip" && g.opset >= 11) {
+        if n.op_type == "Relu" {
+            relu = true;
+        } else {
+            let lo = match n.input(1) {
+                Some(x) => match g.konst(Some(x)) {
+                    Some(k) => k.f32_at(0)?,
+                    None => return Ok(None),
+                },
+                None => f32::NEG_INFINITY,
+            };
+            let hi = match n.input(2) {
+                Some(x) => match g.konst(Some(x)) {
+                    Some(k) => k.f32_at(0)?,
+                    None => return Ok(None),
+                },
+                None => f32::INFINITY,
+            };
+            clip = Some((lo, hi));
+        }
+        let _ = absorbed.push(i);
+        let Some(next) = n.outputs.first().copied() else { return Ok(None) };
+        let Some((j, m)) = sole_consumer(g, next)? else { return Ok(None) };
+        i = j;
+        n = m;
+    }
+    if n.op_type != "QuantizeLinear" || n.outputs.len() != 1 {
+        return Ok(None);
+    }
+    let _ = absorbed.push(i);
+    Ok(Some((absorbed, n, relu, clip)))
+}
+
+/// Tries to fuse the pattern centred on `node`. On success returns the step and the nodes it
+/// absorbed (to be skipped).
+pub fn try_fuse<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node: &Node<'_>, idx: u16) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
+    if !node.domain.is_empty() || node.outputs.len() != 1 {
+        return Ok(None);
+    }
+    match node.op_type {
+        "Conv" | "Gemm" | "MatMul" => fuse_linear(p, node, idx),
+        "Add" => fuse_add(p, node, idx),
+        _ => Ok(None),
+    }
+}
+
+fn fuse_linear<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node: &Node<'_>, idx: u16) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
+    let g = &*p.g;
+    let Some(x) = dq_act(g, node.input(0))? else { return Ok(None) };
+    // Weight: DQ of a constant int8 tensor stored raw, symmetric.
+    let Some(dqw) = producer(g, node.input(1), "DequantizeLinear")? else { return Ok(None) };
+    let Some(w_id) = dqw.input(0).and_then(|n| g.find(n)) else { return Ok(None) };
+    let Some(wk) = g.t(w_id).konst else { return Ok(None) };
+    if wk.dtype != DType::I8 || wk.raw().is_none() {
+        return Ok(None);
+    }
+    if let Some(z) = g.konst(dqw.input(2)) {
+        let mut nonzero = false;
+        z.for_each_i64(|_, v| nonzero |= v != 0)?;
+        if nonzero {
+            return Ok(None);
+        }
+    }
+    let Some(sw_id) = dqw.input(1).and_then(|n| g.find(n)) else { return Ok(None) };
+    let Some(swk) = g.t(sw_id).konst else { return Ok(None) };
+    let xs = g.t(x.id).shape;
+    let ws = wk.shape;
+    // Geometry and which weight axis holds output channels.
+    let (win, out_shape, oc_axis, w_stride_oc, w_stride_k) = match node.op_type {
+        "Conv" => {
+            let w = conv_window(node, &xs, &ws)?;
+            let per_oc = w.c / w.group * w.kh * w.kw;
+            (w, window_out_shape(&xs, &w, node)?, 0usize, per_oc, 1usize)
+        }
+        "Gemm" => {
+            if node.attr_i("transA", 0)? != 0 || node.attr_f("alpha", 1.0)? != 1.0 || node.attr_f("beta", 1.0)? != 1.0 || xs.rank() != 2 || ws.rank() != 2 {
+                return Ok(None);
+            }
+            let tb = node.attr_i("transB", 0)? != 0;
+            let (k, n) = if tb { (ws.dim(1), ws.dim(0)) } else { (ws.dim(0), ws.dim(1)) };
+            if k != xs.dim(1) {
+                return Ok(None);
+            }
+            let win = Window { n: xs.dim(0), c: k, h: 1, w: 1, oc: n, oh: 1, ow: 1, kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, group: 1, pt: 0, pl: 0 };
+            let (axis, so, sk) = if tb { (0, k, 1) } else { (1, 1, n) };
+            (win, Shape::from_usize(&[xs.dim(0), n], node.outputs[0])?, axis, so, sk)
+        }
+        _ => {
+            // MatMul with a constant 2-D right side: rows of the input are independent.
+            if ws.rank() != 2 || xs.rank() < 2 || xs.dim(xs.rank() - 1) != ws.dim(0) {
+                return Ok(None);
+            }
+            let (k, n) = (ws.dim(0), ws.dim(1));
+            let rows = xs.numel() / k.max(1);
+            let win = Window { n: rows, c: k, h: 1, w: 1, oc: n, oh: 1, ow: 1, kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, group: 1, pt: 0, pl: 0 };
+            let mut d = [0usize; crate::tensor::MAX_RANK];
+            for (i, &v) in xs.dims().iter().enumerate() {
+                d[i] = v as usize;
+            }
+            d[xs.rank() - 1] = n;
+            (win, Shape::from_usize(&d[..xs.rank()], node.outputs[0])?, 1, 1, n)
+        }
+    };
+    // Weight scales: one, or one per output channel on the right axis.
+    let nsw = swk.shape.numel();
+    if nsw != 1 {
+        let ax = dqw.attr_i("axis", 1)?;
+        let ax = if ax < 0 { ax + ws.rank() as i64 } else { ax };
+        if nsw != win.oc || ax != oc_axis as i64 {
+            return Ok(None);
+        }
+    }
+    // Bias: DQ of a constant int32 (scale given), or a float constant, or none.
+    let (mut bias, mut bias_scale) = (NONE, NONE);
+    if let Some(bn) = node.input(2) {
+        if let Some(dqb) = producer(g, Some(bn), "DequantizeLinear")? {
+            let Some(b) = dqb.input(0).and_then(|n| g.find(n)) else { return Ok(None) };
+            let Some(bs) = dqb.input(1).and_then(|n| g.find(n)) else { return Ok(None) };
+            let (Some(bk), Some(bsk)) = (g.t(b).konst, g.t(bs).konst) else { return Ok(None) };
+            if bk.dtype != DType::I32 || bk.shape.numel() != win.oc || !(bsk.shape.numel() == 1 || bsk.shape.numel() == win.oc) {
+                return Ok(None);
+            }
+            if let Some(z) = g.konst(dqb.input(2)) {
+                let mut nonzero = false;
+                z.for_each_i64(|_, v| nonzero |= v != 0)?;
+                if nonzero {
+                    return Ok(None);
+                }
+            }
+            bias = b;
+            bias_scale = bs;
+        } else if let Some(id) = g.find(bn) {
+            match g.t(id).konst {
+                Some(k) if k.dtype == DType::F32 && k.shape.numel() == win.oc => bias = id,
+                _ => return Ok(None),
+            }
+        } else {
+            return Ok(None);
+        }
+    }
+    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else { return Ok(None) };
+    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else { return Ok(None) };
+    if (ydt == DType::U8) != x.unsigned || !(ydt == DType::U8 || ydt == DType::I8) {
+        return Ok(None);
+    }
+    let Some(y_id) = g.find(q.outputs[0]) else { return Ok(None) };
+    let (act_min, act_max) = act_range(relu, clip, sy, zy, x.unsigned);
+    let lin = QLinear {
+        win,
+        zx: x.zp,
+        zy,
+        act_min,
+        act_max,
+        bias: p.reserve(win.oc * 4)?,
+        requant: p.reserve(win.oc * 8)?,
+        w_stride_oc,
+        w_stride_k,
+        unsigned: x.unsigned,
+    };
+    p.fill(Fill::QLinear { w: w_id, bias, bias_scale, sx: x.scale, sw: sw_id, sy, p: lin })?;
+    let y = p.g.t_mut(y_id)?;
+    y.dtype = ydt;
+    y.shape = out_shape;
+    y.known = true;
+    Ok(Some((make_step(idx, Op::QConv(lin), &[x.id, w_id], y_id)?, absorbed)))
+}
+
+fn fuse_add<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node: &Node<'_>, idx: u16) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
+    let g = &*p.g;
+    let (Some(a), Some(b)) = (dq_act(g, node.input(0))?, dq_act(g, node.input(1))?) else { return Ok(None) };
+    if a.unsigned != b.unsigned {
+        return Ok(None);
+    }
+    let Some(bc) = broadcast(&g.t(a.id).shape, &g.t(b.id).shape) else { return Ok(None) };
+    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else { return Ok(None) };
+    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else { return Ok(None) };
+    if (ydt == DType::U8) != a.unsigned {
+        return Ok(None);
+    }
+    let Some(y_id) = g.find(q.outputs[0]) else { return Ok(None) };
+    // TFLite's scheme: both inputs to a common fixed-point scale with 20 bits of headroom.
+    let twice_max = 2.0 * (a.scale.max(b.scale) as f64);
+    let (act_min, act_max) = act_range(relu, clip, sy, zy, a.unsigned);
+    let qa = QAdd {
+        bc,
+        za: a.zp,
+        zb: b.zp,
+        zy,
+        ma: Requant::from_f64(a.scale as f64 / twice_max),
+        mb: Requant::from_f64(b.scale as f64 / twice_max),
+        my: Requant::from_f64(twice_max / ((1u64 << 20) as f64 * sy as f64)),
+        act_min,
+        act_max,
+        unsigned: a.unsigned,
+    };
+    let y = p.g.t_mut(y_id)?;
+    y.dtype = ydt;
+    y.shape = bc.out;
+    y.known = true;
+    Ok(Some((make_step(idx, Op::QAdd(qa), &[a.id, b.id], y_id)?, absorbed)))
+}

@@ -1,0 +1,574 @@
+//! The interpreter: plans a model into one caller-given arena once, then runs it any number of
+//! times without allocating.
+
+use crate::error::{Error, Name, Result};
+use crate::fuse::try_fuse;
+use crate::graph::{Graph, Loc, NONE};
+use crate::kernels as k;
+use crate::onnx::Model;
+use crate::ops::{Fill, Op, Prep, Step, MAX_STEP_INPUTS};
+use crate::planner::{GreedyPlanner, MemoryPlanner, ALIGN};
+use crate::prepare::prepare_node;
+use crate::quant::{Requant, RequantTable};
+use crate::tensor::{DType, Shape};
+
+/// Default interpreter: up to 512 tensors and 256 nodes (host, Jetson).
+pub type Interpreter<'m, 'a> = InterpreterWith<'m, 'a, 512, 256>;
+
+/// The plan of a model: what to run, where every byte goes.
+struct Built<'m, const T: usize, const N: usize> {
+    g: Graph<'m, T, N>,
+    steps: heapless::Vec<Step, N>,
+    fills: heapless::Vec<Fill, N>,
+    persist: usize,
+    work: usize,
+    lower_bound: usize,
+}
+
+impl<'m, const T: usize, const N: usize> Built<'m, T, N> {
+    fn needed(&self) -> usize {
+        self.persist + self.work + ALIGN - 1
+    }
+}
+
+/// Sizes a plan needs, known before any arena exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ArenaReport {
+    /// Bytes to give [`InterpreterWith::new`] (persistent + working + alignment slack).
+    pub total: usize,
+    /// Precomputed constants (copied f32 weights, int32 biases, requantization tables).
+    pub persistent: usize,
+    /// Planned activations.
+    pub working: usize,
+    /// The most bytes of activations live at one step: no plan's working part can be smaller.
+    pub working_lower_bound: usize,
+    /// Steps after fusion.
+    pub steps: usize,
+}
+
+fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<'m, T, N>> {
+    let mut g = Graph::<T, N>::build(model)?;
+    let mut steps: heapless::Vec<Step, N> = heapless::Vec::new();
+    let mut fills: heapless::Vec<Fill, N> = heapless::Vec::new();
+    let mut absorbed = [false; N];
+    let mut persist = 0usize;
+    for idx in 0..g.nodes.len() {
+        if absorbed[idx] {
+            continue;
+        }
+        let node = g.node(idx as u16)?;
+        if node.op_type == "Constant" && node.domain.is_empty() {
+            let v = node.attr("value")?.and_then(|a| a.tensor()).ok_or_else(|| node.bad_attr("Constant without a tensor value"))??;
+            let id = g.find(node.outputs.first().copied().unwrap_or("")).ok_or(Error::InvalidModel { reason: "Constant without output" })?;
+            let t = g.t_mut(id)?;
+            t.konst = Some(v);
+            t.dtype = v.dtype;
+            t.shape = v.shape;
+            t.known = true;
+            continue;
+        }
+        let mut prep = Prep { g: &mut g, persist, fills: &mut fills };
+        let step = match try_fuse(&mut prep, &node, idx as u16)? {
+            Some((step, gone)) => {
+                for i in gone {
+                    if let Some(a) = absorbed.get_mut(i as usize) {
+                        *a = true;
+                    }
+                }
+                step
+            }
+            None => prepare_node(&mut prep, &node, idx as u16)?,
+        };
+        persist = prep.persist;
+        steps.push(step).map_err(|_| Error::CapacityExceeded { what: "steps", capacity: N })?;
+    }
+    // Every graph output must be computed by a step.
+    for &o in &g.outputs {
+        let t = g.t(o);
+        if !t.known || t.konst.is_some() || t.is_input {
+            return Err(Error::Unsupported { node: Name::new(t.name), what: "graph output that is an input or a constant" });
+        }
+    }
+    // Dead-step elimination: weight DequantizeLinear nodes behind fused steps, unused branches.
+    for o in g.outputs.clone() {
+        g.t_mut(o)?.needed = true;
+    }
+    let mut keep = [false; N];
+    for (si, s) in steps.iter().enumerate().rev() {
+        if g.t(s.out).needed {
+            keep[si] = true;
+            for &i in s.inputs() {
+                g.t_mut(i)?.needed = true;
+            }
+        }
+    }
+    let mut kept: heapless::Vec<Step, N> = heapless::Vec::new();
+    for (si, s) in steps.iter().enumerate() {
+        if keep[si] {
+            let _ = kept.push(*s);
+        }
+    }
+    let steps = kept;
+    // Constant inputs: int8 weights of fused ops stay in the model bytes; everything else is
+    // copied (aligned, converted) into the persistent area once.
+    for s in steps.iter() {
+        for (pos, &i) in s.inputs().iter().enumerate() {
+            let t = *g.t(i);
+            let Some(kv) = t.konst else { continue };
+            if t.loc != Loc::None {
+                continue;
+            }
+            let loc = match (s.op, pos, kv.raw()) {
+                (Op::QConv(_), 1, Some(raw)) => Loc::Model(raw),
+                _ => {
+                    let at = persist;
+                    persist = persist.checked_add((t.bytes() + ALIGN - 1) & !(ALIGN - 1)).ok_or(Error::InvalidModel { reason: "constant sizes overflow" })?;
+                    fills.push(Fill::Const { id: i, at }).map_err(|_| Error::CapacityExceeded { what: "prepared constants", capacity: N })?;
+                    Loc::Persist(at)
+                }
+            };
+            g.t_mut(i)?.loc = loc;
+        }
+    }
+    // Lifetimes in step indices.
+    for i in g.inputs.clone() {
+        g.t_mut(i)?.first = 0;
+    }
+    for (si, s) in steps.iter().enumerate() {
+        let si = si as u16;
+        for &i in s.inputs() {
+            let t = g.t_mut(i)?;
+            if t.konst.is_none() {
+                t.last = t.last.max(si);
+            }
+        }
+        let o = g.t_mut(s.out)?;
+        o.first = o.first.min(si);
+        o.last = o.last.max(si);
+    }
+    let end = steps.len() as u16;
+    for o in g.outputs.clone() {
+        g.t_mut(o)?.last = end;
+    }
+    let mut planner = GreedyPlanner::<T>::default();
+    let mut ids: heapless::Vec<(u16, usize), T> = heapless::Vec::new();
+    for (id, t) in g.tensors.iter().enumerate() {
+        if t.konst.is_none() && t.first != u16::MAX && (t.needed || t.is_input) {
+            let b = planner.add_buffer(t.bytes(), t.first, t.last)?;
+            let _ = ids.push((id as u16, b));
+        }
+    }
+    let work = planner.plan()?;
+    let lower_bound = planner.lower_bound();
+    for &(id, b) in &ids {
+        g.t_mut(id)?.loc = Loc::Work(planner.offset(b));
+    }
+    let persist = (persist + ALIGN - 1) & !(ALIGN - 1);
+    Ok(Built { g, steps, fills, persist, work, lower_bound })
+}
+
+impl<'m> Model<'m> {
+    /// Plans the model without an arena and reports the bytes it needs.
+    pub fn arena_report<const T: usize, const N: usize>(&self) -> Result<ArenaReport> {
+        let b = build::<T, N>(self)?;
+        Ok(ArenaReport { total: b.needed(), persistent: b.persist, working: b.work, working_lower_bound: b.lower_bound, steps: b.steps.len() })
+    }
+
+    /// Arena bytes [`Interpreter::new`] needs for this model (default capacities).
+    pub fn arena_bytes(&self) -> Result<usize> {
+        Ok(self.arena_report::<512, 256>()?.total)
+    }
+}
+
+/// A read-only view of an input or output tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorRef<'x> {
+    /// Tensor name.
+    pub name: &'x str,
+    /// Element type.
+    pub dtype: DType,
+    /// Shape.
+    pub shape: Shape,
+    /// Little-endian element bytes.
+    pub data: &'x [u8],
+}
+
+impl<'x> TensorRef<'x> {
+    /// The elements as f32 when the tensor is float32.
+    pub fn as_f32(&self) -> Option<&'x [f32]> {
+        if self.dtype == DType::F32 {
+            bytemuck::try_cast_slice(self.data).ok()
+        } else {
+            None
+        }
+    }
+}
+
+/// Called around each step by [`InterpreterWith::invoke_with`] (profiling).
+pub trait StepObserver {
+    /// Before step `index` (op type and node name from the model).
+    fn before(&mut self, index: usize, op_type: &str, node: &str);
+    /// After step `index`.
+    fn after(&mut self, index: usize);
+}
+
+impl StepObserver for () {
+    fn before(&mut self, _: usize, _: &str, _: &str) {}
+    fn after(&mut self, _: usize) {}
+}
+
+/// Runs a planned model in a caller-given arena; `T` tensors and `N` nodes at most (fixed
+/// tables, so no heap is needed).
+pub struct InterpreterWith<'m, 'a, const T: usize, const N: usize> {
+    g: Graph<'m, T, N>,
+    steps: heapless::Vec<Step, N>,
+    persist: &'a mut [u8],
+    work: &'a mut [u8],
+    report: ArenaReport,
+}
+
+fn bytes_of<'p>(loc: Loc<'_>, len: usize, persist: &'p [u8]) -> Result<&'p [u8]> {
+    match loc {
+        Loc::Persist(at) => persist.get(at..at + len).ok_or(Error::BadIo { what: "constant outside the arena" }),
+        _ => Err(Error::BadIo { what: "tensor has no storage" }),
+    }
+}
+
+impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
+    /// Plans `model` into `arena`: shape inference, fusion, constants, tensor offsets. All the
+    /// work that does not depend on input values happens here, once.
+    pub fn new(model: &Model<'m>, arena: &'a mut [u8]) -> Result<Self> {
+        let b = build::<T, N>(model)?;
+        let given = arena.len();
+        let needed = b.needed();
+        let pad = arena.as_ptr().align_offset(ALIGN).min(ALIGN);
+        if given < pad + b.persist + b.work {
+            return Err(Error::ArenaTooSmall { needed, given });
+        }
+        let arena = &mut arena[pad..pad + b.persist + b.work];
+        let (persist, work) = arena.split_at_mut(b.persist);
+        for f in b.fills.iter() {
+            fill(&b.g, f, persist)?;
+        }
+        let report = ArenaReport { total: needed, persistent: b.persist, working: b.work, working_lower_bound: b.lower_bound, steps: b.steps.len() };
+        Ok(InterpreterWith { g: b.g, steps: b.steps, persist, work, report })
+    }
+
+    /// Sizes of the plan.
+    pub fn arena_report(&self) -> ArenaReport {
+        self.report
+    }
+
+    /// Number of graph inputs the caller must fill.
+    pub fn input_count(&self) -> usize {
+        self.g.inputs.len()
+    }
+
+    /// Number of graph outputs.
+    pub fn output_count(&self) -> usize {
+        self.g.outputs.len()
+    }
+
+    /// Number of steps after fusion.
+    pub fn step_count(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The op type of step `i` (a fused step reports its main op, e.g. `QLinearConv`).
+    pub fn step_op(&self, i: usize) -> &'static str {
+        match self.steps.get(i).map(|s| s.op) {
+            Some(Op::QConv(_)) => "QLinearConv",
+            Some(Op::QAdd(_)) => "QLinearAdd",
+            Some(op) => crate::ops::op_name(&op),
+            None => "",
+        }
+    }
+
+    /// Name, type and shape of input `i`.
+    pub fn input_info(&self, i: usize) -> Result<(&'m str, DType, Shape)> {
+        let id = *self.g.inputs.get(i).ok_or(Error::BadIo { what: "input index out of range" })?;
+        let t = self.g.t(id);
+        Ok((t.name, t.dtype, t.shape))
+    }
+
+    /// Mutable bytes of input `i`, to fill before [`InterpreterWith::invoke`].
+    pub fn input_mut(&mut self, i: usize) -> Result<&mut [u8]> {
+        let id = *self.g.inputs.get(i).ok_or(Error::BadIo { what: "input index out of range" })?;
+        let t = *self.g.t(id);
+        match t.loc {
+            Loc::Work(at) => self.work.get_mut(at..at + t.bytes()).ok_or(Error::BadIo { what: "input outside the arena" }),
+            _ => Err(Error::BadIo { what: "input is not used by the graph" }),
+        }
+    }
+
+    /// Copies raw little-endian bytes into input `i` (length must match exactly).
+    pub fn set_input(&mut self, i: usize, bytes: &[u8]) -> Result<()> {
+        let dst = self.input_mut(i)?;
+        if dst.len() != bytes.len() {
+            return Err(Error::BadIo { what: "input byte length differs from the input's shape" });
+        }
+        dst.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Copies f32 values into float input `i`.
+    pub fn set_input_f32(&mut self, i: usize, values: &[f32]) -> Result<()> {
+        self.set_input(i, bytemuck::cast_slice(values))
+    }
+
+    /// Output `i` after [`InterpreterWith::invoke`].
+    pub fn output(&self, i: usize) -> Result<TensorRef<'_>> {
+        let id = *self.g.outputs.get(i).ok_or(Error::BadIo { what: "output index out of range" })?;
+        let t = self.g.t(id);
+        let data = match t.loc {
+            Loc::Work(at) => self.work.get(at..at + t.bytes()).ok_or(Error::BadIo { what: "output outside the arena" })?,
+            _ => return Err(Error::BadIo { what: "output has no storage" }),
+        };
+        Ok(TensorRef { name: t.name, dtype: t.dtype, shape: t.shape, data })
+    }
+
+    /// Runs every step once.
+    pub fn invoke(&mut self) -> Result<()> {
+        self.invoke_with(&mut ())
+    }
+
+    /// Runs every step, calling `obs` around each (for per-op timing).
+    pub fn invoke_with(&mut self, obs: &mut impl StepObserver) -> Result<()> {
+        for si in 0..self.steps.len() {
+            let s = self.steps[si];
+            if let Ok(node) = self.g.node(s.node) {
+                obs.before(si, self.step_op(si), node.name);
+            }
+            self.run_step(&s)?;
+            obs.after(si);
+        }
+        Ok(())
+    }
+
+    fn run_step(&mut self, s: &Step) -> Result<()> {
+        let out = *self.g.t(s.out);
+        let Loc::Work(o_at) = out.loc else { return Err(Error::BadIo { what: "step output has no storage" }) };
+        let o_end = o_at + out.bytes();
+        if o_end > self.work.len() {
+            return Err(Error::BadIo { what: "step output outside the arena" });
+        }
+        let (lo, rest) = self.work.split_at_mut(o_at);
+        let (y, hi) = rest.split_at_mut(o_end - o_at);
+        let (lo, hi): (&[u8], &[u8]) = (lo, hi);
+        let persist: &[u8] = self.persist;
+        let mut ins: [&[u8]; MAX_STEP_INPUTS] = [&[]; MAX_STEP_INPUTS];
+        for (slot, &id) in ins.iter_mut().zip(s.inputs()) {
+            let t = self.g.t(id);
+            let len = t.bytes();
+            *slot = match t.loc {
+                Loc::Model(b) => b,
+                Loc::Persist(_) => bytes_of(t.loc, len, persist)?,
+                Loc::Work(at) if at + len <= o_at => &lo[at..at + len],
+                Loc::Work(at) if at >= o_end => hi.get(at - o_end..at - o_end + len).ok_or(Error::BadIo { what: "input outside the arena" })?,
+                _ => return Err(Error::BadIo { what: "input overlaps the output" }),
+            };
+        }
+        let n_in = s.n_in as usize;
+        eval(&s.op, &ins[..n_in], &self.g, s, persist, y)
+    }
+}
+
+fn f32s(b: &[u8]) -> Result<&[f32]> {
+    bytemuck::try_cast_slice(b).map_err(|_| Error::BadIo { what: "misaligned float buffer" })
+}
+
+fn f32s_mut(b: &mut [u8]) -> Result<&mut [f32]> {
+    bytemuck::try_cast_slice_mut(b).map_err(|_| Error::BadIo { what: "misaligned float buffer" })
+}
+
+fn i32s(b: &[u8]) -> Result<&[i32]> {
+    bytemuck::try_cast_slice(b).map_err(|_| Error::BadIo { what: "misaligned int buffer" })
+}
+
+fn persist_slice(persist: &[u8], at: usize, len: usize) -> Result<&[u8]> {
+    persist.get(at..at + len).ok_or(Error::BadIo { what: "constant outside the arena" })
+}
+
+fn eval<const T: usize, const N: usize>(op: &Op, ins: &[&[u8]], g: &Graph<'_, T, N>, s: &Step, persist: &[u8], y: &mut [u8]) -> Result<()> {
+    let get = |i: usize| ins.get(i).copied().ok_or(Error::BadIo { what: "missing step input" });
+    match *op {
+        Op::Copy => {
+            let x = get(0)?;
+            if x.len() != y.len() {
+                return Err(Error::BadIo { what: "reshape size differs" });
+            }
+            y.copy_from_slice(x);
+            Ok(())
+        }
+        Op::Unary(u) => k::unary(u, f32s(get(0)?)?, f32s_mut(y)?),
+        Op::Binary(b, bc) => k::binary(b, &bc, f32s(get(0)?)?, f32s(get(1)?)?, f32s_mut(y)?),
+        Op::Conv(w) => {
+            let b = if ins.len() > 2 { Some(f32s(get(2)?)?) } else { None };
+            k::conv_f32(&w, f32s(get(0)?)?, f32s(get(1)?)?, b, f32s_mut(y)?)
+        }
+        Op::Gemm { m, k: kk, n, trans_a, trans_b, alpha, beta, c } => {
+            let cv = match c {
+                Some(bc) => Some((bc, f32s(get(2)?)?)),
+                None => None,
+            };
+            k::gemm_f32(m, kk, n, trans_a, trans_b, alpha, beta, cv.as_ref().map(|(b, v)| (b, *v)), f32s(get(0)?)?, f32s(get(1)?)?, f32s_mut(y)?)
+        }
+        Op::MatMul { batch, m, k: kk, n, a_batch_stride, b_batch_stride } => k::matmul_f32(batch, m, kk, n, a_batch_stride, b_batch_stride, f32s(get(0)?)?, f32s(get(1)?)?, f32s_mut(y)?),
+        Op::MaxPool(w) => match g.t(s.out).dtype {
+            DType::I8 => k::maxpool::<i8>(&w, i8::MIN, bytemuck::cast_slice(get(0)?), bytemuck::cast_slice_mut(y)),
+            DType::U8 => k::maxpool::<u8>(&w, 0, get(0)?, y),
+            _ => k::maxpool::<f32>(&w, f32::NEG_INFINITY, f32s(get(0)?)?, f32s_mut(y)?),
+        },
+        Op::AveragePool { win, count_include_pad } => k::avgpool(&win, count_include_pad, f32s(get(0)?)?, f32s_mut(y)?),
+        Op::GlobalAveragePool { nc, hw } => k::global_avg(nc, hw, f32s(get(0)?)?, f32s_mut(y)?),
+        Op::Softmax { outer, len, inner } => k::softmax(outer, len, inner, f32s(get(0)?)?, f32s_mut(y)?),
+        Op::BatchNorm { c, inner, n, eps } => k::batchnorm(n, c, inner, eps, f32s(get(0)?)?, f32s(get(1)?)?, f32s(get(2)?)?, f32s(get(3)?)?, f32s(get(4)?)?, f32s_mut(y)?),
+        Op::Concat { outer, inner } => {
+            let esize = g.t(s.out).dtype.size();
+            let mut off = 0usize;
+            for o in 0..outer {
+                for x in ins.iter() {
+                    let axis_len = x.len() / (outer * inner * esize).max(1);
+                    let chunk = axis_len * inner * esize;
+                    let src = x.get(o * chunk..(o + 1) * chunk).ok_or(Error::BadIo { what: "concat input size" })?;
+                    let dst = y.get_mut(off..off + chunk).ok_or(Error::BadIo { what: "concat output size" })?;
+                    dst.copy_from_slice(src);
+                    off += chunk;
+                }
+            }
+            Ok(())
+        }
+        Op::Transpose { in_shape, perm } => k::transpose(g.t(s.out).dtype.size(), &in_shape, &perm, get(0)?, y),
+        Op::Quantize { q, out } => {
+            let sc = f32s(persist_slice(persist, q.scales, q.axis_len * 4)?)?;
+            let zp = i32s(persist_slice(persist, q.zps, q.axis_len * 4)?)?;
+            k::quantize(&q, sc, zp, out, f32s(get(0)?)?, y)
+        }
+        Op::Dequantize { q, input } => {
+            let sc = f32s(persist_slice(persist, q.scales, q.axis_len * 4)?)?;
+            let zp = i32s(persist_slice(persist, q.zps, q.axis_len * 4)?)?;
+            k::dequantize(&q, sc, zp, input, get(0)?, f32s_mut(y)?)
+        }
+        Op::QConv(p) => {
+            let bias = i32s(persist_slice(persist, p.bias, p.win.oc * 4)?)?;
+            let rq_raw = i32s(persist_slice(persist, p.requant, p.win.oc * 8)?)?;
+            let rq = RequantTable(rq_raw);
+            let w: &[i8] = bytemuck::cast_slice(get(1)?);
+            if p.unsigned {
+                k::qconv_ref::<u8>(&p, get(0)?, w, bias, rq, y)
+            } else {
+                k::qconv_ref::<i8>(&p, bytemuck::cast_slice(get(0)?), w, bias, rq, bytemuck::cast_slice_mut(y))
+            }
+        }
+        Op::QAdd(p) => {
+            if p.unsigned {
+                k::qadd_ref::<u8>(&p, get(0)?, get(1)?, y)
+            } else {
+                k::qadd_ref::<i8>(&p, bytemuck::cast_slice(get(0)?), bytemuck::cast_slice(get(1)?), bytemuck::cast_slice_mut(y))
+            }
+        }
+    }
+}
+
+fn put_f32(persist: &mut [u8], at: usize, i: usize, v: f32) -> Result<()> {
+    persist.get_mut(at + 4 * i..at + 4 * i + 4).ok_or(Error::BadIo { what: "fill outside the arena" })?.copy_from_slice(&v.to_le_bytes());
+    Ok(())
+}
+
+fn put_i32(persist: &mut [u8], at: usize, i: usize, v: i32) -> Result<()> {
+    persist.get_mut(at + 4 * i..at + 4 * i + 4).ok_or(Error::BadIo { what: "fill outside the arena" })?.copy_from_slice(&v.to_le_bytes());
+    Ok(())
+}
+
+/// Writes one prepared constant into the persistent area.
+fn fill<const T: usize, const N: usize>(g: &Graph<'_, T, N>, f: &Fill, persist: &mut [u8]) -> Result<()> {
+    match *f {
+        Fill::Const { id, at } => {
+            let t = g.t(id);
+            let kv = t.konst.ok_or(Error::BadIo { what: "constant fill of a non-constant" })?;
+            let len = t.bytes();
+            let dst = persist.get_mut(at..at + len).ok_or(Error::BadIo { what: "fill outside the arena" })?;
+            match kv.raw() {
+                Some(raw) if raw.len() == len => dst.copy_from_slice(raw),
+                _ => {
+                    let es = t.dtype.size();
+                    let mut err = None;
+                    kv.for_each_i64(|i, v| {
+                        let bytes = v.to_le_bytes();
+                        match dst.get_mut(i * es..(i + 1) * es) {
+                            Some(d) => d.copy_from_slice(&bytes[..es]),
+                            None => err = Some(Error::BadInitializer { name: Name::new(t.name) }),
+                        }
+                    })?;
+                    if t.dtype == DType::F32 || t.dtype == DType::F16 {
+                        // float_data is stored raw; any other representation is unusual.
+                        return Err(Error::BadInitializer { name: Name::new(t.name) });
+                    }
+                    if let Some(e) = err {
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Fill::QParams { scale, zp, q } => {
+            let s = g.t(scale).konst.ok_or(Error::BadIo { what: "scale" })?;
+            let mut res = Ok(());
+            s.for_each_f32(|i, v| {
+                if i < q.axis_len && res.is_ok() {
+                    res = put_f32(persist, q.scales, i, v);
+                }
+            })?;
+            res?;
+            for i in 0..q.axis_len {
+                put_i32(persist, q.zps, i, 0)?;
+            }
+            if zp != NONE {
+                let z = g.t(zp).konst.ok_or(Error::BadIo { what: "zero point" })?;
+                let mut res = Ok(());
+                z.for_each_i64(|i, v| {
+                    if i < q.axis_len && res.is_ok() {
+                        res = put_i32(persist, q.zps, i, v as i32);
+                    }
+                })?;
+                res?;
+            }
+            Ok(())
+        }
+        Fill::QLinear { w, bias, bias_scale, sx, sw, sy, p } => {
+            let wk = g.t(w).konst.and_then(|k| k.raw()).ok_or(Error::BadIo { what: "weights" })?;
+            let wv: &[i8] = bytemuck::cast_slice(wk);
+            let swk = g.t(sw).konst.ok_or(Error::BadIo { what: "weight scale" })?;
+            let per_oc = swk.shape.numel() > 1;
+            let red = p.win.c / p.win.group * p.win.kh * p.win.kw;
+            for oc in 0..p.win.oc {
+                let s_w = swk.f32_at(if per_oc { oc } else { 0 })? as f64;
+                let mut sum: i64 = 0;
+                for r in 0..red {
+                    sum += *wv.get(oc * p.w_stride_oc + r * p.w_stride_k).ok_or(Error::BadInitializer { name: Name::new(g.t(w).name) })? as i64;
+                }
+                let acc_scale = sx as f64 * s_w;
+                let b_real = if bias == NONE {
+                    0.0
+                } else {
+                    let bk = g.t(bias).konst.ok_or(Error::BadIo { what: "bias" })?;
+                    if bias_scale == NONE {
+                        bk.f32_at(oc)? as f64
+                    } else {
+                        let bs = g.t(bias_scale).konst.ok_or(Error::BadIo { what: "bias scale" })?;
+                        let s = bs.f32_at(if bs.shape.numel() > 1 { oc } else { 0 })? as f64;
+                        bk.i64_at(oc)? as f64 * s
+                    }
+                };
+                let bq = if acc_scale > 0.0 { (b_real / acc_scale).round() } else { 0.0 };
+                let bq = bq.clamp(-2147483648.0, 2147483647.0) as i64 - p.zx as i64 * sum;
+                put_i32(persist, p.bias, oc, bq.clamp(i32::MIN as i64, i32::MAX as i64) as i32)?;
+                let r = Requant::from_f64(acc_scale / sy as f64);
+                put_i32(persist, p.requant, 2 * oc, r.multiplier)?;
+                put_i32(persist, p.requant, 2 * oc + 1, r.shift)?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,542 @@
+//! Portable reference kernels. Pure functions over slices whose lengths the plan guarantees;
+//! each checks them once on entry and returns an error instead of indexing out of bounds.
+//! The int8 kernels use integer arithmetic only.
+
+use crate::error::{Error, Result};
+use crate::ops::{Binary, Broadcast, QAdd, QLinear, QParams, Unary, Window};
+use crate::quant::{round_ties_even, RequantTable};
+use crate::tensor::{DType, Shape, MAX_RANK};
+
+fn check(ok: bool) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadIo { what: "buffer size does not match the plan" })
+    }
+}
+
+/// An 8-bit quantized element type.
+pub trait Q8: Copy + bytemuck::Pod {
+    /// Widens to i32.
+    fn get(self) -> i32;
+    /// Narrows an already clamped i32.
+    fn put(v: i32) -> Self;
+}
+
+impl Q8 for i8 {
+    #[inline]
+    fn get(self) -> i32 {
+        self as i32
+    }
+    #[inline]
+    fn put(v: i32) -> Self {
+        v as i8
+    }
+}
+
+impl Q8 for u8 {
+    #[inline]
+    fn get(self) -> i32 {
+        self as i32
+    }
+    #[inline]
+    fn put(v: i32) -> Self {
+        v as u8
+    }
+}
+
+fn exp(x: f32) -> f32 {
+    libm_exp(x)
+}
+
+/// `exp` without libm: range reduction to 2^k·e^r with a degree-7 polynomial (< 2 ulp on the
+/// range softmax and sigmoid use).
+fn libm_exp(x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
+    if x > 88.72 {
+        return f32::INFINITY;
+    }
+    if x < -103.9 {
+        return 0.0;
+    }
+    let ln2 = core::f64::consts::LN_2;
+    let xd = x as f64;
+    let k = round_ties_even((xd / ln2) as f32) as i32;
+    let r = xd - k as f64 * ln2;
+    let mut p = 1.0f64;
+    let mut term = 1.0f64;
+    for i in 1..12 {
+        term *= r / i as f64;
+        p += term;
+    }
+    // Multiply by 2^k in two steps to stay inside the f64 exponent range.
+    let half = k / 2;
+    let scale1 = f64::from_bits(((1023 + half as i64) as u64) << 52);
+    let scale2 = f64::from_bits(((1023 + (k - half) as i64) as u64) << 52);
+    (p * scale1 * scale2) as f32
+}
+
+fn sqrt(x: f32) -> f32 {
+    if x < 0.0 || x.is_nan() {
+        return f32::NAN;
+    }
+    if x == 0.0 || x.is_infinite() {
+        return x;
+    }
+    // Newton iterations from a bit-level estimate, in f64 for a correctly rounded f32 result.
+    let xd = x as f64;
+    let mut g = f64::from_bits((xd.to_bits() >> 1) + (1023u64 << 51));
+    for _ in 0..6 {
+        g = 0.5 * (g + xd / g);
+    }
+    g as f32
+}
+
+fn tanh(x: f32) -> f32 {
+    if x > 10.0 {
+        return 1.0;
+    }
+    if x < -10.0 {
+        return -1.0;
+    }
+    if x.abs() < 1e-4 {
+        return x;
+    }
+    let e = libm_exp(2.0 * x) as f64;
+    ((e - 1.0) / (e + 1.0)) as f32
+}
+
+/// Element-wise unary op.
+pub fn unary(u: Unary, x: &[f32], y: &mut [f32]) -> Result<()> {
+    check(x.len() == y.len())?;
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = match u {
+            Unary::Relu => {
+                if v > 0.0 {
+                    v
+                } else {
+                    0.0
+                }
+            }
+            Unary::Sigmoid => {
+                if v >= 0.0 {
+                    1.0 / (1.0 + exp(-v))
+                } else {
+                    let e = exp(v);
+                    e / (1.0 + e)
+                }
+            }
+            Unary::Tanh => tanh(v),
+            Unary::Abs => v.abs(),
+            Unary::Neg => -v,
+            Unary::Exp => exp(v),
+            Unary::Sqrt => sqrt(v),
+            Unary::LeakyRelu(a) => {
+                if v >= 0.0 {
+                    v
+                } else {
+                    a * v
+                }
+            }
+            Unary::Clip(lo, hi) => {
+                if v < lo {
+                    lo
+                } else if v > hi {
+                    hi
+                } else {
+                    v
+                }
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Walks a broadcast, calling `f(out_index, a_index, b_index)`.
+pub fn for_each_broadcast(bc: &Broadcast, mut f: impl FnMut(usize, usize, usize)) {
+    let n = bc.out.numel();
+    if bc.same {
+        (0..n).for_each(|i| f(i, i, i));
+        return;
+    }
+    let r = bc.out.rank();
+    let mut idx = [0usize; MAX_RANK];
+    let (mut ia, mut ib) = (0usize, 0usize);
+    for o in 0..n {
+        f(o, ia, ib);
+        // Increment the multi-index from the last axis.
+        let mut ax = r;
+        while ax > 0 {
+            ax -= 1;
+            idx[ax] += 1;
+            ia += bc.a[ax] as usize;
+            ib += bc.b[ax] as usize;
+            if idx[ax] < bc.out.dim(ax) {
+                break;
+            }
+            ia -= bc.a[ax] as usize * idx[ax];
+            ib -= bc.b[ax] as usize * idx[ax];
+            idx[ax] = 0;
+        }
+    }
+}
+
+fn broadcast_fits(bc: &Broadcast, a: usize, b: usize, y: usize) -> bool {
+    let r = bc.out.rank();
+    let last = |s: &[u32; MAX_RANK]| (0..r).map(|i| s[i] as usize * bc.out.dim(i).saturating_sub(1)).sum::<usize>();
+    y == bc.out.numel() && (bc.out.numel() == 0 || (last(&bc.a) < a && last(&bc.b) < b))
+}
+
+/// Element-wise binary op with broadcasting.
+pub fn binary(k: Binary, bc: &Broadcast, a: &[f32], b: &[f32], y: &mut [f32]) -> Result<()> {
+    check(broadcast_fits(bc, a.len(), b.len(), y.len()))?;
+    for_each_broadcast(bc, |o, i, j| {
+        let (u, v) = (a[i], b[j]);
+        y[o] = match k {
+            Binary::Add => u + v,
+            Binary::Sub => u - v,
+            Binary::Mul => u * v,
+            Binary::Div => u / v,
+        };
+    });
+    Ok(())
+}
+
+fn window_sizes(w: &Window) -> (usize, usize, usize) {
+    (w.n * w.c * w.h * w.w, w.oc * (w.c / w.group.max(1)) * w.kh * w.kw, w.n * w.oc * w.oh * w.ow)
+}
+
+/// Float convolution (direct, NCHW).
+pub fn conv_f32(p: &Window, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) -> Result<()> {
+    let (nx, nw, ny) = window_sizes(p);
+    check(x.len() == nx && w.len() == nw && y.len() == ny && b.map_or(true, |b| b.len() == p.oc))?;
+    let cpg = p.c / p.group;
+    let opg = p.oc / p.group;
+    for n in 0..p.n {
+        for oc in 0..p.oc {
+            let g = oc / opg;
+            let bias = b.map_or(0.0, |b| b[oc]);
+            for oy in 0..p.oh {
+                for ox in 0..p.ow {
+                    let mut acc = bias;
+                    for ic in 0..cpg {
+                        let c = g * cpg + ic;
+                        let xbase = (n * p.c + c) * p.h * p.w;
+                        let wbase = (oc * cpg + ic) * p.kh * p.kw;
+                        for ky in 0..p.kh {
+                            let iy = (oy * p.sh + ky * p.dh) as isize - p.pt as isize;
+                            if iy < 0 || iy >= p.h as isize {
+                                continue;
+                            }
+                            for kx in 0..p.kw {
+                                let ix = (ox * p.sw + kx * p.dw) as isize - p.pl as isize;
+                                if ix < 0 || ix >= p.w as isize {
+                                    continue;
+                                }
+                                acc += x[xbase + iy as usize * p.w + ix as usize] * w[wbase + ky * p.kw + kx];
+                            }
+                        }
+                    }
+                    y[((n * p.oc + oc) * p.oh + oy) * p.ow + ox] = acc;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reference int8 convolution / fully connected layer with per-channel requantization.
+/// Padding reads as the input zero point, so `bias` already holds `bias − zx·Σw`.
+pub fn qconv_ref<T: Q8>(p: &QLinear, x: &[T], w: &[i8], bias: &[i32], rq: RequantTable<'_>, y: &mut [T]) -> Result<()> {
+    let win = &p.win;
+    let (nx, _, ny) = window_sizes(win);
+    let cpg = win.c / win.group;
+    let opg = win.oc / win.group;
+    let last_w = (win.oc.saturating_sub(1)) * p.w_stride_oc + (cpg * win.kh * win.kw).saturating_sub(1) * p.w_stride_k;
+    check(x.len() == nx && y.len() == ny && bias.len() == win.oc && rq.len() == win.oc && (win.oc == 0 || last_w < w.len()))?;
+    for n in 0..win.n {
+        for oc in 0..win.oc {
+            let g = oc / opg;
+            let wbase = oc * p.w_stride_oc;
+            for oy in 0..win.oh {
+                for ox in 0..win.ow {
+                    let mut acc: i32 = bias[oc];
+                    for ic in 0..cpg {
+                        let xbase = (n * win.c + g * cpg + ic) * win.h * win.w;
+                        for ky in 0..win.kh {
+                            let iy = (oy * win.sh + ky * win.dh) as isize - win.pt as isize;
+                            for kx in 0..win.kw {
+                                let ix = (ox * win.sw + kx * win.dw) as isize - win.pl as isize;
+                                let xv = if iy < 0 || iy >= win.h as isize || ix < 0 || ix >= win.w as isize { p.zx } else { x[xbase + iy as usize * win.w + ix as usize].get() };
+                                let wv = w[wbase + ((ic * win.kh + ky) * win.kw + kx) * p.w_stride_k] as i32;
+                                acc = acc.wrapping_add(xv * wv);
+                            }
+                        }
+                    }
+                    let v = p.zy.saturating_add(rq.get(oc).apply(acc)).clamp(p.act_min, p.act_max);
+                    y[((n * win.oc + oc) * win.oh + oy) * win.ow + ox] = T::put(v);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reference int8 Add with both inputs rescaled (TFLite scheme).
+pub fn qadd_ref<T: Q8>(p: &QAdd, a: &[T], b: &[T], y: &mut [T]) -> Result<()> {
+    check(broadcast_fits(&p.bc, a.len(), b.len(), y.len()))?;
+    for_each_broadcast(&p.bc, |o, i, j| {
+        let va = p.ma.apply((a[i].get() - p.za) << 20);
+        let vb = p.mb.apply((b[j].get() - p.zb) << 20);
+        let v = p.zy.saturating_add(p.my.apply(va.saturating_add(vb)));
+        y[o] = T::put(v.clamp(p.act_min, p.act_max));
+    });
+    Ok(())
+}
+
+/// Gemm: Y = alpha·A'·B' + beta·C.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32(m: usize, k: usize, n: usize, ta: bool, tb: bool, alpha: f32, beta: f32, c: Option<(&Broadcast, &[f32])>, a: &[f32], b: &[f32], y: &mut [f32]) -> Result<()> {
+    check(a.len() == m * k && b.len() == k * n && y.len() == m * n)?;
+    if let Some((bc, cv)) = c {
+        check(broadcast_fits(bc, m * n, cv.len(), m * n))?;
+        for_each_broadcast(bc, |o, _, j| y[o] = beta * cv[j]);
+    } else {
+        y.iter_mut().for_each(|v| *v = 0.0);
+    }
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for l in 0..k {
+                let av = if ta { a[l * m + i] } else { a[i * k + l] };
+                let bv = if tb { b[j * k + l] } else { b[l * n + j] };
+                acc += av * bv;
+            }
+            y[i * n + j] += alpha * acc;
+        }
+    }
+    Ok(())
+}
+
+/// Batched matrix product.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_f32(batch: usize, m: usize, k: usize, n: usize, sa: usize, sb: usize, a: &[f32], b: &[f32], y: &mut [f32]) -> Result<()> {
+    check(y.len() == batch * m * n && a.len() >= (batch - 1) * sa + m * k && b.len() >= (batch - 1) * sb + k * n)?;
+    for bi in 0..batch {
+        let (a, b) = (&a[bi * sa..], &b[bi * sb..]);
+        let y = &mut y[bi * m * n..(bi + 1) * m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0f32;
+                for l in 0..k {
+                    acc += a[i * k + l] * b[l * n + j];
+                }
+                y[i * n + j] = acc;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Max pooling for any ordered element type.
+pub fn maxpool<T: Copy + PartialOrd>(p: &Window, lowest: T, x: &[T], y: &mut [T]) -> Result<()> {
+    check(x.len() == p.n * p.c * p.h * p.w && y.len() == p.n * p.c * p.oh * p.ow)?;
+    for nc in 0..p.n * p.c {
+        let xb = &x[nc * p.h * p.w..];
+        for oy in 0..p.oh {
+            for ox in 0..p.ow {
+                let mut m = lowest;
+                for ky in 0..p.kh {
+                    let iy = (oy * p.sh + ky * p.dh) as isize - p.pt as isize;
+                    if iy < 0 || iy >= p.h as isize {
+                        continue;
+                    }
+                    for kx in 0..p.kw {
+                        let ix = (ox * p.sw + kx * p.dw) as isize - p.pl as isize;
+                        if ix < 0 || ix >= p.w as isize {
+                            continue;
+                        }
+                        let v = xb[iy as usize * p.w + ix as usize];
+                        if v > m || v != v {
+                            m = v;
+                        }
+                    }
+                }
+                y[(nc * p.oh + oy) * p.ow + ox] = m;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Average pooling.
+pub fn avgpool(p: &Window, include_pad: bool, x: &[f32], y: &mut [f32]) -> Result<()> {
+    check(x.len() == p.n * p.c * p.h * p.w && y.len() == p.n * p.c * p.oh * p.ow)?;
+    for nc in 0..p.n * p.c {
+        let xb = &x[nc * p.h * p.w..];
+        for oy in 0..p.oh {
+            for ox in 0..p.ow {
+                let (mut s, mut cnt) = (0.0f32, 0usize);
+                let mut padded_cnt = 0usize;
+                for ky in 0..p.kh {
+                    let iy = (oy * p.sh + ky * p.dh) as isize - p.pt as isize;
+                    for kx in 0..p.kw {
+                        let ix = (ox * p.sw + kx * p.dw) as isize - p.pl as isize;
+                        // Positions past the explicit end padding (ceil mode) never count.
+                        if iy < p.h as isize + p.pt as isize && ix < p.w as isize + p.pl as isize {
+                            padded_cnt += 1;
+                        }
+                        if iy < 0 || iy >= p.h as isize || ix < 0 || ix >= p.w as isize {
+                            continue;
+                        }
+                        s += xb[iy as usize * p.w + ix as usize];
+                        cnt += 1;
+                    }
+                }
+                let d = if include_pad { padded_cnt } else { cnt };
+                y[(nc * p.oh + oy) * p.ow + ox] = if d == 0 { 0.0 } else { s / d as f32 };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Global average pooling over the spatial dims.
+pub fn global_avg(nc: usize, hw: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
+    check(x.len() == nc * hw && y.len() == nc)?;
+    for (i, o) in y.iter_mut().enumerate() {
+        let s: f32 = x[i * hw..(i + 1) * hw].iter().sum();
+        *o = s / hw.max(1) as f32;
+    }
+    Ok(())
+}
+
+/// Softmax along an axis of length `len` with `inner` elements after it.
+pub fn softmax(outer: usize, len: usize, inner: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
+    check(x.len() == outer * len * inner && y.len() == x.len())?;
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| (o * len + j) * inner + i;
+            let mut m = f32::NEG_INFINITY;
+            for j in 0..len {
+                m = m.max(x[at(j)]);
+            }
+            let mut s = 0.0f32;
+            for j in 0..len {
+                let e = exp(x[at(j)] - m);
+                y[at(j)] = e;
+                s += e;
+            }
+            for j in 0..len {
+                y[at(j)] /= s;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Inference batch normalization.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm(n: usize, c: usize, inner: usize, eps: f32, x: &[f32], scale: &[f32], bias: &[f32], mean: &[f32], var: &[f32], y: &mut [f32]) -> Result<()> {
+    check(x.len() == n * c * inner && y.len() == x.len() && scale.len() == c && bias.len() == c && mean.len() == c && var.len() == c)?;
+    for b in 0..n {
+        for ch in 0..c {
+            let k = scale[ch] / sqrt(var[ch] + eps);
+            let off = bias[ch] - mean[ch] * k;
+            let base = (b * c + ch) * inner;
+            for i in 0..inner {
+                y[base + i] = x[base + i] * k + off;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Transposes bytes of `esize`-byte elements.
+pub fn transpose(esize: usize, in_shape: &Shape, perm: &[u8; MAX_RANK], x: &[u8], y: &mut [u8]) -> Result<()> {
+    let r = in_shape.rank();
+    let n = in_shape.numel();
+    check(x.len() == n * esize && y.len() == x.len())?;
+    let mut in_strides = [0usize; MAX_RANK];
+    let mut s = 1;
+    for i in (0..r).rev() {
+        in_strides[i] = s;
+        s *= in_shape.dim(i);
+    }
+    let mut out_dims = [0usize; MAX_RANK];
+    let mut src_strides = [0usize; MAX_RANK];
+    for i in 0..r {
+        out_dims[i] = in_shape.dim(perm[i] as usize);
+        src_strides[i] = in_strides[perm[i] as usize];
+    }
+    let mut idx = [0usize; MAX_RANK];
+    let mut src = 0usize;
+    for o in 0..n {
+        y[o * esize..(o + 1) * esize].copy_from_slice(&x[src * esize..(src + 1) * esize]);
+        let mut ax = r;
+        while ax > 0 {
+            ax -= 1;
+            idx[ax] += 1;
+            src += src_strides[ax];
+            if idx[ax] < out_dims[ax] {
+                break;
+            }
+            src -= src_strides[ax] * idx[ax];
+            idx[ax] = 0;
+        }
+    }
+    Ok(())
+}
+
+/// QuantizeLinear: y = saturate(round_half_even(x / scale) + zp).
+pub fn quantize(q: &QParams, scales: &[f32], zps: &[i32], out: DType, x: &[f32], y: &mut [u8]) -> Result<()> {
+    check(x.len() == y.len() && scales.len() == q.axis_len && zps.len() == q.axis_len && q.inner > 0)?;
+    let (lo, hi) = if out == DType::I8 { (-128.0, 127.0) } else { (0.0, 255.0) };
+    for (i, (o, &v)) in y.iter_mut().zip(x).enumerate() {
+        let a = (i / q.inner) % q.axis_len;
+        let r = round_ties_even(v / scales[a]) + zps[a] as f32;
+        let r = if r.is_nan() { 0.0 } else { r.clamp(lo, hi) };
+        *o = if out == DType::I8 { (r as i32) as i8 as u8 } else { r as u8 };
+    }
+    Ok(())
+}
+
+/// DequantizeLinear: y = (x − zp) · scale.
+pub fn dequantize(q: &QParams, scales: &[f32], zps: &[i32], input: DType, x: &[u8], y: &mut [f32]) -> Result<()> {
+    check(x.len() == y.len() * input.size() && scales.len() == q.axis_len && zps.len() == q.axis_len && q.inner > 0)?;
+    for (i, o) in y.iter_mut().enumerate() {
+        let a = (i / q.inner) % q.axis_len;
+        let v = match input {
+            DType::I8 => x[i] as i8 as i32,
+            DType::U8 => x[i] as i32,
+            _ => i32::from_le_bytes([x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3]]),
+        };
+        *o = (v as f32 - zps[a] as f32) * scales[a];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_sqrt_tanh_are_accurate() {
+        for i in -200..200 {
+            let x = i as f32 * 0.37;
+            let want = (x as f64).exp();
+            let got = exp(x) as f64;
+            if want < 1e37 {
+                assert!(((got - want) / want).abs() < 1e-6, "exp({x}) = {got}, want {want}");
+            }
+            let t = tanh(x / 10.0) as f64;
+            assert!((t - (x as f64 / 10.0).tanh()).abs() < 1e-6);
+        }
+        for i in 1..500 {
+            let x = i as f32 * 1.7;
+            assert_eq!(sqrt(x), x.sqrt());
+        }
+    }
+}

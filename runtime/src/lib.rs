@@ -1,0 +1,47 @@
+//! # sprig-runtime
+//!
+//! A `#![no_std]` inference engine for standard ONNX files, int8 QDQ models first. The model is
+//! read in place ([`Model::parse`], zero-copy: weights stay in the caller's bytes, e.g. flash),
+//! planned once into one caller-given arena ([`Interpreter::new`]), and run with
+//! [`InterpreterWith::invoke`], which allocates nothing and reports every problem as an
+//! [`Error`] instead of panicking.
+//!
+//! ```
+//! use sprig_runtime::{Interpreter, Model};
+//! # let bytes = sprig_runtime::testutil::tiny_relu_model();
+//! let model = Model::parse(&bytes)?;            // validates the whole file
+//! let mut arena = vec![0u8; model.arena_bytes()?];
+//! let mut it = Interpreter::new(&model, &mut arena)?;
+//! it.set_input_f32(0, &[-1.0, 2.0, -3.0, 4.0])?;
+//! it.invoke()?;
+//! assert_eq!(it.output(0)?.as_f32().unwrap(), &[0.0, 2.0, 0.0, 4.0]);
+//! # Ok::<(), sprig_runtime::Error>(())
+//! ```
+#![no_std]
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod error;
+mod fuse;
+mod graph;
+mod interp;
+pub mod kernels;
+pub mod onnx;
+pub mod ops;
+pub mod planner;
+mod prepare;
+pub mod proto;
+pub mod quant;
+pub mod tensor;
+#[doc(hidden)]
+pub mod testutil;
+
+pub use error::{Error, Name, Result};
+pub use interp::{ArenaReport, Interpreter, InterpreterWith, StepObserver, TensorRef};
+pub use onnx::Model;
+pub use tensor::{DType, Shape};

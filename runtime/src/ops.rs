@@ -1,0 +1,331 @@
+//! Operators: `prepare` checks a node's attributes and input types, infers its output shape and
+//! fixes every constant the kernel needs; `eval` (in `kernels`) is pure compute. This split
+//! (as in TFLite Micro) keeps all failure modes at plan time.
+
+use crate::error::{Error, Name, Result};
+use crate::graph::{Graph, TensorInfo};
+use crate::onnx::Node;
+use crate::quant::Requant;
+use crate::tensor::{DType, Shape, MAX_RANK};
+
+/// Ops the runtime claims, as listed in README and checked by the conformance suite.
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Abs", "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "DequantizeLinear", "Div", "Exp", "Flatten",
+    "Gemm", "GlobalAveragePool", "Identity", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Neg", "QuantizeLinear", "Relu",
+    "Reshape", "Sigmoid", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze",
+];
+
+/// Element-wise unary functions on f32.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[allow(missing_docs)]
+pub enum Unary {
+    Relu,
+    Sigmoid,
+    Tanh,
+    Abs,
+    Neg,
+    Exp,
+    Sqrt,
+    LeakyRelu(f32),
+    Clip(f32, f32),
+}
+
+/// Element-wise binary functions on f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// Numpy-style broadcasting: output shape and element strides of both inputs (0 where the
+/// input is broadcast along that axis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Broadcast {
+    /// Output shape.
+    pub out: Shape,
+    /// Strides of input A per output axis.
+    pub a: [u32; MAX_RANK],
+    /// Strides of input B per output axis.
+    pub b: [u32; MAX_RANK],
+    /// Both inputs already have the output shape.
+    pub same: bool,
+}
+
+/// Geometry of a 2-D convolution or pooling window (1-D uses H = 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub struct Window {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oc: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub pt: usize,
+    pub pl: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub group: usize,
+}
+
+/// Parameters of a fused int8 convolution or fully connected layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QLinear {
+    /// Window geometry (a fully connected layer is a 1×1 convolution over 1×1 maps).
+    pub win: Window,
+    /// Input zero point.
+    pub zx: i32,
+    /// Output zero point.
+    pub zy: i32,
+    /// Output clamp after the fused activation, in the output's integer domain.
+    pub act_min: i32,
+    /// See `act_min`.
+    pub act_max: i32,
+    /// Persist offset of `oc` adjusted int32 biases (bias − zx·Σw).
+    pub bias: usize,
+    /// Persist offset of `oc` [`Requant`] pairs.
+    pub requant: usize,
+    /// Element strides of the weight for (output channel, reduction index) — lets Gemm with
+    /// `transB = 0` and MatMul use weights in place.
+    pub w_stride_oc: usize,
+    /// See `w_stride_oc`.
+    pub w_stride_k: usize,
+    /// Input and output are uint8 rather than int8.
+    pub unsigned: bool,
+}
+
+/// Parameters of a fused int8 element-wise Add (residual connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QAdd {
+    /// Broadcasting of the two inputs.
+    pub bc: Broadcast,
+    /// Zero points of A, B and the output.
+    pub za: i32,
+    /// See `za`.
+    pub zb: i32,
+    /// See `za`.
+    pub zy: i32,
+    /// Both inputs are brought to a common scale 2^-20·… before adding (TFLite's scheme).
+    pub ma: Requant,
+    /// See `ma`.
+    pub mb: Requant,
+    /// Rescales the sum to the output scale.
+    pub my: Requant,
+    /// Output clamp after the fused activation.
+    pub act_min: i32,
+    /// See `act_min`.
+    pub act_max: i32,
+    /// uint8 tensors.
+    pub unsigned: bool,
+}
+
+/// Quantize/Dequantize parameters: per-tensor (`axis_len == 1`) or per-axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QParams {
+    /// Persist offset of `axis_len` f32 scales.
+    pub scales: usize,
+    /// Persist offset of `axis_len` i32 zero points.
+    pub zps: usize,
+    /// Number of scales.
+    pub axis_len: usize,
+    /// Product of the dims after the quantization axis.
+    pub inner: usize,
+}
+
+/// A prepared step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[allow(missing_docs)]
+pub enum Op {
+    /// Byte copy: Identity, Reshape, Flatten, Squeeze, Unsqueeze (any element type).
+    Copy,
+    Unary(Unary),
+    Binary(Binary, Broadcast),
+    Conv(Window),
+    /// Y = alpha·A'·B' + beta·C with A' [m,k], B' [k,n].
+    Gemm { m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool, alpha: f32, beta: f32, c: Option<Broadcast> },
+    /// Batched matrix product; batch offsets via broadcast strides over the batch dims.
+    MatMul { batch: usize, m: usize, k: usize, n: usize, a_batch_stride: usize, b_batch_stride: usize },
+    MaxPool(Window),
+    AveragePool { win: Window, count_include_pad: bool },
+    GlobalAveragePool { nc: usize, hw: usize },
+    Softmax { outer: usize, len: usize, inner: usize },
+    BatchNorm { c: usize, inner: usize, n: usize, eps: f32 },
+    Concat { outer: usize, inner: usize },
+    Transpose { in_shape: Shape, perm: [u8; MAX_RANK] },
+    Quantize { q: QParams, out: DType },
+    Dequantize { q: QParams, input: DType },
+    QConv(QLinear),
+    QAdd(QAdd),
+}
+
+/// Most inputs one step reads (Concat).
+pub const MAX_STEP_INPUTS: usize = crate::onnx::MAX_NODE_INPUTS;
+
+/// A step of the execution plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    /// The node (for fused steps, the main node) it came from.
+    pub node: u16,
+    /// What to compute.
+    pub op: Op,
+    /// Input tensor ids.
+    pub ins: [u16; MAX_STEP_INPUTS],
+    /// How many of `ins` are used.
+    pub n_in: u8,
+    /// Output tensor id.
+    pub out: u16,
+}
+
+impl Step {
+    /// The input ids in use.
+    pub fn inputs(&self) -> &[u16] {
+        &self.ins[..self.n_in as usize]
+    }
+}
+
+/// Requests for persistent arena bytes made during preparation, filled once in
+/// `Interpreter::new`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[allow(missing_docs)]
+pub enum Fill {
+    /// Copy constant tensor `id` (converted to its dtype's little-endian layout).
+    Const { id: u16, at: usize },
+    /// f32 scales and i32 zero points of a Q/DQ op.
+    QParams { scale: u16, zp: u16, q: QParams },
+    /// Adjusted int32 bias and per-channel requantization of a fused linear op.
+    QLinear { w: u16, bias: u16, bias_scale: u16, sx: f32, sw: u16, sy: f32, p: QLinear },
+}
+
+/// Context handed to `prepare`: the tensor table and a bump allocator for persistent bytes.
+pub struct Prep<'g, 'm, const T: usize, const N: usize> {
+    /// The tensor table.
+    pub g: &'g mut Graph<'m, T, N>,
+    /// Bytes of persistent arena requested so far.
+    pub persist: usize,
+    /// What to write into those bytes.
+    pub fills: &'g mut heapless::Vec<Fill, N>,
+}
+
+impl<'m, const T: usize, const N: usize> Prep<'_, 'm, T, N> {
+    /// Reserves `bytes` (16-byte aligned) of persistent arena.
+    pub fn reserve(&mut self, bytes: usize) -> Result<usize> {
+        let at = self.persist;
+        let size = bytes.checked_add(15).ok_or(Error::InvalidModel { reason: "persistent size overflows" })? & !15;
+        self.persist = at.checked_add(size).ok_or(Error::InvalidModel { reason: "persistent size overflows" })?;
+        Ok(at)
+    }
+
+    /// Schedules a fill.
+    pub fn fill(&mut self, f: Fill) -> Result<()> {
+        self.fills.push(f).map_err(|_| Error::CapacityExceeded { what: "prepared constants", capacity: N })
+    }
+}
+
+pub(crate) fn shape_err(node: &Node<'_>, what: &'static str) -> Error {
+    Error::ShapeMismatch { node: node.label(), what }
+}
+
+pub(crate) fn unsupported(node: &Node<'_>, what: &'static str) -> Error {
+    Error::Unsupported { node: node.label(), what }
+}
+
+/// Looks up a node input that must exist and be typed.
+pub(crate) fn input<'m, const T: usize, const N: usize>(g: &Graph<'m, T, N>, node: &Node<'m>, i: usize) -> Result<(u16, TensorInfo<'m>)> {
+    let name = node.input(i).ok_or_else(|| shape_err(node, "a required input is missing"))?;
+    let id = g.find(name).ok_or_else(|| Error::UndefinedTensor { name: Name::new(name) })?;
+    let t = *g.t(id);
+    if !t.known {
+        return Err(Error::UndefinedTensor { name: Name::new(name) });
+    }
+    Ok((id, t))
+}
+
+/// Computes numpy broadcasting of two shapes.
+pub fn broadcast(a: &Shape, b: &Shape) -> Option<Broadcast> {
+    let rank = a.rank().max(b.rank());
+    let mut out = [0i64; MAX_RANK];
+    let mut sa = [0u32; MAX_RANK];
+    let mut sb = [0u32; MAX_RANK];
+    let (mut stride_a, mut stride_b) = (1u64, 1u64);
+    for i in (0..rank).rev() {
+        let da = if i + a.rank() >= rank { a.dim(i + a.rank() - rank) } else { 1 };
+        let db = if i + b.rank() >= rank { b.dim(i + b.rank() - rank) } else { 1 };
+        let d = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return None;
+        };
+        out[i] = d as i64;
+        sa[i] = if da == 1 && d != 1 { 0 } else { stride_a as u32 };
+        sb[i] = if db == 1 && d != 1 { 0 } else { stride_b as u32 };
+        stride_a *= da as u64;
+        stride_b *= db as u64;
+    }
+    let out = Shape::new(&out[..rank], "broadcast").ok()?;
+    Some(Broadcast { out, a: sa, b: sb, same: a == &out && b == &out })
+}
+
+/// Int8 output clamp for a fused activation, given the output quantization.
+pub(crate) fn act_range(relu: bool, clip: Option<(f32, f32)>, sy: f32, zy: i32, unsigned: bool) -> (i32, i32) {
+    let (mut lo, mut hi) = if unsigned { (0, 255) } else { (-128, 127) };
+    let q = |v: f32| -> i32 {
+        let r = crate::quant::round_ties_even(v / sy);
+        (if r > 1.0e9 { 1.0e9 } else if r < -1.0e9 { -1.0e9 } else { r }) as i32 + zy
+    };
+    if relu {
+        lo = lo.max(zy);
+    }
+    if let Some((cmin, cmax)) = clip {
+        lo = lo.max(q(cmin));
+        hi = hi.min(q(cmax));
+    }
+    (lo, hi)
+}
+
+/// The ONNX op type a plain step runs.
+pub fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Copy => "Reshape",
+        Op::Unary(u) => match u {
+            Unary::Relu => "Relu",
+            Unary::Sigmoid => "Sigmoid",
+            Unary::Tanh => "Tanh",
+            Unary::Abs => "Abs",
+            Unary::Neg => "Neg",
+            Unary::Exp => "Exp",
+            Unary::Sqrt => "Sqrt",
+            Unary::LeakyRelu(_) => "LeakyRelu",
+            Unary::Clip(..) => "Clip",
+        },
+        Op::Binary(b, _) => match b {
+            Binary::Add => "Add",
+            Binary::Sub => "Sub",
+            Binary::Mul => "Mul",
+            Binary::Div => "Div",
+        },
+        Op::Conv(_) => "Conv",
+        Op::Gemm { .. } => "Gemm",
+        Op::MatMul { .. } => "MatMul",
+        Op::MaxPool(_) => "MaxPool",
+        Op::AveragePool { .. } => "AveragePool",
+        Op::GlobalAveragePool { .. } => "GlobalAveragePool",
+        Op::Softmax { .. } => "Softmax",
+        Op::BatchNorm { .. } => "BatchNormalization",
+        Op::Concat { .. } => "Concat",
+        Op::Transpose { .. } => "Transpose",
+        Op::Quantize { .. } => "QuantizeLinear",
+        Op::Dequantize { .. } => "DequantizeLinear",
+        Op::QConv(_) => "QLinearConv",
+        Op::QAdd(_) => "QLinearAdd",
+    }
+}

@@ -1,0 +1,612 @@
+//! Shape inference and attribute handling for every plain (unfused) op.
+
+use crate::error::{Error, Name, Result};
+use crate::onnx::Node;
+use crate::ops::*;
+use crate::tensor::{DType, Shape, MAX_RANK};
+
+type Out = (Op, DType, Shape);
+
+pub(crate) fn make_step(node_idx: u16, op: Op, ins: &[u16], out: u16) -> Result<Step> {
+    let mut s = Step { node: node_idx, op, ins: [0; MAX_STEP_INPUTS], n_in: ins.len() as u8, out };
+    s.ins.get_mut(..ins.len()).ok_or(Error::CapacityExceeded { what: "inputs of one step", capacity: MAX_STEP_INPUTS })?.copy_from_slice(ins);
+    Ok(s)
+}
+
+fn only_attrs(node: &Node<'_>, allowed: &[&str]) -> Result<()> {
+    for a in node.attr_names() {
+        let a = a?;
+        if !allowed.contains(&a) {
+            return Err(Error::Unsupported { node: node.label(), what: "attribute" });
+        }
+    }
+    Ok(())
+}
+
+fn f32_input<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &Node<'_>, i: usize) -> Result<(u16, Shape)> {
+    let (id, t) = input(p.g, node, i)?;
+    if t.dtype != DType::F32 {
+        return Err(unsupported(node, "element type (this op runs on float32)"));
+    }
+    Ok((id, t.shape))
+}
+
+fn axis(node: &Node<'_>, a: i64, rank: usize) -> Result<usize> {
+    let r = rank as i64;
+    if a < -r || a >= r.max(1) {
+        return Err(shape_err(node, "axis out of range"));
+    }
+    Ok(if a < 0 { (a + r) as usize } else { a as usize })
+}
+
+fn ints<const L: usize>(node: &Node<'_>, name: &str) -> Result<Option<heapless::Vec<i64, L>>> {
+    let mut buf = [0i64; L];
+    Ok(node.attr_ints(name, &mut buf)?.map(|n| buf[..n].iter().copied().collect()))
+}
+
+/// Reads a constant 1-D int64 input (Reshape's shape, Squeeze's axes in opset 13+).
+fn const_ints<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &Node<'_>, i: usize) -> Result<Option<heapless::Vec<i64, MAX_RANK>>> {
+    let Some(name) = node.input(i) else { return Ok(None) };
+    let k = p.g.konst(Some(name)).ok_or_else(|| unsupported(node, "non-constant shape/axes input"))?;
+    if k.shape.numel() > MAX_RANK {
+        return Err(Error::BadDimension { name: Name::new(name) });
+    }
+    let mut v = heapless::Vec::new();
+    k.for_each_i64(|_, x| {
+        let _ = v.push(x);
+    })?;
+    Ok(Some(v))
+}
+
+/// Prepares one node as a plain step. Returns the step; sets its output's type and shape.
+pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node: &Node<'_>, idx: u16) -> Result<Step> {
+    if !node.domain.is_empty() && node.domain != "ai.onnx" {
+        return Err(Error::UnsupportedOp { op: Name::new(node.op_type), node: node.label() });
+    }
+    if node.outputs.len() != 1 {
+        if node.op_type == "BatchNormalization" || node.op_type == "MaxPool" || node.op_type == "Dropout" {
+            // Optional extra outputs (training statistics, indices) are not supported.
+            if node.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+                return Err(unsupported(node, "optional second output"));
+            }
+        } else {
+            return Err(unsupported(node, "number of outputs"));
+        }
+    }
+    let out_name = node.outputs[0];
+    let out_id = p.g.find(out_name).ok_or_else(|| Error::UndefinedTensor { name: Name::new(out_name) })?;
+    let mut ins: heapless::Vec<u16, MAX_STEP_INPUTS> = heapless::Vec::new();
+    let (op, dtype, shape): Out = match node.op_type {
+        "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Neg" | "Exp" | "Sqrt" | "LeakyRelu" => {
+            let (x, s) = f32_input(p, node, 0)?;
+            let _ = ins.push(x);
+            let u = match node.op_type {
+                "Relu" => Unary::Relu,
+                "Sigmoid" => Unary::Sigmoid,
+                "Tanh" => Unary::Tanh,
+                "Abs" => Unary::Abs,
+                "Neg" => Unary::Neg,
+                "Exp" => Unary::Exp,
+                "Sqrt" => Unary::Sqrt,
+                _ => Unary::LeakyRelu(node.attr_f("alpha", 0.01)?),
+            };
+            (Op::Unary(u), DType::F32, s)
+        }
+        "Clip" => {
+            let (x, s) = f32_input(p, node, 0)?;
+            let _ = ins.push(x);
+            let (mut lo, mut hi) = (f32::NEG_INFINITY, f32::INFINITY);
+            if p.g.opset < 11 {
+                lo = node.attr_f("min", lo)?;
+                hi = node.attr_f("max", hi)?;
+            } else {
+                if let Some(n) = node.input(1) {
+                    lo = p.g.konst(Some(n)).ok_or_else(|| unsupported(node, "non-constant min"))?.f32_at(0)?;
+                }
+                if let Some(n) = node.input(2) {
+                    hi = p.g.konst(Some(n)).ok_or_else(|| unsupported(node, "non-constant max"))?.f32_at(0)?;
+                }
+            }
+            (Op::Unary(Unary::Clip(lo, hi)), DType::F32, s)
+        }
+        "Add" | "Sub" | "Mul" | "Div" => {
+            let (a, sa) = f32_input(p, node, 0)?;
+            let (b, sb) = f32_input(p, node, 1)?;
+            if p.g.opset < 7 {
+                return Err(unsupported(node, "legacy broadcast attribute (opset < 7)"));
+            }
+            let bc = broadcast(&sa, &sb).ok_or_else(|| shape_err(node, "shapes do not broadcast"))?;
+            let _ = ins.push(a);
+            let _ = ins.push(b);
+            let k = match node.op_type {
+                "Add" => Binary::Add,
+                "Sub" => Binary::Sub,
+                "Mul" => Binary::Mul,
+                _ => Binary::Div,
+            };
+            (Op::Binary(k, bc), DType::F32, bc.out)
+        }
+        "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
+            let (x, t) = input(p.g, node, 0)?;
+            let _ = ins.push(x);
+            let s = reshape_like(p, node, &t.shape)?;
+            (Op::Copy, t.dtype, s)
+        }
+        "Conv" => {
+            let (x, sx) = f32_input(p, node, 0)?;
+            let (w, sw) = f32_input(p, node, 1)?;
+            let _ = ins.push(x);
+            let _ = ins.push(w);
+            let win = conv_window(node, &sx, &sw)?;
+            if let Some(bn) = node.input(2) {
+                let (b, sb) = f32_input(p, node, 2)?;
+                if sb.numel() != win.oc || bn.is_empty() {
+                    return Err(shape_err(node, "bias length differs from output channels"));
+                }
+                let _ = ins.push(b);
+            }
+            (Op::Conv(win), DType::F32, window_out_shape(&sx, &win, node)?)
+        }
+        "Gemm" => {
+            only_attrs(node, &["alpha", "beta", "transA", "transB"])?;
+            let (a, sa) = f32_input(p, node, 0)?;
+            let (b, sb) = f32_input(p, node, 1)?;
+            if sa.rank() != 2 || sb.rank() != 2 {
+                return Err(shape_err(node, "Gemm inputs must be 2-D"));
+            }
+            let trans_a = node.attr_i("transA", 0)? != 0;
+            let trans_b = node.attr_i("transB", 0)? != 0;
+            let (m, k) = if trans_a { (sa.dim(1), sa.dim(0)) } else { (sa.dim(0), sa.dim(1)) };
+            let (k2, n) = if trans_b { (sb.dim(1), sb.dim(0)) } else { (sb.dim(0), sb.dim(1)) };
+            if k != k2 {
+                return Err(shape_err(node, "inner dimensions differ"));
+            }
+            let out = Shape::from_usize(&[m, n], out_name)?;
+            let _ = ins.push(a);
+            let _ = ins.push(b);
+            let mut c = None;
+            if node.input(2).is_some() {
+                let (cid, sc) = f32_input(p, node, 2)?;
+                let bc = broadcast(&out, &sc).filter(|bc| bc.out == out).ok_or_else(|| shape_err(node, "C does not broadcast to the output"))?;
+                c = Some(bc);
+                let _ = ins.push(cid);
+            }
+            let alpha = node.attr_f("alpha", 1.0)?;
+            let beta = node.attr_f("beta", 1.0)?;
+            (Op::Gemm { m, k, n, trans_a, trans_b, alpha, beta, c }, DType::F32, out)
+        }
+        "MatMul" => {
+            let (a, sa) = f32_input(p, node, 0)?;
+            let (b, sb) = f32_input(p, node, 1)?;
+            let _ = ins.push(a);
+            let _ = ins.push(b);
+            let (op, s) = matmul_shape(node, &sa, &sb, out_name)?;
+            (op, DType::F32, s)
+        }
+        "MaxPool" | "AveragePool" => {
+            let (x, t) = input(p.g, node, 0)?;
+            let is_max = node.op_type == "MaxPool";
+            if !(t.dtype == DType::F32 || (is_max && (t.dtype == DType::I8 || t.dtype == DType::U8))) {
+                return Err(unsupported(node, "element type"));
+            }
+            let _ = ins.push(x);
+            let win = pool_window(node, &t.shape)?;
+            let s = window_out_shape(&t.shape, &win, node)?;
+            let op = if is_max { Op::MaxPool(win) } else { Op::AveragePool { win, count_include_pad: node.attr_i("count_include_pad", 0)? != 0 } };
+            (op, t.dtype, s)
+        }
+        "GlobalAveragePool" => {
+            let (x, s) = f32_input(p, node, 0)?;
+            let _ = ins.push(x);
+            if s.rank() < 3 {
+                return Err(shape_err(node, "input must be N×C×spatial"));
+            }
+            let hw: usize = s.dims()[2..].iter().map(|&d| d as usize).product();
+            let mut o = [1i64; MAX_RANK];
+            o[0] = s.dim(0) as i64;
+            o[1] = s.dim(1) as i64;
+            (Op::GlobalAveragePool { nc: s.dim(0) * s.dim(1), hw }, DType::F32, Shape::new(&o[..s.rank()], out_name)?)
+        }
+        "Softmax" => {
+            let (x, s) = f32_input(p, node, 0)?;
+            let _ = ins.push(x);
+            let default_axis = if p.g.opset >= 13 { -1 } else { 1 };
+            let ax = axis(node, node.attr_i("axis", default_axis)?, s.rank())?;
+            let d = s.dims();
+            let outer: usize = d[..ax].iter().map(|&v| v as usize).product();
+            let op = if p.g.opset >= 13 {
+                let inner: usize = d[ax + 1..].iter().map(|&v| v as usize).product();
+                Op::Softmax { outer, len: s.dim(ax), inner }
+            } else {
+                // Before opset 13 Softmax flattens to 2-D at `axis`.
+                Op::Softmax { outer, len: s.numel() / outer.max(1), inner: 1 }
+            };
+            (op, DType::F32, s)
+        }
+        "BatchNormalization" => {
+            let (x, s) = f32_input(p, node, 0)?;
+            let _ = ins.push(x);
+            if node.attr_i("training_mode", 0)? != 0 {
+                return Err(unsupported(node, "training_mode"));
+            }
+            let c = s.dim(1);
+            for i in 1..5 {
+                let (id, si) = f32_input(p, node, i)?;
+                if si.numel() != c {
+                    return Err(shape_err(node, "parameter length differs from channels"));
+                }
+                let _ = ins.push(id);
+            }
+            let inner: usize = s.dims().get(2..).unwrap_or(&[]).iter().map(|&d| d as usize).product();
+            (Op::BatchNorm { c, inner, n: s.dim(0), eps: node.attr_f("epsilon", 1e-5)? }, DType::F32, s)
+        }
+        "Concat" => {
+            let (first, t0) = input(p.g, node, 0)?;
+            let ax = axis(node, node.attr_i("axis", 1)?, t0.shape.rank())?;
+            let mut total = 0usize;
+            for i in 0..node.inputs.len() {
+                let (id, t) = input(p.g, node, i)?;
+                if t.dtype != t0.dtype || t.shape.rank() != t0.shape.rank() {
+                    return Err(shape_err(node, "inputs differ in type or rank"));
+                }
+                for a in 0..t.shape.rank() {
+                    if a != ax && t.shape.dim(a) != t0.shape.dim(a) {
+                        return Err(shape_err(node, "inputs differ outside the concat axis"));
+                    }
+                }
+                total += t.shape.dim(ax);
+                let _ = ins.push(id);
+            }
+            let _ = first;
+            let mut d = [0i64; MAX_RANK];
+            for (i, v) in t0.shape.dims().iter().enumerate() {
+                d[i] = *v as i64;
+            }
+            d[ax] = total as i64;
+            let outer: usize = t0.shape.dims()[..ax].iter().map(|&v| v as usize).product();
+            let inner: usize = t0.shape.dims()[ax + 1..].iter().map(|&v| v as usize).product();
+            (Op::Concat { outer, inner }, t0.dtype, Shape::new(&d[..t0.shape.rank()], out_name)?)
+        }
+        "Transpose" => {
+            let (x, t) = input(p.g, node, 0)?;
+            let _ = ins.push(x);
+            let r = t.shape.rank();
+            let mut perm = [0u8; MAX_RANK];
+            match ints::<MAX_RANK>(node, "perm")? {
+                Some(v) => {
+                    if v.len() != r {
+                        return Err(shape_err(node, "perm length differs from rank"));
+                    }
+                    let mut seen = [false; MAX_RANK];
+                    for (i, &a) in v.iter().enumerate() {
+                        let a = axis(node, a, r)?;
+                        if seen[a] {
+                            return Err(shape_err(node, "perm repeats an axis"));
+                        }
+                        seen[a] = true;
+                        perm[i] = a as u8;
+                    }
+                }
+                None => (0..r).for_each(|i| perm[i] = (r - 1 - i) as u8),
+            }
+            let mut d = [0i64; MAX_RANK];
+            for i in 0..r {
+                d[i] = t.shape.dim(perm[i] as usize) as i64;
+            }
+            (Op::Transpose { in_shape: t.shape, perm }, t.dtype, Shape::new(&d[..r], out_name)?)
+        }
+        "QuantizeLinear" | "DequantizeLinear" => {
+            let quantize = node.op_type == "QuantizeLinear";
+            let (x, t) = input(p.g, node, 0)?;
+            let _ = ins.push(x);
+            let scale = node.input(1).and_then(|n| p.g.find(n)).filter(|&id| p.g.t(id).konst.is_some()).ok_or_else(|| unsupported(node, "non-constant scale"))?;
+            let zp = match node.input(2) {
+                Some(n) => Some(p.g.find(n).filter(|&id| p.g.t(id).konst.is_some()).ok_or_else(|| unsupported(node, "non-constant zero point"))?),
+                None => None,
+            };
+            if node.attr_i("block_size", 0)? != 0 {
+                return Err(unsupported(node, "blocked quantization"));
+            }
+            let st = *p.g.t(scale);
+            let zdt = zp.map(|z| p.g.t(z).dtype);
+            let axis_len = st.shape.numel();
+            let (inner, axis_len) = if st.shape.rank() == 0 || axis_len == 1 && st.shape.rank() <= 1 {
+                (1, 1)
+            } else {
+                if st.shape.rank() != 1 || p.g.opset < 13 {
+                    return Err(unsupported(node, "scale shape"));
+                }
+                let ax = axis(node, node.attr_i("axis", 1)?, t.shape.rank())?;
+                if t.shape.dim(ax) != axis_len {
+                    return Err(shape_err(node, "scale length differs from the axis size"));
+                }
+                (t.shape.dims()[ax + 1..].iter().map(|&v| v as usize).product(), axis_len)
+            };
+            if let Some(z) = zp {
+                if p.g.t(z).shape.numel() != axis_len {
+                    return Err(shape_err(node, "zero point length differs from scale length"));
+                }
+            }
+            let q = QParams { scales: p.reserve(axis_len * 4)?, zps: p.reserve(axis_len * 4)?, axis_len, inner };
+            p.fill(Fill::QParams { scale, zp: zp.unwrap_or(u16::MAX), q })?;
+            if quantize {
+                if t.dtype != DType::F32 {
+                    return Err(unsupported(node, "input type (QuantizeLinear takes float32)"));
+                }
+                let out = match zdt {
+                    None | Some(DType::U8) => DType::U8,
+                    Some(DType::I8) => DType::I8,
+                    _ => return Err(unsupported(node, "zero point type")),
+                };
+                (Op::Quantize { q, out }, out, t.shape)
+            } else {
+                if !matches!(t.dtype, DType::I8 | DType::U8 | DType::I32) {
+                    return Err(unsupported(node, "input type"));
+                }
+                (Op::Dequantize { q, input: t.dtype }, DType::F32, t.shape)
+            }
+        }
+        _ => return Err(Error::UnsupportedOp { op: Name::new(node.op_type), node: node.label() }),
+    };
+    let o = p.g.t_mut(out_id)?;
+    o.dtype = dtype;
+    o.shape = shape;
+    o.known = true;
+    make_step(idx, op, &ins, out_id)
+}
+
+fn reshape_like<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &Node<'_>, s: &Shape) -> Result<Shape> {
+    let name = node.outputs[0];
+    let r = s.rank();
+    let numel = s.numel();
+    match node.op_type {
+        "Identity" => Ok(*s),
+        "Flatten" => {
+            let a = node.attr_i("axis", 1)?;
+            let a = if a < 0 { a + r as i64 } else { a };
+            if a < 0 || a > r as i64 {
+                return Err(shape_err(node, "axis out of range"));
+            }
+            let outer: usize = s.dims()[..a as usize].iter().map(|&v| v as usize).product();
+            Shape::from_usize(&[outer, numel / outer.max(1)], name)
+        }
+        "Reshape" => {
+            if node.attr_i("allowzero", 0)? != 0 {
+                return Err(unsupported(node, "allowzero"));
+            }
+            let want = const_ints(p, node, 1)?.ok_or_else(|| shape_err(node, "missing shape"))?;
+            let mut d = [0i64; MAX_RANK];
+            let mut infer = None;
+            let mut known = 1usize;
+            for (i, &v) in want.iter().enumerate() {
+                d[i] = match v {
+                    0 => s.dims().get(i).map(|&x| x as i64).ok_or_else(|| shape_err(node, "0 in shape past the input rank"))?,
+                    -1 if infer.is_none() => {
+                        infer = Some(i);
+                        1
+                    }
+                    v if v > 0 => v,
+                    _ => return Err(shape_err(node, "invalid shape value")),
+                };
+                known = known.checked_mul(d[i] as usize).ok_or(Error::BadDimension { name: Name::new(name) })?;
+            }
+            if let Some(i) = infer {
+                if known == 0 || numel % known != 0 {
+                    return Err(shape_err(node, "cannot infer the -1 dimension"));
+                }
+                d[i] = (numel / known) as i64;
+            } else if known != numel {
+                return Err(shape_err(node, "element count changes"));
+            }
+            Shape::new(&d[..want.len()], name)
+        }
+        "Squeeze" | "Unsqueeze" => {
+            let axes = if p.g.opset >= 13 { const_ints(p, node, 1)? } else { ints::<MAX_RANK>(node, "axes")? };
+            let squeeze = node.op_type == "Squeeze";
+            let out_rank = if squeeze { r - axes.as_ref().map(|a| a.len()).unwrap_or_else(|| s.dims().iter().filter(|&&d| d == 1).count()).min(r) } else { r + axes.as_ref().map(|a| a.len()).unwrap_or(0) };
+            if out_rank > MAX_RANK {
+                return Err(Error::BadDimension { name: Name::new(name) });
+            }
+            let mut marked = [false; MAX_RANK];
+            let space = if squeeze { r } else { out_rank };
+            match &axes {
+                Some(a) => {
+                    for &x in a {
+                        let x = axis(node, x, space)?;
+                        if marked[x] || (squeeze && s.dim(x) != 1) {
+                            return Err(shape_err(node, "bad axes"));
+                        }
+                        marked[x] = true;
+                    }
+                }
+                None if squeeze => (0..r).for_each(|i| marked[i] = s.dim(i) == 1),
+                None => return Err(shape_err(node, "Unsqueeze needs axes")),
+            }
+            let mut d = [0i64; MAX_RANK];
+            let mut n = 0;
+            if squeeze {
+                for i in 0..r {
+                    if !marked[i] {
+                        d[n] = s.dim(i) as i64;
+                        n += 1;
+                    }
+                }
+            } else {
+                let mut src = 0;
+                for (i, m) in marked.iter().enumerate().take(out_rank) {
+                    d[i] = if *m {
+                        1
+                    } else {
+                        src += 1;
+                        s.dim(src - 1) as i64
+                    };
+                }
+                n = out_rank;
+            }
+            Shape::new(&d[..n], name)
+        }
+        _ => Err(Error::UnsupportedOp { op: Name::new(node.op_type), node: node.label() }),
+    }
+}
+
+fn matmul_shape(node: &Node<'_>, a: &Shape, b: &Shape, name: &str) -> Result<(Op, Shape)> {
+    if a.rank() == 0 || b.rank() == 0 {
+        return Err(shape_err(node, "MatMul of a scalar"));
+    }
+    let (m, k) = if a.rank() == 1 { (1, a.dim(0)) } else { (a.dim(a.rank() - 2), a.dim(a.rank() - 1)) };
+    let (k2, n) = if b.rank() == 1 { (b.dim(0), 1) } else { (b.dim(b.rank() - 2), b.dim(b.rank() - 1)) };
+    if k != k2 {
+        return Err(shape_err(node, "inner dimensions differ"));
+    }
+    let ba = if a.rank() > 2 { &a.dims()[..a.rank() - 2] } else { &[][..] };
+    let bb = if b.rank() > 2 { &b.dims()[..b.rank() - 2] } else { &[][..] };
+    let pa: usize = ba.iter().map(|&d| d as usize).product();
+    let pb: usize = bb.iter().map(|&d| d as usize).product();
+    // Supported batching: equal batch dims, or one side without batch dims.
+    let (batch, batch_dims) = if ba == bb {
+        (pa, ba)
+    } else if bb.is_empty() {
+        (pa, ba)
+    } else if ba.is_empty() {
+        (pb, bb)
+    } else {
+        return Err(unsupported(node, "MatMul broadcasting between different batch shapes"));
+    };
+    let mut d = [0i64; MAX_RANK];
+    let mut r = 0;
+    for &x in batch_dims {
+        d[r] = x as i64;
+        r += 1;
+    }
+    if a.rank() > 1 {
+        d[r] = m as i64;
+        r += 1;
+    }
+    if b.rank() > 1 {
+        d[r] = n as i64;
+        r += 1;
+    }
+    let a_batch_stride = if ba.is_empty() { 0 } else { m * k };
+    let b_batch_stride = if bb.is_empty() { 0 } else { k * n };
+    Ok((Op::MatMul { batch: batch.max(1), m, k, n, a_batch_stride, b_batch_stride }, Shape::new(&d[..r], name)?))
+}
+
+/// Kernel/stride/pad/dilation attributes shared by Conv and the pools.
+fn window_attrs(node: &Node<'_>, spatial: &[u32], kernel: &[i64], win: &mut Window) -> Result<()> {
+    let nd = spatial.len();
+    if nd == 0 || nd > 2 || kernel.len() != nd {
+        return Err(unsupported(node, "only 1-D and 2-D windows"));
+    }
+    let strides = ints::<4>(node, "strides")?.unwrap_or_else(|| (0..nd).map(|_| 1).collect());
+    let dil = ints::<4>(node, "dilations")?.unwrap_or_else(|| (0..nd).map(|_| 1).collect());
+    let mut pads = ints::<8>(node, "pads")?.unwrap_or_else(|| (0..2 * nd).map(|_| 0).collect());
+    if strides.len() != nd || dil.len() != nd || pads.len() != 2 * nd {
+        return Err(shape_err(node, "strides/dilations/pads length"));
+    }
+    if strides.iter().chain(dil.iter()).any(|&v| !(1..=65535).contains(&v)) || kernel.iter().any(|&v| !(1..=65535).contains(&v)) || pads.iter().any(|&v| !(0..=65535).contains(&v)) {
+        return Err(shape_err(node, "kernel, stride, dilation or pad out of range"));
+    }
+    let auto = node.attr_s("auto_pad")?.unwrap_or(b"NOTSET");
+    let ceil = node.attr_i("ceil_mode", 0)? != 0;
+    let mut out = [0usize; 2];
+    for i in 0..nd {
+        let inp = spatial[i] as i64;
+        let ek = (kernel[i] - 1) * dil[i] + 1;
+        match auto {
+            b"NOTSET" | b"" => {}
+            b"VALID" => {
+                pads[i] = 0;
+                pads[i + nd] = 0;
+            }
+            b"SAME_UPPER" | b"SAME_LOWER" => {
+                let o = (inp + strides[i] - 1) / strides[i];
+                let total = ((o - 1) * strides[i] + ek - inp).max(0);
+                let small = total / 2;
+                let (b, e) = if auto == b"SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                pads[i] = b;
+                pads[i + nd] = e;
+            }
+            _ => return Err(unsupported(node, "auto_pad value")),
+        }
+        let span = inp + pads[i] + pads[i + nd] - ek;
+        if span < 0 {
+            return Err(shape_err(node, "window larger than the padded input"));
+        }
+        let mut o = if ceil { (span + strides[i] - 1) / strides[i] + 1 } else { span / strides[i] + 1 };
+        if ceil && (o - 1) * strides[i] >= inp + pads[i] {
+            o -= 1; // the last window must start inside the input or left padding
+        }
+        out[i] = o as usize;
+    }
+    let (k_h, k_w, s_h, s_w, d_h, d_w, p_t, p_l, o_h, o_w) = if nd == 1 {
+        (1, kernel[0], 1, strides[0], 1, dil[0], 0, pads[0], 1, out[0])
+    } else {
+        (kernel[0], kernel[1], strides[0], strides[1], dil[0], dil[1], pads[0], pads[1], out[0], out[1])
+    };
+    win.kh = k_h as usize;
+    win.kw = k_w as usize;
+    win.sh = s_h as usize;
+    win.sw = s_w as usize;
+    win.dh = d_h as usize;
+    win.dw = d_w as usize;
+    win.pt = p_t as usize;
+    win.pl = p_l as usize;
+    win.oh = o_h;
+    win.ow = o_w;
+    Ok(())
+}
+
+fn base_window(node: &Node<'_>, x: &Shape) -> Result<Window> {
+    if x.rank() != 3 && x.rank() != 4 {
+        return Err(unsupported(node, "input rank (1-D and 2-D only)"));
+    }
+    let (h, w) = if x.rank() == 3 { (1, x.dim(2)) } else { (x.dim(2), x.dim(3)) };
+    Ok(Window { n: x.dim(0), c: x.dim(1), h, w, group: 1, ..Window::default() })
+}
+
+/// Conv geometry from the input and weight shapes and attributes.
+pub fn conv_window(node: &Node<'_>, x: &Shape, w: &Shape) -> Result<Window> {
+    let mut win = base_window(node, x)?;
+    if w.rank() != x.rank() {
+        return Err(shape_err(node, "weight rank differs from input rank"));
+    }
+    let group = node.attr_i("group", 1)?;
+    if group < 1 || win.c % group as usize != 0 || w.dim(0) % group as usize != 0 {
+        return Err(shape_err(node, "group does not divide the channels"));
+    }
+    win.group = group as usize;
+    win.oc = w.dim(0);
+    if w.dim(1) * win.group != win.c {
+        return Err(shape_err(node, "weight input channels differ from input channels / group"));
+    }
+    let kernel: heapless::Vec<i64, 2> = w.dims()[2..].iter().map(|&d| d as i64).collect();
+    if let Some(ks) = ints::<4>(node, "kernel_shape")? {
+        if ks.as_slice() != kernel.as_slice() {
+            return Err(shape_err(node, "kernel_shape differs from the weight"));
+        }
+    }
+    window_attrs(node, &x.dims()[2..], &kernel, &mut win)?;
+    Ok(win)
+}
+
+fn pool_window(node: &Node<'_>, x: &Shape) -> Result<Window> {
+    let mut win = base_window(node, x)?;
+    win.oc = win.c;
+    let kernel = ints::<4>(node, "kernel_shape")?.ok_or_else(|| shape_err(node, "kernel_shape missing"))?;
+    if node.op_type == "MaxPool" && node.attr_i("storage_order", 0)? != 0 {
+        return Err(unsupported(node, "storage_order"));
+    }
+    window_attrs(node, &x.dims()[2..], &kernel, &mut win)?;
+    Ok(win)
+}
+
+/// N×OC×OH×OW (or N×OC×OW for 1-D).
+pub fn window_out_shape(x: &Shape, win: &Window, node: &Node<'_>) -> Result<Shape> {
+    let name = node.outputs.first().copied().unwrap_or("");
+    if x.rank() == 3 {
+        Shape::from_usize(&[win.n, win.oc, win.ow], name)
+    } else {
+        Shape::from_usize(&[win.n, win.oc, win.oh, win.ow], name)
+    }
+}
+
