@@ -561,8 +561,8 @@ fn fill<const T: usize, const N: usize>(g: &Graph<'_, T, N>, f: &Fill, persist: 
                         bk.i64_at(oc)? as f64 * s
                     }
                 };
-                let bq = if acc_scale > 0.0 { (b_real / acc_scale).round() } else { 0.0 };
-                let bq = bq.clamp(-2147483648.0, 2147483647.0) as i64 - p.zx as i64 * sum;
+                let bq = if acc_scale > 0.0 { crate::quant::round_half_away((b_real / acc_scale).clamp(-2.0e9, 2.0e9)) } else { 0 };
+                let bq = bq - p.zx as i64 * sum;
                 put_i32(persist, p.bias, oc, bq.clamp(i32::MIN as i64, i32::MAX as i64) as i32)?;
                 let r = Requant::from_f64(acc_scale / sy as f64);
                 put_i32(persist, p.requant, 2 * oc, r.multiplier)?;

@@ -599,3 +599,22 @@ impl<'m> Model<'m> {
         self.graph_items(1, Ok)
     }
 }
+
+/// Visits the op type of every node without validating the rest of the file (to decide which
+/// tools or tests apply to a model before parsing it properly).
+pub fn for_each_op_type<'m>(bytes: &'m [u8], mut f: impl FnMut(&'m str)) -> Result<()> {
+    for field in Fields::new(bytes) {
+        if let (7, v) = field? {
+            for g in Fields::new(v.as_bytes()?) {
+                if let (1, v) = g? {
+                    for n in Fields::new(v.as_bytes()?) {
+                        if let (4, v) = n? {
+                            f(v.as_str()?);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

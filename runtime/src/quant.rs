@@ -76,7 +76,7 @@ impl RequantTable<'_> {
     }
 }
 
-fn round_half_away(x: f64) -> i64 {
+pub(crate) fn round_half_away(x: f64) -> i64 {
     if x >= 0.0 {
         (x + 0.5) as i64
     } else {
