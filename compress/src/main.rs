@@ -1,1 +1,245 @@
-fn main() {}
+//! The `sprig` command line.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use sprig_compress::{npy, read_file};
+use sprig_runtime::{Interpreter, Model, StepObserver};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Counts heap allocations so `sprig profile` can show that inference makes none.
+struct CountingAlloc;
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+#[derive(Parser)]
+#[command(name = "sprig", version, about = "Make neural networks small enough for edge devices, and run them there.")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The whole pipeline on embedded data (no downloads): train a teacher, a student alone and
+    /// with knowledge distillation, export int8 QDQ ONNX, run everything on sprig-runtime and
+    /// print the size / latency / accuracy table.
+    Demo {
+        /// Where to write the ONNX files and the report.
+        #[arg(long, default_value = "out/demo")]
+        out: PathBuf,
+        /// Training epochs per model.
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run an ONNX model on sprig-runtime with NumPy .npy inputs.
+    Run {
+        /// The .onnx file.
+        model: PathBuf,
+        /// Input .npy files, in graph input order.
+        #[arg(long = "input", required = true)]
+        inputs: Vec<PathBuf>,
+        /// Write the first output here as .npy.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Per-op latency, arena bytes and heap allocations of a model on sprig-runtime (host).
+    Profile {
+        /// The .onnx file.
+        model: PathBuf,
+        /// Timed inferences.
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = e.print();
+                std::process::exit(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
+            }
+            let msg = e.to_string();
+            eprintln!("{} (see sprig --help)", msg.lines().next().unwrap_or("invalid arguments"));
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = dispatch(cli.cmd) {
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Demo { out, epochs, quiet } => {
+            let t = Instant::now();
+            sprig_compress::demo::run(&out, epochs, quiet)?;
+            println!("demo finished in {:.1} s", t.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Cmd::Run { model, inputs, output } => run(&model, &inputs, output.as_deref()),
+        Cmd::Profile { model, runs, json } => profile(&model, runs, json),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Vec<u8>> {
+    Ok(read_file(path)?)
+}
+
+fn run(path: &std::path::Path, inputs: &[PathBuf], output: Option<&std::path::Path>) -> Result<()> {
+    let bytes = load(path)?;
+    let model = Model::parse(&bytes).with_context(|| format!("{}", path.display()))?;
+    let mut arena = vec![0u8; model.arena_bytes().with_context(|| format!("{}", path.display()))?];
+    let mut it = Interpreter::new(&model, &mut arena).with_context(|| format!("{}", path.display()))?;
+    if inputs.len() != it.input_count() {
+        bail!("{} takes {} input(s), {} given", path.display(), it.input_count(), inputs.len());
+    }
+    for (i, p) in inputs.iter().enumerate() {
+        let a = npy::read(p)?;
+        let (name, dtype, shape) = it.input_info(i)?;
+        let want: Vec<u64> = shape.dims().iter().map(|&d| d as u64).collect();
+        if a.dtype != dtype || a.shape != want {
+            bail!("{}: input '{name}' needs {dtype:?} {want:?}, the file holds {:?} {:?}", p.display(), a.dtype, a.shape);
+        }
+        it.set_input(i, &a.bytes)?;
+    }
+    it.invoke()?;
+    for o in 0..it.output_count() {
+        let t = it.output(o)?;
+        print!("{}: {:?} {:?}", t.name, t.dtype, t.shape.dims());
+        if let Some(v) = t.as_f32() {
+            let (mn, mx) = v.iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            let head: Vec<String> = v.iter().take(10).map(|x| format!("{x:.4}")).collect();
+            print!(" min {mn:.4} max {mx:.4} argmax {} [{}{}]", sprig_compress::eval::argmax(v), head.join(", "), if v.len() > 10 { ", ..." } else { "" });
+        }
+        println!();
+        if o == 0 {
+            if let Some(out) = output {
+                let dims: Vec<u64> = t.shape.dims().iter().map(|&d| d as u64).collect();
+                npy::write(out, t.dtype, &dims, t.data)?;
+                println!("wrote {}", out.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Timer {
+    started: Instant,
+    per_step: Vec<Vec<f64>>,
+    names: Vec<(String, String)>,
+}
+
+impl StepObserver for Timer {
+    fn before(&mut self, index: usize, op_type: &str, node: &str) {
+        if self.names.len() <= index {
+            self.names.push((op_type.to_string(), node.to_string()));
+            self.per_step.push(Vec::new());
+        }
+        self.started = Instant::now();
+    }
+    fn after(&mut self, index: usize) {
+        let dt = self.started.elapsed().as_secs_f64() * 1e6;
+        if let Some(v) = self.per_step.get_mut(index) {
+            v.push(dt);
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
+    let bytes = load(path)?;
+    let model = Model::parse(&bytes).with_context(|| format!("{}", path.display()))?;
+    let mut arena = vec![0u8; model.arena_bytes().with_context(|| format!("{}", path.display()))?];
+    let mut it = Interpreter::new(&model, &mut arena).with_context(|| format!("{}", path.display()))?;
+    let report = it.arena_report();
+    let mut weight_bytes = 0usize;
+    for t in model.initializers() {
+        let t = t?;
+        weight_bytes += t.shape.numel() * t.dtype.size();
+    }
+    // Deterministic pseudo-random inputs.
+    let mut seed = 0x1234_5678u32;
+    for i in 0..it.input_count() {
+        let (_, dtype, _) = it.input_info(i)?;
+        let buf = it.input_mut(i)?;
+        for (j, b) in buf.iter_mut().enumerate() {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            *b = if dtype == sprig_runtime::DType::F32 && j % 4 == 3 { 0x3e } else { (seed >> 24) as u8 };
+        }
+    }
+    let runs = runs.max(1);
+    let mut timer = Timer { started: Instant::now(), per_step: Vec::new(), names: Vec::new() };
+    it.invoke()?; // warm-up
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    it.invoke()?;
+    let heap_allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let mut totals = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        it.invoke()?;
+        totals.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    for _ in 0..runs {
+        it.invoke_with(&mut timer)?;
+    }
+    let total = median(&mut totals);
+    let ops: Vec<serde_json::Value> = timer
+        .names
+        .iter()
+        .zip(timer.per_step.iter_mut())
+        .map(|((op, name), v)| serde_json::json!({"name": name, "op_type": op, "median_us": median(v)}))
+        .collect();
+    if json {
+        let v = serde_json::json!({
+            "model": path.display().to_string(),
+            "median_us": total,
+            "arena_bytes": report.total,
+            "arena_persistent_bytes": report.persistent,
+            "arena_working_bytes": report.working,
+            "arena_lower_bound_bytes": report.working_lower_bound,
+            "weight_bytes": weight_bytes,
+            "heap_allocations": heap_allocations,
+            "steps": report.steps,
+            "runs": runs,
+            "ops": ops,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{}: {} steps, median {:.1} µs over {} runs (host, reference kernels)", path.display(), report.steps, total, runs);
+        println!("arena {} bytes = {} persistent + {} working (liveness lower bound {}); weights {} bytes; heap allocations per inference: {}", report.total, report.persistent, report.working, report.working_lower_bound, weight_bytes, heap_allocations);
+        println!("{:<4} {:<20} {:<24} {:>12}", "#", "op", "node", "median µs");
+        for (i, o) in ops.iter().enumerate() {
+            println!("{:<4} {:<20} {:<24} {:>12.2}", i, o["op_type"].as_str().unwrap_or(""), o["name"].as_str().unwrap_or(""), o["median_us"].as_f64().unwrap_or(0.0));
+        }
+    }
+    Ok(())
+}

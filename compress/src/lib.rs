@@ -1,0 +1,64 @@
+//! # sprig-compress
+//!
+//! Host side of sprig: trains teachers and students on candle, distils, quantizes and writes
+//! standard int8 QDQ ONNX that onnxruntime, tract and sprig-runtime all execute; measures the
+//! result on sprig-runtime.
+#![warn(missing_docs)]
+
+pub mod demo;
+pub mod eval;
+pub mod export;
+pub mod npy;
+pub mod pb;
+pub mod quantize;
+pub mod train;
+
+/// Errors of the host tool.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Training failed inside candle.
+    #[error("training: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The runtime refused a model or an input.
+    #[error("sprig-runtime: {0}")]
+    Runtime(sprig_runtime::Error),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Input data that does not fit the model.
+    #[error("{0}")]
+    Invalid(String),
+    /// A dataset problem.
+    #[error(transparent)]
+    Dataset(#[from] sprig_models::datasets::DatasetError),
+}
+
+impl From<sprig_runtime::Error> for Error {
+    fn from(e: sprig_runtime::Error) -> Self {
+        Error::Runtime(e)
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Reads a file, naming it in the error.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })
+}
+
+/// Writes a file atomically (temporary file + rename) so a killed run never leaves a torn file.
+pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp~");
+    let io = |source| Error::Io { path: path.into(), source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
