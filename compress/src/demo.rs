@@ -54,6 +54,9 @@ pub fn run(out: &Path, epochs: usize, quiet: bool) -> crate::Result<Vec<Row>> {
         let runtime = evaluate(&bytes, &test_set, 200)?;
         rows.push(Row { model: label.into(), params: spec.param_count(), file_bytes: bytes.len(), float_top1, runtime });
     }
+    // A few test images as raw little-endian f32, for the board firmware and its host check.
+    let samples: Vec<u8> = (0..8.min(test_set.len())).flat_map(|i| test_set.image(i).iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()).collect();
+    crate::write_file(&out.join("samples.f32"), &samples)?;
     let table = markdown(&rows);
     println!("\n{table}");
     println!("files written to {}/ (open them in onnxruntime, tract or Netron)", out.display());

@@ -23,12 +23,12 @@ pub enum Error {
     #[error("sprig-runtime: {0}")]
     Runtime(sprig_runtime::Error),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {err}")]
     Io {
         /// The file.
         path: std::path::PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// Input data that does not fit the model.
     #[error("{0}")]
@@ -49,13 +49,13 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Reads a file, naming it in the error.
 pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })
+    std::fs::read(path).map_err(|err| Error::Io { path: path.into(), err })
 }
 
 /// Writes a file atomically (temporary file + rename) so a killed run never leaves a torn file.
 pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp~");
-    let io = |source| Error::Io { path: path.into(), source };
+    let io = |err| Error::Io { path: path.into(), err };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }

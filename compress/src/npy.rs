@@ -43,7 +43,7 @@ pub fn read(path: &Path) -> crate::Result<Array> {
 /// Writes an array as `.npy`.
 pub fn write(path: &Path, dtype: DType, shape: &[u64], bytes: &[u8]) -> crate::Result<()> {
     let mut out = Vec::new();
-    let io = |e: std::io::Error| crate::Error::Io { path: path.into(), source: e };
+    let io = |err: std::io::Error| crate::Error::Io { path: path.into(), err };
     macro_rules! put {
         ($t:ty, $n:expr, $conv:expr) => {{
             let mut w = npyz::WriteOptions::new().default_dtype().shape(shape).writer(&mut out).begin_nd().map_err(io)?;

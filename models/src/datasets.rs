@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {err}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// A file's content is not what the format says.
     #[error("{path}: {what}")]
@@ -141,7 +141,7 @@ fn parse_digits(gz: &[u8], path: &Path) -> Result<ImageSet, DatasetError> {
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DatasetError> {
-    let raw = std::fs::read(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
+    let raw = std::fs::read(path).map_err(|err| DatasetError::Io { path: path.into(), err })?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| DatasetError::Corrupt { path: path.into(), what: format!("bad gzip data: {e}") })?;

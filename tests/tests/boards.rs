@@ -1,0 +1,77 @@
+//! Both boards, emulated, must print exactly what the host runtime computes for the same model
+//! and inputs: the Cortex-M4 firmware under qemu-system-arm and `sprig-edge` cross-built for
+//! aarch64 under qemu-aarch64 (cortex-a76, which has dotprod like Jetson Xavier).
+
+use sprig_runtime::{Interpreter, Model};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    repo().join("boards/cortex-m/models").join(name)
+}
+
+/// What the host runtime prints for the fixture model and samples, line by line.
+fn host_lines() -> Vec<String> {
+    let bytes = std::fs::read(fixture("digits_int8.onnx")).unwrap();
+    let samples = std::fs::read(fixture("digits_samples.f32")).unwrap();
+    let model = Model::parse(&bytes).unwrap();
+    let mut arena = vec![0u8; model.arena_bytes().unwrap()];
+    let mut it = Interpreter::new(&model, &mut arena).unwrap();
+    let per = it.input_mut(0).unwrap().len();
+    samples
+        .chunks_exact(per)
+        .enumerate()
+        .map(|(i, img)| {
+            it.set_input(0, img).unwrap();
+            it.invoke().unwrap();
+            format!("out {}: {:02x?}", i, it.output(0).unwrap().data)
+        })
+        .collect()
+}
+
+fn out_lines(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout).lines().filter(|l| l.starts_with("out ")).map(str::to_string).collect()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+#[test]
+fn cortex_m4_firmware_under_qemu_matches_host() {
+    let dir = repo().join("boards/cortex-m");
+    let build = Command::new(cargo()).args(["build", "--release", "--quiet"]).current_dir(&dir).env_remove("CARGO_TARGET_DIR").status().expect("cargo runs");
+    assert!(build.success(), "firmware build failed");
+    let elf = dir.join("target/thumbv7em-none-eabihf/release/sprig-cortex-m");
+    let out = Command::new("timeout")
+        .args(["120", "qemu-system-arm", "-cpu", "cortex-m4", "-machine", "mps2-an386", "-nographic", "-semihosting-config", "enable=on,target=native", "-kernel"])
+        .arg(&elf)
+        .output()
+        .expect("qemu-system-arm is installed (tests/run.sh installs it)");
+    assert!(out.status.success(), "firmware exited with {:?}: {}", out.status, String::from_utf8_lossy(&out.stdout));
+    let got = out_lines(&out.stdout);
+    assert_eq!(got.len(), 8, "firmware printed: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(got, host_lines());
+}
+
+#[test]
+fn aarch64_sprig_edge_under_qemu_matches_host() {
+    let build = Command::new(cargo()).args(["build", "--quiet", "-p", "sprig-jetson", "--target", "aarch64-unknown-linux-gnu"]).current_dir(repo()).status().expect("cargo runs");
+    assert!(build.success(), "aarch64 build failed");
+    let target_dir = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"));
+    let bin = target_dir.join("aarch64-unknown-linux-gnu/debug/sprig-edge");
+    let out = Command::new("timeout")
+        .args(["120", "qemu-aarch64", "-cpu", "cortex-a76", "-L", "/usr/aarch64-linux-gnu"])
+        .arg(&bin)
+        .arg("classify")
+        .arg(fixture("digits_int8.onnx"))
+        .arg(fixture("digits_samples.f32"))
+        .output()
+        .expect("qemu-aarch64 is installed (tests/run.sh installs it)");
+    assert!(out.status.success(), "sprig-edge failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out_lines(&out.stdout), host_lines());
+}
