@@ -21,7 +21,16 @@ pub struct RuntimeStats {
 
 /// Index of the largest value.
 pub fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
+            if x > bv {
+                (i, x)
+            } else {
+                (bi, bv)
+            }
+        })
+        .0
 }
 
 /// Runs every image of `data` through `onnx` on sprig-runtime, then times `runs` inferences.
@@ -35,7 +44,9 @@ pub fn evaluate(onnx: &[u8], data: &ImageSet, runs: usize) -> crate::Result<Runt
         it.set_input_f32(0, data.image(i))?;
         it.invoke()?;
         let out = it.output(0)?;
-        let logits = out.as_f32().ok_or_else(|| crate::Error::Invalid("model output is not float32".into()))?;
+        let logits = out
+            .as_f32()
+            .ok_or_else(|| crate::Error::Invalid("model output is not float32".into()))?;
         correct += (argmax(logits) == data.labels[i] as usize) as usize;
     }
     it.set_input_f32(0, data.image(0))?;

@@ -31,15 +31,45 @@ pub fn export_f32(spec: &ArchSpec, weights: &[LayerWeights]) -> Vec<u8> {
     let mut cur = INPUT.to_string();
     let mut c_in = spec.input.0;
     let n_layers = spec.layers.len();
-    for (i, ((l, w), s)) in spec.layers.iter().zip(weights).zip(spec.shapes()).enumerate() {
-        let out = if i + 1 == n_layers { OUTPUT.to_string() } else { format!("t{i}") };
+    for (i, ((l, w), s)) in spec
+        .layers
+        .iter()
+        .zip(weights)
+        .zip(spec.shapes())
+        .enumerate()
+    {
+        let out = if i + 1 == n_layers {
+            OUTPUT.to_string()
+        } else {
+            format!("t{i}")
+        };
         match (l, w) {
-            (LayerSpec::Conv { out: oc, k, pad, relu }, LayerWeights::Conv { w, b }) => {
+            (
+                LayerSpec::Conv {
+                    out: oc,
+                    k,
+                    pad,
+                    relu,
+                },
+                LayerWeights::Conv { w, b },
+            ) => {
                 g.msg(5, &tensor_f32(&format!("w{i}"), &[*oc, c_in, *k, *k], w));
                 g.msg(5, &tensor_f32(&format!("b{i}"), &[*oc], b));
                 let pre = if *relu { format!("c{i}") } else { out.clone() };
                 let p = *pad as i64;
-                g.msg(1, &node("Conv", &format!("conv{i}"), &[&cur, &format!("w{i}"), &format!("b{i}")], &[&pre], &[("kernel_shape", Attr::Ints(&[*k as i64, *k as i64])), ("pads", Attr::Ints(&[p, p, p, p]))]));
+                g.msg(
+                    1,
+                    &node(
+                        "Conv",
+                        &format!("conv{i}"),
+                        &[&cur, &format!("w{i}"), &format!("b{i}")],
+                        &[&pre],
+                        &[
+                            ("kernel_shape", Attr::Ints(&[*k as i64, *k as i64])),
+                            ("pads", Attr::Ints(&[p, p, p, p])),
+                        ],
+                    ),
+                );
                 if *relu {
                     g.msg(1, &node("Relu", &format!("relu{i}"), &[&pre], &[&out], &[]));
                 }
@@ -48,16 +78,46 @@ pub fn export_f32(spec: &ArchSpec, weights: &[LayerWeights]) -> Vec<u8> {
                 g.msg(5, &tensor_f32(&format!("w{i}"), &[*o, c_in], w));
                 g.msg(5, &tensor_f32(&format!("b{i}"), &[*o], b));
                 let pre = if *relu { format!("c{i}") } else { out.clone() };
-                g.msg(1, &node("Gemm", &format!("fc{i}"), &[&cur, &format!("w{i}"), &format!("b{i}")], &[&pre], &[("transB", Attr::Int(1))]));
+                g.msg(
+                    1,
+                    &node(
+                        "Gemm",
+                        &format!("fc{i}"),
+                        &[&cur, &format!("w{i}"), &format!("b{i}")],
+                        &[&pre],
+                        &[("transB", Attr::Int(1))],
+                    ),
+                );
                 if *relu {
                     g.msg(1, &node("Relu", &format!("relu{i}"), &[&pre], &[&out], &[]));
                 }
             }
             (LayerSpec::MaxPool2, _) => {
-                g.msg(1, &node("MaxPool", &format!("pool{i}"), &[&cur], &[&out], &[("kernel_shape", Attr::Ints(&[2, 2])), ("strides", Attr::Ints(&[2, 2]))]));
+                g.msg(
+                    1,
+                    &node(
+                        "MaxPool",
+                        &format!("pool{i}"),
+                        &[&cur],
+                        &[&out],
+                        &[
+                            ("kernel_shape", Attr::Ints(&[2, 2])),
+                            ("strides", Attr::Ints(&[2, 2])),
+                        ],
+                    ),
+                );
             }
             (LayerSpec::Flatten, _) => {
-                g.msg(1, &node("Flatten", &format!("flatten{i}"), &[&cur], &[&out], &[("axis", Attr::Int(1))]));
+                g.msg(
+                    1,
+                    &node(
+                        "Flatten",
+                        &format!("flatten{i}"),
+                        &[&cur],
+                        &[&out],
+                        &[("axis", Attr::Int(1))],
+                    ),
+                );
             }
             _ => panic!("weights do not match the architecture at layer {i}"),
         }
@@ -65,7 +125,10 @@ pub fn export_f32(spec: &ArchSpec, weights: &[LayerWeights]) -> Vec<u8> {
         c_in = s.0;
     }
     g.msg(11, &value_info(INPUT, dtype::FLOAT, &input_dims(spec)));
-    g.msg(12, &value_info(OUTPUT, dtype::FLOAT, &[1, out_features(spec)]));
+    g.msg(
+        12,
+        &value_info(OUTPUT, dtype::FLOAT, &[1, out_features(spec)]),
+    );
     pb::model(&g, OPSET)
 }
 
@@ -86,64 +149,205 @@ pub fn export_int8(spec: &ArchSpec, weights: &[LayerWeights], acts: &[ActQuant])
     // Quantize the float input.
     g.msg(5, &scalar_f32("in_scale", acts[0].scale));
     g.msg(5, &scalar_i8("in_zp", acts[0].zero_point));
-    g.msg(1, &node("QuantizeLinear", "quant_input", &[INPUT, "in_scale", "in_zp"], &["q_in"], &[]));
+    g.msg(
+        1,
+        &node(
+            "QuantizeLinear",
+            "quant_input",
+            &[INPUT, "in_scale", "in_zp"],
+            &["q_in"],
+            &[],
+        ),
+    );
     let mut cur = "q_in".to_string();
     let mut cur_q = acts[0];
     let mut act_i = 1;
-    for (i, ((l, w), s)) in spec.layers.iter().zip(weights).zip(spec.shapes()).enumerate() {
+    for (i, ((l, w), s)) in spec
+        .layers
+        .iter()
+        .zip(weights)
+        .zip(spec.shapes())
+        .enumerate()
+    {
         let out = format!("q{i}");
         match (l, w) {
-            (LayerSpec::Conv { .. }, LayerWeights::Conv { w, b }) | (LayerSpec::Dense { .. }, LayerWeights::Dense { w, b }) => {
+            (LayerSpec::Conv { .. }, LayerWeights::Conv { w, b })
+            | (LayerSpec::Dense { .. }, LayerWeights::Dense { w, b }) => {
                 let (oc, dims, relu, is_conv) = match *l {
-                    LayerSpec::Conv { out, k, relu, .. } => (out, vec![out, c_in, k, k], relu, true),
+                    LayerSpec::Conv { out, k, relu, .. } => {
+                        (out, vec![out, c_in, k, k], relu, true)
+                    }
                     LayerSpec::Dense { out, relu } => (out, vec![out, c_in], relu, false),
                     _ => unreachable!(),
                 };
                 let wq = WeightQuant::per_channel(w, oc);
                 let bias_scales: Vec<f32> = wq.scales.iter().map(|s| s * cur_q.scale).collect();
-                let bq: Vec<i32> = b.iter().zip(&bias_scales).map(|(b, s)| (b / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32).collect();
+                let bq: Vec<i32> = b
+                    .iter()
+                    .zip(&bias_scales)
+                    .map(|(b, s)| (b / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32)
+                    .collect();
                 let y = acts[act_i];
                 act_i += 1;
                 // Inputs dequantized.
                 g.msg(5, &scalar_f32(&format!("s_x{i}"), cur_q.scale));
                 g.msg(5, &scalar_i8(&format!("z_x{i}"), cur_q.zero_point));
-                g.msg(1, &node("DequantizeLinear", &format!("dq_x{i}"), &[&cur, &format!("s_x{i}"), &format!("z_x{i}")], &[&format!("x{i}")], &[]));
+                g.msg(
+                    1,
+                    &node(
+                        "DequantizeLinear",
+                        &format!("dq_x{i}"),
+                        &[&cur, &format!("s_x{i}"), &format!("z_x{i}")],
+                        &[&format!("x{i}")],
+                        &[],
+                    ),
+                );
                 // Weights: int8 per channel, axis 0.
-                g.msg(5, &tensor(&format!("w{i}_q"), dtype::INT8, &dims, &wq.values.iter().map(|&v| v as u8).collect::<Vec<_>>()));
+                g.msg(
+                    5,
+                    &tensor(
+                        &format!("w{i}_q"),
+                        dtype::INT8,
+                        &dims,
+                        &wq.values.iter().map(|&v| v as u8).collect::<Vec<_>>(),
+                    ),
+                );
                 g.msg(5, &tensor_f32(&format!("w{i}_scale"), &[oc], &wq.scales));
-                g.msg(5, &tensor(&format!("w{i}_zp"), dtype::INT8, &[oc], &vec![0u8; oc]));
-                g.msg(1, &node("DequantizeLinear", &format!("dq_w{i}"), &[&format!("w{i}_q"), &format!("w{i}_scale"), &format!("w{i}_zp")], &[&format!("w{i}")], &[("axis", Attr::Int(0))]));
+                g.msg(
+                    5,
+                    &tensor(&format!("w{i}_zp"), dtype::INT8, &[oc], &vec![0u8; oc]),
+                );
+                g.msg(
+                    1,
+                    &node(
+                        "DequantizeLinear",
+                        &format!("dq_w{i}"),
+                        &[
+                            &format!("w{i}_q"),
+                            &format!("w{i}_scale"),
+                            &format!("w{i}_zp"),
+                        ],
+                        &[&format!("w{i}")],
+                        &[("axis", Attr::Int(0))],
+                    ),
+                );
                 // Bias: int32, scale = s_x · s_w[c].
-                g.msg(5, &tensor(&format!("b{i}_q"), dtype::INT32, &[oc], &bq.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()));
+                g.msg(
+                    5,
+                    &tensor(
+                        &format!("b{i}_q"),
+                        dtype::INT32,
+                        &[oc],
+                        &bq.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(),
+                    ),
+                );
                 g.msg(5, &tensor_f32(&format!("b{i}_scale"), &[oc], &bias_scales));
-                g.msg(5, &tensor(&format!("b{i}_zp"), dtype::INT32, &[oc], &vec![0u8; 4 * oc]));
-                g.msg(1, &node("DequantizeLinear", &format!("dq_b{i}"), &[&format!("b{i}_q"), &format!("b{i}_scale"), &format!("b{i}_zp")], &[&format!("b{i}")], &[("axis", Attr::Int(0))]));
+                g.msg(
+                    5,
+                    &tensor(&format!("b{i}_zp"), dtype::INT32, &[oc], &vec![0u8; 4 * oc]),
+                );
+                g.msg(
+                    1,
+                    &node(
+                        "DequantizeLinear",
+                        &format!("dq_b{i}"),
+                        &[
+                            &format!("b{i}_q"),
+                            &format!("b{i}_scale"),
+                            &format!("b{i}_zp"),
+                        ],
+                        &[&format!("b{i}")],
+                        &[("axis", Attr::Int(0))],
+                    ),
+                );
                 let pre = format!("f{i}");
                 let ins = [format!("x{i}"), format!("w{i}"), format!("b{i}")];
                 let ins: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
                 if is_conv {
-                    let LayerSpec::Conv { k, pad, .. } = *l else { unreachable!() };
+                    let LayerSpec::Conv { k, pad, .. } = *l else {
+                        unreachable!()
+                    };
                     let p = pad as i64;
-                    g.msg(1, &node("Conv", &format!("conv{i}"), &ins, &[&pre], &[("kernel_shape", Attr::Ints(&[k as i64, k as i64])), ("pads", Attr::Ints(&[p, p, p, p]))]));
+                    g.msg(
+                        1,
+                        &node(
+                            "Conv",
+                            &format!("conv{i}"),
+                            &ins,
+                            &[&pre],
+                            &[
+                                ("kernel_shape", Attr::Ints(&[k as i64, k as i64])),
+                                ("pads", Attr::Ints(&[p, p, p, p])),
+                            ],
+                        ),
+                    );
                 } else {
-                    g.msg(1, &node("Gemm", &format!("fc{i}"), &ins, &[&pre], &[("transB", Attr::Int(1))]));
+                    g.msg(
+                        1,
+                        &node(
+                            "Gemm",
+                            &format!("fc{i}"),
+                            &ins,
+                            &[&pre],
+                            &[("transB", Attr::Int(1))],
+                        ),
+                    );
                 }
                 let act = if relu {
-                    g.msg(1, &node("Relu", &format!("relu{i}"), &[&pre], &[&format!("r{i}")], &[]));
+                    g.msg(
+                        1,
+                        &node(
+                            "Relu",
+                            &format!("relu{i}"),
+                            &[&pre],
+                            &[&format!("r{i}")],
+                            &[],
+                        ),
+                    );
                     format!("r{i}")
                 } else {
                     pre
                 };
                 g.msg(5, &scalar_f32(&format!("s_y{i}"), y.scale));
                 g.msg(5, &scalar_i8(&format!("z_y{i}"), y.zero_point));
-                g.msg(1, &node("QuantizeLinear", &format!("q_y{i}"), &[&act, &format!("s_y{i}"), &format!("z_y{i}")], &[&out], &[]));
+                g.msg(
+                    1,
+                    &node(
+                        "QuantizeLinear",
+                        &format!("q_y{i}"),
+                        &[&act, &format!("s_y{i}"), &format!("z_y{i}")],
+                        &[&out],
+                        &[],
+                    ),
+                );
                 cur_q = y;
             }
             (LayerSpec::MaxPool2, _) => {
-                g.msg(1, &node("MaxPool", &format!("pool{i}"), &[&cur], &[&out], &[("kernel_shape", Attr::Ints(&[2, 2])), ("strides", Attr::Ints(&[2, 2]))]));
+                g.msg(
+                    1,
+                    &node(
+                        "MaxPool",
+                        &format!("pool{i}"),
+                        &[&cur],
+                        &[&out],
+                        &[
+                            ("kernel_shape", Attr::Ints(&[2, 2])),
+                            ("strides", Attr::Ints(&[2, 2])),
+                        ],
+                    ),
+                );
             }
             (LayerSpec::Flatten, _) => {
-                g.msg(1, &node("Flatten", &format!("flatten{i}"), &[&cur], &[&out], &[("axis", Attr::Int(1))]));
+                g.msg(
+                    1,
+                    &node(
+                        "Flatten",
+                        &format!("flatten{i}"),
+                        &[&cur],
+                        &[&out],
+                        &[("axis", Attr::Int(1))],
+                    ),
+                );
             }
             _ => panic!("weights do not match the architecture at layer {i}"),
         }
@@ -152,8 +356,20 @@ pub fn export_int8(spec: &ArchSpec, weights: &[LayerWeights], acts: &[ActQuant])
     }
     g.msg(5, &scalar_f32("out_scale", cur_q.scale));
     g.msg(5, &scalar_i8("out_zp", cur_q.zero_point));
-    g.msg(1, &node("DequantizeLinear", "dq_output", &[&cur, "out_scale", "out_zp"], &[OUTPUT], &[]));
+    g.msg(
+        1,
+        &node(
+            "DequantizeLinear",
+            "dq_output",
+            &[&cur, "out_scale", "out_zp"],
+            &[OUTPUT],
+            &[],
+        ),
+    );
     g.msg(11, &value_info(INPUT, dtype::FLOAT, &input_dims(spec)));
-    g.msg(12, &value_info(OUTPUT, dtype::FLOAT, &[1, out_features(spec)]));
+    g.msg(
+        12,
+        &value_info(OUTPUT, dtype::FLOAT, &[1, out_features(spec)]),
+    );
     pb::model(&g, OPSET)
 }

@@ -49,13 +49,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Reads a file, naming it in the error.
 pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|err| Error::Io { path: path.into(), err })
+    std::fs::read(path).map_err(|err| Error::Io {
+        path: path.into(),
+        err,
+    })
 }
 
 /// Writes a file atomically (temporary file + rename) so a killed run never leaves a torn file.
 pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp~");
-    let io = |err| Error::Io { path: path.into(), err };
+    let io = |err| Error::Io {
+        path: path.into(),
+        err,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }

@@ -27,7 +27,11 @@ unsafe impl GlobalAlloc for CountingAlloc {
 static GLOBAL: CountingAlloc = CountingAlloc;
 
 #[derive(Parser)]
-#[command(name = "sprig", version, about = "Make neural networks small enough for edge devices, and run them there.")]
+#[command(
+    name = "sprig",
+    version,
+    about = "Make neural networks small enough for edge devices, and run them there."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -78,12 +82,26 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
-                std::process::exit(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
+                std::process::exit(
+                    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        2
+                    } else {
+                        0
+                    },
+                );
             }
             let msg = e.to_string();
-            eprintln!("{} (see sprig --help)", msg.lines().next().unwrap_or("invalid arguments"));
+            eprintln!(
+                "{} (see sprig --help)",
+                msg.lines().next().unwrap_or("invalid arguments")
+            );
             std::process::exit(2);
         }
     };
@@ -101,7 +119,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             println!("demo finished in {:.1} s", t.elapsed().as_secs_f64());
             Ok(())
         }
-        Cmd::Run { model, inputs, output } => run(&model, &inputs, output.as_deref()),
+        Cmd::Run {
+            model,
+            inputs,
+            output,
+        } => run(&model, &inputs, output.as_deref()),
         Cmd::Profile { model, runs, json } => profile(&model, runs, json),
     }
 }
@@ -113,17 +135,33 @@ fn load(path: &std::path::Path) -> Result<Vec<u8>> {
 fn run(path: &std::path::Path, inputs: &[PathBuf], output: Option<&std::path::Path>) -> Result<()> {
     let bytes = load(path)?;
     let model = Model::parse(&bytes).with_context(|| format!("{}", path.display()))?;
-    let mut arena = vec![0u8; model.arena_bytes().with_context(|| format!("{}", path.display()))?];
-    let mut it = Interpreter::new(&model, &mut arena).with_context(|| format!("{}", path.display()))?;
+    let mut arena = vec![
+        0u8;
+        model
+            .arena_bytes()
+            .with_context(|| format!("{}", path.display()))?
+    ];
+    let mut it =
+        Interpreter::new(&model, &mut arena).with_context(|| format!("{}", path.display()))?;
     if inputs.len() != it.input_count() {
-        bail!("{} takes {} input(s), {} given", path.display(), it.input_count(), inputs.len());
+        bail!(
+            "{} takes {} input(s), {} given",
+            path.display(),
+            it.input_count(),
+            inputs.len()
+        );
     }
     for (i, p) in inputs.iter().enumerate() {
         let a = npy::read(p)?;
         let (name, dtype, shape) = it.input_info(i)?;
         let want: Vec<u64> = shape.dims().iter().map(|&d| d as u64).collect();
         if a.dtype != dtype || a.shape != want {
-            bail!("{}: input '{name}' needs {dtype:?} {want:?}, the file holds {:?} {:?}", p.display(), a.dtype, a.shape);
+            bail!(
+                "{}: input '{name}' needs {dtype:?} {want:?}, the file holds {:?} {:?}",
+                p.display(),
+                a.dtype,
+                a.shape
+            );
         }
         it.set_input(i, &a.bytes)?;
     }
@@ -132,9 +170,16 @@ fn run(path: &std::path::Path, inputs: &[PathBuf], output: Option<&std::path::Pa
         let t = it.output(o)?;
         print!("{}: {:?} {:?}", t.name, t.dtype, t.shape.dims());
         if let Some(v) = t.as_f32() {
-            let (mn, mx) = v.iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            let (mn, mx) = v
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
             let head: Vec<String> = v.iter().take(10).map(|x| format!("{x:.4}")).collect();
-            print!(" min {mn:.4} max {mx:.4} argmax {} [{}{}]", sprig_compress::eval::argmax(v), head.join(", "), if v.len() > 10 { ", ..." } else { "" });
+            print!(
+                " min {mn:.4} max {mx:.4} argmax {} [{}{}]",
+                sprig_compress::eval::argmax(v),
+                head.join(", "),
+                if v.len() > 10 { ", ..." } else { "" }
+            );
         }
         println!();
         if o == 0 {
@@ -178,8 +223,14 @@ fn median(v: &mut [f64]) -> f64 {
 fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
     let bytes = load(path)?;
     let model = Model::parse(&bytes).with_context(|| format!("{}", path.display()))?;
-    let mut arena = vec![0u8; model.arena_bytes().with_context(|| format!("{}", path.display()))?];
-    let mut it = Interpreter::new(&model, &mut arena).with_context(|| format!("{}", path.display()))?;
+    let mut arena = vec![
+        0u8;
+        model
+            .arena_bytes()
+            .with_context(|| format!("{}", path.display()))?
+    ];
+    let mut it =
+        Interpreter::new(&model, &mut arena).with_context(|| format!("{}", path.display()))?;
     let report = it.arena_report();
     let mut weight_bytes = 0usize;
     for t in model.initializers() {
@@ -193,11 +244,19 @@ fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
         let buf = it.input_mut(i)?;
         for (j, b) in buf.iter_mut().enumerate() {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            *b = if dtype == sprig_runtime::DType::F32 && j % 4 == 3 { 0x3e } else { (seed >> 24) as u8 };
+            *b = if dtype == sprig_runtime::DType::F32 && j % 4 == 3 {
+                0x3e
+            } else {
+                (seed >> 24) as u8
+            };
         }
     }
     let runs = runs.max(1);
-    let mut timer = Timer { started: Instant::now(), per_step: Vec::new(), names: Vec::new() };
+    let mut timer = Timer {
+        started: Instant::now(),
+        per_step: Vec::new(),
+        names: Vec::new(),
+    };
     it.invoke()?; // warm-up
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     it.invoke()?;
@@ -234,11 +293,23 @@ fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{}: {} steps, median {:.1} µs over {} runs (host, reference kernels)", path.display(), report.steps, total, runs);
+        println!(
+            "{}: {} steps, median {:.1} µs over {} runs (host, reference kernels)",
+            path.display(),
+            report.steps,
+            total,
+            runs
+        );
         println!("arena {} bytes = {} persistent + {} working (liveness lower bound {}); weights {} bytes; heap allocations per inference: {}", report.total, report.persistent, report.working, report.working_lower_bound, weight_bytes, heap_allocations);
         println!("{:<4} {:<20} {:<24} {:>12}", "#", "op", "node", "median µs");
         for (i, o) in ops.iter().enumerate() {
-            println!("{:<4} {:<20} {:<24} {:>12.2}", i, o["op_type"].as_str().unwrap_or(""), o["name"].as_str().unwrap_or(""), o["median_us"].as_f64().unwrap_or(0.0));
+            println!(
+                "{:<4} {:<20} {:<24} {:>12.2}",
+                i,
+                o["op_type"].as_str().unwrap_or(""),
+                o["name"].as_str().unwrap_or(""),
+                o["median_us"].as_f64().unwrap_or(0.0)
+            );
         }
     }
     Ok(())

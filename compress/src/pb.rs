@@ -79,7 +79,12 @@ pub fn tensor(name: &str, dtype: i64, dims: &[usize], raw: &[u8]) -> Msg {
 
 /// float32 tensor.
 pub fn tensor_f32(name: &str, dims: &[usize], v: &[f32]) -> Msg {
-    tensor(name, dtype::FLOAT, dims, &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>())
+    tensor(
+        name,
+        dtype::FLOAT,
+        dims,
+        &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>(),
+    )
 }
 
 /// `ValueInfoProto` of a tensor with a static shape.
@@ -108,7 +113,13 @@ pub enum Attr<'a> {
 }
 
 /// A `NodeProto`.
-pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) -> Msg {
+pub fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: &[(&str, Attr)],
+) -> Msg {
     let mut n = Msg::new();
     for i in inputs {
         n.str(1, i);
@@ -142,7 +153,9 @@ pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&
 /// Wraps a graph into a `ModelProto` (IR 8, default-domain opset `opset`).
 pub fn model(graph: &Msg, opset: i64) -> Vec<u8> {
     let mut m = Msg::new();
-    m.int(1, 8).str(2, "sprig").str(3, env!("CARGO_PKG_VERSION"));
+    m.int(1, 8)
+        .str(2, "sprig")
+        .str(3, env!("CARGO_PKG_VERSION"));
     m.msg(8, Msg::new().str(1, "").int(2, opset));
     m.msg(7, graph);
     m.0

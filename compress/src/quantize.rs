@@ -20,7 +20,10 @@ impl ActQuant {
         let (min, max) = (min.min(0.0), max.max(0.0));
         let scale = ((max - min) / 255.0).max(1e-8);
         let zp = (-128.0 - min / scale).round().clamp(-128.0, 127.0) as i8;
-        ActQuant { scale, zero_point: zp }
+        ActQuant {
+            scale,
+            zero_point: zp,
+        }
     }
 }
 
@@ -44,7 +47,10 @@ impl WeightQuant {
             let m = row.iter().fold(0f32, |a, &v| a.max(v.abs()));
             let s = if m > 0.0 { m / 127.0 } else { 1.0 };
             scales.push(s);
-            values.extend(row.iter().map(|&v| (v / s).round().clamp(-127.0, 127.0) as i8));
+            values.extend(
+                row.iter()
+                    .map(|&v| (v / s).round().clamp(-127.0, 127.0) as i8),
+            );
         }
         WeightQuant { values, scales }
     }
@@ -57,15 +63,25 @@ pub fn calibrate(model: &CnnModel, calib: &ImageSet, dev: &Device) -> crate::Res
     let x = Tensor::from_slice(&calib.images, (calib.len(), c, h, w), dev)?;
     let (_, feats) = model.forward_features(&x)?;
     let mut out = Vec::new();
-    let (imin, imax) = calib.images.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let (imin, imax) = calib
+        .images
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     out.push(ActQuant::from_range(imin, imax));
-    let relus: Vec<bool> = model.spec.layers.iter().filter_map(|l| match *l {
-        LayerSpec::Conv { relu, .. } | LayerSpec::Dense { relu, .. } => Some(relu),
-        _ => None,
-    }).collect();
+    let relus: Vec<bool> = model
+        .spec
+        .layers
+        .iter()
+        .filter_map(|l| match *l {
+            LayerSpec::Conv { relu, .. } | LayerSpec::Dense { relu, .. } => Some(relu),
+            _ => None,
+        })
+        .collect();
     for (f, relu) in feats.iter().zip(relus) {
         let v = f.flatten_all()?.to_vec1::<f32>()?;
-        let (mut lo, hi) = v.iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        let (mut lo, hi) = v
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
         if relu {
             lo = 0.0;
         }

@@ -35,7 +35,14 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 20, batch: 32, lr: 3e-3, weight_decay: 1e-4, seed: 0, progress: true }
+        TrainConfig {
+            epochs: 20,
+            batch: 32,
+            lr: 3e-3,
+            weight_decay: 1e-4,
+            seed: 0,
+            progress: true,
+        }
     }
 }
 
@@ -48,7 +55,11 @@ pub struct Trained {
 }
 
 /// The KD loss term `T²·KL(p_t ‖ p_s)` averaged over the batch.
-pub fn kd_loss(student_logits: &Tensor, teacher_logits: &Tensor, t: f64) -> candle_core::Result<Tensor> {
+pub fn kd_loss(
+    student_logits: &Tensor,
+    teacher_logits: &Tensor,
+    t: f64,
+) -> candle_core::Result<Tensor> {
     let pt = ops::softmax(&(teacher_logits / t)?, D::Minus1)?;
     let log_pt = ops::log_softmax(&(teacher_logits / t)?, D::Minus1)?;
     let log_ps = ops::log_softmax(&(student_logits / t)?, D::Minus1)?;
@@ -73,14 +84,20 @@ fn seeded_init(vars: &VarMap, seed: u64) -> candle_core::Result<()> {
         } else {
             let fan_in: usize = dims[1..].iter().product::<usize>().max(1);
             let bound = (6.0 / fan_in as f64).sqrt();
-            (0..n).map(|_| ((rng.unit() * 2.0 - 1.0) * bound) as f32).collect()
+            (0..n)
+                .map(|_| ((rng.unit() * 2.0 - 1.0) * bound) as f32)
+                .collect()
         };
         var.set(&Tensor::from_vec(vals, dims, var.device())?)?;
     }
     Ok(())
 }
 
-fn batch_tensors(data: &ImageSet, idx: &[usize], dev: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+fn batch_tensors(
+    data: &ImageSet,
+    idx: &[usize],
+    dev: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
     let (c, h, w) = data.chw;
     let n = data.image_len();
     let mut xs = Vec::with_capacity(idx.len() * n);
@@ -89,26 +106,53 @@ fn batch_tensors(data: &ImageSet, idx: &[usize], dev: &Device) -> candle_core::R
         xs.extend_from_slice(data.image(i));
         ys.push(data.labels[i] as u32);
     }
-    Ok((Tensor::from_vec(xs, (idx.len(), c, h, w), dev)?, Tensor::from_vec(ys, idx.len(), dev)?))
+    Ok((
+        Tensor::from_vec(xs, (idx.len(), c, h, w), dev)?,
+        Tensor::from_vec(ys, idx.len(), dev)?,
+    ))
 }
 
 /// Trains `spec` on `data`, optionally distilling from `teacher`.
-pub fn train(spec: &ArchSpec, data: &ImageSet, cfg: &TrainConfig, teacher: Option<(&CnnModel, HintonKd)>, label: &str) -> crate::Result<Trained> {
+pub fn train(
+    spec: &ArchSpec,
+    data: &ImageSet,
+    cfg: &TrainConfig,
+    teacher: Option<(&CnnModel, HintonKd)>,
+    label: &str,
+) -> crate::Result<Trained> {
     let dev = Device::Cpu;
     let vars = VarMap::new();
     let model = CnnModel::new(spec, VarBuilder::from_varmap(&vars, DType::F32, &dev))?;
     seeded_init(&vars, cfg.seed)?;
-    let mut opt = candle_nn::AdamW::new(vars.all_vars(), candle_nn::ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?;
+    let mut opt = candle_nn::AdamW::new(
+        vars.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            ..Default::default()
+        },
+    )?;
     let steps_per_epoch = data.len().div_ceil(cfg.batch);
     let total = (steps_per_epoch * cfg.epochs) as f64;
-    let pb = if cfg.progress { ProgressBar::new(cfg.epochs as u64) } else { ProgressBar::hidden() };
-    pb.set_style(ProgressStyle::with_template("{prefix:>22} [{bar:30}] epoch {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
+    let pb = if cfg.progress {
+        ProgressBar::new(cfg.epochs as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>22} [{bar:30}] epoch {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
     pb.set_prefix(label.to_string());
     let mut idx: Vec<usize> = (0..data.len()).collect();
     let mut step = 0usize;
     let start = std::time::Instant::now();
     for epoch in 0..cfg.epochs {
-        shuffle(&mut idx, cfg.seed.wrapping_mul(1000).wrapping_add(epoch as u64));
+        shuffle(
+            &mut idx,
+            cfg.seed.wrapping_mul(1000).wrapping_add(epoch as u64),
+        );
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         for chunk in idx.chunks(cfg.batch) {
             let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total).cos());
@@ -119,18 +163,28 @@ pub fn train(spec: &ArchSpec, data: &ImageSet, cfg: &TrainConfig, teacher: Optio
             let l = match teacher {
                 Some((t, kd)) => {
                     let tl = t.forward_features(&x)?.0.detach();
-                    ((ce * kd.alpha)? + (kd_loss(&logits, &tl, kd.temperature)? * (1.0 - kd.alpha))?)?
+                    ((ce * kd.alpha)?
+                        + (kd_loss(&logits, &tl, kd.temperature)? * (1.0 - kd.alpha))?)?
                 }
                 None => ce,
             };
             opt.backward_step(&l)?;
             loss_sum += l.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            correct += pred.iter().zip(y.to_vec1::<u32>()?).filter(|(a, b)| **a == *b).count();
+            correct += pred
+                .iter()
+                .zip(y.to_vec1::<u32>()?)
+                .filter(|(a, b)| **a == *b)
+                .count();
             step += 1;
         }
         let seen = data.len() * (epoch + 1);
-        pb.set_message(format!("loss {:.4} acc {:.1}% {:.0} img/s", loss_sum / data.len() as f64, 100.0 * correct as f64 / data.len() as f64, seen as f64 / start.elapsed().as_secs_f64()));
+        pb.set_message(format!(
+            "loss {:.4} acc {:.1}% {:.0} img/s",
+            loss_sum / data.len() as f64,
+            100.0 * correct as f64 / data.len() as f64,
+            seen as f64 / start.elapsed().as_secs_f64()
+        ));
         pb.inc(1);
     }
     pb.finish();
@@ -144,8 +198,16 @@ pub fn accuracy(model: &CnnModel, data: &ImageSet) -> crate::Result<f64> {
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(256) {
         let (x, y) = batch_tensors(data, chunk, &dev)?;
-        let pred = model.forward_features(&x)?.0.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        correct += pred.iter().zip(y.to_vec1::<u32>()?).filter(|(a, b)| **a == *b).count();
+        let pred = model
+            .forward_features(&x)?
+            .0
+            .argmax(D::Minus1)?
+            .to_vec1::<u32>()?;
+        correct += pred
+            .iter()
+            .zip(y.to_vec1::<u32>()?)
+            .filter(|(a, b)| **a == *b)
+            .count();
     }
     Ok(correct as f64 / data.len().max(1) as f64)
 }
@@ -164,6 +226,10 @@ mod tests {
         let p1 = 1.0 - p0;
         let kl = p0 * (p0 / p1).ln() + p1 * (p1 / p0).ln();
         let got = kd_loss(&s, &t, 2.0).unwrap().to_scalar::<f32>().unwrap() as f64;
-        assert!((got - 4.0 * kl).abs() < 1e-5, "got {got}, want {}", 4.0 * kl);
+        assert!(
+            (got - 4.0 * kl).abs() < 1e-5,
+            "got {got}, want {}",
+            4.0 * kl
+        );
     }
 }

@@ -45,19 +45,43 @@ pub struct ArchSpec {
 impl ArchSpec {
     /// A plain small CNN: two conv+pool stages of `c1`, `c2` channels, optional hidden dense
     /// layer, classifier over `classes`.
-    pub fn small_cnn(name: &str, input: (usize, usize, usize), c1: usize, c2: usize, hidden: Option<usize>, classes: usize) -> Self {
+    pub fn small_cnn(
+        name: &str,
+        input: (usize, usize, usize),
+        c1: usize,
+        c2: usize,
+        hidden: Option<usize>,
+        classes: usize,
+    ) -> Self {
         let mut layers = vec![
-            LayerSpec::Conv { out: c1, k: 3, pad: 1, relu: true },
+            LayerSpec::Conv {
+                out: c1,
+                k: 3,
+                pad: 1,
+                relu: true,
+            },
             LayerSpec::MaxPool2,
-            LayerSpec::Conv { out: c2, k: 3, pad: 1, relu: true },
+            LayerSpec::Conv {
+                out: c2,
+                k: 3,
+                pad: 1,
+                relu: true,
+            },
             LayerSpec::MaxPool2,
             LayerSpec::Flatten,
         ];
         if let Some(h) = hidden {
             layers.push(LayerSpec::Dense { out: h, relu: true });
         }
-        layers.push(LayerSpec::Dense { out: classes, relu: false });
-        ArchSpec { name: name.into(), input, layers }
+        layers.push(LayerSpec::Dense {
+            out: classes,
+            relu: false,
+        });
+        ArchSpec {
+            name: name.into(),
+            input,
+            layers,
+        }
     }
 
     /// Shapes (C, H, W) after each layer, with C = features after Flatten/Dense (H = W = 1).
@@ -66,7 +90,9 @@ impl ArchSpec {
         let mut out = Vec::new();
         for l in &self.layers {
             s = match *l {
-                LayerSpec::Conv { out, k, pad, .. } => (out, s.1 + 2 * pad + 1 - k, s.2 + 2 * pad + 1 - k),
+                LayerSpec::Conv { out, k, pad, .. } => {
+                    (out, s.1 + 2 * pad + 1 - k, s.2 + 2 * pad + 1 - k)
+                }
                 LayerSpec::MaxPool2 => (s.0, s.1 / 2, s.2 / 2),
                 LayerSpec::Flatten => (s.0 * s.1 * s.2, 1, 1),
                 LayerSpec::Dense { out, .. } => (out, 1, 1),
@@ -150,14 +176,31 @@ impl CnnModel {
         for (i, (l, s)) in spec.layers.iter().zip(spec.shapes()).enumerate() {
             let vb = vb.pp(format!("l{i}"));
             layers.push(match *l {
-                LayerSpec::Conv { out, k, pad, relu } => CLayer::Conv(candle_nn::conv2d(c, out, k, Conv2dConfig { padding: pad, ..Default::default() }, vb)?, relu),
+                LayerSpec::Conv { out, k, pad, relu } => CLayer::Conv(
+                    candle_nn::conv2d(
+                        c,
+                        out,
+                        k,
+                        Conv2dConfig {
+                            padding: pad,
+                            ..Default::default()
+                        },
+                        vb,
+                    )?,
+                    relu,
+                ),
                 LayerSpec::MaxPool2 => CLayer::Pool,
                 LayerSpec::Flatten => CLayer::Flatten,
-                LayerSpec::Dense { out, relu } => CLayer::Dense(candle_nn::linear(c, out, vb)?, relu),
+                LayerSpec::Dense { out, relu } => {
+                    CLayer::Dense(candle_nn::linear(c, out, vb)?, relu)
+                }
             });
             c = s.0;
         }
-        Ok(CnnModel { spec: spec.clone(), layers })
+        Ok(CnnModel {
+            spec: spec.clone(),
+            layers,
+        })
     }
 
     /// Forward pass returning the logits and the pre-activation output of every layer that has
@@ -194,13 +237,21 @@ impl CnnModel {
 
     /// Trained weights, layer by layer.
     pub fn weights(&self) -> Result<Vec<LayerWeights>> {
-        let flat = |t: &Tensor| -> Result<Vec<f32>> { t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>() };
+        let flat = |t: &Tensor| -> Result<Vec<f32>> {
+            t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+        };
         self.layers
             .iter()
             .map(|l| {
                 Ok(match l {
-                    CLayer::Conv(c, _) => LayerWeights::Conv { w: flat(c.weight())?, b: flat(c.bias().expect("conv has bias"))? },
-                    CLayer::Dense(d, _) => LayerWeights::Dense { w: flat(d.weight())?, b: flat(d.bias().expect("dense has bias"))? },
+                    CLayer::Conv(c, _) => LayerWeights::Conv {
+                        w: flat(c.weight())?,
+                        b: flat(c.bias().expect("conv has bias"))?,
+                    },
+                    CLayer::Dense(d, _) => LayerWeights::Dense {
+                        w: flat(d.weight())?,
+                        b: flat(d.bias().expect("dense has bias"))?,
+                    },
                     _ => LayerWeights::None,
                 })
             })

@@ -69,7 +69,12 @@ impl ImageSet {
         for &i in idx {
             images.extend_from_slice(self.image(i));
         }
-        ImageSet { images, labels: idx.iter().map(|&i| self.labels[i]).collect(), chw: self.chw, classes: self.classes }
+        ImageSet {
+            images,
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            chw: self.chw,
+            classes: self.classes,
+        }
     }
 
     /// A seeded shuffle split into (train, test) with `test_fraction` of the samples in test.
@@ -118,33 +123,61 @@ const DIGITS_GZ: &[u8] = include_bytes!("../data/digits.csv.gz");
 
 /// scikit-learn's 8×8 digits (1797 samples), embedded in the binary.
 pub fn digits() -> ImageSet {
-    parse_digits(DIGITS_GZ, Path::new("<embedded digits.csv.gz>")).expect("the embedded digits file is valid")
+    parse_digits(DIGITS_GZ, Path::new("<embedded digits.csv.gz>"))
+        .expect("the embedded digits file is valid")
 }
 
 fn parse_digits(gz: &[u8], path: &Path) -> Result<ImageSet, DatasetError> {
     let mut text = String::new();
-    GzDecoder::new(gz).read_to_string(&mut text).map_err(|e| DatasetError::Corrupt { path: path.into(), what: format!("not gzip text: {e}") })?;
+    GzDecoder::new(gz)
+        .read_to_string(&mut text)
+        .map_err(|e| DatasetError::Corrupt {
+            path: path.into(),
+            what: format!("not gzip text: {e}"),
+        })?;
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     for (ln, line) in text.lines().enumerate() {
         let vals: Vec<&str> = line.split(',').collect();
         if vals.len() != 65 {
-            return Err(DatasetError::Corrupt { path: path.into(), what: format!("line {}: expected 65 values, found {}", ln + 1, vals.len()) });
+            return Err(DatasetError::Corrupt {
+                path: path.into(),
+                what: format!("line {}: expected 65 values, found {}", ln + 1, vals.len()),
+            });
         }
         for v in &vals[..64] {
-            let x: f32 = v.trim().parse().map_err(|_| DatasetError::Corrupt { path: path.into(), what: format!("line {}: '{v}' is not a number", ln + 1) })?;
+            let x: f32 = v.trim().parse().map_err(|_| DatasetError::Corrupt {
+                path: path.into(),
+                what: format!("line {}: '{v}' is not a number", ln + 1),
+            })?;
             images.push(x / 16.0);
         }
-        let l: u8 = vals[64].trim().parse().map_err(|_| DatasetError::Corrupt { path: path.into(), what: format!("line {}: bad label", ln + 1) })?;
+        let l: u8 = vals[64].trim().parse().map_err(|_| DatasetError::Corrupt {
+            path: path.into(),
+            what: format!("line {}: bad label", ln + 1),
+        })?;
         labels.push(l);
     }
-    Ok(ImageSet { images, labels, chw: (1, 8, 8), classes: 10 })
+    Ok(ImageSet {
+        images,
+        labels,
+        chw: (1, 8, 8),
+        classes: 10,
+    })
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DatasetError> {
-    let raw = std::fs::read(path).map_err(|err| DatasetError::Io { path: path.into(), err })?;
+    let raw = std::fs::read(path).map_err(|err| DatasetError::Io {
+        path: path.into(),
+        err,
+    })?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| DatasetError::Corrupt { path: path.into(), what: format!("bad gzip data: {e}") })?;
+        GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| DatasetError::Corrupt {
+                path: path.into(),
+                what: format!("bad gzip data: {e}"),
+            })?;
         Ok(out)
     } else {
         Ok(raw)
@@ -159,24 +192,54 @@ fn be_u32(b: &[u8], at: usize) -> u32 {
 pub fn load_idx(images: &Path, labels: &Path) -> Result<ImageSet, DatasetError> {
     let im = read_maybe_gz(images)?;
     if im.len() < 16 || be_u32(&im, 0) != 0x0803 {
-        return Err(DatasetError::Corrupt { path: images.into(), what: "expected IDX image magic 0x00000803".into() });
+        return Err(DatasetError::Corrupt {
+            path: images.into(),
+            what: "expected IDX image magic 0x00000803".into(),
+        });
     }
-    let (n, h, w) = (be_u32(&im, 4) as usize, be_u32(&im, 8) as usize, be_u32(&im, 12) as usize);
-    let want = n.checked_mul(h * w).and_then(|v| v.checked_add(16)).unwrap_or(usize::MAX);
+    let (n, h, w) = (
+        be_u32(&im, 4) as usize,
+        be_u32(&im, 8) as usize,
+        be_u32(&im, 12) as usize,
+    );
+    let want = n
+        .checked_mul(h * w)
+        .and_then(|v| v.checked_add(16))
+        .unwrap_or(usize::MAX);
     if im.len() != want {
-        return Err(DatasetError::Corrupt { path: images.into(), what: format!("expected {want} bytes for {n} images of {h}×{w}, found {}", im.len()) });
+        return Err(DatasetError::Corrupt {
+            path: images.into(),
+            what: format!(
+                "expected {want} bytes for {n} images of {h}×{w}, found {}",
+                im.len()
+            ),
+        });
     }
     let lb = read_maybe_gz(labels)?;
     if lb.len() < 8 || be_u32(&lb, 0) != 0x0801 {
-        return Err(DatasetError::Corrupt { path: labels.into(), what: "expected IDX label magic 0x00000801".into() });
+        return Err(DatasetError::Corrupt {
+            path: labels.into(),
+            what: "expected IDX label magic 0x00000801".into(),
+        });
     }
     if be_u32(&lb, 4) as usize != n || lb.len() != 8 + n {
-        return Err(DatasetError::Corrupt { path: labels.into(), what: format!("expected {n} labels to match the image file") });
+        return Err(DatasetError::Corrupt {
+            path: labels.into(),
+            what: format!("expected {n} labels to match the image file"),
+        });
     }
     if lb[8..].iter().any(|&l| l > 9) {
-        return Err(DatasetError::Corrupt { path: labels.into(), what: "label above 9".into() });
+        return Err(DatasetError::Corrupt {
+            path: labels.into(),
+            what: "label above 9".into(),
+        });
     }
-    Ok(ImageSet { images: im[16..].iter().map(|&p| p as f32 / 255.0).collect(), labels: lb[8..].to_vec(), chw: (1, h, w), classes: 10 })
+    Ok(ImageSet {
+        images: im[16..].iter().map(|&p| p as f32 / 255.0).collect(),
+        labels: lb[8..].to_vec(),
+        chw: (1, h, w),
+        classes: 10,
+    })
 }
 
 /// Which split of an IDX dataset directory.
@@ -199,7 +262,11 @@ pub fn load_spec(spec: &str, split: Split) -> Result<ImageSet, DatasetError> {
         }
         "mnist" | "fashion-mnist" => {
             let dir = Path::new(path);
-            let prefix = if split == Split::Train { "train" } else { "t10k" };
+            let prefix = if split == Split::Train {
+                "train"
+            } else {
+                "t10k"
+            };
             let find = |stem: &str| -> PathBuf {
                 let gz = dir.join(format!("{prefix}-{stem}.gz"));
                 if gz.exists() {
@@ -234,8 +301,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sprig-idx-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let im = dir.join("img");
-        std::fs::write(&im, [0u8, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3]).unwrap();
+        std::fs::write(
+            &im,
+            [0u8, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3],
+        )
+        .unwrap();
         let err = load_idx(&im, &dir.join("lab")).unwrap_err().to_string();
-        assert!(err.contains("img") && err.contains("expected 24 bytes"), "{err}");
+        assert!(
+            err.contains("img") && err.contains("expected 24 bytes"),
+            "{err}"
+        );
     }
 }

@@ -19,19 +19,34 @@ struct QAct {
     unsigned: bool,
 }
 
-fn producer<'m, const T: usize, const N: usize>(g: &Graph<'m, T, N>, name: Option<&str>, op: &str) -> Result<Option<Node<'m>>> {
-    let Some(id) = name.and_then(|n| g.find(n)) else { return Ok(None) };
+fn producer<'m, const T: usize, const N: usize>(
+    g: &Graph<'m, T, N>,
+    name: Option<&str>,
+    op: &str,
+) -> Result<Option<Node<'m>>> {
+    let Some(id) = name.and_then(|n| g.find(n)) else {
+        return Ok(None);
+    };
     let t = g.t(id);
     if t.producer == NONE || t.is_output {
         return Ok(None);
     }
     let n = g.node(t.producer)?;
-    Ok(if n.op_type == op && n.domain.is_empty() { Some(n) } else { None })
+    Ok(if n.op_type == op && n.domain.is_empty() {
+        Some(n)
+    } else {
+        None
+    })
 }
 
 /// Per-tensor scale and zero point from constant inputs 1 and 2 of a Q/DQ node.
-fn scalar_qparams<const T: usize, const N: usize>(g: &Graph<'_, T, N>, n: &Node<'_>) -> Result<Option<(f32, i32, DType)>> {
-    let Some(s) = g.konst(n.input(1)) else { return Ok(None) };
+fn scalar_qparams<const T: usize, const N: usize>(
+    g: &Graph<'_, T, N>,
+    n: &Node<'_>,
+) -> Result<Option<(f32, i32, DType)>> {
+    let Some(s) = g.konst(n.input(1)) else {
+        return Ok(None);
+    };
     if s.shape.numel() != 1 {
         return Ok(None);
     }
@@ -43,26 +58,45 @@ fn scalar_qparams<const T: usize, const N: usize>(g: &Graph<'_, T, N>, n: &Node<
         None => (0, DType::U8),
     };
     let scale = s.f32_at(0)?;
-    if !(scale > 0.0) || !scale.is_finite() {
+    if scale.is_nan() || scale <= 0.0 || !scale.is_finite() {
         return Ok(None);
     }
     Ok(Some((scale, zp, dt)))
 }
 
-fn dq_act<const T: usize, const N: usize>(g: &Graph<'_, T, N>, name: Option<&str>) -> Result<Option<QAct>> {
-    let Some(dq) = producer(g, name, "DequantizeLinear")? else { return Ok(None) };
-    let Some((scale, zp, _)) = scalar_qparams(g, &dq)? else { return Ok(None) };
-    let Some(id) = dq.input(0).and_then(|n| g.find(n)) else { return Ok(None) };
+fn dq_act<const T: usize, const N: usize>(
+    g: &Graph<'_, T, N>,
+    name: Option<&str>,
+) -> Result<Option<QAct>> {
+    let Some(dq) = producer(g, name, "DequantizeLinear")? else {
+        return Ok(None);
+    };
+    let Some((scale, zp, _)) = scalar_qparams(g, &dq)? else {
+        return Ok(None);
+    };
+    let Some(id) = dq.input(0).and_then(|n| g.find(n)) else {
+        return Ok(None);
+    };
     let t = g.t(id);
     if !t.known || t.konst.is_some() || !matches!(t.dtype, DType::I8 | DType::U8) {
         return Ok(None);
     }
-    Ok(Some(QAct { id, scale, zp, unsigned: t.dtype == DType::U8 }))
+    Ok(Some(QAct {
+        id,
+        scale,
+        zp,
+        unsigned: t.dtype == DType::U8,
+    }))
 }
 
 /// The sole consumer of `name` when it is a plain intermediate tensor.
-fn sole_consumer<'m, const T: usize, const N: usize>(g: &Graph<'m, T, N>, name: &str) -> Result<Option<(u16, Node<'m>)>> {
-    let Some(id) = g.find(name) else { return Ok(None) };
+fn sole_consumer<'m, const T: usize, const N: usize>(
+    g: &Graph<'m, T, N>,
+    name: &str,
+) -> Result<Option<(u16, Node<'m>)>> {
+    let Some(id) = g.find(name) else {
+        return Ok(None);
+    };
     let t = g.t(id);
     if t.uses != 1 || t.is_output || t.consumer == NONE {
         return Ok(None);
@@ -73,9 +107,14 @@ fn sole_consumer<'m, const T: usize, const N: usize>(g: &Graph<'m, T, N>, name: 
 /// Follows `[Relu|Clip] → QuantizeLinear` after a float result. Returns the absorbed node
 /// indices, the Q node and the activation bounds.
 #[allow(clippy::type_complexity)]
-fn tail<'m, const T: usize, const N: usize>(g: &Graph<'m, T, N>, out: &str) -> Result<Option<(heapless::Vec<u16, 2>, Node<'m>, bool, Option<(f32, f32)>)>> {
+fn tail<'m, const T: usize, const N: usize>(
+    g: &Graph<'m, T, N>,
+    out: &str,
+) -> Result<Option<(heapless::Vec<u16, 2>, Node<'m>, bool, Option<(f32, f32)>)>> {
     let mut absorbed = heapless::Vec::new();
-    let Some((mut i, mut n)) = sole_consumer(g, out)? else { return Ok(None) };
+    let Some((mut i, mut n)) = sole_consumer(g, out)? else {
+        return Ok(None);
+    };
     let (mut relu, mut clip) = (false, None);
     if n.op_type == "Relu" || (n.op_type == "Clip" && g.opset >= 11) {
         if n.op_type == "Relu" {
@@ -98,8 +137,12 @@ fn tail<'m, const T: usize, const N: usize>(g: &Graph<'m, T, N>, out: &str) -> R
             clip = Some((lo, hi));
         }
         let _ = absorbed.push(i);
-        let Some(next) = n.outputs.first().copied() else { return Ok(None) };
-        let Some((j, m)) = sole_consumer(g, next)? else { return Ok(None) };
+        let Some(next) = n.outputs.first().copied() else {
+            return Ok(None);
+        };
+        let Some((j, m)) = sole_consumer(g, next)? else {
+            return Ok(None);
+        };
         i = j;
         n = m;
     }
@@ -112,7 +155,11 @@ fn tail<'m, const T: usize, const N: usize>(g: &Graph<'m, T, N>, out: &str) -> R
 
 /// Tries to fuse the pattern centred on `node`. On success returns the step and the nodes it
 /// absorbed (to be skipped).
-pub fn try_fuse<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node: &Node<'_>, idx: u16) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
+pub fn try_fuse<const T: usize, const N: usize>(
+    p: &mut Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    idx: u16,
+) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
     if !node.domain.is_empty() || node.outputs.len() != 1 {
         return Ok(None);
     }
@@ -123,13 +170,25 @@ pub fn try_fuse<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node
     }
 }
 
-fn fuse_linear<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node: &Node<'_>, idx: u16) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
+fn fuse_linear<const T: usize, const N: usize>(
+    p: &mut Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    idx: u16,
+) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
     let g = &*p.g;
-    let Some(x) = dq_act(g, node.input(0))? else { return Ok(None) };
+    let Some(x) = dq_act(g, node.input(0))? else {
+        return Ok(None);
+    };
     // Weight: DQ of a constant int8 tensor stored raw, symmetric.
-    let Some(dqw) = producer(g, node.input(1), "DequantizeLinear")? else { return Ok(None) };
-    let Some(w_id) = dqw.input(0).and_then(|n| g.find(n)) else { return Ok(None) };
-    let Some(wk) = g.t(w_id).konst else { return Ok(None) };
+    let Some(dqw) = producer(g, node.input(1), "DequantizeLinear")? else {
+        return Ok(None);
+    };
+    let Some(w_id) = dqw.input(0).and_then(|n| g.find(n)) else {
+        return Ok(None);
+    };
+    let Some(wk) = g.t(w_id).konst else {
+        return Ok(None);
+    };
     if wk.dtype != DType::I8 || wk.raw().is_none() {
         return Ok(None);
     }
@@ -140,8 +199,12 @@ fn fuse_linear<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node:
             return Ok(None);
         }
     }
-    let Some(sw_id) = dqw.input(1).and_then(|n| g.find(n)) else { return Ok(None) };
-    let Some(swk) = g.t(sw_id).konst else { return Ok(None) };
+    let Some(sw_id) = dqw.input(1).and_then(|n| g.find(n)) else {
+        return Ok(None);
+    };
+    let Some(swk) = g.t(sw_id).konst else {
+        return Ok(None);
+    };
     let xs = g.t(x.id).shape;
     let ws = wk.shape;
     // Geometry and which weight axis holds output channels.
@@ -152,17 +215,49 @@ fn fuse_linear<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node:
             (w, window_out_shape(&xs, &w, node)?, 0usize, per_oc, 1usize)
         }
         "Gemm" => {
-            if node.attr_i("transA", 0)? != 0 || node.attr_f("alpha", 1.0)? != 1.0 || node.attr_f("beta", 1.0)? != 1.0 || xs.rank() != 2 || ws.rank() != 2 {
+            if node.attr_i("transA", 0)? != 0
+                || node.attr_f("alpha", 1.0)? != 1.0
+                || node.attr_f("beta", 1.0)? != 1.0
+                || xs.rank() != 2
+                || ws.rank() != 2
+            {
                 return Ok(None);
             }
             let tb = node.attr_i("transB", 0)? != 0;
-            let (k, n) = if tb { (ws.dim(1), ws.dim(0)) } else { (ws.dim(0), ws.dim(1)) };
+            let (k, n) = if tb {
+                (ws.dim(1), ws.dim(0))
+            } else {
+                (ws.dim(0), ws.dim(1))
+            };
             if k != xs.dim(1) {
                 return Ok(None);
             }
-            let win = Window { n: xs.dim(0), c: k, h: 1, w: 1, oc: n, oh: 1, ow: 1, kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, group: 1, pt: 0, pl: 0 };
+            let win = Window {
+                n: xs.dim(0),
+                c: k,
+                h: 1,
+                w: 1,
+                oc: n,
+                oh: 1,
+                ow: 1,
+                kh: 1,
+                kw: 1,
+                sh: 1,
+                sw: 1,
+                dh: 1,
+                dw: 1,
+                group: 1,
+                pt: 0,
+                pl: 0,
+            };
             let (axis, so, sk) = if tb { (0, k, 1) } else { (1, 1, n) };
-            (win, Shape::from_usize(&[xs.dim(0), n], node.outputs[0])?, axis, so, sk)
+            (
+                win,
+                Shape::from_usize(&[xs.dim(0), n], node.outputs[0])?,
+                axis,
+                so,
+                sk,
+            )
         }
         _ => {
             // MatMul with a constant 2-D right side: rows of the input are independent.
@@ -171,13 +266,36 @@ fn fuse_linear<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node:
             }
             let (k, n) = (ws.dim(0), ws.dim(1));
             let rows = xs.numel() / k.max(1);
-            let win = Window { n: rows, c: k, h: 1, w: 1, oc: n, oh: 1, ow: 1, kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, group: 1, pt: 0, pl: 0 };
+            let win = Window {
+                n: rows,
+                c: k,
+                h: 1,
+                w: 1,
+                oc: n,
+                oh: 1,
+                ow: 1,
+                kh: 1,
+                kw: 1,
+                sh: 1,
+                sw: 1,
+                dh: 1,
+                dw: 1,
+                group: 1,
+                pt: 0,
+                pl: 0,
+            };
             let mut d = [0usize; crate::tensor::MAX_RANK];
             for (i, &v) in xs.dims().iter().enumerate() {
                 d[i] = v as usize;
             }
             d[xs.rank() - 1] = n;
-            (win, Shape::from_usize(&d[..xs.rank()], node.outputs[0])?, 1, 1, n)
+            (
+                win,
+                Shape::from_usize(&d[..xs.rank()], node.outputs[0])?,
+                1,
+                1,
+                n,
+            )
         }
     };
     // Weight scales: one, or one per output channel on the right axis.
@@ -193,10 +311,19 @@ fn fuse_linear<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node:
     let (mut bias, mut bias_scale) = (NONE, NONE);
     if let Some(bn) = node.input(2) {
         if let Some(dqb) = producer(g, Some(bn), "DequantizeLinear")? {
-            let Some(b) = dqb.input(0).and_then(|n| g.find(n)) else { return Ok(None) };
-            let Some(bs) = dqb.input(1).and_then(|n| g.find(n)) else { return Ok(None) };
-            let (Some(bk), Some(bsk)) = (g.t(b).konst, g.t(bs).konst) else { return Ok(None) };
-            if bk.dtype != DType::I32 || bk.shape.numel() != win.oc || !(bsk.shape.numel() == 1 || bsk.shape.numel() == win.oc) {
+            let Some(b) = dqb.input(0).and_then(|n| g.find(n)) else {
+                return Ok(None);
+            };
+            let Some(bs) = dqb.input(1).and_then(|n| g.find(n)) else {
+                return Ok(None);
+            };
+            let (Some(bk), Some(bsk)) = (g.t(b).konst, g.t(bs).konst) else {
+                return Ok(None);
+            };
+            if bk.dtype != DType::I32
+                || bk.shape.numel() != win.oc
+                || !(bsk.shape.numel() == 1 || bsk.shape.numel() == win.oc)
+            {
                 return Ok(None);
             }
             if let Some(z) = g.konst(dqb.input(2)) {
@@ -217,12 +344,18 @@ fn fuse_linear<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node:
             return Ok(None);
         }
     }
-    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else { return Ok(None) };
-    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else { return Ok(None) };
+    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else {
+        return Ok(None);
+    };
+    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else {
+        return Ok(None);
+    };
     if (ydt == DType::U8) != x.unsigned || !(ydt == DType::U8 || ydt == DType::I8) {
         return Ok(None);
     }
-    let Some(y_id) = g.find(q.outputs[0]) else { return Ok(None) };
+    let Some(y_id) = g.find(q.outputs[0]) else {
+        return Ok(None);
+    };
     let (act_min, act_max) = act_range(relu, clip, sy, zy, x.unsigned);
     let lin = QLinear {
         win,
@@ -236,27 +369,52 @@ fn fuse_linear<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node:
         w_stride_k,
         unsigned: x.unsigned,
     };
-    p.fill(Fill::QLinear { w: w_id, bias, bias_scale, sx: x.scale, sw: sw_id, sy, p: lin })?;
+    p.fill(Fill::QLinear {
+        w: w_id,
+        bias,
+        bias_scale,
+        sx: x.scale,
+        sw: sw_id,
+        sy,
+        p: lin,
+    })?;
     let y = p.g.t_mut(y_id)?;
     y.dtype = ydt;
     y.shape = out_shape;
     y.known = true;
-    Ok(Some((make_step(idx, Op::QConv(lin), &[x.id, w_id], y_id)?, absorbed)))
+    Ok(Some((
+        make_step(idx, Op::QConv(lin), &[x.id, w_id], y_id)?,
+        absorbed,
+    )))
 }
 
-fn fuse_add<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node: &Node<'_>, idx: u16) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
+fn fuse_add<const T: usize, const N: usize>(
+    p: &mut Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    idx: u16,
+) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
     let g = &*p.g;
-    let (Some(a), Some(b)) = (dq_act(g, node.input(0))?, dq_act(g, node.input(1))?) else { return Ok(None) };
+    let (Some(a), Some(b)) = (dq_act(g, node.input(0))?, dq_act(g, node.input(1))?) else {
+        return Ok(None);
+    };
     if a.unsigned != b.unsigned {
         return Ok(None);
     }
-    let Some(bc) = broadcast(&g.t(a.id).shape, &g.t(b.id).shape) else { return Ok(None) };
-    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else { return Ok(None) };
-    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else { return Ok(None) };
+    let Some(bc) = broadcast(&g.t(a.id).shape, &g.t(b.id).shape) else {
+        return Ok(None);
+    };
+    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else {
+        return Ok(None);
+    };
+    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else {
+        return Ok(None);
+    };
     if (ydt == DType::U8) != a.unsigned {
         return Ok(None);
     }
-    let Some(y_id) = g.find(q.outputs[0]) else { return Ok(None) };
+    let Some(y_id) = g.find(q.outputs[0]) else {
+        return Ok(None);
+    };
     // TFLite's scheme: both inputs to a common fixed-point scale with 20 bits of headroom.
     let twice_max = 2.0 * (a.scale.max(b.scale) as f64);
     let (act_min, act_max) = act_range(relu, clip, sy, zy, a.unsigned);
@@ -276,5 +434,8 @@ fn fuse_add<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node: &N
     y.dtype = ydt;
     y.shape = bc.out;
     y.known = true;
-    Ok(Some((make_step(idx, Op::QAdd(qa), &[a.id, b.id], y_id)?, absorbed)))
+    Ok(Some((
+        make_step(idx, Op::QAdd(qa), &[a.id, b.id], y_id)?,
+        absorbed,
+    )))
 }

@@ -97,20 +97,30 @@ pub struct Graph<'m, const T: usize, const N: usize> {
 impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
     /// Id of the tensor called `name`.
     pub fn find(&self, name: &str) -> Option<u16> {
-        self.tensors.iter().position(|t| t.name == name).map(|i| i as u16)
+        self.tensors
+            .iter()
+            .position(|t| t.name == name)
+            .map(|i| i as u16)
     }
 
     fn add(&mut self, name: &'m str) -> Result<u16> {
         if let Some(id) = self.find(name) {
             return Ok(id);
         }
-        self.tensors.push(TensorInfo::new(name)).map_err(|_| Error::CapacityExceeded { what: "tensors", capacity: T })?;
+        self.tensors
+            .push(TensorInfo::new(name))
+            .map_err(|_| Error::CapacityExceeded {
+                what: "tensors",
+                capacity: T,
+            })?;
         Ok((self.tensors.len() - 1) as u16)
     }
 
     /// Node `i`, parsed (validated by `Model::parse` already).
     pub fn node(&self, i: u16) -> Result<Node<'m>> {
-        let raw = self.nodes.get(i as usize).ok_or(Error::InvalidModel { reason: "node index out of range" })?;
+        let raw = self.nodes.get(i as usize).ok_or(Error::InvalidModel {
+            reason: "node index out of range",
+        })?;
         Node::parse(raw)
     }
 
@@ -123,18 +133,30 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
 
     /// Tensor `id`, mutable.
     pub fn t_mut(&mut self, id: u16) -> Result<&mut TensorInfo<'m>> {
-        self.tensors.get_mut(id as usize).ok_or(Error::InvalidModel { reason: "tensor id out of range" })
+        self.tensors
+            .get_mut(id as usize)
+            .ok_or(Error::InvalidModel {
+                reason: "tensor id out of range",
+            })
     }
 
     /// Builds the table: initializers, graph inputs, node outputs (each defined once), uses.
     pub fn build(model: &Model<'m>) -> Result<Self> {
-        let mut g = Graph { tensors: heapless::Vec::new(), nodes: heapless::Vec::new(), inputs: heapless::Vec::new(), outputs: heapless::Vec::new(), opset: model.opset() };
+        let mut g = Graph {
+            tensors: heapless::Vec::new(),
+            nodes: heapless::Vec::new(),
+            inputs: heapless::Vec::new(),
+            outputs: heapless::Vec::new(),
+            opset: model.opset(),
+        };
         for init in model.initializers() {
             let init = init?;
             let id = g.add(init.name)?;
             let t = g.t_mut(id)?;
             if t.konst.is_some() {
-                return Err(Error::DuplicateTensor { name: Name::new(init.name) });
+                return Err(Error::DuplicateTensor {
+                    name: Name::new(init.name),
+                });
             }
             t.konst = Some(init);
             t.dtype = init.dtype;
@@ -149,17 +171,29 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
             }
             let t = g.t_mut(id)?;
             t.is_input = true;
-            t.dtype = vi.dtype.ok_or(Error::InvalidModel { reason: "graph input without an element type" })?;
-            t.shape = vi.shape.ok_or(Error::BadDimension { name: Name::new(vi.name) })?;
+            t.dtype = vi.dtype.ok_or(Error::InvalidModel {
+                reason: "graph input without an element type",
+            })?;
+            t.shape = vi.shape.ok_or(Error::BadDimension {
+                name: Name::new(vi.name),
+            })?;
             t.known = true;
-            g.inputs.push(id).map_err(|_| Error::CapacityExceeded { what: "graph inputs", capacity: 16 })?;
+            g.inputs.push(id).map_err(|_| Error::CapacityExceeded {
+                what: "graph inputs",
+                capacity: 16,
+            })?;
         }
         for (i, raw) in model_node_slices(model).enumerate() {
             let raw = raw?;
-            g.nodes.push(raw).map_err(|_| Error::CapacityExceeded { what: "nodes", capacity: N })?;
+            g.nodes.push(raw).map_err(|_| Error::CapacityExceeded {
+                what: "nodes",
+                capacity: N,
+            })?;
             let node = Node::parse(raw)?;
             for name in node.inputs.iter().filter(|s| !s.is_empty()) {
-                let id = g.find(name).ok_or_else(|| Error::UndefinedTensor { name: Name::new(name) })?;
+                let id = g.find(name).ok_or_else(|| Error::UndefinedTensor {
+                    name: Name::new(name),
+                })?;
                 let t = g.t_mut(id)?;
                 t.uses = t.uses.saturating_add(1);
                 t.consumer = i as u16;
@@ -168,26 +202,34 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
                 let id = g.add(name)?;
                 let t = g.t_mut(id)?;
                 if t.producer != NONE || t.konst.is_some() || t.is_input {
-                    return Err(Error::DuplicateTensor { name: Name::new(name) });
+                    return Err(Error::DuplicateTensor {
+                        name: Name::new(name),
+                    });
                 }
                 t.producer = i as u16;
             }
         }
         for vi in model.outputs() {
             let vi = vi?;
-            let id = g.find(vi.name).ok_or_else(|| Error::UndefinedTensor { name: Name::new(vi.name) })?;
+            let id = g.find(vi.name).ok_or_else(|| Error::UndefinedTensor {
+                name: Name::new(vi.name),
+            })?;
             let t = g.t_mut(id)?;
             t.is_output = true;
             t.uses = t.uses.saturating_add(1);
             t.consumer = NONE;
-            g.outputs.push(id).map_err(|_| Error::CapacityExceeded { what: "graph outputs", capacity: 16 })?;
+            g.outputs.push(id).map_err(|_| Error::CapacityExceeded {
+                what: "graph outputs",
+                capacity: 16,
+            })?;
         }
         Ok(g)
     }
 
     /// The constant behind tensor `name`, if it is one.
     pub fn konst(&self, name: Option<&str>) -> Option<TensorView<'m>> {
-        name.and_then(|n| self.find(n)).and_then(|id| self.t(id).konst)
+        name.and_then(|n| self.find(n))
+            .and_then(|id| self.t(id).konst)
     }
 }
 

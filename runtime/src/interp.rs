@@ -59,8 +59,15 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
         }
         let node = g.node(idx as u16)?;
         if node.op_type == "Constant" && node.domain.is_empty() {
-            let v = node.attr("value")?.and_then(|a| a.tensor()).ok_or_else(|| node.bad_attr("Constant without a tensor value"))??;
-            let id = g.find(node.outputs.first().copied().unwrap_or("")).ok_or(Error::InvalidModel { reason: "Constant without output" })?;
+            let v = node
+                .attr("value")?
+                .and_then(|a| a.tensor())
+                .ok_or_else(|| node.bad_attr("Constant without a tensor value"))??;
+            let id =
+                g.find(node.outputs.first().copied().unwrap_or(""))
+                    .ok_or(Error::InvalidModel {
+                        reason: "Constant without output",
+                    })?;
             let t = g.t_mut(id)?;
             t.konst = Some(v);
             t.dtype = v.dtype;
@@ -68,7 +75,11 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
             t.known = true;
             continue;
         }
-        let mut prep = Prep { g: &mut g, persist, fills: &mut fills };
+        let mut prep = Prep {
+            g: &mut g,
+            persist,
+            fills: &mut fills,
+        };
         let step = match try_fuse(&mut prep, &node, idx as u16)? {
             Some((step, gone)) => {
                 for i in gone {
@@ -81,13 +92,19 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
             None => prepare_node(&mut prep, &node, idx as u16)?,
         };
         persist = prep.persist;
-        steps.push(step).map_err(|_| Error::CapacityExceeded { what: "steps", capacity: N })?;
+        steps.push(step).map_err(|_| Error::CapacityExceeded {
+            what: "steps",
+            capacity: N,
+        })?;
     }
     // Every graph output must be computed by a step.
     for &o in &g.outputs {
         let t = g.t(o);
         if !t.known || t.konst.is_some() || t.is_input {
-            return Err(Error::Unsupported { node: Name::new(t.name), what: "graph output that is an input or a constant" });
+            return Err(Error::Unsupported {
+                node: Name::new(t.name),
+                what: "graph output that is an input or a constant",
+            });
         }
     }
     // Dead-step elimination: weight DequantizeLinear nodes behind fused steps, unused branches.
@@ -123,8 +140,17 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
                 (Op::QConv(_), 1, Some(raw)) => Loc::Model(raw),
                 _ => {
                     let at = persist;
-                    persist = persist.checked_add((t.bytes() + ALIGN - 1) & !(ALIGN - 1)).ok_or(Error::InvalidModel { reason: "constant sizes overflow" })?;
-                    fills.push(Fill::Const { id: i, at }).map_err(|_| Error::CapacityExceeded { what: "prepared constants", capacity: N })?;
+                    persist = persist
+                        .checked_add((t.bytes() + ALIGN - 1) & !(ALIGN - 1))
+                        .ok_or(Error::InvalidModel {
+                            reason: "constant sizes overflow",
+                        })?;
+                    fills
+                        .push(Fill::Const { id: i, at })
+                        .map_err(|_| Error::CapacityExceeded {
+                            what: "prepared constants",
+                            capacity: N,
+                        })?;
                     Loc::Persist(at)
                 }
             };
@@ -165,14 +191,27 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
         g.t_mut(id)?.loc = Loc::Work(planner.offset(b));
     }
     let persist = (persist + ALIGN - 1) & !(ALIGN - 1);
-    Ok(Built { g, steps, fills, persist, work, lower_bound })
+    Ok(Built {
+        g,
+        steps,
+        fills,
+        persist,
+        work,
+        lower_bound,
+    })
 }
 
 impl<'m> Model<'m> {
     /// Plans the model without an arena and reports the bytes it needs.
     pub fn arena_report<const T: usize, const N: usize>(&self) -> Result<ArenaReport> {
         let b = build::<T, N>(self)?;
-        Ok(ArenaReport { total: b.needed(), persistent: b.persist, working: b.work, working_lower_bound: b.lower_bound, steps: b.steps.len() })
+        Ok(ArenaReport {
+            total: b.needed(),
+            persistent: b.persist,
+            working: b.work,
+            working_lower_bound: b.lower_bound,
+            steps: b.steps.len(),
+        })
     }
 
     /// Arena bytes [`Interpreter::new`] needs for this model (default capacities).
@@ -230,8 +269,12 @@ pub struct InterpreterWith<'m, 'a, const T: usize, const N: usize> {
 
 fn bytes_of<'p>(loc: Loc<'_>, len: usize, persist: &'p [u8]) -> Result<&'p [u8]> {
     match loc {
-        Loc::Persist(at) => persist.get(at..at + len).ok_or(Error::BadIo { what: "constant outside the arena" }),
-        _ => Err(Error::BadIo { what: "tensor has no storage" }),
+        Loc::Persist(at) => persist.get(at..at + len).ok_or(Error::BadIo {
+            what: "constant outside the arena",
+        }),
+        _ => Err(Error::BadIo {
+            what: "tensor has no storage",
+        }),
     }
 }
 
@@ -251,8 +294,20 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
         for f in b.fills.iter() {
             fill(&b.g, f, persist)?;
         }
-        let report = ArenaReport { total: needed, persistent: b.persist, working: b.work, working_lower_bound: b.lower_bound, steps: b.steps.len() };
-        Ok(InterpreterWith { g: b.g, steps: b.steps, persist, work, report })
+        let report = ArenaReport {
+            total: needed,
+            persistent: b.persist,
+            working: b.work,
+            working_lower_bound: b.lower_bound,
+            steps: b.steps.len(),
+        };
+        Ok(InterpreterWith {
+            g: b.g,
+            steps: b.steps,
+            persist,
+            work,
+            report,
+        })
     }
 
     /// Sizes of the plan.
@@ -287,18 +342,26 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
 
     /// Name, type and shape of input `i`.
     pub fn input_info(&self, i: usize) -> Result<(&'m str, DType, Shape)> {
-        let id = *self.g.inputs.get(i).ok_or(Error::BadIo { what: "input index out of range" })?;
+        let id = *self.g.inputs.get(i).ok_or(Error::BadIo {
+            what: "input index out of range",
+        })?;
         let t = self.g.t(id);
         Ok((t.name, t.dtype, t.shape))
     }
 
     /// Mutable bytes of input `i`, to fill before [`InterpreterWith::invoke`].
     pub fn input_mut(&mut self, i: usize) -> Result<&mut [u8]> {
-        let id = *self.g.inputs.get(i).ok_or(Error::BadIo { what: "input index out of range" })?;
+        let id = *self.g.inputs.get(i).ok_or(Error::BadIo {
+            what: "input index out of range",
+        })?;
         let t = *self.g.t(id);
         match t.loc {
-            Loc::Work(at) => self.work.get_mut(at..at + t.bytes()).ok_or(Error::BadIo { what: "input outside the arena" }),
-            _ => Err(Error::BadIo { what: "input is not used by the graph" }),
+            Loc::Work(at) => self.work.get_mut(at..at + t.bytes()).ok_or(Error::BadIo {
+                what: "input outside the arena",
+            }),
+            _ => Err(Error::BadIo {
+                what: "input is not used by the graph",
+            }),
         }
     }
 
@@ -306,7 +369,9 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
     pub fn set_input(&mut self, i: usize, bytes: &[u8]) -> Result<()> {
         let dst = self.input_mut(i)?;
         if dst.len() != bytes.len() {
-            return Err(Error::BadIo { what: "input byte length differs from the input's shape" });
+            return Err(Error::BadIo {
+                what: "input byte length differs from the input's shape",
+            });
         }
         dst.copy_from_slice(bytes);
         Ok(())
@@ -319,13 +384,26 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
 
     /// Output `i` after [`InterpreterWith::invoke`].
     pub fn output(&self, i: usize) -> Result<TensorRef<'_>> {
-        let id = *self.g.outputs.get(i).ok_or(Error::BadIo { what: "output index out of range" })?;
+        let id = *self.g.outputs.get(i).ok_or(Error::BadIo {
+            what: "output index out of range",
+        })?;
         let t = self.g.t(id);
         let data = match t.loc {
-            Loc::Work(at) => self.work.get(at..at + t.bytes()).ok_or(Error::BadIo { what: "output outside the arena" })?,
-            _ => return Err(Error::BadIo { what: "output has no storage" }),
+            Loc::Work(at) => self.work.get(at..at + t.bytes()).ok_or(Error::BadIo {
+                what: "output outside the arena",
+            })?,
+            _ => {
+                return Err(Error::BadIo {
+                    what: "output has no storage",
+                })
+            }
         };
-        Ok(TensorRef { name: t.name, dtype: t.dtype, shape: t.shape, data })
+        Ok(TensorRef {
+            name: t.name,
+            dtype: t.dtype,
+            shape: t.shape,
+            data,
+        })
     }
 
     /// Runs every step once.
@@ -348,10 +426,16 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
 
     fn run_step(&mut self, s: &Step) -> Result<()> {
         let out = *self.g.t(s.out);
-        let Loc::Work(o_at) = out.loc else { return Err(Error::BadIo { what: "step output has no storage" }) };
+        let Loc::Work(o_at) = out.loc else {
+            return Err(Error::BadIo {
+                what: "step output has no storage",
+            });
+        };
         let o_end = o_at + out.bytes();
         if o_end > self.work.len() {
-            return Err(Error::BadIo { what: "step output outside the arena" });
+            return Err(Error::BadIo {
+                what: "step output outside the arena",
+            });
         }
         let (lo, rest) = self.work.split_at_mut(o_at);
         let (y, hi) = rest.split_at_mut(o_end - o_at);
@@ -365,8 +449,16 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
                 Loc::Model(b) => b,
                 Loc::Persist(_) => bytes_of(t.loc, len, persist)?,
                 Loc::Work(at) if at + len <= o_at => &lo[at..at + len],
-                Loc::Work(at) if at >= o_end => hi.get(at - o_end..at - o_end + len).ok_or(Error::BadIo { what: "input outside the arena" })?,
-                _ => return Err(Error::BadIo { what: "input overlaps the output" }),
+                Loc::Work(at) if at >= o_end => {
+                    hi.get(at - o_end..at - o_end + len).ok_or(Error::BadIo {
+                        what: "input outside the arena",
+                    })?
+                }
+                _ => {
+                    return Err(Error::BadIo {
+                        what: "input overlaps the output",
+                    })
+                }
             };
         }
         let n_in = s.n_in as usize;
@@ -375,28 +467,49 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
 }
 
 fn f32s(b: &[u8]) -> Result<&[f32]> {
-    bytemuck::try_cast_slice(b).map_err(|_| Error::BadIo { what: "misaligned float buffer" })
+    bytemuck::try_cast_slice(b).map_err(|_| Error::BadIo {
+        what: "misaligned float buffer",
+    })
 }
 
 fn f32s_mut(b: &mut [u8]) -> Result<&mut [f32]> {
-    bytemuck::try_cast_slice_mut(b).map_err(|_| Error::BadIo { what: "misaligned float buffer" })
+    bytemuck::try_cast_slice_mut(b).map_err(|_| Error::BadIo {
+        what: "misaligned float buffer",
+    })
 }
 
 fn i32s(b: &[u8]) -> Result<&[i32]> {
-    bytemuck::try_cast_slice(b).map_err(|_| Error::BadIo { what: "misaligned int buffer" })
+    bytemuck::try_cast_slice(b).map_err(|_| Error::BadIo {
+        what: "misaligned int buffer",
+    })
 }
 
 fn persist_slice(persist: &[u8], at: usize, len: usize) -> Result<&[u8]> {
-    persist.get(at..at + len).ok_or(Error::BadIo { what: "constant outside the arena" })
+    persist.get(at..at + len).ok_or(Error::BadIo {
+        what: "constant outside the arena",
+    })
 }
 
-fn eval<const T: usize, const N: usize>(op: &Op, ins: &[&[u8]], g: &Graph<'_, T, N>, s: &Step, persist: &[u8], y: &mut [u8]) -> Result<()> {
-    let get = |i: usize| ins.get(i).copied().ok_or(Error::BadIo { what: "missing step input" });
+fn eval<const T: usize, const N: usize>(
+    op: &Op,
+    ins: &[&[u8]],
+    g: &Graph<'_, T, N>,
+    s: &Step,
+    persist: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
+    let get = |i: usize| {
+        ins.get(i).copied().ok_or(Error::BadIo {
+            what: "missing step input",
+        })
+    };
     match *op {
         Op::Copy => {
             let x = get(0)?;
             if x.len() != y.len() {
-                return Err(Error::BadIo { what: "reshape size differs" });
+                return Err(Error::BadIo {
+                    what: "reshape size differs",
+                });
             }
             y.copy_from_slice(x);
             Ok(())
@@ -404,26 +517,89 @@ fn eval<const T: usize, const N: usize>(op: &Op, ins: &[&[u8]], g: &Graph<'_, T,
         Op::Unary(u) => k::unary(u, f32s(get(0)?)?, f32s_mut(y)?),
         Op::Binary(b, bc) => k::binary(b, &bc, f32s(get(0)?)?, f32s(get(1)?)?, f32s_mut(y)?),
         Op::Conv(w) => {
-            let b = if ins.len() > 2 { Some(f32s(get(2)?)?) } else { None };
+            let b = if ins.len() > 2 {
+                Some(f32s(get(2)?)?)
+            } else {
+                None
+            };
             k::conv_f32(&w, f32s(get(0)?)?, f32s(get(1)?)?, b, f32s_mut(y)?)
         }
-        Op::Gemm { m, k: kk, n, trans_a, trans_b, alpha, beta, c } => {
+        Op::Gemm {
+            m,
+            k: kk,
+            n,
+            trans_a,
+            trans_b,
+            alpha,
+            beta,
+            c,
+        } => {
             let cv = match c {
                 Some(bc) => Some((bc, f32s(get(2)?)?)),
                 None => None,
             };
-            k::gemm_f32(m, kk, n, trans_a, trans_b, alpha, beta, cv.as_ref().map(|(b, v)| (b, *v)), f32s(get(0)?)?, f32s(get(1)?)?, f32s_mut(y)?)
+            k::gemm_f32(
+                m,
+                kk,
+                n,
+                trans_a,
+                trans_b,
+                alpha,
+                beta,
+                cv.as_ref().map(|(b, v)| (b, *v)),
+                f32s(get(0)?)?,
+                f32s(get(1)?)?,
+                f32s_mut(y)?,
+            )
         }
-        Op::MatMul { batch, m, k: kk, n, a_batch_stride, b_batch_stride } => k::matmul_f32(batch, m, kk, n, a_batch_stride, b_batch_stride, f32s(get(0)?)?, f32s(get(1)?)?, f32s_mut(y)?),
+        Op::MatMul {
+            batch,
+            m,
+            k: kk,
+            n,
+            a_batch_stride,
+            b_batch_stride,
+        } => k::matmul_f32(
+            batch,
+            m,
+            kk,
+            n,
+            a_batch_stride,
+            b_batch_stride,
+            f32s(get(0)?)?,
+            f32s(get(1)?)?,
+            f32s_mut(y)?,
+        ),
         Op::MaxPool(w) => match g.t(s.out).dtype {
-            DType::I8 => k::maxpool::<i8>(&w, i8::MIN, bytemuck::cast_slice(get(0)?), bytemuck::cast_slice_mut(y)),
+            DType::I8 => k::maxpool::<i8>(
+                &w,
+                i8::MIN,
+                bytemuck::cast_slice(get(0)?),
+                bytemuck::cast_slice_mut(y),
+            ),
             DType::U8 => k::maxpool::<u8>(&w, 0, get(0)?, y),
             _ => k::maxpool::<f32>(&w, f32::NEG_INFINITY, f32s(get(0)?)?, f32s_mut(y)?),
         },
-        Op::AveragePool { win, count_include_pad } => k::avgpool(&win, count_include_pad, f32s(get(0)?)?, f32s_mut(y)?),
+        Op::AveragePool {
+            win,
+            count_include_pad,
+        } => k::avgpool(&win, count_include_pad, f32s(get(0)?)?, f32s_mut(y)?),
         Op::GlobalAveragePool { nc, hw } => k::global_avg(nc, hw, f32s(get(0)?)?, f32s_mut(y)?),
-        Op::Softmax { outer, len, inner } => k::softmax(outer, len, inner, f32s(get(0)?)?, f32s_mut(y)?),
-        Op::BatchNorm { c, inner, n, eps } => k::batchnorm(n, c, inner, eps, f32s(get(0)?)?, f32s(get(1)?)?, f32s(get(2)?)?, f32s(get(3)?)?, f32s(get(4)?)?, f32s_mut(y)?),
+        Op::Softmax { outer, len, inner } => {
+            k::softmax(outer, len, inner, f32s(get(0)?)?, f32s_mut(y)?)
+        }
+        Op::BatchNorm { c, inner, n, eps } => k::batchnorm(
+            n,
+            c,
+            inner,
+            eps,
+            f32s(get(0)?)?,
+            f32s(get(1)?)?,
+            f32s(get(2)?)?,
+            f32s(get(3)?)?,
+            f32s(get(4)?)?,
+            f32s_mut(y)?,
+        ),
         Op::Concat { outer, inner } => {
             let esize = g.t(s.out).dtype.size();
             let mut off = 0usize;
@@ -431,15 +607,21 @@ fn eval<const T: usize, const N: usize>(op: &Op, ins: &[&[u8]], g: &Graph<'_, T,
                 for x in ins.iter() {
                     let axis_len = x.len() / (outer * inner * esize).max(1);
                     let chunk = axis_len * inner * esize;
-                    let src = x.get(o * chunk..(o + 1) * chunk).ok_or(Error::BadIo { what: "concat input size" })?;
-                    let dst = y.get_mut(off..off + chunk).ok_or(Error::BadIo { what: "concat output size" })?;
+                    let src = x.get(o * chunk..(o + 1) * chunk).ok_or(Error::BadIo {
+                        what: "concat input size",
+                    })?;
+                    let dst = y.get_mut(off..off + chunk).ok_or(Error::BadIo {
+                        what: "concat output size",
+                    })?;
                     dst.copy_from_slice(src);
                     off += chunk;
                 }
             }
             Ok(())
         }
-        Op::Transpose { in_shape, perm } => k::transpose(g.t(s.out).dtype.size(), &in_shape, &perm, get(0)?, y),
+        Op::Transpose { in_shape, perm } => {
+            k::transpose(g.t(s.out).dtype.size(), &in_shape, &perm, get(0)?, y)
+        }
         Op::Quantize { q, out } => {
             let sc = f32s(persist_slice(persist, q.scales, q.axis_len * 4)?)?;
             let zp = i32s(persist_slice(persist, q.zps, q.axis_len * 4)?)?;
@@ -458,37 +640,67 @@ fn eval<const T: usize, const N: usize>(op: &Op, ins: &[&[u8]], g: &Graph<'_, T,
             if p.unsigned {
                 k::qconv_ref::<u8>(&p, get(0)?, w, bias, rq, y)
             } else {
-                k::qconv_ref::<i8>(&p, bytemuck::cast_slice(get(0)?), w, bias, rq, bytemuck::cast_slice_mut(y))
+                k::qconv_ref::<i8>(
+                    &p,
+                    bytemuck::cast_slice(get(0)?),
+                    w,
+                    bias,
+                    rq,
+                    bytemuck::cast_slice_mut(y),
+                )
             }
         }
         Op::QAdd(p) => {
             if p.unsigned {
                 k::qadd_ref::<u8>(&p, get(0)?, get(1)?, y)
             } else {
-                k::qadd_ref::<i8>(&p, bytemuck::cast_slice(get(0)?), bytemuck::cast_slice(get(1)?), bytemuck::cast_slice_mut(y))
+                k::qadd_ref::<i8>(
+                    &p,
+                    bytemuck::cast_slice(get(0)?),
+                    bytemuck::cast_slice(get(1)?),
+                    bytemuck::cast_slice_mut(y),
+                )
             }
         }
     }
 }
 
 fn put_f32(persist: &mut [u8], at: usize, i: usize, v: f32) -> Result<()> {
-    persist.get_mut(at + 4 * i..at + 4 * i + 4).ok_or(Error::BadIo { what: "fill outside the arena" })?.copy_from_slice(&v.to_le_bytes());
+    persist
+        .get_mut(at + 4 * i..at + 4 * i + 4)
+        .ok_or(Error::BadIo {
+            what: "fill outside the arena",
+        })?
+        .copy_from_slice(&v.to_le_bytes());
     Ok(())
 }
 
 fn put_i32(persist: &mut [u8], at: usize, i: usize, v: i32) -> Result<()> {
-    persist.get_mut(at + 4 * i..at + 4 * i + 4).ok_or(Error::BadIo { what: "fill outside the arena" })?.copy_from_slice(&v.to_le_bytes());
+    persist
+        .get_mut(at + 4 * i..at + 4 * i + 4)
+        .ok_or(Error::BadIo {
+            what: "fill outside the arena",
+        })?
+        .copy_from_slice(&v.to_le_bytes());
     Ok(())
 }
 
 /// Writes one prepared constant into the persistent area.
-fn fill<const T: usize, const N: usize>(g: &Graph<'_, T, N>, f: &Fill, persist: &mut [u8]) -> Result<()> {
+fn fill<const T: usize, const N: usize>(
+    g: &Graph<'_, T, N>,
+    f: &Fill,
+    persist: &mut [u8],
+) -> Result<()> {
     match *f {
         Fill::Const { id, at } => {
             let t = g.t(id);
-            let kv = t.konst.ok_or(Error::BadIo { what: "constant fill of a non-constant" })?;
+            let kv = t.konst.ok_or(Error::BadIo {
+                what: "constant fill of a non-constant",
+            })?;
             let len = t.bytes();
-            let dst = persist.get_mut(at..at + len).ok_or(Error::BadIo { what: "fill outside the arena" })?;
+            let dst = persist.get_mut(at..at + len).ok_or(Error::BadIo {
+                what: "fill outside the arena",
+            })?;
             match kv.raw() {
                 Some(raw) if raw.len() == len => dst.copy_from_slice(raw),
                 _ => {
@@ -498,12 +710,18 @@ fn fill<const T: usize, const N: usize>(g: &Graph<'_, T, N>, f: &Fill, persist: 
                         let bytes = v.to_le_bytes();
                         match dst.get_mut(i * es..(i + 1) * es) {
                             Some(d) => d.copy_from_slice(&bytes[..es]),
-                            None => err = Some(Error::BadInitializer { name: Name::new(t.name) }),
+                            None => {
+                                err = Some(Error::BadInitializer {
+                                    name: Name::new(t.name),
+                                })
+                            }
                         }
                     })?;
                     if t.dtype == DType::F32 || t.dtype == DType::F16 {
                         // float_data is stored raw; any other representation is unusual.
-                        return Err(Error::BadInitializer { name: Name::new(t.name) });
+                        return Err(Error::BadInitializer {
+                            name: Name::new(t.name),
+                        });
                     }
                     if let Some(e) = err {
                         return Err(e);
@@ -536,17 +754,35 @@ fn fill<const T: usize, const N: usize>(g: &Graph<'_, T, N>, f: &Fill, persist: 
             }
             Ok(())
         }
-        Fill::QLinear { w, bias, bias_scale, sx, sw, sy, p } => {
-            let wk = g.t(w).konst.and_then(|k| k.raw()).ok_or(Error::BadIo { what: "weights" })?;
+        Fill::QLinear {
+            w,
+            bias,
+            bias_scale,
+            sx,
+            sw,
+            sy,
+            p,
+        } => {
+            let wk = g
+                .t(w)
+                .konst
+                .and_then(|k| k.raw())
+                .ok_or(Error::BadIo { what: "weights" })?;
             let wv: &[i8] = bytemuck::cast_slice(wk);
-            let swk = g.t(sw).konst.ok_or(Error::BadIo { what: "weight scale" })?;
+            let swk = g.t(sw).konst.ok_or(Error::BadIo {
+                what: "weight scale",
+            })?;
             let per_oc = swk.shape.numel() > 1;
             let red = p.win.c / p.win.group * p.win.kh * p.win.kw;
             for oc in 0..p.win.oc {
                 let s_w = swk.f32_at(if per_oc { oc } else { 0 })? as f64;
                 let mut sum: i64 = 0;
                 for r in 0..red {
-                    sum += *wv.get(oc * p.w_stride_oc + r * p.w_stride_k).ok_or(Error::BadInitializer { name: Name::new(g.t(w).name) })? as i64;
+                    sum += *wv.get(oc * p.w_stride_oc + r * p.w_stride_k).ok_or(
+                        Error::BadInitializer {
+                            name: Name::new(g.t(w).name),
+                        },
+                    )? as i64;
                 }
                 let acc_scale = sx as f64 * s_w;
                 let b_real = if bias == NONE {
@@ -556,14 +792,26 @@ fn fill<const T: usize, const N: usize>(g: &Graph<'_, T, N>, f: &Fill, persist: 
                     if bias_scale == NONE {
                         bk.f32_at(oc)? as f64
                     } else {
-                        let bs = g.t(bias_scale).konst.ok_or(Error::BadIo { what: "bias scale" })?;
+                        let bs = g
+                            .t(bias_scale)
+                            .konst
+                            .ok_or(Error::BadIo { what: "bias scale" })?;
                         let s = bs.f32_at(if bs.shape.numel() > 1 { oc } else { 0 })? as f64;
                         bk.i64_at(oc)? as f64 * s
                     }
                 };
-                let bq = if acc_scale > 0.0 { crate::quant::round_half_away((b_real / acc_scale).clamp(-2.0e9, 2.0e9)) } else { 0 };
+                let bq = if acc_scale > 0.0 {
+                    crate::quant::round_half_away((b_real / acc_scale).clamp(-2.0e9, 2.0e9))
+                } else {
+                    0
+                };
                 let bq = bq - p.zx as i64 * sum;
-                put_i32(persist, p.bias, oc, bq.clamp(i32::MIN as i64, i32::MAX as i64) as i32)?;
+                put_i32(
+                    persist,
+                    p.bias,
+                    oc,
+                    bq.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+                )?;
                 let r = Requant::from_f64(acc_scale / sy as f64);
                 put_i32(persist, p.requant, 2 * oc, r.multiplier)?;
                 put_i32(persist, p.requant, 2 * oc + 1, r.shift)?;

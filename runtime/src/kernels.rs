@@ -11,7 +11,9 @@ fn check(ok: bool) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::BadIo { what: "buffer size does not match the plan" })
+        Err(Error::BadIo {
+            what: "buffer size does not match the plan",
+        })
     }
 }
 
@@ -185,7 +187,11 @@ pub fn for_each_broadcast(bc: &Broadcast, mut f: impl FnMut(usize, usize, usize)
 
 fn broadcast_fits(bc: &Broadcast, a: usize, b: usize, y: usize) -> bool {
     let r = bc.out.rank();
-    let last = |s: &[u32; MAX_RANK]| (0..r).map(|i| s[i] as usize * bc.out.dim(i).saturating_sub(1)).sum::<usize>();
+    let last = |s: &[u32; MAX_RANK]| {
+        (0..r)
+            .map(|i| s[i] as usize * bc.out.dim(i).saturating_sub(1))
+            .sum::<usize>()
+    };
     y == bc.out.numel() && (bc.out.numel() == 0 || (last(&bc.a) < a && last(&bc.b) < b))
 }
 
@@ -205,13 +211,17 @@ pub fn binary(k: Binary, bc: &Broadcast, a: &[f32], b: &[f32], y: &mut [f32]) ->
 }
 
 fn window_sizes(w: &Window) -> (usize, usize, usize) {
-    (w.n * w.c * w.h * w.w, w.oc * (w.c / w.group.max(1)) * w.kh * w.kw, w.n * w.oc * w.oh * w.ow)
+    (
+        w.n * w.c * w.h * w.w,
+        w.oc * (w.c / w.group.max(1)) * w.kh * w.kw,
+        w.n * w.oc * w.oh * w.ow,
+    )
 }
 
 /// Float convolution (direct, NCHW).
 pub fn conv_f32(p: &Window, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) -> Result<()> {
     let (nx, nw, ny) = window_sizes(p);
-    check(x.len() == nx && w.len() == nw && y.len() == ny && b.map_or(true, |b| b.len() == p.oc))?;
+    check(x.len() == nx && w.len() == nw && y.len() == ny && b.is_none_or(|b| b.len() == p.oc))?;
     let cpg = p.c / p.group;
     let opg = p.oc / p.group;
     for n in 0..p.n {
@@ -235,7 +245,8 @@ pub fn conv_f32(p: &Window, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f3
                                 if ix < 0 || ix >= p.w as isize {
                                     continue;
                                 }
-                                acc += x[xbase + iy as usize * p.w + ix as usize] * w[wbase + ky * p.kw + kx];
+                                acc += x[xbase + iy as usize * p.w + ix as usize]
+                                    * w[wbase + ky * p.kw + kx];
                             }
                         }
                     }
@@ -249,13 +260,27 @@ pub fn conv_f32(p: &Window, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f3
 
 /// Reference int8 convolution / fully connected layer with per-channel requantization.
 /// Padding reads as the input zero point, so `bias` already holds `bias − zx·Σw`.
-pub fn qconv_ref<T: Q8>(p: &QLinear, x: &[T], w: &[i8], bias: &[i32], rq: RequantTable<'_>, y: &mut [T]) -> Result<()> {
+pub fn qconv_ref<T: Q8>(
+    p: &QLinear,
+    x: &[T],
+    w: &[i8],
+    bias: &[i32],
+    rq: RequantTable<'_>,
+    y: &mut [T],
+) -> Result<()> {
     let win = &p.win;
     let (nx, _, ny) = window_sizes(win);
     let cpg = win.c / win.group;
     let opg = win.oc / win.group;
-    let last_w = (win.oc.saturating_sub(1)) * p.w_stride_oc + (cpg * win.kh * win.kw).saturating_sub(1) * p.w_stride_k;
-    check(x.len() == nx && y.len() == ny && bias.len() == win.oc && rq.len() == win.oc && (win.oc == 0 || last_w < w.len()))?;
+    let last_w = (win.oc.saturating_sub(1)) * p.w_stride_oc
+        + (cpg * win.kh * win.kw).saturating_sub(1) * p.w_stride_k;
+    check(
+        x.len() == nx
+            && y.len() == ny
+            && bias.len() == win.oc
+            && rq.len() == win.oc
+            && (win.oc == 0 || last_w < w.len()),
+    )?;
     for n in 0..win.n {
         for oc in 0..win.oc {
             let g = oc / opg;
@@ -269,13 +294,25 @@ pub fn qconv_ref<T: Q8>(p: &QLinear, x: &[T], w: &[i8], bias: &[i32], rq: Requan
                             let iy = (oy * win.sh + ky * win.dh) as isize - win.pt as isize;
                             for kx in 0..win.kw {
                                 let ix = (ox * win.sw + kx * win.dw) as isize - win.pl as isize;
-                                let xv = if iy < 0 || iy >= win.h as isize || ix < 0 || ix >= win.w as isize { p.zx } else { x[xbase + iy as usize * win.w + ix as usize].get() };
-                                let wv = w[wbase + ((ic * win.kh + ky) * win.kw + kx) * p.w_stride_k] as i32;
+                                let xv = if iy < 0
+                                    || iy >= win.h as isize
+                                    || ix < 0
+                                    || ix >= win.w as isize
+                                {
+                                    p.zx
+                                } else {
+                                    x[xbase + iy as usize * win.w + ix as usize].get()
+                                };
+                                let wv = w
+                                    [wbase + ((ic * win.kh + ky) * win.kw + kx) * p.w_stride_k]
+                                    as i32;
                                 acc = acc.wrapping_add(xv * wv);
                             }
                         }
                     }
-                    let v = p.zy.saturating_add(rq.get(oc).apply(acc)).clamp(p.act_min, p.act_max);
+                    let v =
+                        p.zy.saturating_add(rq.get(oc).apply(acc))
+                            .clamp(p.act_min, p.act_max);
                     y[((n * win.oc + oc) * win.oh + oy) * win.ow + ox] = T::put(v);
                 }
             }
@@ -298,7 +335,19 @@ pub fn qadd_ref<T: Q8>(p: &QAdd, a: &[T], b: &[T], y: &mut [T]) -> Result<()> {
 
 /// Gemm: Y = alpha·A'·B' + beta·C.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_f32(m: usize, k: usize, n: usize, ta: bool, tb: bool, alpha: f32, beta: f32, c: Option<(&Broadcast, &[f32])>, a: &[f32], b: &[f32], y: &mut [f32]) -> Result<()> {
+pub fn gemm_f32(
+    m: usize,
+    k: usize,
+    n: usize,
+    ta: bool,
+    tb: bool,
+    alpha: f32,
+    beta: f32,
+    c: Option<(&Broadcast, &[f32])>,
+    a: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
     check(a.len() == m * k && b.len() == k * n && y.len() == m * n)?;
     if let Some((bc, cv)) = c {
         check(broadcast_fits(bc, m * n, cv.len(), m * n))?;
@@ -322,8 +371,22 @@ pub fn gemm_f32(m: usize, k: usize, n: usize, ta: bool, tb: bool, alpha: f32, be
 
 /// Batched matrix product.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_f32(batch: usize, m: usize, k: usize, n: usize, sa: usize, sb: usize, a: &[f32], b: &[f32], y: &mut [f32]) -> Result<()> {
-    check(y.len() == batch * m * n && a.len() >= (batch - 1) * sa + m * k && b.len() >= (batch - 1) * sb + k * n)?;
+pub fn matmul_f32(
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    sa: usize,
+    sb: usize,
+    a: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    check(
+        y.len() == batch * m * n
+            && a.len() >= (batch - 1) * sa + m * k
+            && b.len() >= (batch - 1) * sb + k * n,
+    )?;
     for bi in 0..batch {
         let (a, b) = (&a[bi * sa..], &b[bi * sb..]);
         let y = &mut y[bi * m * n..(bi + 1) * m * n];
@@ -359,7 +422,9 @@ pub fn maxpool<T: Copy + PartialOrd>(p: &Window, lowest: T, x: &[T], y: &mut [T]
                             continue;
                         }
                         let v = xb[iy as usize * p.w + ix as usize];
-                        if v > m || v != v {
+                        #[allow(clippy::eq_op)] // NaN propagates, as in onnxruntime
+                        let nan = v != v;
+                        if v > m || nan {
                             m = v;
                         }
                     }
@@ -439,8 +504,26 @@ pub fn softmax(outer: usize, len: usize, inner: usize, x: &[f32], y: &mut [f32])
 
 /// Inference batch normalization.
 #[allow(clippy::too_many_arguments)]
-pub fn batchnorm(n: usize, c: usize, inner: usize, eps: f32, x: &[f32], scale: &[f32], bias: &[f32], mean: &[f32], var: &[f32], y: &mut [f32]) -> Result<()> {
-    check(x.len() == n * c * inner && y.len() == x.len() && scale.len() == c && bias.len() == c && mean.len() == c && var.len() == c)?;
+pub fn batchnorm(
+    n: usize,
+    c: usize,
+    inner: usize,
+    eps: f32,
+    x: &[f32],
+    scale: &[f32],
+    bias: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    check(
+        x.len() == n * c * inner
+            && y.len() == x.len()
+            && scale.len() == c
+            && bias.len() == c
+            && mean.len() == c
+            && var.len() == c,
+    )?;
     for b in 0..n {
         for ch in 0..c {
             let k = scale[ch] / sqrt(var[ch] + eps);
@@ -455,7 +538,13 @@ pub fn batchnorm(n: usize, c: usize, inner: usize, eps: f32, x: &[f32], scale: &
 }
 
 /// Transposes bytes of `esize`-byte elements.
-pub fn transpose(esize: usize, in_shape: &Shape, perm: &[u8; MAX_RANK], x: &[u8], y: &mut [u8]) -> Result<()> {
+pub fn transpose(
+    esize: usize,
+    in_shape: &Shape,
+    perm: &[u8; MAX_RANK],
+    x: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
     let r = in_shape.rank();
     let n = in_shape.numel();
     check(x.len() == n * esize && y.len() == x.len())?;
@@ -491,21 +580,50 @@ pub fn transpose(esize: usize, in_shape: &Shape, perm: &[u8; MAX_RANK], x: &[u8]
 }
 
 /// QuantizeLinear: y = saturate(round_half_even(x / scale) + zp).
-pub fn quantize(q: &QParams, scales: &[f32], zps: &[i32], out: DType, x: &[f32], y: &mut [u8]) -> Result<()> {
-    check(x.len() == y.len() && scales.len() == q.axis_len && zps.len() == q.axis_len && q.inner > 0)?;
-    let (lo, hi) = if out == DType::I8 { (-128.0, 127.0) } else { (0.0, 255.0) };
+pub fn quantize(
+    q: &QParams,
+    scales: &[f32],
+    zps: &[i32],
+    out: DType,
+    x: &[f32],
+    y: &mut [u8],
+) -> Result<()> {
+    check(
+        x.len() == y.len() && scales.len() == q.axis_len && zps.len() == q.axis_len && q.inner > 0,
+    )?;
+    let (lo, hi) = if out == DType::I8 {
+        (-128.0, 127.0)
+    } else {
+        (0.0, 255.0)
+    };
     for (i, (o, &v)) in y.iter_mut().zip(x).enumerate() {
         let a = (i / q.inner) % q.axis_len;
         let r = round_ties_even(v / scales[a]) + zps[a] as f32;
         let r = if r.is_nan() { 0.0 } else { r.clamp(lo, hi) };
-        *o = if out == DType::I8 { (r as i32) as i8 as u8 } else { r as u8 };
+        *o = if out == DType::I8 {
+            (r as i32) as i8 as u8
+        } else {
+            r as u8
+        };
     }
     Ok(())
 }
 
 /// DequantizeLinear: y = (x − zp) · scale.
-pub fn dequantize(q: &QParams, scales: &[f32], zps: &[i32], input: DType, x: &[u8], y: &mut [f32]) -> Result<()> {
-    check(x.len() == y.len() * input.size() && scales.len() == q.axis_len && zps.len() == q.axis_len && q.inner > 0)?;
+pub fn dequantize(
+    q: &QParams,
+    scales: &[f32],
+    zps: &[i32],
+    input: DType,
+    x: &[u8],
+    y: &mut [f32],
+) -> Result<()> {
+    check(
+        x.len() == y.len() * input.size()
+            && scales.len() == q.axis_len
+            && zps.len() == q.axis_len
+            && q.inner > 0,
+    )?;
     for (i, o) in y.iter_mut().enumerate() {
         let a = (i / q.inner) % q.axis_len;
         let v = match input {
@@ -529,7 +647,10 @@ mod tests {
             let want = (x as f64).exp();
             let got = exp(x) as f64;
             if want < 1e37 {
-                assert!(((got - want) / want).abs() < 1e-6, "exp({x}) = {got}, want {want}");
+                assert!(
+                    ((got - want) / want).abs() < 1e-6,
+                    "exp({x}) = {got}, want {want}"
+                );
             }
             let t = tanh(x / 10.0) as f64;
             assert!((t - (x as f64 / 10.0).tanh()).abs() < 1e-6);

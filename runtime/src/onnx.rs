@@ -58,7 +58,12 @@ impl<'m> Model<'m> {
         if opset < 1 {
             return Err(invalid("opset version below 1"));
         }
-        let mut m = Model { graph, opset, ir_version, node_count: 0 };
+        let mut m = Model {
+            graph,
+            opset,
+            ir_version,
+            node_count: 0,
+        };
         m.validate()?;
         Ok(m)
     }
@@ -114,7 +119,11 @@ impl<'m> Model<'m> {
         self.node_count
     }
 
-    fn graph_items<T: 'm>(&self, field: u32, f: fn(&'m [u8]) -> Result<T>) -> impl Iterator<Item = Result<T>> + 'm {
+    fn graph_items<T: 'm>(
+        &self,
+        field: u32,
+        f: fn(&'m [u8]) -> Result<T>,
+    ) -> impl Iterator<Item = Result<T>> + 'm {
         Fields::new(self.graph).filter_map(move |r| match r {
             Ok((n, Value::Bytes(b))) if n == field => Some(f(b)),
             Ok(_) => None,
@@ -173,11 +182,30 @@ pub struct Node<'m> {
 impl<'m> Node<'m> {
     /// Reads a `NodeProto`.
     pub fn parse(raw: &'m [u8]) -> Result<Self> {
-        let mut n = Node { name: "", op_type: "", domain: "", inputs: heapless::Vec::new(), outputs: heapless::Vec::new(), raw };
+        let mut n = Node {
+            name: "",
+            op_type: "",
+            domain: "",
+            inputs: heapless::Vec::new(),
+            outputs: heapless::Vec::new(),
+            raw,
+        };
         for f in Fields::new(raw) {
             match f? {
-                (1, v) => n.inputs.push(v.as_str()?).map_err(|_| Error::CapacityExceeded { what: "inputs of one node", capacity: MAX_NODE_INPUTS })?,
-                (2, v) => n.outputs.push(v.as_str()?).map_err(|_| Error::CapacityExceeded { what: "outputs of one node", capacity: MAX_NODE_OUTPUTS })?,
+                (1, v) => n
+                    .inputs
+                    .push(v.as_str()?)
+                    .map_err(|_| Error::CapacityExceeded {
+                        what: "inputs of one node",
+                        capacity: MAX_NODE_INPUTS,
+                    })?,
+                (2, v) => n
+                    .outputs
+                    .push(v.as_str()?)
+                    .map_err(|_| Error::CapacityExceeded {
+                        what: "outputs of one node",
+                        capacity: MAX_NODE_OUTPUTS,
+                    })?,
                 (3, v) => n.name = v.as_str()?,
                 (4, v) => n.op_type = v.as_str()?,
                 (7, v) => n.domain = v.as_str()?,
@@ -229,7 +257,9 @@ impl<'m> Node<'m> {
     /// An integer attribute or its default.
     pub fn attr_i(&self, name: &str, default: i64) -> Result<i64> {
         match self.attr(name)? {
-            Some(a) => a.int().ok_or_else(|| self.bad_attr("integer attribute of another type")),
+            Some(a) => a
+                .int()
+                .ok_or_else(|| self.bad_attr("integer attribute of another type")),
             None => Ok(default),
         }
     }
@@ -237,7 +267,9 @@ impl<'m> Node<'m> {
     /// A float attribute or its default.
     pub fn attr_f(&self, name: &str, default: f32) -> Result<f32> {
         match self.attr(name)? {
-            Some(a) => a.float().ok_or_else(|| self.bad_attr("float attribute of another type")),
+            Some(a) => a
+                .float()
+                .ok_or_else(|| self.bad_attr("float attribute of another type")),
             None => Ok(default),
         }
     }
@@ -245,7 +277,10 @@ impl<'m> Node<'m> {
     /// A list-of-ints attribute copied into `out`; returns how many there were, or `None`.
     pub fn attr_ints(&self, name: &str, out: &mut [i64]) -> Result<Option<usize>> {
         match self.attr(name)? {
-            Some(a) => a.ints(out).map(Some).map_err(|_| self.bad_attr("list attribute too long or of another type")),
+            Some(a) => a
+                .ints(out)
+                .map(Some)
+                .map_err(|_| self.bad_attr("list attribute too long or of another type")),
             None => Ok(None),
         }
     }
@@ -256,7 +291,10 @@ impl<'m> Node<'m> {
     }
 
     pub(crate) fn bad_attr(&self, what: &'static str) -> Error {
-        Error::Unsupported { node: self.label(), what }
+        Error::Unsupported {
+            node: self.label(),
+            what,
+        }
     }
 }
 
@@ -275,7 +313,15 @@ pub struct Attribute<'m> {
 
 impl<'m> Attribute<'m> {
     fn parse(raw: &'m [u8]) -> Result<Self> {
-        let mut a = Attribute { name: "", kind: 0, f: None, i: None, bytes: None, tensor: None, raw };
+        let mut a = Attribute {
+            name: "",
+            kind: 0,
+            f: None,
+            i: None,
+            bytes: None,
+            tensor: None,
+            raw,
+        };
         for f in Fields::new(raw) {
             match f? {
                 (1, v) => a.name = v.as_str()?,
@@ -285,7 +331,11 @@ impl<'m> Attribute<'m> {
                 (5, v) => a.tensor = Some(v.as_bytes()?),
                 (20, v) => a.kind = v.as_i64()?,
                 (7, Value::Bytes(_)) | (7, Value::Fixed32(_)) | (8, _) => {}
-                (7, _) => return Err(Error::Malformed { what: "floats attribute with a non-float wire type" }),
+                (7, _) => {
+                    return Err(Error::Malformed {
+                        what: "floats attribute with a non-float wire type",
+                    })
+                }
                 _ => {}
             }
         }
@@ -405,9 +455,18 @@ impl<'m> TensorView<'m> {
                 (2, v) => dtype_code = v.as_i64()?,
                 (4, Value::Bytes(b)) | (9, Value::Bytes(b)) => data = Some(TensorData::Raw(b)),
                 (5, Value::Bytes(b)) | (7, Value::Bytes(b)) => data = Some(TensorData::Varints(b)),
-                (4 | 5 | 7, _) => return Err(Error::BadInitializer { name: Name::new(name) }),
+                (4 | 5 | 7, _) => {
+                    return Err(Error::BadInitializer {
+                        name: Name::new(name),
+                    })
+                }
                 (3, _) => return Err(invalid("segmented tensors are not supported")),
-                (6 | 10 | 11, _) => return Err(Error::UnsupportedDtype { name: Name::new(name), code: dtype_code as i32 }),
+                (6 | 10 | 11, _) => {
+                    return Err(Error::UnsupportedDtype {
+                        name: Name::new(name),
+                        code: dtype_code as i32,
+                    })
+                }
                 (8, v) => name = v.as_str()?,
                 (13, _) => external = true,
                 (14, v) => external |= v.as_i64()? == 1,
@@ -415,10 +474,14 @@ impl<'m> TensorView<'m> {
             }
         }
         if external {
-            return Err(Error::ExternalData { name: Name::new(name) });
+            return Err(Error::ExternalData {
+                name: Name::new(name),
+            });
         }
         if too_many_dims {
-            return Err(Error::BadDimension { name: Name::new(name) });
+            return Err(Error::BadDimension {
+                name: Name::new(name),
+            });
         }
         let dtype = DType::from_onnx(dtype_code, name)?;
         let shape = Shape::new(&dims[..rank], name)?;
@@ -429,9 +492,16 @@ impl<'m> TensorView<'m> {
             TensorData::Varints(b) => count_varints(b)? == numel,
         };
         if !ok {
-            return Err(Error::BadInitializer { name: Name::new(name) });
+            return Err(Error::BadInitializer {
+                name: Name::new(name),
+            });
         }
-        Ok(TensorView { name, dtype, shape, data })
+        Ok(TensorView {
+            name,
+            dtype,
+            shape,
+            data,
+        })
     }
 
     /// Visits every element converted to `i64` (integer types; floats are truncated toward 0).
@@ -443,7 +513,11 @@ impl<'m> TensorView<'m> {
                 while pos < b.len() {
                     let v = read_varint(b, &mut pos)? as i64;
                     // int32_data holds sign-extended int32 for int32 and smaller types.
-                    let v = if self.dtype == DType::I64 { v } else { v as i32 as i64 };
+                    let v = if self.dtype == DType::I64 {
+                        v
+                    } else {
+                        v as i32 as i64
+                    };
                     f(i, v);
                     i += 1;
                 }
@@ -472,7 +546,9 @@ impl<'m> TensorView<'m> {
                 }
                 Ok(())
             }
-            (TensorData::Varints(_), DType::F16) => self.for_each_i64(|i, v| f(i, half::f16::from_bits(v as u16).to_f32())),
+            (TensorData::Varints(_), DType::F16) => {
+                self.for_each_i64(|i, v| f(i, half::f16::from_bits(v as u16).to_f32()))
+            }
             _ => self.for_each_i64(|i, v| f(i, v as f32)),
         }
     }
@@ -485,7 +561,9 @@ impl<'m> TensorView<'m> {
                 out = Some(v)
             }
         })?;
-        out.ok_or(Error::BadInitializer { name: Name::new(self.name) })
+        out.ok_or(Error::BadInitializer {
+            name: Name::new(self.name),
+        })
     }
 
     /// Element `i` as `i64`.
@@ -496,7 +574,9 @@ impl<'m> TensorView<'m> {
                 out = Some(v)
             }
         })?;
-        out.ok_or(Error::BadInitializer { name: Name::new(self.name) })
+        out.ok_or(Error::BadInitializer {
+            name: Name::new(self.name),
+        })
     }
 
     /// The raw little-endian bytes when stored that way (zero-copy weights).
@@ -542,7 +622,11 @@ pub struct ValueInfo<'m> {
 
 impl<'m> ValueInfo<'m> {
     fn parse(raw: &'m [u8]) -> Result<Self> {
-        let mut vi = ValueInfo { name: "", dtype: None, shape: None };
+        let mut vi = ValueInfo {
+            name: "",
+            dtype: None,
+            shape: None,
+        };
         let mut ty = None;
         for f in Fields::new(raw) {
             match f? {
@@ -574,7 +658,11 @@ impl<'m> ValueInfo<'m> {
                                     }
                                     match value {
                                         Some(x) if rank < MAX_RANK => dims[rank] = x,
-                                        Some(_) => return Err(Error::BadDimension { name: Name::new(vi.name) }),
+                                        Some(_) => {
+                                            return Err(Error::BadDimension {
+                                                name: Name::new(vi.name),
+                                            })
+                                        }
                                         None => known = false,
                                     }
                                     rank += 1;

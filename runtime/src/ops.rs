@@ -10,9 +10,36 @@ use crate::tensor::{DType, Shape, MAX_RANK};
 
 /// Ops the runtime claims, as listed in README and checked by the conformance suite.
 pub const SUPPORTED_OPS: &[&str] = &[
-    "Abs", "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "DequantizeLinear", "Div", "Exp", "Flatten",
-    "Gemm", "GlobalAveragePool", "Identity", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Neg", "QuantizeLinear", "Relu",
-    "Reshape", "Sigmoid", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze",
+    "Abs",
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Clip",
+    "Concat",
+    "Conv",
+    "DequantizeLinear",
+    "Div",
+    "Exp",
+    "Flatten",
+    "Gemm",
+    "GlobalAveragePool",
+    "Identity",
+    "LeakyRelu",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+    "Neg",
+    "QuantizeLinear",
+    "Relu",
+    "Reshape",
+    "Sigmoid",
+    "Softmax",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
 ];
 
 /// Element-wise unary functions on f32.
@@ -150,18 +177,61 @@ pub enum Op {
     Binary(Binary, Broadcast),
     Conv(Window),
     /// Y = alpha·A'·B' + beta·C with A' [m,k], B' [k,n].
-    Gemm { m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool, alpha: f32, beta: f32, c: Option<Broadcast> },
+    Gemm {
+        m: usize,
+        k: usize,
+        n: usize,
+        trans_a: bool,
+        trans_b: bool,
+        alpha: f32,
+        beta: f32,
+        c: Option<Broadcast>,
+    },
     /// Batched matrix product; batch offsets via broadcast strides over the batch dims.
-    MatMul { batch: usize, m: usize, k: usize, n: usize, a_batch_stride: usize, b_batch_stride: usize },
+    MatMul {
+        batch: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+        a_batch_stride: usize,
+        b_batch_stride: usize,
+    },
     MaxPool(Window),
-    AveragePool { win: Window, count_include_pad: bool },
-    GlobalAveragePool { nc: usize, hw: usize },
-    Softmax { outer: usize, len: usize, inner: usize },
-    BatchNorm { c: usize, inner: usize, n: usize, eps: f32 },
-    Concat { outer: usize, inner: usize },
-    Transpose { in_shape: Shape, perm: [u8; MAX_RANK] },
-    Quantize { q: QParams, out: DType },
-    Dequantize { q: QParams, input: DType },
+    AveragePool {
+        win: Window,
+        count_include_pad: bool,
+    },
+    GlobalAveragePool {
+        nc: usize,
+        hw: usize,
+    },
+    Softmax {
+        outer: usize,
+        len: usize,
+        inner: usize,
+    },
+    BatchNorm {
+        c: usize,
+        inner: usize,
+        n: usize,
+        eps: f32,
+    },
+    Concat {
+        outer: usize,
+        inner: usize,
+    },
+    Transpose {
+        in_shape: Shape,
+        perm: [u8; MAX_RANK],
+    },
+    Quantize {
+        q: QParams,
+        out: DType,
+    },
+    Dequantize {
+        q: QParams,
+        input: DType,
+    },
     QConv(QLinear),
     QAdd(QAdd),
 }
@@ -201,7 +271,15 @@ pub enum Fill {
     /// f32 scales and i32 zero points of a Q/DQ op.
     QParams { scale: u16, zp: u16, q: QParams },
     /// Adjusted int32 bias and per-channel requantization of a fused linear op.
-    QLinear { w: u16, bias: u16, bias_scale: u16, sx: f32, sw: u16, sy: f32, p: QLinear },
+    QLinear {
+        w: u16,
+        bias: u16,
+        bias_scale: u16,
+        sx: f32,
+        sw: u16,
+        sy: f32,
+        p: QLinear,
+    },
 }
 
 /// Context handed to `prepare`: the tensor table and a bump allocator for persistent bytes.
@@ -218,32 +296,55 @@ impl<'m, const T: usize, const N: usize> Prep<'_, 'm, T, N> {
     /// Reserves `bytes` (16-byte aligned) of persistent arena.
     pub fn reserve(&mut self, bytes: usize) -> Result<usize> {
         let at = self.persist;
-        let size = bytes.checked_add(15).ok_or(Error::InvalidModel { reason: "persistent size overflows" })? & !15;
-        self.persist = at.checked_add(size).ok_or(Error::InvalidModel { reason: "persistent size overflows" })?;
+        let size = bytes.checked_add(15).ok_or(Error::InvalidModel {
+            reason: "persistent size overflows",
+        })? & !15;
+        self.persist = at.checked_add(size).ok_or(Error::InvalidModel {
+            reason: "persistent size overflows",
+        })?;
         Ok(at)
     }
 
     /// Schedules a fill.
     pub fn fill(&mut self, f: Fill) -> Result<()> {
-        self.fills.push(f).map_err(|_| Error::CapacityExceeded { what: "prepared constants", capacity: N })
+        self.fills.push(f).map_err(|_| Error::CapacityExceeded {
+            what: "prepared constants",
+            capacity: N,
+        })
     }
 }
 
 pub(crate) fn shape_err(node: &Node<'_>, what: &'static str) -> Error {
-    Error::ShapeMismatch { node: node.label(), what }
+    Error::ShapeMismatch {
+        node: node.label(),
+        what,
+    }
 }
 
 pub(crate) fn unsupported(node: &Node<'_>, what: &'static str) -> Error {
-    Error::Unsupported { node: node.label(), what }
+    Error::Unsupported {
+        node: node.label(),
+        what,
+    }
 }
 
 /// Looks up a node input that must exist and be typed.
-pub(crate) fn input<'m, const T: usize, const N: usize>(g: &Graph<'m, T, N>, node: &Node<'m>, i: usize) -> Result<(u16, TensorInfo<'m>)> {
-    let name = node.input(i).ok_or_else(|| shape_err(node, "a required input is missing"))?;
-    let id = g.find(name).ok_or_else(|| Error::UndefinedTensor { name: Name::new(name) })?;
+pub(crate) fn input<'m, const T: usize, const N: usize>(
+    g: &Graph<'m, T, N>,
+    node: &Node<'m>,
+    i: usize,
+) -> Result<(u16, TensorInfo<'m>)> {
+    let name = node
+        .input(i)
+        .ok_or_else(|| shape_err(node, "a required input is missing"))?;
+    let id = g.find(name).ok_or_else(|| Error::UndefinedTensor {
+        name: Name::new(name),
+    })?;
     let t = *g.t(id);
     if !t.known {
-        return Err(Error::UndefinedTensor { name: Name::new(name) });
+        return Err(Error::UndefinedTensor {
+            name: Name::new(name),
+        });
     }
     Ok((id, t))
 }
@@ -256,8 +357,16 @@ pub fn broadcast(a: &Shape, b: &Shape) -> Option<Broadcast> {
     let mut sb = [0u32; MAX_RANK];
     let (mut stride_a, mut stride_b) = (1u64, 1u64);
     for i in (0..rank).rev() {
-        let da = if i + a.rank() >= rank { a.dim(i + a.rank() - rank) } else { 1 };
-        let db = if i + b.rank() >= rank { b.dim(i + b.rank() - rank) } else { 1 };
+        let da = if i + a.rank() >= rank {
+            a.dim(i + a.rank() - rank)
+        } else {
+            1
+        };
+        let db = if i + b.rank() >= rank {
+            b.dim(i + b.rank() - rank)
+        } else {
+            1
+        };
         let d = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -266,21 +375,40 @@ pub fn broadcast(a: &Shape, b: &Shape) -> Option<Broadcast> {
             return None;
         };
         out[i] = d as i64;
-        sa[i] = if da == 1 && d != 1 { 0 } else { stride_a as u32 };
-        sb[i] = if db == 1 && d != 1 { 0 } else { stride_b as u32 };
+        sa[i] = if da == 1 && d != 1 {
+            0
+        } else {
+            stride_a as u32
+        };
+        sb[i] = if db == 1 && d != 1 {
+            0
+        } else {
+            stride_b as u32
+        };
         stride_a *= da as u64;
         stride_b *= db as u64;
     }
     let out = Shape::new(&out[..rank], "broadcast").ok()?;
-    Some(Broadcast { out, a: sa, b: sb, same: a == &out && b == &out })
+    Some(Broadcast {
+        out,
+        a: sa,
+        b: sb,
+        same: a == &out && b == &out,
+    })
 }
 
 /// Int8 output clamp for a fused activation, given the output quantization.
-pub(crate) fn act_range(relu: bool, clip: Option<(f32, f32)>, sy: f32, zy: i32, unsigned: bool) -> (i32, i32) {
+pub(crate) fn act_range(
+    relu: bool,
+    clip: Option<(f32, f32)>,
+    sy: f32,
+    zy: i32,
+    unsigned: bool,
+) -> (i32, i32) {
     let (mut lo, mut hi) = if unsigned { (0, 255) } else { (-128, 127) };
     let q = |v: f32| -> i32 {
         let r = crate::quant::round_ties_even(v / sy);
-        (if r > 1.0e9 { 1.0e9 } else if r < -1.0e9 { -1.0e9 } else { r }) as i32 + zy
+        r.clamp(-1.0e9, 1.0e9) as i32 + zy
     };
     if relu {
         lo = lo.max(zy);

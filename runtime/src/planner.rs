@@ -33,12 +33,18 @@ pub struct GreedyPlanner<const N: usize> {
 
 impl<const N: usize> Default for GreedyPlanner<N> {
     fn default() -> Self {
-        GreedyPlanner { bufs: heapless::Vec::new() }
+        GreedyPlanner {
+            bufs: heapless::Vec::new(),
+        }
     }
 }
 
 fn round_up(x: usize) -> Result<usize> {
-    x.checked_add(ALIGN - 1).map(|v| v & !(ALIGN - 1)).ok_or(Error::InvalidModel { reason: "tensor sizes overflow" })
+    x.checked_add(ALIGN - 1)
+        .map(|v| v & !(ALIGN - 1))
+        .ok_or(Error::InvalidModel {
+            reason: "tensor sizes overflow",
+        })
 }
 
 impl<const N: usize> GreedyPlanner<N> {
@@ -48,7 +54,12 @@ impl<const N: usize> GreedyPlanner<N> {
         for b in &self.bufs {
             // The maximum is reached at some buffer's first step.
             let t = b.first;
-            let live: usize = self.bufs.iter().filter(|o| o.first <= t && t <= o.last).map(|o| o.size).fold(0, usize::saturating_add);
+            let live: usize = self
+                .bufs
+                .iter()
+                .filter(|o| o.first <= t && t <= o.last)
+                .map(|o| o.size)
+                .fold(0, usize::saturating_add);
             best = best.max(live);
         }
         best
@@ -58,7 +69,17 @@ impl<const N: usize> GreedyPlanner<N> {
 impl<const N: usize> MemoryPlanner for GreedyPlanner<N> {
     fn add_buffer(&mut self, size: usize, first: u16, last: u16) -> Result<usize> {
         let size = round_up(size)?;
-        self.bufs.push(Buf { size, first, last: last.max(first), offset: 0 }).map_err(|_| Error::CapacityExceeded { what: "arena buffers", capacity: N })?;
+        self.bufs
+            .push(Buf {
+                size,
+                first,
+                last: last.max(first),
+                offset: 0,
+            })
+            .map_err(|_| Error::CapacityExceeded {
+                what: "arena buffers",
+                capacity: N,
+            })?;
         Ok(self.bufs.len() - 1)
     }
 
@@ -85,13 +106,18 @@ impl<const N: usize> MemoryPlanner for GreedyPlanner<N> {
             conflicts.sort_unstable();
             let mut candidate = 0usize;
             for &(start, end) in &conflicts {
-                if candidate.checked_add(me.size).ok_or(Error::InvalidModel { reason: "arena size overflows" })? <= start {
+                if candidate.checked_add(me.size).ok_or(Error::InvalidModel {
+                    reason: "arena size overflows",
+                })? <= start
+                {
                     break;
                 }
                 candidate = candidate.max(end);
             }
             self.bufs[id as usize].offset = candidate;
-            total = total.max(candidate.checked_add(me.size).ok_or(Error::InvalidModel { reason: "arena size overflows" })?);
+            total = total.max(candidate.checked_add(me.size).ok_or(Error::InvalidModel {
+                reason: "arena size overflows",
+            })?);
             let _ = placed.push(id);
         }
         Ok(total)
@@ -139,7 +165,10 @@ mod tests {
                 let (sj, fj, lj) = spec[j];
                 if fi <= lj && fj <= li {
                     let (oi, oj) = (p.offset(i), p.offset(j));
-                    assert!(oi + si <= oj || oj + sj <= oi, "buffers {i} and {j} overlap");
+                    assert!(
+                        oi + si <= oj || oj + sj <= oi,
+                        "buffers {i} and {j} overlap"
+                    );
                 }
             }
             assert!(p.offset(i) + spec[i].0 <= total);

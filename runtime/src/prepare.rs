@@ -8,8 +8,20 @@ use crate::tensor::{DType, Shape, MAX_RANK};
 type Out = (Op, DType, Shape);
 
 pub(crate) fn make_step(node_idx: u16, op: Op, ins: &[u16], out: u16) -> Result<Step> {
-    let mut s = Step { node: node_idx, op, ins: [0; MAX_STEP_INPUTS], n_in: ins.len() as u8, out };
-    s.ins.get_mut(..ins.len()).ok_or(Error::CapacityExceeded { what: "inputs of one step", capacity: MAX_STEP_INPUTS })?.copy_from_slice(ins);
+    let mut s = Step {
+        node: node_idx,
+        op,
+        ins: [0; MAX_STEP_INPUTS],
+        n_in: ins.len() as u8,
+        out,
+    };
+    s.ins
+        .get_mut(..ins.len())
+        .ok_or(Error::CapacityExceeded {
+            what: "inputs of one step",
+            capacity: MAX_STEP_INPUTS,
+        })?
+        .copy_from_slice(ins);
     Ok(s)
 }
 
@@ -17,13 +29,20 @@ fn only_attrs(node: &Node<'_>, allowed: &[&str]) -> Result<()> {
     for a in node.attr_names() {
         let a = a?;
         if !allowed.contains(&a) {
-            return Err(Error::Unsupported { node: node.label(), what: "attribute" });
+            return Err(Error::Unsupported {
+                node: node.label(),
+                what: "attribute",
+            });
         }
     }
     Ok(())
 }
 
-fn f32_input<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &Node<'_>, i: usize) -> Result<(u16, Shape)> {
+fn f32_input<const T: usize, const N: usize>(
+    p: &Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    i: usize,
+) -> Result<(u16, Shape)> {
     let (id, t) = input(p.g, node, i)?;
     if t.dtype != DType::F32 {
         return Err(unsupported(node, "element type (this op runs on float32)"));
@@ -41,15 +60,27 @@ fn axis(node: &Node<'_>, a: i64, rank: usize) -> Result<usize> {
 
 fn ints<const L: usize>(node: &Node<'_>, name: &str) -> Result<Option<heapless::Vec<i64, L>>> {
     let mut buf = [0i64; L];
-    Ok(node.attr_ints(name, &mut buf)?.map(|n| buf[..n].iter().copied().collect()))
+    Ok(node
+        .attr_ints(name, &mut buf)?
+        .map(|n| buf[..n].iter().copied().collect()))
 }
 
 /// Reads a constant 1-D int64 input (Reshape's shape, Squeeze's axes in opset 13+).
-fn const_ints<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &Node<'_>, i: usize) -> Result<Option<heapless::Vec<i64, MAX_RANK>>> {
-    let Some(name) = node.input(i) else { return Ok(None) };
-    let k = p.g.konst(Some(name)).ok_or_else(|| unsupported(node, "non-constant shape/axes input"))?;
+fn const_ints<const T: usize, const N: usize>(
+    p: &Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    i: usize,
+) -> Result<Option<heapless::Vec<i64, MAX_RANK>>> {
+    let Some(name) = node.input(i) else {
+        return Ok(None);
+    };
+    let k =
+        p.g.konst(Some(name))
+            .ok_or_else(|| unsupported(node, "non-constant shape/axes input"))?;
     if k.shape.numel() > MAX_RANK {
-        return Err(Error::BadDimension { name: Name::new(name) });
+        return Err(Error::BadDimension {
+            name: Name::new(name),
+        });
     }
     let mut v = heapless::Vec::new();
     k.for_each_i64(|_, x| {
@@ -59,12 +90,22 @@ fn const_ints<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &Nod
 }
 
 /// Prepares one node as a plain step. Returns the step; sets its output's type and shape.
-pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, node: &Node<'_>, idx: u16) -> Result<Step> {
+pub fn prepare_node<const T: usize, const N: usize>(
+    p: &mut Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    idx: u16,
+) -> Result<Step> {
     if !node.domain.is_empty() && node.domain != "ai.onnx" {
-        return Err(Error::UnsupportedOp { op: Name::new(node.op_type), node: node.label() });
+        return Err(Error::UnsupportedOp {
+            op: Name::new(node.op_type),
+            node: node.label(),
+        });
     }
     if node.outputs.len() != 1 {
-        if node.op_type == "BatchNormalization" || node.op_type == "MaxPool" || node.op_type == "Dropout" {
+        if node.op_type == "BatchNormalization"
+            || node.op_type == "MaxPool"
+            || node.op_type == "Dropout"
+        {
             // Optional extra outputs (training statistics, indices) are not supported.
             if node.outputs.iter().skip(1).any(|o| !o.is_empty()) {
                 return Err(unsupported(node, "optional second output"));
@@ -74,7 +115,9 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
         }
     }
     let out_name = node.outputs[0];
-    let out_id = p.g.find(out_name).ok_or_else(|| Error::UndefinedTensor { name: Name::new(out_name) })?;
+    let out_id = p.g.find(out_name).ok_or_else(|| Error::UndefinedTensor {
+        name: Name::new(out_name),
+    })?;
     let mut ins: heapless::Vec<u16, MAX_STEP_INPUTS> = heapless::Vec::new();
     let (op, dtype, shape): Out = match node.op_type {
         "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Neg" | "Exp" | "Sqrt" | "LeakyRelu" => {
@@ -101,10 +144,16 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
                 hi = node.attr_f("max", hi)?;
             } else {
                 if let Some(n) = node.input(1) {
-                    lo = p.g.konst(Some(n)).ok_or_else(|| unsupported(node, "non-constant min"))?.f32_at(0)?;
+                    lo =
+                        p.g.konst(Some(n))
+                            .ok_or_else(|| unsupported(node, "non-constant min"))?
+                            .f32_at(0)?;
                 }
                 if let Some(n) = node.input(2) {
-                    hi = p.g.konst(Some(n)).ok_or_else(|| unsupported(node, "non-constant max"))?.f32_at(0)?;
+                    hi =
+                        p.g.konst(Some(n))
+                            .ok_or_else(|| unsupported(node, "non-constant max"))?
+                            .f32_at(0)?;
                 }
             }
             (Op::Unary(Unary::Clip(lo, hi)), DType::F32, s)
@@ -115,7 +164,8 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
             if p.g.opset < 7 {
                 return Err(unsupported(node, "legacy broadcast attribute (opset < 7)"));
             }
-            let bc = broadcast(&sa, &sb).ok_or_else(|| shape_err(node, "shapes do not broadcast"))?;
+            let bc =
+                broadcast(&sa, &sb).ok_or_else(|| shape_err(node, "shapes do not broadcast"))?;
             let _ = ins.push(a);
             let _ = ins.push(b);
             let k = match node.op_type {
@@ -145,7 +195,11 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
                 }
                 let _ = ins.push(b);
             }
-            (Op::Conv(win), DType::F32, window_out_shape(&sx, &win, node)?)
+            (
+                Op::Conv(win),
+                DType::F32,
+                window_out_shape(&sx, &win, node)?,
+            )
         }
         "Gemm" => {
             only_attrs(node, &["alpha", "beta", "transA", "transB"])?;
@@ -156,8 +210,16 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
             }
             let trans_a = node.attr_i("transA", 0)? != 0;
             let trans_b = node.attr_i("transB", 0)? != 0;
-            let (m, k) = if trans_a { (sa.dim(1), sa.dim(0)) } else { (sa.dim(0), sa.dim(1)) };
-            let (k2, n) = if trans_b { (sb.dim(1), sb.dim(0)) } else { (sb.dim(0), sb.dim(1)) };
+            let (m, k) = if trans_a {
+                (sa.dim(1), sa.dim(0))
+            } else {
+                (sa.dim(0), sa.dim(1))
+            };
+            let (k2, n) = if trans_b {
+                (sb.dim(1), sb.dim(0))
+            } else {
+                (sb.dim(0), sb.dim(1))
+            };
             if k != k2 {
                 return Err(shape_err(node, "inner dimensions differ"));
             }
@@ -167,13 +229,28 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
             let mut c = None;
             if node.input(2).is_some() {
                 let (cid, sc) = f32_input(p, node, 2)?;
-                let bc = broadcast(&out, &sc).filter(|bc| bc.out == out).ok_or_else(|| shape_err(node, "C does not broadcast to the output"))?;
+                let bc = broadcast(&out, &sc)
+                    .filter(|bc| bc.out == out)
+                    .ok_or_else(|| shape_err(node, "C does not broadcast to the output"))?;
                 c = Some(bc);
                 let _ = ins.push(cid);
             }
             let alpha = node.attr_f("alpha", 1.0)?;
             let beta = node.attr_f("beta", 1.0)?;
-            (Op::Gemm { m, k, n, trans_a, trans_b, alpha, beta, c }, DType::F32, out)
+            (
+                Op::Gemm {
+                    m,
+                    k,
+                    n,
+                    trans_a,
+                    trans_b,
+                    alpha,
+                    beta,
+                    c,
+                },
+                DType::F32,
+                out,
+            )
         }
         "MatMul" => {
             let (a, sa) = f32_input(p, node, 0)?;
@@ -186,13 +263,22 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
         "MaxPool" | "AveragePool" => {
             let (x, t) = input(p.g, node, 0)?;
             let is_max = node.op_type == "MaxPool";
-            if !(t.dtype == DType::F32 || (is_max && (t.dtype == DType::I8 || t.dtype == DType::U8))) {
+            if !(t.dtype == DType::F32
+                || (is_max && (t.dtype == DType::I8 || t.dtype == DType::U8)))
+            {
                 return Err(unsupported(node, "element type"));
             }
             let _ = ins.push(x);
             let win = pool_window(node, &t.shape)?;
             let s = window_out_shape(&t.shape, &win, node)?;
-            let op = if is_max { Op::MaxPool(win) } else { Op::AveragePool { win, count_include_pad: node.attr_i("count_include_pad", 0)? != 0 } };
+            let op = if is_max {
+                Op::MaxPool(win)
+            } else {
+                Op::AveragePool {
+                    win,
+                    count_include_pad: node.attr_i("count_include_pad", 0)? != 0,
+                }
+            };
             (op, t.dtype, s)
         }
         "GlobalAveragePool" => {
@@ -205,7 +291,14 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
             let mut o = [1i64; MAX_RANK];
             o[0] = s.dim(0) as i64;
             o[1] = s.dim(1) as i64;
-            (Op::GlobalAveragePool { nc: s.dim(0) * s.dim(1), hw }, DType::F32, Shape::new(&o[..s.rank()], out_name)?)
+            (
+                Op::GlobalAveragePool {
+                    nc: s.dim(0) * s.dim(1),
+                    hw,
+                },
+                DType::F32,
+                Shape::new(&o[..s.rank()], out_name)?,
+            )
         }
         "Softmax" => {
             let (x, s) = f32_input(p, node, 0)?;
@@ -216,10 +309,18 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
             let outer: usize = d[..ax].iter().map(|&v| v as usize).product();
             let op = if p.g.opset >= 13 {
                 let inner: usize = d[ax + 1..].iter().map(|&v| v as usize).product();
-                Op::Softmax { outer, len: s.dim(ax), inner }
+                Op::Softmax {
+                    outer,
+                    len: s.dim(ax),
+                    inner,
+                }
             } else {
                 // Before opset 13 Softmax flattens to 2-D at `axis`.
-                Op::Softmax { outer, len: s.numel() / outer.max(1), inner: 1 }
+                Op::Softmax {
+                    outer,
+                    len: s.numel() / outer.max(1),
+                    inner: 1,
+                }
             };
             (op, DType::F32, s)
         }
@@ -237,8 +338,23 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
                 }
                 let _ = ins.push(id);
             }
-            let inner: usize = s.dims().get(2..).unwrap_or(&[]).iter().map(|&d| d as usize).product();
-            (Op::BatchNorm { c, inner, n: s.dim(0), eps: node.attr_f("epsilon", 1e-5)? }, DType::F32, s)
+            let inner: usize = s
+                .dims()
+                .get(2..)
+                .unwrap_or(&[])
+                .iter()
+                .map(|&d| d as usize)
+                .product();
+            (
+                Op::BatchNorm {
+                    c,
+                    inner,
+                    n: s.dim(0),
+                    eps: node.attr_f("epsilon", 1e-5)?,
+                },
+                DType::F32,
+                s,
+            )
         }
         "Concat" => {
             let (first, t0) = input(p.g, node, 0)?;
@@ -264,8 +380,15 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
             }
             d[ax] = total as i64;
             let outer: usize = t0.shape.dims()[..ax].iter().map(|&v| v as usize).product();
-            let inner: usize = t0.shape.dims()[ax + 1..].iter().map(|&v| v as usize).product();
-            (Op::Concat { outer, inner }, t0.dtype, Shape::new(&d[..t0.shape.rank()], out_name)?)
+            let inner: usize = t0.shape.dims()[ax + 1..]
+                .iter()
+                .map(|&v| v as usize)
+                .product();
+            (
+                Op::Concat { outer, inner },
+                t0.dtype,
+                Shape::new(&d[..t0.shape.rank()], out_name)?,
+            )
         }
         "Transpose" => {
             let (x, t) = input(p.g, node, 0)?;
@@ -293,15 +416,30 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
             for i in 0..r {
                 d[i] = t.shape.dim(perm[i] as usize) as i64;
             }
-            (Op::Transpose { in_shape: t.shape, perm }, t.dtype, Shape::new(&d[..r], out_name)?)
+            (
+                Op::Transpose {
+                    in_shape: t.shape,
+                    perm,
+                },
+                t.dtype,
+                Shape::new(&d[..r], out_name)?,
+            )
         }
         "QuantizeLinear" | "DequantizeLinear" => {
             let quantize = node.op_type == "QuantizeLinear";
             let (x, t) = input(p.g, node, 0)?;
             let _ = ins.push(x);
-            let scale = node.input(1).and_then(|n| p.g.find(n)).filter(|&id| p.g.t(id).konst.is_some()).ok_or_else(|| unsupported(node, "non-constant scale"))?;
+            let scale = node
+                .input(1)
+                .and_then(|n| p.g.find(n))
+                .filter(|&id| p.g.t(id).konst.is_some())
+                .ok_or_else(|| unsupported(node, "non-constant scale"))?;
             let zp = match node.input(2) {
-                Some(n) => Some(p.g.find(n).filter(|&id| p.g.t(id).konst.is_some()).ok_or_else(|| unsupported(node, "non-constant zero point"))?),
+                Some(n) => Some(
+                    p.g.find(n)
+                        .filter(|&id| p.g.t(id).konst.is_some())
+                        .ok_or_else(|| unsupported(node, "non-constant zero point"))?,
+                ),
                 None => None,
             };
             if node.attr_i("block_size", 0)? != 0 {
@@ -310,7 +448,8 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
             let st = *p.g.t(scale);
             let zdt = zp.map(|z| p.g.t(z).dtype);
             let axis_len = st.shape.numel();
-            let (inner, axis_len) = if st.shape.rank() == 0 || axis_len == 1 && st.shape.rank() <= 1 {
+            let (inner, axis_len) = if st.shape.rank() == 0 || axis_len == 1 && st.shape.rank() <= 1
+            {
                 (1, 1)
             } else {
                 if st.shape.rank() != 1 || p.g.opset < 13 {
@@ -320,18 +459,39 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
                 if t.shape.dim(ax) != axis_len {
                     return Err(shape_err(node, "scale length differs from the axis size"));
                 }
-                (t.shape.dims()[ax + 1..].iter().map(|&v| v as usize).product(), axis_len)
+                (
+                    t.shape.dims()[ax + 1..]
+                        .iter()
+                        .map(|&v| v as usize)
+                        .product(),
+                    axis_len,
+                )
             };
             if let Some(z) = zp {
                 if p.g.t(z).shape.numel() != axis_len {
-                    return Err(shape_err(node, "zero point length differs from scale length"));
+                    return Err(shape_err(
+                        node,
+                        "zero point length differs from scale length",
+                    ));
                 }
             }
-            let q = QParams { scales: p.reserve(axis_len * 4)?, zps: p.reserve(axis_len * 4)?, axis_len, inner };
-            p.fill(Fill::QParams { scale, zp: zp.unwrap_or(u16::MAX), q })?;
+            let q = QParams {
+                scales: p.reserve(axis_len * 4)?,
+                zps: p.reserve(axis_len * 4)?,
+                axis_len,
+                inner,
+            };
+            p.fill(Fill::QParams {
+                scale,
+                zp: zp.unwrap_or(u16::MAX),
+                q,
+            })?;
             if quantize {
                 if t.dtype != DType::F32 {
-                    return Err(unsupported(node, "input type (QuantizeLinear takes float32)"));
+                    return Err(unsupported(
+                        node,
+                        "input type (QuantizeLinear takes float32)",
+                    ));
                 }
                 let out = match zdt {
                     None | Some(DType::U8) => DType::U8,
@@ -346,7 +506,12 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
                 (Op::Dequantize { q, input: t.dtype }, DType::F32, t.shape)
             }
         }
-        _ => return Err(Error::UnsupportedOp { op: Name::new(node.op_type), node: node.label() }),
+        _ => {
+            return Err(Error::UnsupportedOp {
+                op: Name::new(node.op_type),
+                node: node.label(),
+            })
+        }
     };
     let o = p.g.t_mut(out_id)?;
     o.dtype = dtype;
@@ -355,7 +520,11 @@ pub fn prepare_node<const T: usize, const N: usize>(p: &mut Prep<'_, '_, T, N>, 
     make_step(idx, op, &ins, out_id)
 }
 
-fn reshape_like<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &Node<'_>, s: &Shape) -> Result<Shape> {
+fn reshape_like<const T: usize, const N: usize>(
+    p: &Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    s: &Shape,
+) -> Result<Shape> {
     let name = node.outputs[0];
     let r = s.rank();
     let numel = s.numel();
@@ -380,7 +549,11 @@ fn reshape_like<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &N
             let mut known = 1usize;
             for (i, &v) in want.iter().enumerate() {
                 d[i] = match v {
-                    0 => s.dims().get(i).map(|&x| x as i64).ok_or_else(|| shape_err(node, "0 in shape past the input rank"))?,
+                    0 => s
+                        .dims()
+                        .get(i)
+                        .map(|&x| x as i64)
+                        .ok_or_else(|| shape_err(node, "0 in shape past the input rank"))?,
                     -1 if infer.is_none() => {
                         infer = Some(i);
                         1
@@ -388,7 +561,11 @@ fn reshape_like<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &N
                     v if v > 0 => v,
                     _ => return Err(shape_err(node, "invalid shape value")),
                 };
-                known = known.checked_mul(d[i] as usize).ok_or(Error::BadDimension { name: Name::new(name) })?;
+                known = known
+                    .checked_mul(d[i] as usize)
+                    .ok_or(Error::BadDimension {
+                        name: Name::new(name),
+                    })?;
             }
             if let Some(i) = infer {
                 if known == 0 || numel % known != 0 {
@@ -401,11 +578,25 @@ fn reshape_like<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &N
             Shape::new(&d[..want.len()], name)
         }
         "Squeeze" | "Unsqueeze" => {
-            let axes = if p.g.opset >= 13 { const_ints(p, node, 1)? } else { ints::<MAX_RANK>(node, "axes")? };
+            let axes = if p.g.opset >= 13 {
+                const_ints(p, node, 1)?
+            } else {
+                ints::<MAX_RANK>(node, "axes")?
+            };
             let squeeze = node.op_type == "Squeeze";
-            let out_rank = if squeeze { r - axes.as_ref().map(|a| a.len()).unwrap_or_else(|| s.dims().iter().filter(|&&d| d == 1).count()).min(r) } else { r + axes.as_ref().map(|a| a.len()).unwrap_or(0) };
+            let out_rank = if squeeze {
+                r - axes
+                    .as_ref()
+                    .map(|a| a.len())
+                    .unwrap_or_else(|| s.dims().iter().filter(|&&d| d == 1).count())
+                    .min(r)
+            } else {
+                r + axes.as_ref().map(|a| a.len()).unwrap_or(0)
+            };
             if out_rank > MAX_RANK {
-                return Err(Error::BadDimension { name: Name::new(name) });
+                return Err(Error::BadDimension {
+                    name: Name::new(name),
+                });
             }
             let mut marked = [false; MAX_RANK];
             let space = if squeeze { r } else { out_rank };
@@ -425,11 +616,9 @@ fn reshape_like<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &N
             let mut d = [0i64; MAX_RANK];
             let mut n = 0;
             if squeeze {
-                for i in 0..r {
-                    if !marked[i] {
-                        d[n] = s.dim(i) as i64;
-                        n += 1;
-                    }
+                for (i, _) in marked.iter().enumerate().take(r).filter(|(_, m)| !**m) {
+                    d[n] = s.dim(i) as i64;
+                    n += 1;
                 }
             } else {
                 let mut src = 0;
@@ -445,7 +634,10 @@ fn reshape_like<const T: usize, const N: usize>(p: &Prep<'_, '_, T, N>, node: &N
             }
             Shape::new(&d[..n], name)
         }
-        _ => Err(Error::UnsupportedOp { op: Name::new(node.op_type), node: node.label() }),
+        _ => Err(Error::UnsupportedOp {
+            op: Name::new(node.op_type),
+            node: node.label(),
+        }),
     }
 }
 
@@ -453,24 +645,41 @@ fn matmul_shape(node: &Node<'_>, a: &Shape, b: &Shape, name: &str) -> Result<(Op
     if a.rank() == 0 || b.rank() == 0 {
         return Err(shape_err(node, "MatMul of a scalar"));
     }
-    let (m, k) = if a.rank() == 1 { (1, a.dim(0)) } else { (a.dim(a.rank() - 2), a.dim(a.rank() - 1)) };
-    let (k2, n) = if b.rank() == 1 { (b.dim(0), 1) } else { (b.dim(b.rank() - 2), b.dim(b.rank() - 1)) };
+    let (m, k) = if a.rank() == 1 {
+        (1, a.dim(0))
+    } else {
+        (a.dim(a.rank() - 2), a.dim(a.rank() - 1))
+    };
+    let (k2, n) = if b.rank() == 1 {
+        (b.dim(0), 1)
+    } else {
+        (b.dim(b.rank() - 2), b.dim(b.rank() - 1))
+    };
     if k != k2 {
         return Err(shape_err(node, "inner dimensions differ"));
     }
-    let ba = if a.rank() > 2 { &a.dims()[..a.rank() - 2] } else { &[][..] };
-    let bb = if b.rank() > 2 { &b.dims()[..b.rank() - 2] } else { &[][..] };
+    let ba = if a.rank() > 2 {
+        &a.dims()[..a.rank() - 2]
+    } else {
+        &[][..]
+    };
+    let bb = if b.rank() > 2 {
+        &b.dims()[..b.rank() - 2]
+    } else {
+        &[][..]
+    };
     let pa: usize = ba.iter().map(|&d| d as usize).product();
     let pb: usize = bb.iter().map(|&d| d as usize).product();
     // Supported batching: equal batch dims, or one side without batch dims.
-    let (batch, batch_dims) = if ba == bb {
-        (pa, ba)
-    } else if bb.is_empty() {
+    let (batch, batch_dims) = if ba == bb || bb.is_empty() {
         (pa, ba)
     } else if ba.is_empty() {
         (pb, bb)
     } else {
-        return Err(unsupported(node, "MatMul broadcasting between different batch shapes"));
+        return Err(unsupported(
+            node,
+            "MatMul broadcasting between different batch shapes",
+        ));
     };
     let mut d = [0i64; MAX_RANK];
     let mut r = 0;
@@ -488,7 +697,17 @@ fn matmul_shape(node: &Node<'_>, a: &Shape, b: &Shape, name: &str) -> Result<(Op
     }
     let a_batch_stride = if ba.is_empty() { 0 } else { m * k };
     let b_batch_stride = if bb.is_empty() { 0 } else { k * n };
-    Ok((Op::MatMul { batch: batch.max(1), m, k, n, a_batch_stride, b_batch_stride }, Shape::new(&d[..r], name)?))
+    Ok((
+        Op::MatMul {
+            batch: batch.max(1),
+            m,
+            k,
+            n,
+            a_batch_stride,
+            b_batch_stride,
+        },
+        Shape::new(&d[..r], name)?,
+    ))
 }
 
 /// Kernel/stride/pad/dilation attributes shared by Conv and the pools.
@@ -503,8 +722,17 @@ fn window_attrs(node: &Node<'_>, spatial: &[u32], kernel: &[i64], win: &mut Wind
     if strides.len() != nd || dil.len() != nd || pads.len() != 2 * nd {
         return Err(shape_err(node, "strides/dilations/pads length"));
     }
-    if strides.iter().chain(dil.iter()).any(|&v| !(1..=65535).contains(&v)) || kernel.iter().any(|&v| !(1..=65535).contains(&v)) || pads.iter().any(|&v| !(0..=65535).contains(&v)) {
-        return Err(shape_err(node, "kernel, stride, dilation or pad out of range"));
+    if strides
+        .iter()
+        .chain(dil.iter())
+        .any(|&v| !(1..=65535).contains(&v))
+        || kernel.iter().any(|&v| !(1..=65535).contains(&v))
+        || pads.iter().any(|&v| !(0..=65535).contains(&v))
+    {
+        return Err(shape_err(
+            node,
+            "kernel, stride, dilation or pad out of range",
+        ));
     }
     let auto = node.attr_s("auto_pad")?.unwrap_or(b"NOTSET");
     let ceil = node.attr_i("ceil_mode", 0)? != 0;
@@ -522,7 +750,11 @@ fn window_attrs(node: &Node<'_>, spatial: &[u32], kernel: &[i64], win: &mut Wind
                 let o = (inp + strides[i] - 1) / strides[i];
                 let total = ((o - 1) * strides[i] + ek - inp).max(0);
                 let small = total / 2;
-                let (b, e) = if auto == b"SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                let (b, e) = if auto == b"SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
                 pads[i] = b;
                 pads[i + nd] = e;
             }
@@ -532,16 +764,25 @@ fn window_attrs(node: &Node<'_>, spatial: &[u32], kernel: &[i64], win: &mut Wind
         if span < 0 {
             return Err(shape_err(node, "window larger than the padded input"));
         }
-        let mut o = if ceil { (span + strides[i] - 1) / strides[i] + 1 } else { span / strides[i] + 1 };
+        let mut o = if ceil {
+            (span + strides[i] - 1) / strides[i] + 1
+        } else {
+            span / strides[i] + 1
+        };
         if ceil && (o - 1) * strides[i] >= inp + pads[i] {
             o -= 1; // the last window must start inside the input or left padding
         }
         out[i] = o as usize;
     }
     let (k_h, k_w, s_h, s_w, d_h, d_w, p_t, p_l, o_h, o_w) = if nd == 1 {
-        (1, kernel[0], 1, strides[0], 1, dil[0], 0, pads[0], 1, out[0])
+        (
+            1, kernel[0], 1, strides[0], 1, dil[0], 0, pads[0], 1, out[0],
+        )
     } else {
-        (kernel[0], kernel[1], strides[0], strides[1], dil[0], dil[1], pads[0], pads[1], out[0], out[1])
+        (
+            kernel[0], kernel[1], strides[0], strides[1], dil[0], dil[1], pads[0], pads[1], out[0],
+            out[1],
+        )
     };
     win.kh = k_h as usize;
     win.kw = k_w as usize;
@@ -560,8 +801,19 @@ fn base_window(node: &Node<'_>, x: &Shape) -> Result<Window> {
     if x.rank() != 3 && x.rank() != 4 {
         return Err(unsupported(node, "input rank (1-D and 2-D only)"));
     }
-    let (h, w) = if x.rank() == 3 { (1, x.dim(2)) } else { (x.dim(2), x.dim(3)) };
-    Ok(Window { n: x.dim(0), c: x.dim(1), h, w, group: 1, ..Window::default() })
+    let (h, w) = if x.rank() == 3 {
+        (1, x.dim(2))
+    } else {
+        (x.dim(2), x.dim(3))
+    };
+    Ok(Window {
+        n: x.dim(0),
+        c: x.dim(1),
+        h,
+        w,
+        group: 1,
+        ..Window::default()
+    })
 }
 
 /// Conv geometry from the input and weight shapes and attributes.
@@ -577,7 +829,10 @@ pub fn conv_window(node: &Node<'_>, x: &Shape, w: &Shape) -> Result<Window> {
     win.group = group as usize;
     win.oc = w.dim(0);
     if w.dim(1) * win.group != win.c {
-        return Err(shape_err(node, "weight input channels differ from input channels / group"));
+        return Err(shape_err(
+            node,
+            "weight input channels differ from input channels / group",
+        ));
     }
     let kernel: heapless::Vec<i64, 2> = w.dims()[2..].iter().map(|&d| d as i64).collect();
     if let Some(ks) = ints::<4>(node, "kernel_shape")? {
@@ -592,7 +847,8 @@ pub fn conv_window(node: &Node<'_>, x: &Shape, w: &Shape) -> Result<Window> {
 fn pool_window(node: &Node<'_>, x: &Shape) -> Result<Window> {
     let mut win = base_window(node, x)?;
     win.oc = win.c;
-    let kernel = ints::<4>(node, "kernel_shape")?.ok_or_else(|| shape_err(node, "kernel_shape missing"))?;
+    let kernel =
+        ints::<4>(node, "kernel_shape")?.ok_or_else(|| shape_err(node, "kernel_shape missing"))?;
     if node.op_type == "MaxPool" && node.attr_i("storage_order", 0)? != 0 {
         return Err(unsupported(node, "storage_order"));
     }
@@ -609,4 +865,3 @@ pub fn window_out_shape(x: &Shape, win: &Window, node: &Node<'_>) -> Result<Shap
         Shape::from_usize(&[win.n, win.oc, win.oh, win.ow], name)
     }
 }
-

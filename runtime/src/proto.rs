@@ -21,7 +21,9 @@ impl<'a> Value<'a> {
     pub fn as_i64(self) -> Result<i64> {
         match self {
             Value::Varint(v) => Ok(v as i64),
-            _ => Err(Error::Malformed { what: "expected a varint field" }),
+            _ => Err(Error::Malformed {
+                what: "expected a varint field",
+            }),
         }
     }
 
@@ -29,20 +31,26 @@ impl<'a> Value<'a> {
     pub fn as_bytes(self) -> Result<&'a [u8]> {
         match self {
             Value::Bytes(b) => Ok(b),
-            _ => Err(Error::Malformed { what: "expected a length-delimited field" }),
+            _ => Err(Error::Malformed {
+                what: "expected a length-delimited field",
+            }),
         }
     }
 
     /// A UTF-8 string field.
     pub fn as_str(self) -> Result<&'a str> {
-        core::str::from_utf8(self.as_bytes()?).map_err(|_| Error::Malformed { what: "string is not UTF-8" })
+        core::str::from_utf8(self.as_bytes()?).map_err(|_| Error::Malformed {
+            what: "string is not UTF-8",
+        })
     }
 
     /// A `float` field (fixed32).
     pub fn as_f32(self) -> Result<f32> {
         match self {
             Value::Fixed32(v) => Ok(f32::from_bits(v)),
-            _ => Err(Error::Malformed { what: "expected a fixed32 field" }),
+            _ => Err(Error::Malformed {
+                what: "expected a fixed32 field",
+            }),
         }
     }
 }
@@ -61,7 +69,10 @@ impl<'a> Fields<'a> {
     }
 
     fn byte(&mut self) -> Result<u8> {
-        let b = *self.buf.get(self.pos).ok_or(Error::Truncated { at: self.pos })?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(Error::Truncated { at: self.pos })?;
         self.pos += 1;
         Ok(b)
     }
@@ -71,7 +82,11 @@ impl<'a> Fields<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(Error::Truncated { at: self.pos })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(Error::Truncated { at: self.pos })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -81,7 +96,9 @@ impl<'a> Fields<'a> {
         let key = self.varint()?;
         let field = (key >> 3) as u32;
         if field == 0 || key >> 3 > u32::MAX as u64 {
-            return Err(Error::Malformed { what: "field number 0 or too large" });
+            return Err(Error::Malformed {
+                what: "field number 0 or too large",
+            });
         }
         let value = match key & 7 {
             0 => Value::Varint(self.varint()?),
@@ -103,7 +120,11 @@ impl<'a> Fields<'a> {
                 }
                 Value::Fixed32(u32::from_le_bytes(a))
             }
-            _ => return Err(Error::Malformed { what: "unknown wire type" }),
+            _ => {
+                return Err(Error::Malformed {
+                    what: "unknown wire type",
+                })
+            }
         };
         Ok((field, value))
     }
@@ -136,12 +157,17 @@ pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64> {
             return Ok(v);
         }
     }
-    Err(Error::Malformed { what: "varint longer than 10 bytes" })
+    Err(Error::Malformed {
+        what: "varint longer than 10 bytes",
+    })
 }
 
 /// Visits the integers of a repeated int field that may be packed (one `Bytes` value holding
 /// varints) or unpacked (one `Varint` per element).
-pub fn for_each_packed_varint(value: Value<'_>, mut f: impl FnMut(i64) -> Result<()>) -> Result<()> {
+pub fn for_each_packed_varint(
+    value: Value<'_>,
+    mut f: impl FnMut(i64) -> Result<()>,
+) -> Result<()> {
     match value {
         Value::Varint(v) => f(v as i64),
         Value::Bytes(b) => {
@@ -151,7 +177,9 @@ pub fn for_each_packed_varint(value: Value<'_>, mut f: impl FnMut(i64) -> Result
             }
             Ok(())
         }
-        _ => Err(Error::Malformed { what: "repeated integer field has a fixed wire type" }),
+        _ => Err(Error::Malformed {
+            what: "repeated integer field has a fixed wire type",
+        }),
     }
 }
 
@@ -162,7 +190,9 @@ mod tests {
     #[test]
     fn reads_varint_and_bytes() {
         // field 1 varint 300, field 2 bytes "hi", field 3 fixed32 1.0
-        let buf = [0x08, 0xac, 0x02, 0x12, 0x02, b'h', b'i', 0x1d, 0, 0, 0x80, 0x3f];
+        let buf = [
+            0x08, 0xac, 0x02, 0x12, 0x02, b'h', b'i', 0x1d, 0, 0, 0x80, 0x3f,
+        ];
         let f: Result<heapless::Vec<(u32, Value), 4>> = Fields::new(&buf).collect();
         let f = f.unwrap();
         assert_eq!(f[0].0, 1);
@@ -174,12 +204,20 @@ mod tests {
     #[test]
     fn truncated_length_is_an_error() {
         let buf = [0x12, 0x05, b'h'];
-        assert!(matches!(Fields::new(&buf).next(), Some(Err(Error::Truncated { .. }))));
+        assert!(matches!(
+            Fields::new(&buf).next(),
+            Some(Err(Error::Truncated { .. }))
+        ));
     }
 
     #[test]
     fn overlong_varint_is_an_error() {
-        let buf = [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
-        assert!(matches!(Fields::new(&buf).next(), Some(Err(Error::Malformed { .. }))));
+        let buf = [
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        assert!(matches!(
+            Fields::new(&buf).next(),
+            Some(Err(Error::Malformed { .. }))
+        ));
     }
 }

@@ -16,8 +16,11 @@ impl Requant {
     /// Decomposes a non-negative real multiplier; 0 (or a non-finite value) gives a multiplier
     /// that maps everything to 0.
     pub fn from_f64(m: f64) -> Self {
-        if !(m > 0.0) || !m.is_finite() {
-            return Requant { multiplier: 0, shift: 0 };
+        if m.is_nan() || m <= 0.0 || !m.is_finite() {
+            return Requant {
+                multiplier: 0,
+                shift: 0,
+            };
         }
         let mut q = m;
         let mut shift = 0i32;
@@ -29,7 +32,10 @@ impl Requant {
             q *= 2.0;
             shift -= 1;
             if shift < -62 {
-                return Requant { multiplier: 0, shift: 0 };
+                return Requant {
+                    multiplier: 0,
+                    shift: 0,
+                };
             }
         }
         let mut q31 = round_half_away(q * 2147483648.0);
@@ -37,17 +43,31 @@ impl Requant {
             q31 /= 2;
             shift += 1;
         }
-        Requant { multiplier: q31 as i32, shift }
+        Requant {
+            multiplier: q31 as i32,
+            shift,
+        }
     }
 
     /// `round(x · M)` in integer arithmetic: saturating rounding doubling high multiply, then
     /// rounding right shift (TFLite `MultiplyByQuantizedMultiplier`).
     #[inline]
     pub fn apply(self, x: i32) -> i32 {
-        let left = if self.shift > 0 { self.shift.min(31) } else { 0 };
-        let right = if self.shift > 0 { 0 } else { (-self.shift).min(31) };
+        let left = if self.shift > 0 {
+            self.shift.min(31)
+        } else {
+            0
+        };
+        let right = if self.shift > 0 {
+            0
+        } else {
+            (-self.shift).min(31)
+        };
         let x = ((x as i64) << left).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-        rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, self.multiplier), right)
+        rounding_divide_by_pot(
+            saturating_rounding_doubling_high_mul(x, self.multiplier),
+            right,
+        )
     }
 }
 
@@ -110,12 +130,12 @@ pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
 /// Round half to even, as ONNX QuantizeLinear specifies (no libm needed).
 #[inline]
 pub fn round_ties_even(x: f32) -> f32 {
-    if !(x.abs() < 8_388_608.0) {
+    if x.is_nan() || x.abs() >= 8_388_608.0 {
         return x; // already integral, or NaN
     }
     let i = x as i32;
     let f = x - i as f32;
-    let odd = i & 1 == 1 || i & 1 == -1;
+    let odd = i % 2 != 0;
     let r = if f > 0.5 || (f == 0.5 && odd) {
         i + 1
     } else if f < -0.5 || (f == -0.5 && odd) {

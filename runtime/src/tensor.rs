@@ -36,7 +36,12 @@ impl DType {
             7 => DType::I64,
             9 => DType::Bool,
             10 => DType::F16,
-            _ => return Err(Error::UnsupportedDtype { name: Name::new(name), code: code as i32 }),
+            _ => {
+                return Err(Error::UnsupportedDtype {
+                    name: Name::new(name),
+                    code: code as i32,
+                })
+            }
         })
     }
 
@@ -74,18 +79,30 @@ pub struct Shape {
 
 impl Shape {
     /// The shape of a scalar (rank 0, one element).
-    pub const SCALAR: Shape = Shape { dims: [0; MAX_RANK], rank: 0 };
+    pub const SCALAR: Shape = Shape {
+        dims: [0; MAX_RANK],
+        rank: 0,
+    };
 
     /// Builds a shape, rejecting negative dims, too many dims and element counts that overflow.
     pub fn new(dims: &[i64], name: &str) -> Result<Self> {
         if dims.len() > MAX_RANK {
-            return Err(Error::BadDimension { name: Name::new(name) });
+            return Err(Error::BadDimension {
+                name: Name::new(name),
+            });
         }
-        let mut s = Shape { dims: [0; MAX_RANK], rank: dims.len() as u8 };
+        let mut s = Shape {
+            dims: [0; MAX_RANK],
+            rank: dims.len() as u8,
+        };
         for (d, &v) in s.dims.iter_mut().zip(dims) {
-            *d = u32::try_from(v).map_err(|_| Error::BadDimension { name: Name::new(name) })?;
+            *d = u32::try_from(v).map_err(|_| Error::BadDimension {
+                name: Name::new(name),
+            })?;
         }
-        s.checked_numel().ok_or_else(|| Error::BadDimension { name: Name::new(name) })?;
+        s.checked_numel().ok_or_else(|| Error::BadDimension {
+            name: Name::new(name),
+        })?;
         Ok(s)
     }
 
@@ -93,10 +110,14 @@ impl Shape {
     pub fn from_usize(dims: &[usize], name: &str) -> Result<Self> {
         let mut v = [0i64; MAX_RANK];
         if dims.len() > MAX_RANK {
-            return Err(Error::BadDimension { name: Name::new(name) });
+            return Err(Error::BadDimension {
+                name: Name::new(name),
+            });
         }
         for (o, &d) in v.iter_mut().zip(dims) {
-            *o = i64::try_from(d).map_err(|_| Error::BadDimension { name: Name::new(name) })?;
+            *o = i64::try_from(d).map_err(|_| Error::BadDimension {
+                name: Name::new(name),
+            })?;
         }
         Shape::new(&v[..dims.len()], name)
     }
@@ -129,6 +150,8 @@ impl Shape {
     fn checked_numel(&self) -> Option<usize> {
         // Keep sizes well inside isize for byte arithmetic with 8-byte elements.
         let limit = (isize::MAX as usize) / 16;
-        self.dims().iter().try_fold(1usize, |acc, &d| acc.checked_mul(d as usize).filter(|&n| n <= limit))
+        self.dims().iter().try_fold(1usize, |acc, &d| {
+            acc.checked_mul(d as usize).filter(|&n| n <= limit)
+        })
     }
 }

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -34,7 +37,11 @@ fn host_lines() -> Vec<String> {
 }
 
 fn out_lines(stdout: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(stdout).lines().filter(|l| l.starts_with("out ")).map(str::to_string).collect()
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| l.starts_with("out "))
+        .map(str::to_string)
+        .collect()
 }
 
 fn cargo() -> String {
@@ -44,34 +51,84 @@ fn cargo() -> String {
 #[test]
 fn cortex_m4_firmware_under_qemu_matches_host() {
     let dir = repo().join("boards/cortex-m");
-    let build = Command::new(cargo()).args(["build", "--release", "--quiet"]).current_dir(&dir).env_remove("CARGO_TARGET_DIR").status().expect("cargo runs");
+    let build = Command::new(cargo())
+        .args(["build", "--release", "--quiet"])
+        .current_dir(&dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("cargo runs");
     assert!(build.success(), "firmware build failed");
     let elf = dir.join("target/thumbv7em-none-eabihf/release/sprig-cortex-m");
     let out = Command::new("timeout")
-        .args(["120", "qemu-system-arm", "-cpu", "cortex-m4", "-machine", "mps2-an386", "-nographic", "-semihosting-config", "enable=on,target=native", "-kernel"])
+        .args([
+            "120",
+            "qemu-system-arm",
+            "-cpu",
+            "cortex-m4",
+            "-machine",
+            "mps2-an386",
+            "-nographic",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-kernel",
+        ])
         .arg(&elf)
         .output()
         .expect("qemu-system-arm is installed (tests/run.sh installs it)");
-    assert!(out.status.success(), "firmware exited with {:?}: {}", out.status, String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "firmware exited with {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
     let got = out_lines(&out.stdout);
-    assert_eq!(got.len(), 8, "firmware printed: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        got.len(),
+        8,
+        "firmware printed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(got, host_lines());
 }
 
 #[test]
 fn aarch64_sprig_edge_under_qemu_matches_host() {
-    let build = Command::new(cargo()).args(["build", "--quiet", "-p", "sprig-jetson", "--target", "aarch64-unknown-linux-gnu"]).current_dir(repo()).status().expect("cargo runs");
+    let build = Command::new(cargo())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "sprig-jetson",
+            "--target",
+            "aarch64-unknown-linux-gnu",
+        ])
+        .current_dir(repo())
+        .status()
+        .expect("cargo runs");
     assert!(build.success(), "aarch64 build failed");
-    let target_dir = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"));
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target"));
     let bin = target_dir.join("aarch64-unknown-linux-gnu/debug/sprig-edge");
     let out = Command::new("timeout")
-        .args(["120", "qemu-aarch64", "-cpu", "cortex-a76", "-L", "/usr/aarch64-linux-gnu"])
+        .args([
+            "120",
+            "qemu-aarch64",
+            "-cpu",
+            "cortex-a76",
+            "-L",
+            "/usr/aarch64-linux-gnu",
+        ])
         .arg(&bin)
         .arg("classify")
         .arg(fixture("digits_int8.onnx"))
         .arg(fixture("digits_samples.f32"))
         .output()
         .expect("qemu-aarch64 is installed (tests/run.sh installs it)");
-    assert!(out.status.success(), "sprig-edge failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sprig-edge failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out_lines(&out.stdout), host_lines());
 }

@@ -71,7 +71,10 @@ enum Outcome {
 fn run_case(dir: &Path) -> Option<Outcome> {
     let bytes = std::fs::read(dir.join("model.onnx")).ok()?;
     let mut claimed = true;
-    for_each_op_type(&bytes, |op| claimed &= SUPPORTED_OPS.contains(&op) || op == "Constant").ok()?;
+    for_each_op_type(&bytes, |op| {
+        claimed &= SUPPORTED_OPS.contains(&op) || op == "Constant"
+    })
+    .ok()?;
     if !claimed {
         return None;
     }
@@ -109,16 +112,32 @@ fn run_case(dir: &Path) -> Option<Outcome> {
         let want = TensorView::parse(&raw).ok()?;
         let got = it.output(o).ok()?;
         if got.shape.dims() != want.shape.dims() || got.dtype != want.dtype {
-            return Some(Outcome::Fail(format!("output {o}: shape/type {:?} {:?} vs expected {:?} {:?}", got.dtype, got.shape.dims(), want.dtype, want.shape.dims())));
+            return Some(Outcome::Fail(format!(
+                "output {o}: shape/type {:?} {:?} vs expected {:?} {:?}",
+                got.dtype,
+                got.shape.dims(),
+                want.dtype,
+                want.shape.dims()
+            )));
         }
         let wraw = want.raw()?;
         if got.dtype == DType::F32 {
-            let g: Vec<f32> = got.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-            let w: Vec<f32> = wraw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            let g: Vec<f32> = got
+                .data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            let w: Vec<f32> = wraw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
             for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-                let ok = (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-5 + 1e-3 * b.abs() || a == b;
+                let ok =
+                    (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-5 + 1e-3 * b.abs() || a == b;
                 if !ok {
-                    return Some(Outcome::Fail(format!("output {o}[{i}] = {a}, expected {b}")));
+                    return Some(Outcome::Fail(format!(
+                        "output {o}[{i}] = {a}, expected {b}"
+                    )));
                 }
             }
         } else if got.data != wraw {
@@ -134,7 +153,11 @@ fn onnx_backend_node_tests() {
     if !root.exists() {
         panic!("{NODE_DIR} is missing: install Debian's libonnx-testdata (tests/run.sh does)");
     }
-    let mut dirs: Vec<_> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     dirs.sort();
     let (mut pass, mut refused_known, mut bad) = (0, 0, Vec::new());
     for d in &dirs {
@@ -152,10 +175,17 @@ fn onnx_backend_node_tests() {
             }
         }
     }
-    println!("conformance: {pass} passed, {refused_known} refused (known gaps), {} unexpected", bad.len());
+    println!(
+        "conformance: {pass} passed, {refused_known} refused (known gaps), {} unexpected",
+        bad.len()
+    );
     for b in &bad {
         println!("  {b}");
     }
     assert!(pass > 0, "no claimed test case ran");
-    assert!(bad.is_empty(), "{} claimed ONNX node tests failed or were refused without being listed", bad.len());
+    assert!(
+        bad.is_empty(),
+        "{} claimed ONNX node tests failed or were refused without being listed",
+        bad.len()
+    );
 }

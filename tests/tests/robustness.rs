@@ -8,8 +8,17 @@ use std::path::Path;
 fn seeds() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut v = vec![std::fs::read(root.join("boards/cortex-m/models/digits_int8.onnx")).unwrap()];
-    for t in ["test_conv_with_strides_padding", "test_gemm_all_attributes", "test_maxpool_2d_pads", "test_softmax_axis_1", "test_transpose_all_permutations_3", "test_dequantizelinear_axis"] {
-        if let Ok(b) = std::fs::read(format!("/usr/share/libonnx-testdata/data/node/{t}/model.onnx")) {
+    for t in [
+        "test_conv_with_strides_padding",
+        "test_gemm_all_attributes",
+        "test_maxpool_2d_pads",
+        "test_softmax_axis_1",
+        "test_transpose_all_permutations_3",
+        "test_dequantizelinear_axis",
+    ] {
+        if let Ok(b) = std::fs::read(format!(
+            "/usr/share/libonnx-testdata/data/node/{t}/model.onnx"
+        )) {
             v.push(b);
         }
     }
@@ -76,7 +85,10 @@ fn random_mutations_never_panic() {
         refused += exercise(&b).is_err() as usize;
     }
     // Most mutations must be caught; some land in data bytes and are valid models.
-    assert!(refused > n / 10, "only {refused} of {n} mutated files were refused");
+    assert!(
+        refused > n / 10,
+        "only {refused} of {n} mutated files were refused"
+    );
 }
 
 #[test]
@@ -87,13 +99,18 @@ fn small_arena_is_refused_with_sizes() {
     let need = model.arena_bytes().unwrap();
     let mut arena = vec![0u8; need - 16];
     match Interpreter::new(&model, &mut arena) {
-        Err(Error::ArenaTooSmall { needed, given }) => assert_eq!((needed, given), (need, need - 16)),
+        Err(Error::ArenaTooSmall { needed, given }) => {
+            assert_eq!((needed, given), (need, need - 16))
+        }
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => {
             // The 15 bytes of alignment slack may be unused when the buffer happens to be
             // aligned; one more byte short must fail regardless.
             let mut arena = vec![0u8; need - 32];
-            assert!(matches!(Interpreter::new(&model, &mut arena), Err(Error::ArenaTooSmall { .. })));
+            assert!(matches!(
+                Interpreter::new(&model, &mut arena),
+                Err(Error::ArenaTooSmall { .. })
+            ));
         }
     };
 }

@@ -26,7 +26,9 @@ fn main() -> ! {
         }
     };
     debug::exit(code);
-    loop {}
+    loop {
+        cortex_m::asm::wfi();
+    }
 }
 
 fn run() -> Result<(), sprig_runtime::Error> {
@@ -34,7 +36,13 @@ fn run() -> Result<(), sprig_runtime::Error> {
     let mut arena = [0u8; 2048];
     let mut it = Interp::new(&model, &mut arena)?;
     let report = it.arena_report();
-    hprintln!("arena {} bytes (persistent {}, working {}), {} steps", report.total, report.persistent, report.working, report.steps);
+    hprintln!(
+        "arena {} bytes (persistent {}, working {}), {} steps",
+        report.total,
+        report.persistent,
+        report.working,
+        report.steps
+    );
     let per = it.input_mut(0)?.len();
     for (i, img) in SAMPLES.chunks_exact(per).enumerate() {
         it.set_input(0, img)?;

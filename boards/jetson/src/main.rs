@@ -13,10 +13,16 @@ fn run(model_path: &str, samples_path: &str) -> Result<(), String> {
     let mut arena = vec![0u8; model.arena_bytes().map_err(|e| e.to_string())?];
     let mut it = Interpreter::new(&model, &mut arena).map_err(|e| e.to_string())?;
     let report = it.arena_report();
-    println!("arena {} bytes (persistent {}, working {}), {} steps", report.total, report.persistent, report.working, report.steps);
+    println!(
+        "arena {} bytes (persistent {}, working {}), {} steps",
+        report.total, report.persistent, report.working, report.steps
+    );
     let per = it.input_mut(0).map_err(|e| e.to_string())?.len();
     if per == 0 || samples.len() % per != 0 {
-        return Err(format!("{samples_path}: {} bytes is not a whole number of {per}-byte inputs", samples.len()));
+        return Err(format!(
+            "{samples_path}: {} bytes is not a whole number of {per}-byte inputs",
+            samples.len()
+        ));
     }
     for (i, img) in samples.chunks_exact(per).enumerate() {
         it.set_input(0, img).map_err(|e| e.to_string())?;

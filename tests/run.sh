@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every check of the project. Installs what is missing first (idempotent), says what it
+# installs, and stops with the exact missing piece when an install fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# --- set-up ---------------------------------------------------------------------------------
+command -v cargo >/dev/null || die "cargo is not installed (install rustup from your distribution first)"
+
+want_targets=(thumbv7em-none-eabihf aarch64-unknown-linux-gnu)
+installed_targets=$(rustup target list --installed 2>/dev/null || true)
+for t in "${want_targets[@]}"; do
+  if ! grep -qx "$t" <<<"$installed_targets"; then
+    say "installing Rust target $t"
+    rustup target add "$t" || die "could not install Rust target $t (rustup target add $t)"
+  fi
+done
+for c in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$c"; then
+    say "installing Rust component $c"
+    rustup component add "$c" || die "could not install Rust component $c"
+  fi
+done
+
+need=()
+command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
+command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
+command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+[ -d /usr/share/libonnx-testdata/data/node ] || need+=(libonnx-testdata)
+[ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing Debian packages: ${need[*]}"
+  $SUDO apt-get update -qq || die "apt-get update failed (needed for: ${need[*]})"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null \
+    || die "apt-get install failed for: ${need[*]}"
+fi
+
+# --- checks ---------------------------------------------------------------------------------
+say "cargo fmt --check"
+cargo fmt --all -- --check
+(cd boards/cortex-m && cargo fmt -- --check)
+
+say "cargo clippy -D warnings (workspace, firmware)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+(cd boards/cortex-m && cargo clippy --release --quiet -- -D warnings)
+
+say "no_std build of sprig-runtime for thumbv7em-none-eabihf"
+cargo build -p sprig-runtime --no-default-features --target thumbv7em-none-eabihf --quiet
+
+say "sprig-runtime unit tests cross-built for aarch64, run under qemu-aarch64 (cortex-a76)"
+cargo test -p sprig-runtime --target aarch64-unknown-linux-gnu --quiet
+
+say "cargo test --workspace (unit, doc, conformance, robustness, both boards under QEMU)"
+cargo test --workspace

@@ -1,0 +1,123 @@
+//! Train → export → run on sprig-runtime, on a small seeded digits subset: the float export
+//! reproduces candle's logits, and the int8 QDQ export keeps the float model's predictions.
+
+use candle_core::{Device, Tensor};
+use sprig_compress::eval::{argmax, evaluate};
+use sprig_compress::export::{export_f32, export_int8};
+use sprig_compress::quantize::calibrate;
+use sprig_compress::train::{accuracy, train, HintonKd, TrainConfig};
+use sprig_models::arch::ArchSpec;
+use sprig_models::datasets::digits;
+use sprig_runtime::{Interpreter, Model};
+
+#[test]
+fn f32_and_int8_exports_agree_with_candle() {
+    let (train_set, test_set) = digits().split(0.2, 3);
+    let spec = ArchSpec::small_cnn("s", (1, 8, 8), 4, 8, None, 10);
+    let cfg = TrainConfig {
+        epochs: 15,
+        progress: false,
+        seed: 5,
+        ..Default::default()
+    };
+    let t = train(&spec, &train_set, &cfg, None, "s").unwrap();
+    let float_acc = accuracy(&t.model, &test_set).unwrap();
+    assert!(float_acc > 0.8, "float accuracy {float_acc}");
+
+    // f32: logits equal candle's within 1e-4 relative.
+    let f32_onnx = export_f32(&spec, &t.model.weights().unwrap());
+    let model = Model::parse(&f32_onnx).unwrap();
+    let mut arena = vec![0u8; model.arena_bytes().unwrap()];
+    let mut it = Interpreter::new(&model, &mut arena).unwrap();
+    for i in 0..20 {
+        let x = Tensor::from_slice(test_set.image(i), (1, 1, 8, 8), &Device::Cpu).unwrap();
+        let want = t
+            .model
+            .forward_features(&x)
+            .unwrap()
+            .0
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        it.set_input_f32(0, test_set.image(i)).unwrap();
+        it.invoke().unwrap();
+        let got = it.output(0).unwrap().as_f32().unwrap().to_vec();
+        for (a, b) in got.iter().zip(&want) {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "sample {i}: {a} vs {b}"
+            );
+        }
+    }
+
+    // int8: 8 steps after fusion, no float op left between Q and DQ, accuracy within 2 points.
+    let acts = calibrate(&t.model, &train_set, &Device::Cpu).unwrap();
+    let q = export_int8(&spec, &t.model.weights().unwrap(), &acts);
+    let stats = evaluate(&q, &test_set, 3).unwrap();
+    assert_eq!(stats.steps, 8, "QDQ patterns were not all fused");
+    assert!(
+        stats.top1 >= float_acc - 0.02,
+        "int8 {} vs float {}",
+        stats.top1,
+        float_acc
+    );
+    let _ = argmax(&[0.0]);
+}
+
+#[test]
+fn distillation_moves_the_student_towards_the_teacher() {
+    let (train_set, test_set) = digits().split(0.2, 4);
+    let cfg = TrainConfig {
+        epochs: 12,
+        progress: false,
+        seed: 9,
+        ..Default::default()
+    };
+    let teacher_spec = ArchSpec::small_cnn("t", (1, 8, 8), 16, 32, Some(64), 10);
+    let student_spec = ArchSpec::small_cnn("s", (1, 8, 8), 4, 8, None, 10);
+    let teacher = train(&teacher_spec, &train_set, &cfg, None, "t").unwrap();
+    let alone = train(&student_spec, &train_set, &cfg, None, "s").unwrap();
+    let kd = train(
+        &student_spec,
+        &train_set,
+        &cfg,
+        Some((
+            &teacher.model,
+            HintonKd {
+                alpha: 0.0,
+                temperature: 4.0,
+            },
+        )),
+        "kd",
+    )
+    .unwrap();
+    // Agreement with the teacher's predictions on held-out images.
+    let agree = |m: &sprig_models::arch::CnnModel| {
+        let x =
+            Tensor::from_slice(&test_set.images, (test_set.len(), 1, 8, 8), &Device::Cpu).unwrap();
+        let t = teacher
+            .model
+            .forward_features(&x)
+            .unwrap()
+            .0
+            .argmax(1)
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap();
+        let s = m
+            .forward_features(&x)
+            .unwrap()
+            .0
+            .argmax(1)
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap();
+        t.iter().zip(&s).filter(|(a, b)| a == b).count() as f64 / t.len() as f64
+    };
+    let (a_alone, a_kd) = (agree(&alone.model), agree(&kd.model));
+    assert!(
+        a_kd > a_alone,
+        "agreement with teacher: KD {a_kd:.3} vs alone {a_alone:.3}"
+    );
+}
