@@ -45,3 +45,8 @@ pub use error::{Error, Name, Result};
 pub use interp::{ArenaReport, Interpreter, InterpreterWith, StepObserver, TensorRef};
 pub use onnx::Model;
 pub use tensor::{DType, Shape};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
