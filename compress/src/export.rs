@@ -46,29 +46,16 @@ pub fn export_f32(spec: &ArchSpec, weights: &[LayerWeights]) -> Vec<u8> {
         match (l, w) {
             (
                 LayerSpec::Conv {
-                    out: oc,
-                    k,
-                    pad,
-                    relu,
+                    out: oc, k, relu, ..
                 },
                 LayerWeights::Conv { w, b },
             ) => {
                 g.msg(5, &tensor_f32(&format!("w{i}"), &[*oc, c_in, *k, *k], w));
                 g.msg(5, &tensor_f32(&format!("b{i}"), &[*oc], b));
                 let pre = if *relu { format!("c{i}") } else { out.clone() };
-                let p = *pad as i64;
                 g.msg(
                     1,
-                    &node(
-                        "Conv",
-                        &format!("conv{i}"),
-                        &[&cur, &format!("w{i}"), &format!("b{i}")],
-                        &[&pre],
-                        &[
-                            ("kernel_shape", Attr::Ints(&[*k as i64, *k as i64])),
-                            ("pads", Attr::Ints(&[p, p, p, p])),
-                        ],
-                    ),
+                    &layer_node(l, i, &[&cur, &format!("w{i}"), &format!("b{i}")], &pre),
                 );
                 if *relu {
                     g.msg(1, &node("Relu", &format!("relu{i}"), &[&pre], &[&out], &[]));
@@ -80,44 +67,14 @@ pub fn export_f32(spec: &ArchSpec, weights: &[LayerWeights]) -> Vec<u8> {
                 let pre = if *relu { format!("c{i}") } else { out.clone() };
                 g.msg(
                     1,
-                    &node(
-                        "Gemm",
-                        &format!("fc{i}"),
-                        &[&cur, &format!("w{i}"), &format!("b{i}")],
-                        &[&pre],
-                        &[("transB", Attr::Int(1))],
-                    ),
+                    &layer_node(l, i, &[&cur, &format!("w{i}"), &format!("b{i}")], &pre),
                 );
                 if *relu {
                     g.msg(1, &node("Relu", &format!("relu{i}"), &[&pre], &[&out], &[]));
                 }
             }
-            (LayerSpec::MaxPool2, _) => {
-                g.msg(
-                    1,
-                    &node(
-                        "MaxPool",
-                        &format!("pool{i}"),
-                        &[&cur],
-                        &[&out],
-                        &[
-                            ("kernel_shape", Attr::Ints(&[2, 2])),
-                            ("strides", Attr::Ints(&[2, 2])),
-                        ],
-                    ),
-                );
-            }
-            (LayerSpec::Flatten, _) => {
-                g.msg(
-                    1,
-                    &node(
-                        "Flatten",
-                        &format!("flatten{i}"),
-                        &[&cur],
-                        &[&out],
-                        &[("axis", Attr::Int(1))],
-                    ),
-                );
+            (LayerSpec::MaxPool2 | LayerSpec::Flatten, _) => {
+                g.msg(1, &layer_node(l, i, &[&cur], &out));
             }
             _ => panic!("weights do not match the architecture at layer {i}"),
         }
@@ -130,6 +87,50 @@ pub fn export_f32(spec: &ArchSpec, weights: &[LayerWeights]) -> Vec<u8> {
         &value_info(OUTPUT, dtype::FLOAT, &[1, out_features(spec)]),
     );
     pb::model(&g, OPSET)
+}
+
+/// The node of layer `i` (Conv, Gemm, MaxPool or Flatten). The same node serves the float and
+/// the QDQ export: only its inputs differ.
+fn layer_node(l: &LayerSpec, i: usize, ins: &[&str], out: &str) -> Msg {
+    match *l {
+        LayerSpec::Conv { k, pad, .. } => {
+            let (k, p) = (k as i64, pad as i64);
+            node(
+                "Conv",
+                &format!("conv{i}"),
+                ins,
+                &[out],
+                &[
+                    ("kernel_shape", Attr::Ints(&[k, k])),
+                    ("pads", Attr::Ints(&[p, p, p, p])),
+                ],
+            )
+        }
+        LayerSpec::Dense { .. } => node(
+            "Gemm",
+            &format!("fc{i}"),
+            ins,
+            &[out],
+            &[("transB", Attr::Int(1))],
+        ),
+        LayerSpec::MaxPool2 => node(
+            "MaxPool",
+            &format!("pool{i}"),
+            ins,
+            &[out],
+            &[
+                ("kernel_shape", Attr::Ints(&[2, 2])),
+                ("strides", Attr::Ints(&[2, 2])),
+            ],
+        ),
+        LayerSpec::Flatten => node(
+            "Flatten",
+            &format!("flatten{i}"),
+            ins,
+            &[out],
+            &[("axis", Attr::Int(1))],
+        ),
+    }
 }
 
 fn scalar_f32(name: &str, v: f32) -> Msg {
@@ -173,11 +174,9 @@ pub fn export_int8(spec: &ArchSpec, weights: &[LayerWeights], acts: &[ActQuant])
         match (l, w) {
             (LayerSpec::Conv { .. }, LayerWeights::Conv { w, b })
             | (LayerSpec::Dense { .. }, LayerWeights::Dense { w, b }) => {
-                let (oc, dims, relu, is_conv) = match *l {
-                    LayerSpec::Conv { out, k, relu, .. } => {
-                        (out, vec![out, c_in, k, k], relu, true)
-                    }
-                    LayerSpec::Dense { out, relu } => (out, vec![out, c_in], relu, false),
+                let (oc, dims, relu) = match *l {
+                    LayerSpec::Conv { out, k, relu, .. } => (out, vec![out, c_in, k, k], relu),
+                    LayerSpec::Dense { out, relu } => (out, vec![out, c_in], relu),
                     _ => unreachable!(),
                 };
                 let wq = WeightQuant::per_channel(w, oc);
@@ -263,36 +262,7 @@ pub fn export_int8(spec: &ArchSpec, weights: &[LayerWeights], acts: &[ActQuant])
                 let pre = format!("f{i}");
                 let ins = [format!("x{i}"), format!("w{i}"), format!("b{i}")];
                 let ins: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
-                if is_conv {
-                    let LayerSpec::Conv { k, pad, .. } = *l else {
-                        unreachable!()
-                    };
-                    let p = pad as i64;
-                    g.msg(
-                        1,
-                        &node(
-                            "Conv",
-                            &format!("conv{i}"),
-                            &ins,
-                            &[&pre],
-                            &[
-                                ("kernel_shape", Attr::Ints(&[k as i64, k as i64])),
-                                ("pads", Attr::Ints(&[p, p, p, p])),
-                            ],
-                        ),
-                    );
-                } else {
-                    g.msg(
-                        1,
-                        &node(
-                            "Gemm",
-                            &format!("fc{i}"),
-                            &ins,
-                            &[&pre],
-                            &[("transB", Attr::Int(1))],
-                        ),
-                    );
-                }
+                g.msg(1, &layer_node(l, i, &ins, &pre));
                 let act = if relu {
                     g.msg(
                         1,
@@ -322,32 +292,8 @@ pub fn export_int8(spec: &ArchSpec, weights: &[LayerWeights], acts: &[ActQuant])
                 );
                 cur_q = y;
             }
-            (LayerSpec::MaxPool2, _) => {
-                g.msg(
-                    1,
-                    &node(
-                        "MaxPool",
-                        &format!("pool{i}"),
-                        &[&cur],
-                        &[&out],
-                        &[
-                            ("kernel_shape", Attr::Ints(&[2, 2])),
-                            ("strides", Attr::Ints(&[2, 2])),
-                        ],
-                    ),
-                );
-            }
-            (LayerSpec::Flatten, _) => {
-                g.msg(
-                    1,
-                    &node(
-                        "Flatten",
-                        &format!("flatten{i}"),
-                        &[&cur],
-                        &[&out],
-                        &[("axis", Attr::Int(1))],
-                    ),
-                );
+            (LayerSpec::MaxPool2 | LayerSpec::Flatten, _) => {
+                g.msg(1, &layer_node(l, i, &[&cur], &out));
             }
             _ => panic!("weights do not match the architecture at layer {i}"),
         }

@@ -132,17 +132,19 @@ fn load(path: &std::path::Path) -> Result<Vec<u8>> {
     Ok(read_file(path)?)
 }
 
+/// Parses a model and allocates the arena its plan needs, naming the file in any error.
+fn open<'m>(path: &std::path::Path, bytes: &'m [u8]) -> Result<(Model<'m>, Vec<u8>)> {
+    let ctx = || path.display().to_string();
+    let model = Model::parse(bytes).with_context(ctx)?;
+    let arena = vec![0u8; model.arena_bytes().with_context(ctx)?];
+    Ok((model, arena))
+}
+
 fn run(path: &std::path::Path, inputs: &[PathBuf], output: Option<&std::path::Path>) -> Result<()> {
     let bytes = load(path)?;
-    let model = Model::parse(&bytes).with_context(|| format!("{}", path.display()))?;
-    let mut arena = vec![
-        0u8;
-        model
-            .arena_bytes()
-            .with_context(|| format!("{}", path.display()))?
-    ];
+    let (model, mut arena) = open(path, &bytes)?;
     let mut it =
-        Interpreter::new(&model, &mut arena).with_context(|| format!("{}", path.display()))?;
+        Interpreter::new(&model, &mut arena).with_context(|| path.display().to_string())?;
     if inputs.len() != it.input_count() {
         bail!(
             "{} takes {} input(s), {} given",
@@ -222,15 +224,9 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
     let bytes = load(path)?;
-    let model = Model::parse(&bytes).with_context(|| format!("{}", path.display()))?;
-    let mut arena = vec![
-        0u8;
-        model
-            .arena_bytes()
-            .with_context(|| format!("{}", path.display()))?
-    ];
+    let (model, mut arena) = open(path, &bytes)?;
     let mut it =
-        Interpreter::new(&model, &mut arena).with_context(|| format!("{}", path.display()))?;
+        Interpreter::new(&model, &mut arena).with_context(|| path.display().to_string())?;
     let report = it.arena_report();
     let mut weight_bytes = 0usize;
     for t in model.initializers() {
