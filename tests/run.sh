@@ -40,6 +40,15 @@ if [ ${#need[@]} -gt 0 ]; then
     || die "apt-get install failed for: ${need[*]}"
 fi
 
+if ! .venv/bin/python -c "import onnx, onnxruntime, numpy" 2>/dev/null; then
+  say "creating .venv with onnx, onnxruntime and numpy (the reference implementation in tests)"
+  command -v python3 >/dev/null || { $SUDO apt-get install -y -qq python3 python3-venv >/dev/null || die "python3 is missing and could not be installed"; }
+  python3 -m venv .venv 2>/dev/null || { $SUDO apt-get install -y -qq python3-venv >/dev/null && python3 -m venv .venv; } \
+    || die "could not create a Python venv (install python3-venv)"
+  .venv/bin/pip install -q --disable-pip-version-check onnx onnxruntime numpy \
+    || die "pip could not install onnx onnxruntime numpy into .venv"
+fi
+
 # --- checks ---------------------------------------------------------------------------------
 say "cargo fmt --check"
 cargo fmt --all -- --check

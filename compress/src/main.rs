@@ -290,7 +290,7 @@ fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "{}: {} steps, median {:.1} µs over {} runs (host, reference kernels)",
+            "{}: {} steps, median {:.1} µs over {} runs (host, portable kernels)",
             path.display(),
             report.steps,
             total,

@@ -382,10 +382,10 @@ fn fuse_linear<const T: usize, const N: usize>(
     y.dtype = ydt;
     y.shape = out_shape;
     y.known = true;
-    Ok(Some((
-        make_step(idx, Op::QConv(lin), &[x.id, w_id], y_id)?,
-        absorbed,
-    )))
+    let mut step = make_step(idx, Op::QConv(lin), &[x.id, w_id], y_id)?;
+    // The im2row kernel needs one output row of input patches as i16.
+    step.scratch = crate::kernels::qconv_scratch_bytes(&lin);
+    Ok(Some((step, absorbed)))
 }
 
 fn fuse_add<const T: usize, const N: usize>(

@@ -126,7 +126,7 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
             let _ = kept.push(*s);
         }
     }
-    let steps = kept;
+    let mut steps = kept;
     // Constant inputs: int8 weights of fused ops stay in the model bytes; everything else is
     // copied (aligned, converted) into the persistent area once.
     for s in steps.iter() {
@@ -185,10 +185,22 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
             let _ = ids.push((id as u16, b));
         }
     }
+    let mut scratch_ids: heapless::Vec<(usize, usize), N> = heapless::Vec::new();
+    for (si, s) in steps.iter().enumerate() {
+        if s.scratch > 0 {
+            let b = planner.add_buffer(s.scratch, si as u16, si as u16)?;
+            let _ = scratch_ids.push((si, b));
+        }
+    }
     let work = planner.plan()?;
     let lower_bound = planner.lower_bound();
     for &(id, b) in &ids {
         g.t_mut(id)?.loc = Loc::Work(planner.offset(b));
+    }
+    for &(si, b) in &scratch_ids {
+        if let Some(s) = steps.get_mut(si) {
+            s.scratch_at = planner.offset(b);
+        }
     }
     let persist = (persist + ALIGN - 1) & !(ALIGN - 1);
     Ok(Built {
@@ -431,15 +443,9 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
                 what: "step output has no storage",
             });
         };
-        let o_end = o_at + out.bytes();
-        if o_end > self.work.len() {
-            return Err(Error::BadIo {
-                what: "step output outside the arena",
-            });
-        }
-        let (lo, rest) = self.work.split_at_mut(o_at);
-        let (y, hi) = rest.split_at_mut(o_end - o_at);
-        let (lo, hi): (&[u8], &[u8]) = (lo, hi);
+        let out_r = o_at..o_at + out.bytes();
+        let scratch_r = s.scratch_at..s.scratch_at + s.scratch;
+        let (y, scratch, segs) = carve(self.work, out_r, scratch_r)?;
         let persist: &[u8] = self.persist;
         let mut ins: [&[u8]; MAX_STEP_INPUTS] = [&[]; MAX_STEP_INPUTS];
         for (slot, &id) in ins.iter_mut().zip(s.inputs()) {
@@ -448,22 +454,59 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
             *slot = match t.loc {
                 Loc::Model(b) => b,
                 Loc::Persist(_) => bytes_of(t.loc, len, persist)?,
-                Loc::Work(at) if at + len <= o_at => &lo[at..at + len],
-                Loc::Work(at) if at >= o_end => {
-                    hi.get(at - o_end..at - o_end + len).ok_or(Error::BadIo {
-                        what: "input outside the arena",
-                    })?
-                }
-                _ => {
+                Loc::Work(at) => segs
+                    .iter()
+                    .find(|(base, seg)| at >= *base && at + len <= base + seg.len())
+                    .map(|(base, seg)| &seg[at - base..at - base + len])
+                    .ok_or(Error::BadIo {
+                        what: "input overlaps the output or scratch",
+                    })?,
+                Loc::None => {
                     return Err(Error::BadIo {
-                        what: "input overlaps the output",
+                        what: "input has no storage",
                     })
                 }
             };
         }
         let n_in = s.n_in as usize;
-        eval(&s.op, &ins[..n_in], &self.g, s, persist, y)
+        eval(&s.op, &ins[..n_in], &self.g, s, persist, y, scratch)
     }
+}
+
+/// Splits the working arena into the mutable output, the mutable scratch (may be empty) and the
+/// read-only rest (three segments with their base offsets), so inputs can be borrowed while the
+/// kernel writes — without unsafe code. The planner guarantees output and scratch are disjoint.
+#[allow(clippy::type_complexity)]
+fn carve(
+    work: &mut [u8],
+    out: core::ops::Range<usize>,
+    scratch: core::ops::Range<usize>,
+) -> Result<(&mut [u8], &mut [u8], [(usize, &[u8]); 3])> {
+    let bad = Error::BadIo {
+        what: "step buffers outside the arena or overlapping",
+    };
+    if out.end > work.len()
+        || scratch.end > work.len()
+        || (!scratch.is_empty() && out.start < scratch.end && scratch.start < out.end)
+    {
+        return Err(bad);
+    }
+    if scratch.is_empty() {
+        let (lo, rest) = work.split_at_mut(out.start);
+        let (y, hi) = rest.split_at_mut(out.len());
+        return Ok((y, &mut [], [(0, lo), (out.end, hi), (usize::MAX, &[])]));
+    }
+    let (first, second, swapped) = if out.start <= scratch.start {
+        (out, scratch, false)
+    } else {
+        (scratch, out, true)
+    };
+    let (lo, rest) = work.split_at_mut(first.start);
+    let (a, rest) = rest.split_at_mut(first.len());
+    let (mid, rest) = rest.split_at_mut(second.start - first.end);
+    let (b, hi) = rest.split_at_mut(second.len());
+    let segs = [(0, &*lo), (first.end, &*mid), (second.end, &*hi)];
+    Ok(if swapped { (b, a, segs) } else { (a, b, segs) })
 }
 
 fn f32s(b: &[u8]) -> Result<&[f32]> {
@@ -497,6 +540,7 @@ fn eval<const T: usize, const N: usize>(
     s: &Step,
     persist: &[u8],
     y: &mut [u8],
+    scratch: &mut [u8],
 ) -> Result<()> {
     let get = |i: usize| {
         ins.get(i).copied().ok_or(Error::BadIo {
@@ -637,12 +681,31 @@ fn eval<const T: usize, const N: usize>(
             let rq_raw = i32s(persist_slice(persist, p.requant, p.win.oc * 8)?)?;
             let rq = RequantTable(rq_raw);
             let w: &[i8] = bytemuck::cast_slice(get(1)?);
-            if p.unsigned {
-                k::qconv_ref::<u8>(&p, get(0)?, w, bias, rq, y)
+            let x = get(0)?;
+            if s.scratch > 0 {
+                let rows: &mut [i16] =
+                    bytemuck::try_cast_slice_mut(scratch).map_err(|_| Error::BadIo {
+                        what: "misaligned scratch",
+                    })?;
+                if p.unsigned {
+                    k::qconv_im2row::<u8>(&p, x, w, bias, rq, y, rows)
+                } else {
+                    k::qconv_im2row::<i8>(
+                        &p,
+                        bytemuck::cast_slice(x),
+                        w,
+                        bias,
+                        rq,
+                        bytemuck::cast_slice_mut(y),
+                        rows,
+                    )
+                }
+            } else if p.unsigned {
+                k::qconv_ref::<u8>(&p, x, w, bias, rq, y)
             } else {
                 k::qconv_ref::<i8>(
                     &p,
-                    bytemuck::cast_slice(get(0)?),
+                    bytemuck::cast_slice(x),
                     w,
                     bias,
                     rq,

@@ -252,6 +252,10 @@ pub struct Step {
     pub n_in: u8,
     /// Output tensor id.
     pub out: u16,
+    /// Bytes of scratch the kernel wants while it runs (0 = none).
+    pub scratch: usize,
+    /// Planned offset of that scratch in the working arena.
+    pub scratch_at: usize,
 }
 
 impl Step {

@@ -13,6 +13,8 @@ pub(crate) fn make_step(node_idx: u16, op: Op, ins: &[u16], out: u16) -> Result<
         op,
         ins: [0; MAX_STEP_INPUTS],
         n_in: ins.len() as u8,
+        scratch: 0,
+        scratch_at: 0,
         out,
     };
     s.ins
