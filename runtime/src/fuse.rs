@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::graph::{Graph, NONE};
 use crate::onnx::Node;
 use crate::ops::*;
-use crate::prepare::{conv_window, make_step, window_out_shape};
+use crate::prepare::{conv_window, make_step, pool_window, reshape_like, window_out_shape};
 use crate::quant::Requant;
 use crate::tensor::{DType, Shape};
 
@@ -166,6 +166,9 @@ pub fn try_fuse<const T: usize, const N: usize>(
     match node.op_type {
         "Conv" | "Gemm" | "MatMul" => fuse_linear(p, node, idx),
         "Add" => fuse_add(p, node, idx),
+        "MaxPool" | "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" | "Identity" => {
+            fuse_passthrough(p, node, idx)
+        }
         _ => Ok(None),
     }
 }
@@ -438,4 +441,49 @@ fn fuse_add<const T: usize, const N: usize>(
         make_step(idx, Op::QAdd(qa), &[a.id, b.id], y_id)?,
         absorbed,
     )))
+}
+
+/// `DQ → MaxPool|Flatten|Reshape|Squeeze|Unsqueeze|Identity → Q` with the same scale and zero
+/// point on both sides (how onnxruntime's quantizer wraps them): these commute with a monotonic
+/// quantization, so the op runs directly on the int8 tensor.
+fn fuse_passthrough<const T: usize, const N: usize>(
+    p: &mut Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    idx: u16,
+) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
+    let g = &*p.g;
+    let Some(x) = dq_act(g, node.input(0))? else {
+        return Ok(None);
+    };
+    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else {
+        return Ok(None);
+    };
+    if relu || clip.is_some() || absorbed.len() != 1 {
+        return Ok(None);
+    }
+    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else {
+        return Ok(None);
+    };
+    if sy != x.scale || zy != x.zp || (ydt == DType::U8) != x.unsigned {
+        return Ok(None);
+    }
+    let Some(y_id) = g.find(q.outputs[0]) else {
+        return Ok(None);
+    };
+    let xs = g.t(x.id).shape;
+    let xdt = g.t(x.id).dtype;
+    let (op, shape) = if node.op_type == "MaxPool" {
+        if node.outputs.len() != 1 {
+            return Ok(None);
+        }
+        let win = pool_window(node, &xs)?;
+        (Op::MaxPool(win), window_out_shape(&xs, &win, node)?)
+    } else {
+        (Op::Copy, reshape_like(p, node, &xs)?)
+    };
+    let y = p.g.t_mut(y_id)?;
+    y.dtype = xdt;
+    y.shape = shape;
+    y.known = true;
+    Ok(Some((make_step(idx, op, &[x.id], y_id)?, absorbed)))
 }

@@ -522,7 +522,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
     make_step(idx, op, &ins, out_id)
 }
 
-fn reshape_like<const T: usize, const N: usize>(
+pub(crate) fn reshape_like<const T: usize, const N: usize>(
     p: &Prep<'_, '_, T, N>,
     node: &Node<'_>,
     s: &Shape,
@@ -846,7 +846,7 @@ pub fn conv_window(node: &Node<'_>, x: &Shape, w: &Shape) -> Result<Window> {
     Ok(win)
 }
 
-fn pool_window(node: &Node<'_>, x: &Shape) -> Result<Window> {
+pub(crate) fn pool_window(node: &Node<'_>, x: &Shape) -> Result<Window> {
     let mut win = base_window(node, x)?;
     win.oc = win.c;
     let kernel =
