@@ -683,12 +683,8 @@ fn eval<const T: usize, const N: usize>(
             let w: &[i8] = bytemuck::cast_slice(get(1)?);
             let x = get(0)?;
             if s.scratch > 0 {
-                let rows: &mut [i16] =
-                    bytemuck::try_cast_slice_mut(scratch).map_err(|_| Error::BadIo {
-                        what: "misaligned scratch",
-                    })?;
                 if p.unsigned {
-                    k::qconv_im2row::<u8>(&p, x, w, bias, rq, y, rows)
+                    k::qconv_im2row::<u8>(&p, x, w, bias, rq, y, scratch)
                 } else {
                     k::qconv_im2row::<i8>(
                         &p,
@@ -697,7 +693,7 @@ fn eval<const T: usize, const N: usize>(
                         bias,
                         rq,
                         bytemuck::cast_slice_mut(y),
-                        rows,
+                        scratch,
                     )
                 }
             } else if p.unsigned {

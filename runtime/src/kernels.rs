@@ -321,20 +321,32 @@ pub fn qconv_ref<T: Q8>(
     Ok(())
 }
 
+/// Reductions shorter than this (first convolutions: 9 or 27 taps) are computed pixel-parallel
+/// (weights broadcast over an output row); longer ones as dot products over the reduction axis.
+const SHORT_REDUCTION: usize = 32;
+
 /// Scratch bytes [`qconv_im2row`] needs for `p` (0 when it does not apply and the reference
-/// kernel runs instead).
+/// kernel runs instead): one output row of patches as i16, plus an i32 accumulator row.
 pub fn qconv_scratch_bytes(p: &QLinear) -> usize {
     if p.w_stride_k != 1 {
         return 0;
     }
     let k = p.win.c / p.win.group.max(1) * p.win.kh * p.win.kw;
-    k * p.win.ow * 2
+    acc_bytes(p.win.ow) + k * p.win.ow * 2
 }
 
-/// Optimized int8 convolution / fully connected layer: each output row's input patches are
-/// gathered once into `rows` (i16, `ow × K`, padding as the zero point), then every output is a
-/// contiguous dot product with its weight row — a loop LLVM vectorizes on every target. Same
-/// integer arithmetic as [`qconv_ref`], so the results are bit-identical (tested).
+fn acc_bytes(ow: usize) -> usize {
+    (ow * 4 + 15) & !15
+}
+
+/// Optimized int8 convolution / fully connected layer. Each output row's input patches are
+/// gathered once (i16, padding as the zero point); then wide rows accumulate
+/// `acc[ox] += w[oc,k] · patch[k][ox]` (weights broadcast over pixels, zero weights skipped so
+/// pruning pays off) and narrow rows take contiguous dot products. Both loops vectorize on every
+/// target. Same integer arithmetic as [`qconv_ref`], so results are bit-identical (tested).
+///
+/// On x86_64 with `std`, the same code compiled for AVX2 is picked at run time when the CPU has
+/// it (the integer arithmetic is identical, so so are the results).
 pub fn qconv_im2row<T: Q8>(
     p: &QLinear,
     x: &[T],
@@ -342,13 +354,46 @@ pub fn qconv_im2row<T: Q8>(
     bias: &[i32],
     rq: RequantTable<'_>,
     y: &mut [T],
-    rows: &mut [i16],
+    scratch: &mut [u8],
+) -> Result<()> {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if crate::simd::has_avx2() {
+        return crate::simd::qconv_im2row_avx2(p, x, w, bias, rq, y, scratch);
+    }
+    qconv_im2row_body(p, x, w, bias, rq, y, scratch)
+}
+
+/// The portable body, for the per-target wrappers in `simd`.
+#[doc(hidden)]
+#[inline(always)]
+pub fn qconv_im2row_portable<T: Q8>(
+    p: &QLinear,
+    x: &[T],
+    w: &[i8],
+    bias: &[i32],
+    rq: RequantTable<'_>,
+    y: &mut [T],
+    scratch: &mut [u8],
+) -> Result<()> {
+    qconv_im2row_body(p, x, w, bias, rq, y, scratch)
+}
+
+#[inline(always)]
+fn qconv_im2row_body<T: Q8>(
+    p: &QLinear,
+    x: &[T],
+    w: &[i8],
+    bias: &[i32],
+    rq: RequantTable<'_>,
+    y: &mut [T],
+    scratch: &mut [u8],
 ) -> Result<()> {
     let win = &p.win;
     let (nx, _, ny) = window_sizes(win);
     let cpg = win.c / win.group;
     let opg = win.oc / win.group;
     let kk = cpg * win.kh * win.kw;
+    let ow = win.ow;
     let last_w = win.oc.saturating_sub(1) * p.w_stride_oc + kk;
     check(
         p.w_stride_k == 1
@@ -357,44 +402,66 @@ pub fn qconv_im2row<T: Q8>(
             && bias.len() == win.oc
             && rq.len() == win.oc
             && (win.oc == 0 || last_w <= w.len())
-            && rows.len() >= kk * win.ow,
+            && scratch.len() >= qconv_scratch_bytes(p),
     )?;
+    let (acc, cols) = scratch.split_at_mut(acc_bytes(ow));
+    let acc: &mut [i32] =
+        bytemuck::try_cast_slice_mut(&mut acc[..ow * 4]).map_err(|_| Error::BadIo {
+            what: "misaligned scratch",
+        })?;
+    let cols: &mut [i16] =
+        bytemuck::try_cast_slice_mut(&mut cols[..kk * ow * 2]).map_err(|_| Error::BadIo {
+            what: "misaligned scratch",
+        })?;
+    let wide = kk < SHORT_REDUCTION && ow > 1;
     let zx = p.zx as i16;
     for n in 0..win.n {
         for g in 0..win.group {
             for oy in 0..win.oh {
-                // Gather the patches of output row `oy` for this group.
-                for ox in 0..win.ow {
-                    let row = &mut rows[ox * kk..(ox + 1) * kk];
-                    let mut r = 0;
-                    for ic in 0..cpg {
-                        let xbase = (n * win.c + g * cpg + ic) * win.h * win.w;
-                        for ky in 0..win.kh {
-                            let iy = (oy * win.sh + ky * win.dh) as isize - win.pt as isize;
-                            let row_ok = iy >= 0 && iy < win.h as isize;
-                            for kx in 0..win.kw {
+                // Gather: wide rows store patch[k][ox], narrow rows patch[ox][k].
+                let mut k = 0;
+                for ic in 0..cpg {
+                    let xbase = (n * win.c + g * cpg + ic) * win.h * win.w;
+                    for ky in 0..win.kh {
+                        let iy = (oy * win.sh + ky * win.dh) as isize - win.pt as isize;
+                        let row_ok = iy >= 0 && iy < win.h as isize;
+                        for kx in 0..win.kw {
+                            for ox in 0..ow {
                                 let ix = (ox * win.sw + kx * win.dw) as isize - win.pl as isize;
-                                row[r] = if row_ok && ix >= 0 && ix < win.w as isize {
+                                let v = if row_ok && ix >= 0 && ix < win.w as isize {
                                     x[xbase + iy as usize * win.w + ix as usize].get() as i16
                                 } else {
                                     zx
                                 };
-                                r += 1;
+                                cols[if wide { k * ow + ox } else { ox * kk + k }] = v;
                             }
+                            k += 1;
                         }
                     }
                 }
                 for oc in g * opg..(g + 1) * opg {
                     let wrow = &w[oc * p.w_stride_oc..oc * p.w_stride_oc + kk];
+                    if wide {
+                        acc.iter_mut().for_each(|a| *a = bias[oc]);
+                        for (k, &wv) in wrow.iter().enumerate() {
+                            if wv == 0 {
+                                continue;
+                            }
+                            let wv = wv as i32;
+                            for (a, &c) in acc.iter_mut().zip(&cols[k * ow..(k + 1) * ow]) {
+                                *a = a.wrapping_add(wv * c as i32);
+                            }
+                        }
+                    } else {
+                        for (ox, a) in acc.iter_mut().enumerate() {
+                            *a = bias[oc]
+                                .wrapping_add(dot_i16_i8(&cols[ox * kk..(ox + 1) * kk], wrow));
+                        }
+                    }
                     let r = rq.get(oc);
-                    let yrow = ((n * win.oc + oc) * win.oh + oy) * win.ow;
-                    for ox in 0..win.ow {
-                        let acc =
-                            bias[oc].wrapping_add(dot_i16_i8(&rows[ox * kk..(ox + 1) * kk], wrow));
-                        y[yrow + ox] = T::put(
-                            p.zy.saturating_add(r.apply(acc))
-                                .clamp(p.act_min, p.act_max),
-                        );
+                    let yrow = ((n * win.oc + oc) * win.oh + oy) * ow;
+                    for (o, &a) in y[yrow..yrow + ow].iter_mut().zip(acc.iter()) {
+                        *o = T::put(p.zy.saturating_add(r.apply(a)).clamp(p.act_min, p.act_max));
                     }
                 }
             }
@@ -496,6 +563,43 @@ pub fn matmul_f32(
 /// Max pooling for any ordered element type.
 pub fn maxpool<T: Copy + PartialOrd>(p: &Window, lowest: T, x: &[T], y: &mut [T]) -> Result<()> {
     check(x.len() == p.n * p.c * p.h * p.w && y.len() == p.n * p.c * p.oh * p.ow)?;
+    // Fast path: 2×2 windows, stride 2, no padding (the common CNN pooling) — no bounds tests
+    // in the loop. Same result as the general loop below.
+    if p.kh == 2
+        && p.kw == 2
+        && p.sh == 2
+        && p.sw == 2
+        && p.dh == 1
+        && p.dw == 1
+        && p.pt == 0
+        && p.pl == 0
+        && 2 * p.oh <= p.h
+        && 2 * p.ow <= p.w
+    {
+        let (h, w) = (p.h, p.w);
+        for (xb, yb) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(p.oh * p.ow)) {
+            for (oy, yrow) in yb.chunks_exact_mut(p.ow).enumerate() {
+                let r0 = &xb[2 * oy * w..2 * oy * w + 2 * p.ow];
+                let r1 = &xb[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * p.ow];
+                for ((o, a), b) in yrow
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    let mut m = lowest;
+                    for v in [a[0], a[1], b[0], b[1]] {
+                        #[allow(clippy::eq_op)] // NaN propagates, as in onnxruntime
+                        let nan = v != v;
+                        if v > m || nan {
+                            m = v;
+                        }
+                    }
+                    *o = m;
+                }
+            }
+        }
+        return Ok(());
+    }
     for nc in 0..p.n * p.c {
         let xb = &x[nc * p.h * p.w..];
         for oy in 0..p.oh {
@@ -746,6 +850,116 @@ mod tests {
     }
 
     #[test]
+    fn maxpool_2x2_fast_path_matches_a_naive_max() {
+        let mut rng = Lcg(7);
+        for _ in 0..50 {
+            let (c, h, w) = (rng.range(1, 4), rng.range(2, 13), rng.range(2, 13));
+            let win = Window {
+                n: 1,
+                c,
+                h,
+                w,
+                oc: c,
+                oh: h / 2,
+                ow: w / 2,
+                kh: 2,
+                kw: 2,
+                sh: 2,
+                sw: 2,
+                dh: 1,
+                dw: 1,
+                pt: 0,
+                pl: 0,
+                group: 1,
+            };
+            let x: std::vec::Vec<i8> = (0..c * h * w).map(|_| rng.next() as i8).collect();
+            let mut y = std::vec![0i8; c * (h / 2) * (w / 2)];
+            maxpool(&win, i8::MIN, &x, &mut y).unwrap();
+            for ch in 0..c {
+                for oy in 0..h / 2 {
+                    for ox in 0..w / 2 {
+                        let at = |yy: usize, xx: usize| x[(ch * h + yy) * w + xx];
+                        let want = at(2 * oy, 2 * ox)
+                            .max(at(2 * oy, 2 * ox + 1))
+                            .max(at(2 * oy + 1, 2 * ox))
+                            .max(at(2 * oy + 1, 2 * ox + 1));
+                        assert_eq!(y[(ch * (h / 2) + oy) * (w / 2) + ox], want);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn portable_im2row_is_bit_exact_too() {
+        // The dispatching test above runs the AVX2 build where the CPU has it; this one pins the
+        // portable build of the same kernel.
+        let mut rng = Lcg(11);
+        for _ in 0..100 {
+            let (c, oc, h, w) = (
+                rng.range(1, 40),
+                rng.range(1, 6),
+                rng.range(1, 6),
+                rng.range(1, 12),
+            );
+            let win = Window {
+                n: 1,
+                c,
+                h,
+                w,
+                oc,
+                oh: h,
+                ow: w,
+                kh: 1,
+                kw: 1,
+                sh: 1,
+                sw: 1,
+                dh: 1,
+                dw: 1,
+                pt: 0,
+                pl: 0,
+                group: 1,
+            };
+            let p = QLinear {
+                win,
+                zx: 3,
+                zy: -2,
+                act_min: -128,
+                act_max: 127,
+                bias: 0,
+                requant: 0,
+                w_stride_oc: c,
+                w_stride_k: 1,
+                unsigned: false,
+            };
+            let x: std::vec::Vec<i8> = (0..c * h * w).map(|_| rng.next() as i8).collect();
+            let wt: std::vec::Vec<i8> = (0..oc * c).map(|_| rng.next() as i8).collect();
+            let bias: std::vec::Vec<i32> = (0..oc).map(|_| rng.next() as i32 % 999).collect();
+            let rq: std::vec::Vec<i32> = (0..oc)
+                .flat_map(|_| {
+                    let r = Requant::from_f64(0.003);
+                    [r.multiplier, r.shift]
+                })
+                .collect();
+            let mut y1 = std::vec![0i8; oc * h * w];
+            let mut y2 = y1.clone();
+            qconv_ref(&p, &x, &wt, &bias, RequantTable(&rq), &mut y1).unwrap();
+            let mut scratch = std::vec![0u128; qconv_scratch_bytes(&p).div_ceil(16)];
+            qconv_im2row_portable(
+                &p,
+                &x,
+                &wt,
+                &bias,
+                RequantTable(&rq),
+                &mut y2,
+                bytemuck::cast_slice_mut(&mut scratch),
+            )
+            .unwrap();
+            assert_eq!(y1, y2);
+        }
+    }
+
+    #[test]
     fn im2row_conv_is_bit_exact_with_the_reference() {
         let mut rng = Lcg(42);
         for case in 0..300 {
@@ -754,7 +968,7 @@ mod tests {
             let oc = group * rng.range(1, 4);
             let (kh, kw) = (rng.range(1, 3), rng.range(1, 3));
             let (sh, sw, dh, dw) = (rng.range(1, 2), rng.range(1, 2), 1, rng.range(1, 2));
-            let (h, w) = (rng.range(kh, 9), rng.range((kw - 1) * dw + 1, 9));
+            let (h, w) = (rng.range(kh, 9), rng.range((kw - 1) * dw + 1, 24));
             let (pt, pl) = (rng.range(0, 1), rng.range(0, 2));
             let oh = (h + 2 * pt - ((kh - 1) * dh + 1)) / sh + 1;
             let ow = (w + 2 * pl - ((kw - 1) * dw + 1)) / sw + 1;
@@ -801,8 +1015,18 @@ mod tests {
             let mut y1 = std::vec![0i8; win.n * oc * oh * ow];
             let mut y2 = y1.clone();
             qconv_ref(&p, &x, &wt, &bias, RequantTable(&rq), &mut y1).unwrap();
-            let mut rows = std::vec![0i16; qconv_scratch_bytes(&p) / 2];
-            qconv_im2row(&p, &x, &wt, &bias, RequantTable(&rq), &mut y2, &mut rows).unwrap();
+            // u128 storage keeps the scratch 16-byte aligned, as the planner does.
+            let mut scratch = std::vec![0u128; qconv_scratch_bytes(&p).div_ceil(16)];
+            qconv_im2row(
+                &p,
+                &x,
+                &wt,
+                &bias,
+                RequantTable(&rq),
+                &mut y2,
+                bytemuck::cast_slice_mut(&mut scratch),
+            )
+            .unwrap();
             assert_eq!(y1, y2, "case {case}: {win:?}");
         }
     }

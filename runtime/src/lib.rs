@@ -19,7 +19,9 @@
 //! ```
 #![no_std]
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+// Unsafe code is denied everywhere but in `simd`, where calling a `#[target_feature]` function
+// after run-time CPU detection needs it.
+#![deny(unsafe_code)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -37,6 +39,8 @@ pub mod planner;
 mod prepare;
 pub mod proto;
 pub mod quant;
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+mod simd;
 pub mod tensor;
 #[doc(hidden)]
 pub mod testutil;

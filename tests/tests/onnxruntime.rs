@@ -188,7 +188,11 @@ fn onnxruntime_quantized_models_run_on_sprig() {
         compare_int8(&q);
         // Every Q/DQ pair around Conv, Gemm, MaxPool and Flatten is fused: 8 int8 steps remain.
         let bytes = std::fs::read(&q).unwrap();
-        let steps = Model::parse(&bytes).unwrap().arena_report::<512, 256>().unwrap().steps;
+        let steps = Model::parse(&bytes)
+            .unwrap()
+            .arena_report::<512, 256>()
+            .unwrap()
+            .steps;
         assert_eq!(steps, 8, "{mode}: {steps} steps after fusion");
     }
 }

@@ -1,0 +1,42 @@
+//! Per-target builds of the portable kernels, chosen at run time. The code is the same Rust, only
+//! compiled with wider vector instructions enabled, so results are bit-identical.
+#![allow(unsafe_code)]
+
+use crate::error::Result;
+use crate::kernels::{qconv_im2row_portable, Q8};
+use crate::ops::QLinear;
+use crate::quant::RequantTable;
+
+/// The CPU supports AVX2 (cached by std after the first call).
+pub fn has_avx2() -> bool {
+    std::is_x86_feature_detected!("avx2")
+}
+
+#[target_feature(enable = "avx2")]
+fn qconv_avx2_impl<T: Q8>(
+    p: &QLinear,
+    x: &[T],
+    w: &[i8],
+    bias: &[i32],
+    rq: RequantTable<'_>,
+    y: &mut [T],
+    scratch: &mut [u8],
+) -> Result<()> {
+    qconv_im2row_portable(p, x, w, bias, rq, y, scratch)
+}
+
+/// [`crate::kernels::qconv_im2row`] compiled for AVX2. Call only when [`has_avx2`] is true.
+pub fn qconv_im2row_avx2<T: Q8>(
+    p: &QLinear,
+    x: &[T],
+    w: &[i8],
+    bias: &[i32],
+    rq: RequantTable<'_>,
+    y: &mut [T],
+    scratch: &mut [u8],
+) -> Result<()> {
+    debug_assert!(has_avx2());
+    // SAFETY: the only requirement of a `target_feature` function is that the CPU has the
+    // feature; every caller checks `has_avx2()` first.
+    unsafe { qconv_avx2_impl(p, x, w, bias, rq, y, scratch) }
+}
