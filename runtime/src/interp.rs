@@ -129,22 +129,50 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
     let mut steps = kept;
     // Constant inputs: int8 weights of fused ops stay in the model bytes; everything else is
     // copied (aligned, converted) into the persistent area once.
-    for s in steps.iter() {
-        for (pos, &i) in s.inputs().iter().enumerate() {
+    for s in steps.iter_mut() {
+        for pos in 0..s.n_in as usize {
+            let i = s.ins[pos];
             let t = *g.t(i);
             let Some(kv) = t.konst else { continue };
             if t.loc != Loc::None {
                 continue;
             }
-            let loc = match (s.op, pos, kv.raw()) {
+            let at = persist;
+            let size = (t.bytes() + ALIGN - 1) & !(ALIGN - 1);
+            let loc = match (&mut s.op, pos, kv.raw()) {
                 (Op::QConv(_), 1, Some(raw)) => Loc::Model(raw),
-                _ => {
-                    let at = persist;
-                    persist = persist
-                        .checked_add((t.bytes() + ALIGN - 1) & !(ALIGN - 1))
-                        .ok_or(Error::InvalidModel {
-                            reason: "constant sizes overflow",
+                (
+                    Op::Gemm {
+                        trans_a: false,
+                        trans_b: tb @ true,
+                        k,
+                        n,
+                        ..
+                    },
+                    1,
+                    _,
+                ) if t.dtype == DType::F32 && g.t(i).uses == 1 => {
+                    fills
+                        .push(Fill::ConstTransposed {
+                            id: i,
+                            at,
+                            rows: *n,
+                            cols: *k,
+                        })
+                        .map_err(|_| Error::CapacityExceeded {
+                            what: "prepared constants",
+                            capacity: N,
                         })?;
+                    *tb = false;
+                    persist = persist.checked_add(size).ok_or(Error::InvalidModel {
+                        reason: "constant sizes overflow",
+                    })?;
+                    Loc::Persist(at)
+                }
+                _ => {
+                    persist = persist.checked_add(size).ok_or(Error::InvalidModel {
+                        reason: "constant sizes overflow",
+                    })?;
                     fills
                         .push(Fill::Const { id: i, at })
                         .map_err(|_| Error::CapacityExceeded {
@@ -566,7 +594,11 @@ fn eval<const T: usize, const N: usize>(
             } else {
                 None
             };
-            k::conv_f32(&w, f32s(get(0)?)?, f32s(get(1)?)?, b, f32s_mut(y)?)
+            if s.scratch > 0 {
+                k::conv_f32_rows(&w, f32s(get(0)?)?, f32s(get(1)?)?, b, f32s_mut(y)?, scratch)
+            } else {
+                k::conv_f32(&w, f32s(get(0)?)?, f32s(get(1)?)?, b, f32s_mut(y)?)
+            }
         }
         Op::Gemm {
             m,
@@ -582,19 +614,34 @@ fn eval<const T: usize, const N: usize>(
                 Some(bc) => Some((bc, f32s(get(2)?)?)),
                 None => None,
             };
-            k::gemm_f32(
-                m,
-                kk,
-                n,
-                trans_a,
-                trans_b,
-                alpha,
-                beta,
-                cv.as_ref().map(|(b, v)| (b, *v)),
-                f32s(get(0)?)?,
-                f32s(get(1)?)?,
-                f32s_mut(y)?,
-            )
+            let cv = cv.as_ref().map(|(b, v)| (b, *v));
+            if !trans_a && !trans_b {
+                k::gemm_f32_rows(
+                    m,
+                    kk,
+                    n,
+                    alpha,
+                    beta,
+                    cv,
+                    f32s(get(0)?)?,
+                    f32s(get(1)?)?,
+                    f32s_mut(y)?,
+                )
+            } else {
+                k::gemm_f32(
+                    m,
+                    kk,
+                    n,
+                    trans_a,
+                    trans_b,
+                    alpha,
+                    beta,
+                    cv,
+                    f32s(get(0)?)?,
+                    f32s(get(1)?)?,
+                    f32s_mut(y)?,
+                )
+            }
         }
         Op::MatMul {
             batch,
@@ -788,6 +835,19 @@ fn fill<const T: usize, const N: usize>(
                 }
             }
             Ok(())
+        }
+        Fill::ConstTransposed { id, at, rows, cols } => {
+            let kv = g.t(id).konst.ok_or(Error::BadIo {
+                what: "constant fill of a non-constant",
+            })?;
+            let mut res = Ok(());
+            kv.for_each_f32(|i, v| {
+                let (r, c) = (i / cols.max(1), i % cols.max(1));
+                if res.is_ok() {
+                    res = put_f32(persist, at, c * rows + r, v);
+                }
+            })?;
+            res
         }
         Fill::QParams { scale, zp, q } => {
             let s = g.t(scale).konst.ok_or(Error::BadIo { what: "scale" })?;

@@ -237,16 +237,18 @@ pub fn conv_f32(p: &Window, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f3
                         let wbase = (oc * cpg + ic) * p.kh * p.kw;
                         for ky in 0..p.kh {
                             let iy = (oy * p.sh + ky * p.dh) as isize - p.pt as isize;
-                            if iy < 0 || iy >= p.h as isize {
-                                continue;
-                            }
                             for kx in 0..p.kw {
                                 let ix = (ox * p.sw + kx * p.dw) as isize - p.pl as isize;
-                                if ix < 0 || ix >= p.w as isize {
-                                    continue;
-                                }
-                                acc += x[xbase + iy as usize * p.w + ix as usize]
-                                    * w[wbase + ky * p.kw + kx];
+                                // Padding is an explicit 0.0 so the optimized kernel, which
+                                // gathers padded patches, adds exactly the same terms.
+                                let xv =
+                                    if iy < 0 || iy >= p.h as isize || ix < 0 || ix >= p.w as isize
+                                    {
+                                        0.0
+                                    } else {
+                                        x[xbase + iy as usize * p.w + ix as usize]
+                                    };
+                                acc += xv * w[wbase + ky * p.kw + kx];
                             }
                         }
                     }
@@ -254,6 +256,132 @@ pub fn conv_f32(p: &Window, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f3
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Scratch bytes [`conv_f32_rows`] needs: one output row of patches.
+pub fn conv_f32_scratch_bytes(p: &Window) -> usize {
+    p.c / p.group.max(1) * p.kh * p.kw * p.ow * 4
+}
+
+/// Optimized float convolution: gathers each output row's patches (k-major), then adds
+/// `w[oc,k] · patch[k][·]` across the row — vectorizable, and the same terms in the same order
+/// per output as [`conv_f32`], so the results are bit-identical (tested).
+pub fn conv_f32_rows(
+    p: &Window,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [u8],
+) -> Result<()> {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if crate::simd::has_avx2() {
+        return crate::simd::conv_f32_rows_avx2(p, x, w, b, y, scratch);
+    }
+    conv_f32_rows_portable(p, x, w, b, y, scratch)
+}
+
+/// The portable body of [`conv_f32_rows`].
+#[doc(hidden)]
+#[inline(always)]
+pub fn conv_f32_rows_portable(
+    p: &Window,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [u8],
+) -> Result<()> {
+    let (nx, nw, ny) = window_sizes(p);
+    let cpg = p.c / p.group;
+    let opg = p.oc / p.group;
+    let kk = cpg * p.kh * p.kw;
+    let ow = p.ow;
+    check(
+        x.len() == nx
+            && w.len() == nw
+            && y.len() == ny
+            && b.is_none_or(|b| b.len() == p.oc)
+            && scratch.len() >= kk * ow * 4,
+    )?;
+    let cols: &mut [f32] =
+        bytemuck::try_cast_slice_mut(&mut scratch[..kk * ow * 4]).map_err(|_| Error::BadIo {
+            what: "misaligned scratch",
+        })?;
+    for n in 0..p.n {
+        for g in 0..p.group {
+            for oy in 0..p.oh {
+                let mut k = 0;
+                for ic in 0..cpg {
+                    let xbase = (n * p.c + g * cpg + ic) * p.h * p.w;
+                    for ky in 0..p.kh {
+                        let iy = (oy * p.sh + ky * p.dh) as isize - p.pt as isize;
+                        let row_ok = iy >= 0 && iy < p.h as isize;
+                        for kx in 0..p.kw {
+                            let dst = &mut cols[k * ow..(k + 1) * ow];
+                            for (ox, d) in dst.iter_mut().enumerate() {
+                                let ix = (ox * p.sw + kx * p.dw) as isize - p.pl as isize;
+                                *d = if row_ok && ix >= 0 && ix < p.w as isize {
+                                    x[xbase + iy as usize * p.w + ix as usize]
+                                } else {
+                                    0.0
+                                };
+                            }
+                            k += 1;
+                        }
+                    }
+                }
+                for oc in g * opg..(g + 1) * opg {
+                    let at = ((n * p.oc + oc) * p.oh + oy) * ow;
+                    let yrow = &mut y[at..at + ow];
+                    let bias = b.map_or(0.0, |b| b[oc]);
+                    yrow.iter_mut().for_each(|v| *v = bias);
+                    for (k, &wv) in w[oc * kk..(oc + 1) * kk].iter().enumerate() {
+                        for (v, &c) in yrow.iter_mut().zip(&cols[k * ow..(k + 1) * ow]) {
+                            *v += c * wv;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Optimized Gemm for `transA = transB = 0` (the exporter's weights are transposed once at plan
+/// time to get here): each output row accumulates `a[i,l] · b[l,·]` across the row, then
+/// `beta·C + alpha·acc` — the same operations in the same order as [`gemm_f32`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32_rows(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    beta: f32,
+    c: Option<(&Broadcast, &[f32])>,
+    a: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    check(a.len() == m * k && b.len() == k * n && y.len() == m * n)?;
+    if let Some((bc, cv)) = c {
+        check(broadcast_fits(bc, m * n, cv.len(), m * n))?;
+    }
+    for i in 0..m {
+        let yrow = &mut y[i * n..(i + 1) * n];
+        yrow.iter_mut().for_each(|v| *v = 0.0);
+        for l in 0..k {
+            let av = a[i * k + l];
+            for (v, &bv) in yrow.iter_mut().zip(&b[l * n..(l + 1) * n]) {
+                *v += av * bv;
+            }
+        }
+    }
+    match c {
+        Some((bc, cv)) => for_each_broadcast(bc, |o, _, j| y[o] = beta * cv[j] + alpha * y[o]),
+        None => y.iter_mut().for_each(|v| *v = 0.0 + alpha * *v),
     }
     Ok(())
 }
@@ -846,6 +974,110 @@ mod tests {
         }
         fn range(&mut self, lo: usize, hi: usize) -> usize {
             lo + self.next() as usize % (hi - lo + 1)
+        }
+    }
+
+    fn floats(rng: &mut Lcg, n: usize) -> std::vec::Vec<f32> {
+        (0..n)
+            .map(|_| (rng.next() as f32 / u32::MAX as f32 - 0.5) * 4.0)
+            .collect()
+    }
+
+    #[test]
+    fn f32_conv_rows_are_bit_exact_with_the_reference() {
+        let mut rng = Lcg(99);
+        for case in 0..200 {
+            let group = [1, 1, 2][rng.range(0, 2)];
+            let (c, oc) = (group * rng.range(1, 4), group * rng.range(1, 4));
+            let (kh, kw) = (rng.range(1, 3), rng.range(1, 3));
+            let (sh, sw) = (rng.range(1, 2), rng.range(1, 2));
+            let (h, w) = (rng.range(kh, 9), rng.range(kw, 20));
+            let (pt, pl) = (rng.range(0, 1), rng.range(0, 1));
+            let (oh, ow) = ((h + 2 * pt - kh) / sh + 1, (w + 2 * pl - kw) / sw + 1);
+            let win = Window {
+                n: 1,
+                c,
+                h,
+                w,
+                oc,
+                oh,
+                ow,
+                kh,
+                kw,
+                sh,
+                sw,
+                pt,
+                pl,
+                dh: 1,
+                dw: 1,
+                group,
+            };
+            let x = floats(&mut rng, c * h * w);
+            let wt = floats(&mut rng, oc * c / group * kh * kw);
+            let b = floats(&mut rng, oc);
+            let (mut y1, mut y2) = (std::vec![0f32; oc * oh * ow], std::vec![0f32; oc * oh * ow]);
+            conv_f32(&win, &x, &wt, Some(&b), &mut y1).unwrap();
+            let mut scratch = std::vec![0u128; conv_f32_scratch_bytes(&win).div_ceil(16)];
+            conv_f32_rows(
+                &win,
+                &x,
+                &wt,
+                Some(&b),
+                &mut y2,
+                bytemuck::cast_slice_mut(&mut scratch),
+            )
+            .unwrap();
+            let mut y3 = std::vec![0f32; oc * oh * ow];
+            conv_f32_rows_portable(
+                &win,
+                &x,
+                &wt,
+                Some(&b),
+                &mut y3,
+                bytemuck::cast_slice_mut(&mut scratch),
+            )
+            .unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>();
+            assert_eq!(bits(&y1), bits(&y2), "case {case}");
+            assert_eq!(bits(&y1), bits(&y3), "case {case} (portable)");
+        }
+    }
+
+    #[test]
+    fn f32_gemm_rows_are_bit_exact_with_the_reference() {
+        let mut rng = Lcg(5);
+        for _ in 0..100 {
+            let (m, k, n) = (rng.range(1, 4), rng.range(1, 40), rng.range(1, 30));
+            let (a, b, cvec) = (
+                floats(&mut rng, m * k),
+                floats(&mut rng, k * n),
+                floats(&mut rng, n),
+            );
+            let bc = crate::ops::broadcast(
+                &Shape::from_usize(&[m, n], "y").unwrap(),
+                &Shape::from_usize(&[n], "c").unwrap(),
+            )
+            .unwrap();
+            let (mut y1, mut y2) = (std::vec![0f32; m * n], std::vec![0f32; m * n]);
+            gemm_f32(
+                m,
+                k,
+                n,
+                false,
+                false,
+                0.7,
+                1.3,
+                Some((&bc, &cvec)),
+                &a,
+                &b,
+                &mut y1,
+            )
+            .unwrap();
+            gemm_f32_rows(m, k, n, 0.7, 1.3, Some((&bc, &cvec)), &a, &b, &mut y2).unwrap();
+            assert_eq!(
+                y1.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>(),
+                y2.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>()
+            );
         }
     }
 

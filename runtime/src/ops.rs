@@ -272,6 +272,14 @@ impl Step {
 pub enum Fill {
     /// Copy constant tensor `id` (converted to its dtype's little-endian layout).
     Const { id: u16, at: usize },
+    /// Copy the f32 matrix `id` (`rows × cols`) transposed, so Gemm with `transB = 1` runs the
+    /// row-broadcast kernel.
+    ConstTransposed {
+        id: u16,
+        at: usize,
+        rows: usize,
+        cols: usize,
+    },
     /// f32 scales and i32 zero points of a Q/DQ op.
     QParams { scale: u16, zp: u16, q: QParams },
     /// Adjusted int32 bias and per-channel requantization of a fused linear op.

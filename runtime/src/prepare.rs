@@ -519,7 +519,11 @@ pub fn prepare_node<const T: usize, const N: usize>(
     o.dtype = dtype;
     o.shape = shape;
     o.known = true;
-    make_step(idx, op, &ins, out_id)
+    let mut st = make_step(idx, op, &ins, out_id)?;
+    if let Op::Conv(w) = op {
+        st.scratch = crate::kernels::conv_f32_scratch_bytes(&w);
+    }
+    Ok(st)
 }
 
 pub(crate) fn reshape_like<const T: usize, const N: usize>(

@@ -3,8 +3,9 @@
 #![allow(unsafe_code)]
 
 use crate::error::Result;
-use crate::kernels::{qconv_im2row_portable, Q8};
+use crate::kernels::{conv_f32_rows_portable, qconv_im2row_portable, Q8};
 use crate::ops::QLinear;
+use crate::ops::Window;
 use crate::quant::RequantTable;
 
 /// The CPU supports AVX2 (cached by std after the first call).
@@ -39,4 +40,31 @@ pub fn qconv_im2row_avx2<T: Q8>(
     // SAFETY: the only requirement of a `target_feature` function is that the CPU has the
     // feature; every caller checks `has_avx2()` first.
     unsafe { qconv_avx2_impl(p, x, w, bias, rq, y, scratch) }
+}
+
+#[target_feature(enable = "avx2")]
+fn conv_f32_avx2_impl(
+    p: &Window,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [u8],
+) -> Result<()> {
+    conv_f32_rows_portable(p, x, w, b, y, scratch)
+}
+
+/// [`crate::kernels::conv_f32_rows`] compiled for AVX2 (no FMA: the rounding stays the
+/// portable code's). Call only when [`has_avx2`] is true.
+pub fn conv_f32_rows_avx2(
+    p: &Window,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [u8],
+) -> Result<()> {
+    debug_assert!(has_avx2());
+    // SAFETY: callers check `has_avx2()` first.
+    unsafe { conv_f32_avx2_impl(p, x, w, b, y, scratch) }
 }
