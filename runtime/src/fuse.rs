@@ -155,6 +155,7 @@ fn tail<'m, const T: usize, const N: usize>(
 
 /// Tries to fuse the pattern centred on `node`. On success returns the step and the nodes it
 /// absorbed (to be skipped).
+#[inline(never)] // keeps this large frame off the caller's stack on MCUs
 pub fn try_fuse<const T: usize, const N: usize>(
     p: &mut Prep<'_, '_, T, N>,
     node: &Node<'_>,

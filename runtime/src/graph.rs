@@ -140,15 +140,27 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
             })
     }
 
-    /// Builds the table: initializers, graph inputs, node outputs (each defined once), uses.
-    pub fn build(model: &Model<'m>) -> Result<Self> {
-        let mut g = Graph {
+    /// An empty table.
+    pub fn empty() -> Self {
+        Graph {
             tensors: heapless::Vec::new(),
             nodes: heapless::Vec::new(),
             inputs: heapless::Vec::new(),
             outputs: heapless::Vec::new(),
-            opset: model.opset(),
-        };
+            opset: 0,
+        }
+    }
+
+    /// Fills the table in place from `model`: initializers, graph inputs, node outputs (each
+    /// defined once), uses.
+    #[inline(never)] // keeps this large frame off the caller's stack on MCUs
+    pub fn load(&mut self, model: &Model<'m>) -> Result<()> {
+        self.tensors.clear();
+        self.nodes.clear();
+        self.inputs.clear();
+        self.outputs.clear();
+        self.opset = model.opset();
+        let g = self;
         for init in model.initializers() {
             let init = init?;
             let id = g.add(init.name)?;
@@ -223,7 +235,7 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
                 capacity: 16,
             })?;
         }
-        Ok(g)
+        Ok(())
     }
 
     /// The constant behind tensor `name`, if it is one.

@@ -15,19 +15,27 @@ use crate::tensor::{DType, Shape};
 /// Default interpreter: up to 512 tensors and 256 nodes (host, Jetson).
 pub type Interpreter<'m, 'a> = InterpreterWith<'m, 'a, 512, 256>;
 
-/// The plan of a model: what to run, where every byte goes.
-struct Built<'m, const T: usize, const N: usize> {
-    g: Graph<'m, T, N>,
-    steps: heapless::Vec<Step, N>,
-    fills: heapless::Vec<Fill, N>,
+/// Sizes of a plan, computed by [`plan_into`].
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
     persist: usize,
     work: usize,
     lower_bound: usize,
 }
 
-impl<'m, const T: usize, const N: usize> Built<'m, T, N> {
+impl Sizes {
     fn needed(&self) -> usize {
         self.persist + self.work + ALIGN - 1
+    }
+
+    fn report(&self, steps: usize) -> ArenaReport {
+        ArenaReport {
+            total: self.needed(),
+            persistent: self.persist,
+            working: self.work,
+            working_lower_bound: self.lower_bound,
+            steps,
+        }
     }
 }
 
@@ -47,10 +55,18 @@ pub struct ArenaReport {
     pub steps: usize,
 }
 
-fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<'m, T, N>> {
-    let mut g = Graph::<T, N>::build(model)?;
-    let mut steps: heapless::Vec<Step, N> = heapless::Vec::new();
-    let mut fills: heapless::Vec<Fill, N> = heapless::Vec::new();
+/// Plans `model` into tables the caller owns (filled in place: on a microcontroller these
+/// tables are most of the stack, so they must not be built here and then moved).
+#[inline(never)] // keeps this large frame off the caller's stack on MCUs
+fn plan_into<'m, const T: usize, const N: usize>(
+    model: &Model<'m>,
+    g: &mut Graph<'m, T, N>,
+    steps: &mut heapless::Vec<Step, N>,
+    fills: &mut heapless::Vec<Fill, N>,
+) -> Result<Sizes> {
+    g.load(model)?;
+    steps.clear();
+    fills.clear();
     let mut absorbed = [false; N];
     let mut persist = 0usize;
     for idx in 0..g.nodes.len() {
@@ -76,9 +92,9 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
             continue;
         }
         let mut prep = Prep {
-            g: &mut g,
+            g: &mut *g,
             persist,
-            fills: &mut fills,
+            fills: &mut *fills,
         };
         let step = match try_fuse(&mut prep, &node, idx as u16)? {
             Some((step, gone)) => {
@@ -120,13 +136,12 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
             }
         }
     }
-    let mut kept: heapless::Vec<Step, N> = heapless::Vec::new();
-    for (si, s) in steps.iter().enumerate() {
-        if keep[si] {
-            let _ = kept.push(*s);
-        }
-    }
-    let mut steps = kept;
+    // Compact in place (a second step table would double the stack on small MCUs).
+    let mut si = 0;
+    steps.retain(|_| {
+        si += 1;
+        keep[si - 1]
+    });
     // Constant inputs: int8 weights of fused ops stay in the model bytes; everything else is
     // copied (aligned, converted) into the persistent area once.
     for s in steps.iter_mut() {
@@ -231,10 +246,7 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
         }
     }
     let persist = (persist + ALIGN - 1) & !(ALIGN - 1);
-    Ok(Built {
-        g,
-        steps,
-        fills,
+    Ok(Sizes {
         persist,
         work,
         lower_bound,
@@ -244,14 +256,11 @@ fn build<'m, const T: usize, const N: usize>(model: &Model<'m>) -> Result<Built<
 impl<'m> Model<'m> {
     /// Plans the model without an arena and reports the bytes it needs.
     pub fn arena_report<const T: usize, const N: usize>(&self) -> Result<ArenaReport> {
-        let b = build::<T, N>(self)?;
-        Ok(ArenaReport {
-            total: b.needed(),
-            persistent: b.persist,
-            working: b.work,
-            working_lower_bound: b.lower_bound,
-            steps: b.steps.len(),
-        })
+        let mut g = Graph::<T, N>::empty();
+        let mut steps = heapless::Vec::new();
+        let mut fills = heapless::Vec::new();
+        let sizes = plan_into(self, &mut g, &mut steps, &mut fills)?;
+        Ok(sizes.report(steps.len()))
     }
 
     /// Arena bytes [`Interpreter::new`] needs for this model (default capacities).
@@ -321,33 +330,40 @@ fn bytes_of<'p>(loc: Loc<'_>, len: usize, persist: &'p [u8]) -> Result<&'p [u8]>
 impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
     /// Plans `model` into `arena`: shape inference, fusion, constants, tensor offsets. All the
     /// work that does not depend on input values happens here, once.
+    #[inline(never)] // keeps this large frame off the caller's stack on MCUs
     pub fn new(model: &Model<'m>, arena: &'a mut [u8]) -> Result<Self> {
-        let b = build::<T, N>(model)?;
-        let given = arena.len();
-        let needed = b.needed();
-        let pad = arena.as_ptr().align_offset(ALIGN).min(ALIGN);
-        if given < pad + b.persist + b.work {
-            return Err(Error::ArenaTooSmall { needed, given });
-        }
-        let arena = &mut arena[pad..pad + b.persist + b.work];
-        let (persist, work) = arena.split_at_mut(b.persist);
-        for f in b.fills.iter() {
-            fill(&b.g, f, persist)?;
-        }
-        let report = ArenaReport {
-            total: needed,
-            persistent: b.persist,
-            working: b.work,
-            working_lower_bound: b.lower_bound,
-            steps: b.steps.len(),
+        // Build the tables in their final place (see `plan_into`).
+        let mut me = InterpreterWith {
+            g: Graph::empty(),
+            steps: heapless::Vec::new(),
+            persist: &mut [],
+            work: &mut [],
+            report: Sizes {
+                persist: 0,
+                work: 0,
+                lower_bound: 0,
+            }
+            .report(0),
         };
-        Ok(InterpreterWith {
-            g: b.g,
-            steps: b.steps,
-            persist,
-            work,
-            report,
-        })
+        let mut fills = heapless::Vec::new();
+        let sizes = plan_into(model, &mut me.g, &mut me.steps, &mut fills)?;
+        let given = arena.len();
+        let pad = arena.as_ptr().align_offset(ALIGN).min(ALIGN);
+        if given < pad + sizes.persist + sizes.work {
+            return Err(Error::ArenaTooSmall {
+                needed: sizes.needed(),
+                given,
+            });
+        }
+        let arena = &mut arena[pad..pad + sizes.persist + sizes.work];
+        let (persist, work) = arena.split_at_mut(sizes.persist);
+        for f in fills.iter() {
+            fill(&me.g, f, persist)?;
+        }
+        me.persist = persist;
+        me.work = work;
+        me.report = sizes.report(me.steps.len());
+        Ok(me)
     }
 
     /// Sizes of the plan.
@@ -792,6 +808,7 @@ fn put_i32(persist: &mut [u8], at: usize, i: usize, v: i32) -> Result<()> {
 }
 
 /// Writes one prepared constant into the persistent area.
+#[inline(never)] // keeps this large frame off the caller's stack on MCUs
 fn fill<const T: usize, const N: usize>(
     g: &Graph<'_, T, N>,
     f: &Fill,

@@ -68,6 +68,7 @@ impl<'m> Model<'m> {
         Ok(m)
     }
 
+    #[inline(never)] // keeps this large frame off the caller's stack on MCUs
     fn validate(&mut self) -> Result<()> {
         let mut nodes = 0usize;
         let mut outputs = 0usize;

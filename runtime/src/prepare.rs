@@ -92,6 +92,7 @@ fn const_ints<const T: usize, const N: usize>(
 }
 
 /// Prepares one node as a plain step. Returns the step; sets its output's type and shape.
+#[inline(never)] // keeps this large frame off the caller's stack on MCUs
 pub fn prepare_node<const T: usize, const N: usize>(
     p: &mut Prep<'_, '_, T, N>,
     node: &Node<'_>,

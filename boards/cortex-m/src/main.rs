@@ -31,10 +31,35 @@ fn main() -> ! {
     }
 }
 
+/// Bytes of stack used so far: cortex-m-rt paints the stack with 0xCCCCCCCC at reset
+/// (`paint-stack`); the lowest overwritten word marks the high-water mark.
+fn stack_high_water() -> usize {
+    extern "C" {
+        static _stack_start: u32;
+        static _stack_end: u32;
+    }
+    // SAFETY: the linker script defines both symbols; we only take their addresses and read
+    // words of our own stack region, which is always mapped.
+    unsafe {
+        let top = core::ptr::addr_of!(_stack_start) as usize;
+        let mut p = core::ptr::addr_of!(_stack_end) as usize;
+        while p < top && core::ptr::read_volatile(p as *const u32) == 0xCCCC_CCCC {
+            p += 4;
+        }
+        top - p
+    }
+}
+
 fn run() -> Result<(), sprig_runtime::Error> {
     let model = Model::parse(MODEL)?;
     let mut arena = [0u8; 2048];
-    let mut it = Interp::new(&model, &mut arena)?;
+    // Keep the interpreter inside the Result instead of moving it out with `?`: the tables are
+    // ~15 KB, and a move would need a second copy on the stack.
+    let mut planned = Interp::new(&model, &mut arena);
+    let it = match planned.as_mut() {
+        Ok(it) => it,
+        Err(e) => return Err(e.clone()),
+    };
     let report = it.arena_report();
     hprintln!(
         "arena {} bytes (persistent {}, working {}), {} steps",
@@ -50,5 +75,6 @@ fn run() -> Result<(), sprig_runtime::Error> {
         let out = it.output(0)?;
         hprintln!("out {}: {:02x?}", i, out.data);
     }
+    hprintln!("stack high-water mark: {} bytes", stack_high_water());
     Ok(())
 }
