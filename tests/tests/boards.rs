@@ -91,8 +91,16 @@ fn cortex_m4_firmware_under_qemu_matches_host() {
     assert_eq!(got, host_lines());
     // The firmware links for 64 KB of RAM; its painted-stack high-water mark must leave room.
     let text = String::from_utf8_lossy(&out.stdout);
-    let stack: usize = text.lines().find_map(|l| l.strip_prefix("stack high-water mark: ")).and_then(|l| l.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("firmware reports its stack use");
-    assert!(stack < 60 * 1024, "stack high-water mark {stack} bytes leaves no room in 64 KB of RAM");
+    let stack: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("stack high-water mark: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("firmware reports its stack use");
+    assert!(
+        stack < 60 * 1024,
+        "stack high-water mark {stack} bytes leaves no room in 64 KB of RAM"
+    );
 }
 
 #[test]

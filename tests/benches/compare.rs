@@ -1,7 +1,7 @@
 //! sprig-runtime against tract and onnxruntime on the same .onnx files, batch 1, one thread,
 //! measured in one run. Prints a Markdown table with ratios (README shows its output).
 //!
-//! cargo bench -p sprig-runtime --bench compare
+//! cargo bench -p sprig-tests --bench compare
 //! (onnxruntime through .venv/bin/python or $SPRIG_PYTHON; "n/a" when it is not available)
 
 use sprig_runtime::{Interpreter, Model};
