@@ -236,24 +236,7 @@ fn fuse_linear<const T: usize, const N: usize>(
             if k != xs.dim(1) {
                 return Ok(None);
             }
-            let win = Window {
-                n: xs.dim(0),
-                c: k,
-                h: 1,
-                w: 1,
-                oc: n,
-                oh: 1,
-                ow: 1,
-                kh: 1,
-                kw: 1,
-                sh: 1,
-                sw: 1,
-                dh: 1,
-                dw: 1,
-                group: 1,
-                pt: 0,
-                pl: 0,
-            };
+            let win = Window::fully_connected(xs.dim(0), k, n);
             let (axis, so, sk) = if tb { (0, k, 1) } else { (1, 1, n) };
             (
                 win,
@@ -270,24 +253,7 @@ fn fuse_linear<const T: usize, const N: usize>(
             }
             let (k, n) = (ws.dim(0), ws.dim(1));
             let rows = xs.numel() / k.max(1);
-            let win = Window {
-                n: rows,
-                c: k,
-                h: 1,
-                w: 1,
-                oc: n,
-                oh: 1,
-                ow: 1,
-                kh: 1,
-                kw: 1,
-                sh: 1,
-                sw: 1,
-                dh: 1,
-                dw: 1,
-                group: 1,
-                pt: 0,
-                pl: 0,
-            };
+            let win = Window::fully_connected(rows, k, n);
             let mut d = [0usize; crate::tensor::MAX_RANK];
             for (i, &v) in xs.dims().iter().enumerate() {
                 d[i] = v as usize;

@@ -103,6 +103,31 @@ pub struct Window {
     pub group: usize,
 }
 
+impl Window {
+    /// A fully connected layer as a 1×1 convolution: `rows` independent inputs of `k` features
+    /// to `n` outputs.
+    pub fn fully_connected(rows: usize, k: usize, n: usize) -> Self {
+        Window {
+            n: rows,
+            c: k,
+            h: 1,
+            w: 1,
+            oc: n,
+            oh: 1,
+            ow: 1,
+            kh: 1,
+            kw: 1,
+            sh: 1,
+            sw: 1,
+            dh: 1,
+            dw: 1,
+            group: 1,
+            pt: 0,
+            pl: 0,
+        }
+    }
+}
+
 /// Parameters of a fused int8 convolution or fully connected layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QLinear {
