@@ -89,6 +89,18 @@ fn dq_act<const T: usize, const N: usize>(
     }))
 }
 
+/// True when a DequantizeLinear zero point is absent or all zeros (symmetric weights and bias).
+fn zero_point_is_zero<const T: usize, const N: usize>(
+    g: &Graph<'_, T, N>,
+    name: Option<&str>,
+) -> Result<bool> {
+    let mut zero = true;
+    if let Some(z) = g.konst(name) {
+        z.for_each_i64(|_, v| zero &= v == 0)?;
+    }
+    Ok(zero)
+}
+
 /// The sole consumer of `name` when it is a plain intermediate tensor.
 fn sole_consumer<'m, const T: usize, const N: usize>(
     g: &Graph<'m, T, N>,
@@ -196,12 +208,8 @@ fn fuse_linear<const T: usize, const N: usize>(
     if wk.dtype != DType::I8 || wk.raw().is_none() {
         return Ok(None);
     }
-    if let Some(z) = g.konst(dqw.input(2)) {
-        let mut nonzero = false;
-        z.for_each_i64(|_, v| nonzero |= v != 0)?;
-        if nonzero {
-            return Ok(None);
-        }
+    if !zero_point_is_zero(g, dqw.input(2))? {
+        return Ok(None);
     }
     let Some(sw_id) = dqw.input(1).and_then(|n| g.find(n)) else {
         return Ok(None);
@@ -296,12 +304,8 @@ fn fuse_linear<const T: usize, const N: usize>(
             {
                 return Ok(None);
             }
-            if let Some(z) = g.konst(dqb.input(2)) {
-                let mut nonzero = false;
-                z.for_each_i64(|_, v| nonzero |= v != 0)?;
-                if nonzero {
-                    return Ok(None);
-                }
+            if !zero_point_is_zero(g, dqb.input(2))? {
+                return Ok(None);
             }
             bias = b;
             bias_scale = bs;
