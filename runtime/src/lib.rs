@@ -31,6 +31,7 @@ extern crate std;
 mod error;
 mod fuse;
 mod graph;
+pub mod hazard;
 mod interp;
 pub mod kernels;
 pub mod onnx;

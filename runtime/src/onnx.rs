@@ -14,6 +14,7 @@ pub const MAX_NODE_OUTPUTS: usize = 4;
 /// A parsed, validated ONNX model borrowing its bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Model<'m> {
+    bytes: &'m [u8],
     graph: &'m [u8],
     opset: i64,
     ir_version: i64,
@@ -59,6 +60,7 @@ impl<'m> Model<'m> {
             return Err(invalid("opset version below 1"));
         }
         let mut m = Model {
+            bytes,
             graph,
             opset,
             ir_version,
@@ -108,6 +110,24 @@ impl<'m> Model<'m> {
     /// The opset version of the default domain; attribute handling depends on it.
     pub fn opset(&self) -> i64 {
         self.opset
+    }
+
+    /// A `metadata_props` value by key (e.g. how a trajectory model's output is decoded).
+    pub fn metadata(&self, key: &str) -> Option<&'m str> {
+        Fields::new(self.bytes).find_map(|f| match f {
+            Ok((14, Value::Bytes(entry))) => {
+                let (mut k, mut v) = (None, None);
+                for g in Fields::new(entry) {
+                    match g {
+                        Ok((1, x)) => k = x.as_str().ok(),
+                        Ok((2, x)) => v = x.as_str().ok(),
+                        _ => {}
+                    }
+                }
+                (k == Some(key)).then_some(v).flatten()
+            }
+            _ => None,
+        })
     }
 
     /// The IR version field.
