@@ -1,6 +1,7 @@
 //! `sprig demo`: the whole host pipeline on the embedded digits — train a teacher, train a
 //! student alone and with Hinton KD, quantize the distilled student to int8 QDQ ONNX, run every
-//! model on sprig-runtime and print the size / latency / accuracy table.
+//! model on sprig-runtime and print the size / latency / accuracy table — then the hazard-zone
+//! application on the simulated scene that ships with the repository ([`crate::demo_hazard`]).
 
 use crate::eval::{evaluate, RuntimeStats};
 use crate::export::{export_f32, export_int8};
@@ -115,14 +116,16 @@ pub fn run(out: &Path, epochs: usize, quiet: bool) -> crate::Result<Vec<Row>> {
     crate::write_file(&out.join("samples.f32"), &samples)?;
     let table = markdown(&rows);
     println!("\n{table}");
+    let hazard_rows = crate::demo_hazard::run(out, epochs, quiet)?;
+    let hazard_table = crate::demo_hazard::markdown(&hazard_rows);
     println!(
         "files written to {}/ (open them in onnxruntime, tract or Netron)",
         out.display()
     );
-    crate::write_file(&out.join("report.md"), format!("# sprig demo\n\nsklearn digits, {} test images; latency = median of 200 single-image runs on sprig-runtime (reference kernels, this machine).\n\n{table}", test_set.len()).as_bytes())?;
+    crate::write_file(&out.join("report.md"), format!("# sprig demo\n\nsklearn digits, {} test images; latency = median of 200 single-image runs on sprig-runtime (this machine).\n\n{table}\n## Hazard-zone alerts\n\nSimulated demo scene (scenes/demo), zones in scenes/demo/zones.toml; plot in hazard.png, alerts of the online tracker run in alerts.jsonl.\n\n{hazard_table}", test_set.len()).as_bytes())?;
     crate::write_file(
         &out.join("report.json"),
-        serde_json::to_string_pretty(&rows)
+        serde_json::to_string_pretty(&serde_json::json!({"classifier": rows, "hazard": hazard_rows}))
             .map_err(|e| crate::Error::Invalid(e.to_string()))?
             .as_bytes(),
     )?;

@@ -6,12 +6,16 @@
 #![warn(missing_docs)]
 
 pub mod demo;
+pub mod demo_hazard;
 pub mod eval;
 pub mod export;
+pub mod hazard;
 pub mod npy;
 pub mod pb;
+pub mod plot;
 pub mod quantize;
 pub mod train;
+pub mod trajectory;
 
 /// Errors of the host tool.
 #[derive(Debug, thiserror::Error)]

@@ -64,6 +64,11 @@ enum Cmd {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Pedestrian hazard-zone alerts: run the online pipeline, evaluate it, or plot a scene.
+    Hazard {
+        #[command(subcommand)]
+        cmd: HazardCmd,
+    },
     /// Per-op latency, arena bytes and heap allocations of a model on sprig-runtime (host).
     Profile {
         /// The .onnx file.
@@ -75,6 +80,199 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum HazardCmd {
+    /// Online pipeline: detections → tracker → trajectory model → zone check → alerts as JSON
+    /// lines. Bad lines, NaN coordinates and out-of-order frames are skipped and counted.
+    Run {
+        /// Trajectory model (.onnx), or `cv` for constant velocity.
+        #[arg(long)]
+        model: String,
+        /// Zones TOML (`[[zone]] name = ".." polygon = [[x, y], ..]`, metres).
+        #[arg(long)]
+        zones: PathBuf,
+        /// Detection file, or `-` for stdin. Lines `TIME_S X Y` (or `FRAME ID X Y` with
+        /// `--format eth-ucy`).
+        #[arg(long)]
+        detections: String,
+        /// `points` (anonymous, tracked here) or `eth-ucy` (identities given).
+        #[arg(long, default_value = "points")]
+        format: String,
+        /// 3×3 image→ground homography file: detections are then image foot points in pixels.
+        #[arg(long)]
+        homography: Option<PathBuf>,
+    },
+    /// Trajectory (ADE/FDE) and alert (precision, recall, F1, lead time, false alerts/min)
+    /// metrics on a scene's test files, with the constant-velocity baseline beside them.
+    Eval {
+        /// Trajectory model (.onnx), or `cv` for the baseline alone.
+        #[arg(long)]
+        model: String,
+        /// Zones TOML.
+        #[arg(long)]
+        zones: PathBuf,
+        /// A scene folder with a `test/` subfolder (e.g. ../shared/datasets/eth-ucy/eth), or
+        /// one annotation file.
+        #[arg(long)]
+        data: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// PNG of a scene: true paths, zones, and the observed/predicted path behind each alert.
+    Plot {
+        /// Trajectory model (.onnx), or `cv`.
+        #[arg(long)]
+        model: String,
+        /// Zones TOML.
+        #[arg(long)]
+        zones: PathBuf,
+        /// Scene folder (its first test file is drawn) or one annotation file.
+        #[arg(long)]
+        data: PathBuf,
+        /// Only frames FIRST..LAST (file frame numbers).
+        #[arg(long, value_parser = parse_range)]
+        frames: Option<(i64, i64)>,
+        /// Output PNG.
+        #[arg(long, default_value = "hazard.png")]
+        output: PathBuf,
+    },
+}
+
+fn parse_range(s: &str) -> std::result::Result<(i64, i64), String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("'{s}' is not a range FIRST..LAST"))?;
+    let p = |x: &str| x.trim().parse::<i64>().map_err(|e| format!("'{x}': {e}"));
+    let (a, b) = (p(a)?, p(b)?);
+    if b < a {
+        return Err(format!("range {a}..{b} ends before it starts"));
+    }
+    Ok((a, b))
+}
+
+/// Test files of a scene folder, or the single file given.
+fn scene_files(data: &std::path::Path) -> Result<Vec<PathBuf>> {
+    if data.is_file() {
+        return Ok(vec![data.to_path_buf()]);
+    }
+    if !data.exists() {
+        bail!("{}: no such scene folder or file", data.display());
+    }
+    Ok(sprig_models::trajectory::split_files(
+        data,
+        sprig_models::trajectory::TrajSplit::Test,
+    )?)
+}
+
+fn hazard(cmd: HazardCmd) -> Result<()> {
+    use sprig_compress::hazard::*;
+    match cmd {
+        HazardCmd::Run {
+            model,
+            zones,
+            detections,
+            format,
+            homography,
+        } => {
+            let zones = load_zones(&zones)?;
+            let predictor = AnyPredictor::load(&model)?;
+            let format = match format.as_str() {
+                "points" => DetectionFormat::Points,
+                "eth-ucy" => DetectionFormat::EthUcy,
+                other => bail!("unknown detection format '{other}' (expected points or eth-ucy)"),
+            };
+            let homography = match homography {
+                Some(p) => Some(Homography::parse(
+                    &String::from_utf8_lossy(&read_file(&p)?),
+                    &p,
+                )?),
+                None => None,
+            };
+            let input: Box<dyn std::io::BufRead> = if detections == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                let f = std::fs::File::open(&detections)
+                    .with_context(|| format!("{detections}: cannot open"))?;
+                Box::new(std::io::BufReader::new(f))
+            };
+            let sum = run_stream(predictor, &zones, input, format, homography, |a| {
+                println!("{}", alert_json(a, &zones))
+            })?;
+            eprintln!(
+                "{} frames, {} detections, {} alerts, {} predictions; skipped: {} malformed lines, {} non-finite detections, {} out-of-order frames, {} pedestrians over the {}-track table",
+                sum.frames, sum.detections, sum.alerts, sum.predictions, sum.malformed_lines,
+                sum.non_finite, sum.out_of_order_frames, sum.table_full, MAX_TRACKS
+            );
+            Ok(())
+        }
+        HazardCmd::Eval {
+            model,
+            zones,
+            data,
+            json,
+        } => {
+            let zones = load_zones(&zones)?;
+            let files = scene_files(&data)?;
+            let policy = sprig_runtime::hazard::AlertPolicy::default();
+            let mut predictor = AnyPredictor::load(&model)?;
+            let m = evaluate(&mut predictor, &files, &zones, policy, MIN_WARNING_S)?;
+            let base = if model == "cv" {
+                None
+            } else {
+                Some(evaluate(&mut AnyPredictor::load("cv")?, &files, &zones, policy, MIN_WARNING_S)?)
+            };
+            if json {
+                let mut v = serde_json::to_value(&m)?;
+                if let Some(b) = &base {
+                    v["baseline"] = serde_json::to_value(b)?;
+                }
+                v["model"] = predictor.label.clone().into();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<28} {:>7} {:>7} {:>9} {:>7} {:>7} {:>10} {:>13}", "predictor", "ADE m", "FDE m", "precision", "recall", "F1", "lead s", "false/min");
+                let row = |name: &str, m: &HazardMetrics| {
+                    println!(
+                        "{:<28} {:>7.3} {:>7.3} {:>9.3} {:>7.3} {:>7.3} {:>10.2} {:>13.2}",
+                        name, m.ade, m.fde, m.precision, m.recall, m.f1, m.mean_lead_time_s, m.false_alerts_per_min
+                    )
+                };
+                row(&predictor.label, &m);
+                if let Some(b) = &base {
+                    row("constant velocity", b);
+                }
+                println!(
+                    "{} windows, {} alerts, {} eligible zone entries, {:.1} min of scene",
+                    m.windows, m.alerts, m.entries, m.minutes
+                );
+            }
+            Ok(())
+        }
+        HazardCmd::Plot {
+            model,
+            zones,
+            data,
+            frames,
+            output,
+        } => {
+            let zones = load_zones(&zones)?;
+            let file = scene_files(&data)?.remove(0);
+            let mut predictor = AnyPredictor::load(&model)?;
+            let ann = sprig_models::trajectory::load_annotations(&file)?;
+            let trace = trace_scene(&mut predictor, ann, &zones, frames)?;
+            let title = format!(
+                "{} — {} alerts ({})",
+                file.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+                trace.alerts.len(),
+                predictor.label
+            );
+            plot_scene(&output, &title, &trace, &zones)?;
+            println!("wrote {} ({} alerts drawn)", output.display(), trace.alerts.len());
+            Ok(())
+        }
+    }
 }
 
 fn main() {
@@ -113,6 +311,7 @@ fn main() {
 
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
+        Cmd::Hazard { cmd } => hazard(cmd),
         Cmd::Demo { out, epochs, quiet } => {
             let t = Instant::now();
             sprig_compress::demo::run(&out, epochs, quiet)?;

@@ -69,7 +69,7 @@ pub fn kd_loss(
 
 /// Kaiming-uniform initialisation from our own seeded generator (candle's CPU RNG cannot be
 /// seeded), so every run with the same seed trains the same model.
-fn seeded_init(vars: &VarMap, seed: u64) -> candle_core::Result<()> {
+pub(crate) fn seeded_init(vars: &VarMap, seed: u64) -> candle_core::Result<()> {
     let data = vars.data().lock().expect("var map lock");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();

@@ -7,3 +7,5 @@
 
 pub mod arch;
 pub mod datasets;
+pub mod predictors;
+pub mod trajectory;

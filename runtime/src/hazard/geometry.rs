@@ -154,7 +154,8 @@ impl Zone {
         &self.vertices
     }
 
-    /// Whether `p` is inside (even–odd rule).
+    /// Whether `p` is inside (even–odd rule) or on the boundary. Counting the boundary as
+    /// inside makes a path that stops exactly on an edge enter once, not again on its next step.
     pub fn contains(&self, p: Point) -> bool {
         if p.x < self.min.x || p.y < self.min.y || p.x > self.max.x || p.y > self.max.y {
             return false;
@@ -164,6 +165,12 @@ impl Zone {
         let mut j = n - 1;
         for i in 0..n {
             let (a, b) = (self.vertices[i], self.vertices[j]);
+            let (ab, ap) = (b - a, p - a);
+            let on_line = cross(ab, ap).abs() <= 1e-6 * ab.norm().max(1.0);
+            let within = ap.dot(&ab) >= 0.0 && ap.dot(&ab) <= ab.norm_squared();
+            if on_line && within {
+                return true;
+            }
             if (a.y > p.y) != (b.y > p.y) && p.x < (b.x - a.x) * (p.y - a.y) / (b.y - a.y) + a.x {
                 inside = !inside;
             }
@@ -225,6 +232,7 @@ mod tests {
             assert!(z.contains(Point::new(3.0, 4.0)));
             assert!(!z.contains(Point::new(1.0, 4.0)));
             assert!(!z.contains(Point::new(3.0, 5.0)));
+            assert!(z.contains(Point::new(2.0, 4.0)), "boundary counts as inside");
         }
     }
 

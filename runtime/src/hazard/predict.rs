@@ -20,6 +20,13 @@ pub trait Predictor {
     ) -> Result<()>;
 }
 
+/// A borrowed predictor predicts too (so one model can serve several pipelines in turn).
+impl<P: Predictor + ?Sized> Predictor for &mut P {
+    fn predict(&mut self, observed: &[Point; OBS_STEPS], future: &mut [Point; PRED_STEPS]) -> Result<()> {
+        (**self).predict(observed, future)
+    }
+}
+
 /// Constant velocity from the last observed step: a strong baseline on ETH/UCY
 /// (Schöller et al. 2020).
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,0 +1,134 @@
+//! ETH/UCY leave-one-out benchmark of the hazard application (the README tables).
+//!
+//! Per held-out scene: trains a GRU teacher, an MLP student alone and with output + hidden-state
+//! distillation (all on the other scenes' train files), exports both students to int8 QDQ ONNX
+//! (`out/eth-ucy/<scene>/`), then measures ADE/FDE of every stage beside constant velocity, and
+//! the hazard-alert metrics of the device pipeline on the scene's zones
+//! (`scenes/eth-ucy/<scene>.toml`).
+//!
+//! `cargo run --release -p sprig-compress --example eth_ucy -- [DATA_ROOT] [SCENE...]`
+//! (DATA_ROOT defaults to ../shared/datasets/eth-ucy).
+
+use sprig_compress::hazard::{evaluate, load_zones, AnyPredictor, HazardMetrics, MIN_WARNING_S};
+use sprig_compress::trajectory::*;
+use sprig_models::predictors::student_mlp;
+use sprig_models::trajectory::{load_windows, split_files, TrajSplit};
+use sprig_runtime::hazard::AlertPolicy;
+use std::path::PathBuf;
+
+const STAGES: [&str; 5] = [
+    "constant velocity",
+    "teacher (GRU, float)",
+    "student (MLP, float)",
+    "student + KD (float)",
+    "student + KD (int8, sprig-runtime)",
+];
+const HAZARD: [&str; 3] = [
+    "constant velocity",
+    "student (int8)",
+    "student + KD (int8)",
+];
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = PathBuf::from(
+        args.first()
+            .cloned()
+            .unwrap_or("../shared/datasets/eth-ucy".into()),
+    );
+    let scenes: Vec<String> = if args.len() > 1 {
+        args[1..].to_vec()
+    } else {
+        ["eth", "hotel", "univ", "zara1", "zara2"]
+            .map(String::from)
+            .to_vec()
+    };
+    let cfg = TrajTrainConfig {
+        epochs: 16,
+        ..Default::default()
+    };
+    let teacher_hidden = 128;
+    let kd = TrajKd {
+        output: 1.0,
+        hidden: 0.1,
+    };
+    let spec = student_mlp("traj-student", 32);
+    let mut ade: Vec<Vec<(f64, f64)>> = vec![Vec::new(); STAGES.len()];
+    let mut hz: Vec<Vec<HazardMetrics>> = vec![Vec::new(); HAZARD.len()];
+    let started = std::time::Instant::now();
+    for scene in &scenes {
+        let dir = root.join(scene);
+        let train = load_windows(&dir, TrajSplit::Train)?;
+        let test = load_windows(&dir, TrajSplit::Test)?;
+        eprintln!("{scene}: {} train windows, {} test windows", train.len(), test.len());
+        let teacher = train_teacher(&train, teacher_hidden, &cfg, &format!("{scene} teacher"))?;
+        let student = train_student(&spec, &train, &cfg, None, &format!("{scene} student"))?;
+        let kd_student = train_student(
+            &spec,
+            &train,
+            &cfg,
+            Some((&teacher.model, teacher_hidden, kd)),
+            &format!("{scene} student + KD"),
+        )?;
+        let calib = &train[..train.len().min(4000)];
+        let out = PathBuf::from("out/eth-ucy").join(scene);
+        let s8 = export_student_int8(&student, calib)?;
+        let kd8 = export_student_int8(&kd_student, calib)?;
+        sprig_compress::write_file(&out.join("student.int8.onnx"), &s8)?;
+        sprig_compress::write_file(&out.join("student_kd.int8.onnx"), &kd8)?;
+        let preds = [
+            predict_cv(&test),
+            predict_teacher(&teacher.model, &test)?,
+            predict_student(&student.model, &test)?,
+            predict_student(&kd_student.model, &test)?,
+            predict_runtime(&kd8, &test)?,
+        ];
+        for (i, p) in preds.iter().enumerate() {
+            ade[i].push(ade_fde(&test, p));
+        }
+        let zones = load_zones(&PathBuf::from(format!("scenes/eth-ucy/{scene}.toml")))?;
+        let files = split_files(&dir, TrajSplit::Test)?;
+        let mut predictors = [
+            AnyPredictor::load("cv")?,
+            AnyPredictor::from_bytes(s8, "student int8")?,
+            AnyPredictor::from_bytes(kd8, "student + KD int8")?,
+        ];
+        for (i, p) in predictors.iter_mut().enumerate() {
+            hz[i].push(evaluate(p, &files, &zones, AlertPolicy::default(), MIN_WARNING_S)?);
+        }
+    }
+    let n = scenes.len() as f64;
+    println!("### ADE / FDE (m), 8 → 12 steps, leave-one-out\n");
+    println!(
+        "| model | {} | average |",
+        scenes.join(" | ")
+    );
+    println!("|---|{}---|", "---|".repeat(scenes.len()));
+    for (i, name) in STAGES.iter().enumerate() {
+        let cells: Vec<String> = ade[i].iter().map(|(a, f)| format!("{a:.3} / {f:.3}")).collect();
+        let (sa, sf) = ade[i].iter().fold((0.0, 0.0), |(x, y), (a, f)| (x + a, y + f));
+        println!("| {name} | {} | **{:.3} / {:.3}** |", cells.join(" | "), sa / n, sf / n);
+    }
+    println!("\n### Hazard alerts (precision / recall / mean lead time s / false alerts per min)\n");
+    println!("| predictor | {} | average |", scenes.join(" | "));
+    println!("|---|{}---|", "---|".repeat(scenes.len()));
+    for (i, name) in HAZARD.iter().enumerate() {
+        let cells: Vec<String> = hz[i]
+            .iter()
+            .map(|m| format!("{:.2} / {:.2} / {:.1} / {:.1}", m.precision, m.recall, m.mean_lead_time_s, m.false_alerts_per_min))
+            .collect();
+        let avg = |f: fn(&HazardMetrics) -> f64| hz[i].iter().map(f).sum::<f64>() / n;
+        println!(
+            "| {name} | {} | **{:.2} / {:.2} / {:.1} / {:.1}** |",
+            cells.join(" | "),
+            avg(|m| m.precision),
+            avg(|m| m.recall),
+            avg(|m| m.mean_lead_time_s),
+            avg(|m| m.false_alerts_per_min)
+        );
+    }
+    let entries: Vec<String> = hz[0].iter().map(|m| m.entries.to_string()).collect();
+    println!("\nEligible zone entries per scene: {}.", entries.join(", "));
+    eprintln!("finished in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
