@@ -50,9 +50,9 @@ fn main() -> anyhow::Result<()> {
     let teacher_hidden = 128;
     let kd = TrajKd {
         output: 1.0,
-        hidden: 0.1,
+        hidden: 1.0,
     };
-    let spec = student_mlp("traj-student", 32);
+    let spec = student_mlp("traj-student", 64);
     let mut ade: Vec<Vec<(f64, f64)>> = vec![Vec::new(); STAGES.len()];
     let mut hz: Vec<Vec<HazardMetrics>> = vec![Vec::new(); HAZARD.len()];
     let started = std::time::Instant::now();

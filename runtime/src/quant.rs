@@ -1,6 +1,7 @@
-//! Integer requantization arithmetic (gemmlowp / TFLite conventions, DESIGN §3): a real
-//! multiplier becomes a Q31 fixed-point multiplier and a power-of-two shift at plan time so the
-//! int8 kernels run without floating point.
+//! Integer requantization arithmetic (DESIGN §3): a real multiplier becomes a Q31 fixed-point
+//! multiplier and a power-of-two shift at plan time so the int8 kernels run without floating
+//! point. Unlike gemmlowp/TFLite, the product is rounded once (half to even), which is what the
+//! ONNX operators specify and what onnxruntime computes.
 
 /// A real multiplier `M ≈ multiplier · 2^(shift − 31)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,25 +50,26 @@ impl Requant {
         }
     }
 
-    /// `round(x · M)` in integer arithmetic: saturating rounding doubling high multiply, then
-    /// rounding right shift (TFLite `MultiplyByQuantizedMultiplier`).
+    /// `round(x · M)` in integer arithmetic, rounded once and half to even, as ONNX
+    /// QuantizeLinear rounds the exact value. (gemmlowp's `SaturatingRoundingDoublingHighMul` +
+    /// `RoundingDivideByPOT` rounds twice and lands one step above onnxruntime on ~0.1% of
+    /// values just below a half; one 64-bit product and one shift avoids that.)
     #[inline]
     pub fn apply(self, x: i32) -> i32 {
-        let left = if self.shift > 0 {
-            self.shift.min(31)
+        let prod = x as i64 * self.multiplier as i64; // |prod| < 2^62
+        let right = 31 - self.shift;
+        let v = if right <= 0 {
+            // M ≥ 2^31 never comes from a real scale ratio; saturate rather than overflow.
+            (prod as i128) << (-right).min(64)
+        } else if right >= 63 {
+            0 // |x · M| < 2^-1: rounds to 0
         } else {
-            0
+            let q = prod >> right; // floor
+            let rem = prod - (q << right);
+            let half = 1i64 << (right - 1);
+            (q + (rem > half || (rem == half && q & 1 == 1)) as i64) as i128
         };
-        let right = if self.shift > 0 {
-            0
-        } else {
-            (-self.shift).min(31)
-        };
-        let x = ((x as i64) << left).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-        rounding_divide_by_pot(
-            saturating_rounding_doubling_high_mul(x, self.multiplier),
-            right,
-        )
+        v.clamp(i32::MIN as i128, i32::MAX as i128) as i32
     }
 }
 
@@ -104,29 +106,6 @@ pub(crate) fn round_half_away(x: f64) -> i64 {
     }
 }
 
-/// gemmlowp `SaturatingRoundingDoublingHighMul`.
-#[inline]
-pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
-    if a == i32::MIN && b == i32::MIN {
-        return i32::MAX;
-    }
-    let ab = a as i64 * b as i64;
-    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
-    ((ab + nudge) / (1i64 << 31)) as i32
-}
-
-/// gemmlowp `RoundingDivideByPOT` (round half away from zero).
-#[inline]
-pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
-    if exponent <= 0 {
-        return x;
-    }
-    let mask = ((1i64 << exponent) - 1) as i32;
-    let remainder = x & mask;
-    let threshold = (mask >> 1) + ((x < 0) as i32);
-    (x >> exponent) + ((remainder > threshold) as i32)
-}
-
 /// Round half to even, as ONNX QuantizeLinear specifies (no libm needed).
 #[inline]
 pub fn round_ties_even(x: f32) -> f32 {
@@ -160,6 +139,35 @@ mod tests {
                 assert!((want - got).abs() <= 1, "m={m} x={x} want={want} got={got}");
             }
         }
+    }
+
+    /// Rounded once: equal to round-half-even of the exact product whenever that product is
+    /// not within 1e-6 of a tie (where the Q31 mantissa's own rounding may decide). Before, the
+    /// double rounding of gemmlowp gave 1 for 77 · 0.0064712 = 0.4983 (onnxruntime: 0).
+    #[test]
+    fn requant_rounds_once_like_onnx() {
+        let r = Requant::from_f64(0.49828161322889843 / 77.0);
+        assert_eq!(r.apply(77), 0);
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200_000 {
+            let m = 1e-6 + (next() % 4_000_000) as f64 * 1e-6;
+            let x = (next() % (1 << 25)) as i32 - (1 << 24);
+            let r = Requant::from_f64(m);
+            let exact = x as f64 * r.multiplier as f64 * 2f64.powi(r.shift - 31);
+            if (exact - exact.floor() - 0.5).abs() < 1e-6 || exact.abs() > 2.0e9 {
+                continue;
+            }
+            assert_eq!(r.apply(x) as f64, exact.round(), "m={m} x={x}");
+        }
+        assert_eq!(Requant::from_f64(0.5).apply(5), 2, "2.5 → 2 (ties to even)");
+        assert_eq!(Requant::from_f64(0.5).apply(7), 4, "3.5 → 4");
+        assert_eq!(Requant::from_f64(0.5).apply(-5), -2);
     }
 
     #[test]
