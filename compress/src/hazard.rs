@@ -3,57 +3,23 @@
 //! itself ([`sprig_runtime::hazard::HazardPipeline`]), so what is measured here is what runs on
 //! the boards.
 
-use serde::Deserialize;
 use sprig_models::trajectory::{self as traj, Annotation, OBS, PRED, STEP_S};
+use sprig_runtime::hazard::io::{parse_detection_line, LineError};
 use sprig_runtime::hazard::{
     Alert, AlertPolicy, ConstantVelocity, Decode, HazardError, HazardPipeline, ModelPredictor,
-    Point, Predictor, TrackerConfig, Zone, MAX_ZONES,
+    Point, Predictor, TrackerConfig, Zone,
 };
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Most pedestrians tracked at once (the device table size).
 pub const MAX_TRACKS: usize = 64;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ZoneFile {
-    zone: Vec<ZoneEntry>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ZoneEntry {
-    name: String,
-    polygon: Vec<[f32; 2]>,
-}
-
 /// Parses a zones TOML file (`[[zone]] name = "..." polygon = [[x, y], ...]`, metres).
 /// `path` names the file in errors; every zone error names the zone.
 pub fn parse_zones(text: &str, path: &Path) -> crate::Result<Vec<Zone>> {
-    let bad = |what: String| crate::Error::Invalid(format!("{}: {what}", path.display()));
-    let file: ZoneFile = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
-    if file.zone.is_empty() {
-        return Err(bad("no [[zone]] entries".into()));
-    }
-    if file.zone.len() > MAX_ZONES {
-        return Err(bad(format!(
-            "{} zones; at most {MAX_ZONES} are supported",
-            file.zone.len()
-        )));
-    }
-    let mut seen = HashSet::new();
-    let mut zones = Vec::new();
-    for z in &file.zone {
-        if !seen.insert(z.name.as_str()) {
-            return Err(bad(format!("zone '{}' is defined twice", z.name)));
-        }
-        zones.push(
-            Zone::new(&z.name, &z.polygon)
-                .map_err(|e| bad(format!("zone '{}': {e}", z.name)))?,
-        );
-    }
-    Ok(zones)
+    sprig_runtime::hazard::zones_toml::parse(text)
+        .map_err(|e| crate::Error::Invalid(format!("{}: {e}", path.display())))
 }
 
 /// Reads a zones file.
@@ -180,17 +146,12 @@ impl Homography {
     }
 }
 
-/// One alert as a JSON line.
+/// One alert as a JSON line (the format every board prints).
 pub fn alert_json(a: &Alert, zones: &[Zone]) -> String {
-    serde_json::json!({
-        "t": (a.time_s * 1000.0).round() / 1000.0,
-        "track": a.track,
-        "zone": zones[a.zone].name(),
-        "time_to_entry_s": (a.time_to_entry_s as f64 * 100.0).round() / 100.0,
-        "x": (a.position.x as f64 * 1000.0).round() / 1000.0,
-        "y": (a.position.y as f64 * 1000.0).round() / 1000.0,
-    })
-    .to_string()
+    let mut s = String::new();
+    // Writing into a String cannot fail.
+    let _ = sprig_runtime::hazard::io::write_alert_json(&mut s, a, zones[a.zone].name());
+    s
 }
 
 /// Runs the online pipeline over a detection stream, calling `emit` with every alert.
@@ -246,33 +207,18 @@ pub fn run_stream(
             path: "detections".into(),
             err,
         })?;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let f: Vec<f64> = match line
-            .split(|c: char| c.is_whitespace() || c == ',')
-            .filter(|s| !s.is_empty())
-            .map(str::parse::<f64>)
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(f) if f.len() == format_fields(format) => f,
-            _ => {
+        let d = match parse_detection_line(&line, format == DetectionFormat::EthUcy) {
+            Ok(d) => d,
+            Err(LineError::Empty) => continue,
+            Err(LineError::Malformed) => {
                 sum.malformed_lines += 1;
                 continue;
             }
         };
-        let (t, id, x, y) = match format {
-            DetectionFormat::Points => (f[0], 0, f[1], f[2]),
-            DetectionFormat::EthUcy => (f[0] / 10.0 * STEP_S, f[1] as u32, f[2], f[3]),
-        };
-        if !t.is_finite() {
-            sum.malformed_lines += 1;
-            continue;
-        }
+        let (t, id, x, y) = (d.t, d.id.unwrap_or(0), d.x, d.y);
         let pt = match homography {
-            Some(h) => h.apply(x as f32, y as f32),
-            None => Point::new(x as f32, y as f32),
+            Some(h) => h.apply(x, y),
+            None => Point::new(x, y),
         };
         if frame_t.is_some_and(|ft| ft != t) {
             flush(frame_t.unwrap_or(t), &mut anon, &mut ided, &mut sum)?;
@@ -291,13 +237,6 @@ pub fn run_stream(
     sum.table_full = (p.counts.table_full + p.counts.over_capacity) as u64;
     sum.predictions = p.predictions;
     Ok(sum)
-}
-
-fn format_fields(f: DetectionFormat) -> usize {
-    match f {
-        DetectionFormat::Points => 3,
-        DetectionFormat::EthUcy => 4,
-    }
 }
 
 /// Trajectory and hazard figures of one predictor on one scene.

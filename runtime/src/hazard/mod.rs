@@ -23,9 +23,12 @@
 
 pub mod alert;
 pub mod geometry;
+pub mod io;
 pub mod pipeline;
 pub mod predict;
 pub mod tracker;
+#[cfg(feature = "zones-toml")]
+pub mod zones_toml;
 
 pub use alert::AlertPolicy;
 pub use geometry::{Zone, ZoneError};
