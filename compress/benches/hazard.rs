@@ -78,7 +78,11 @@ fn main() {
     let frames = frames(400);
     println!("| predictor | live tracks | predictions / frame | median µs / frame | p99 µs / frame | alerts |");
     println!("|---|---:|---:|---:|---:|---:|");
-    bench("constant velocity", AnyPredictor::load("cv").unwrap(), &frames);
+    bench(
+        "constant velocity",
+        AnyPredictor::load("cv").unwrap(),
+        &frames,
+    );
     bench(
         "int8 MLP student (16→64→64→24)",
         AnyPredictor::from_bytes(int8, "int8").unwrap(),

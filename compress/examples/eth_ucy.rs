@@ -23,11 +23,7 @@ const STAGES: [&str; 5] = [
     "student + KD (float)",
     "student + KD (int8, sprig-runtime)",
 ];
-const HAZARD: [&str; 3] = [
-    "constant velocity",
-    "student (int8)",
-    "student + KD (int8)",
-];
+const HAZARD: [&str; 3] = ["constant velocity", "student (int8)", "student + KD (int8)"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,7 +56,11 @@ fn main() -> anyhow::Result<()> {
         let dir = root.join(scene);
         let train = load_windows(&dir, TrajSplit::Train)?;
         let test = load_windows(&dir, TrajSplit::Test)?;
-        eprintln!("{scene}: {} train windows, {} test windows", train.len(), test.len());
+        eprintln!(
+            "{scene}: {} train windows, {} test windows",
+            train.len(),
+            test.len()
+        );
         let teacher = train_teacher(&train, teacher_hidden, &cfg, &format!("{scene} teacher"))?;
         let student = train_student(&spec, &train, &cfg, None, &format!("{scene} student"))?;
         let kd_student = train_student(
@@ -94,28 +94,48 @@ fn main() -> anyhow::Result<()> {
             AnyPredictor::from_bytes(kd8, "student + KD int8")?,
         ];
         for (i, p) in predictors.iter_mut().enumerate() {
-            hz[i].push(evaluate(p, &files, &zones, AlertPolicy::default(), MIN_WARNING_S)?);
+            hz[i].push(evaluate(
+                p,
+                &files,
+                &zones,
+                AlertPolicy::default(),
+                MIN_WARNING_S,
+            )?);
         }
     }
     let n = scenes.len() as f64;
     println!("### ADE / FDE (m), 8 → 12 steps, leave-one-out\n");
-    println!(
-        "| model | {} | average |",
-        scenes.join(" | ")
-    );
+    println!("| model | {} | average |", scenes.join(" | "));
     println!("|---|{}---|", "---|".repeat(scenes.len()));
     for (i, name) in STAGES.iter().enumerate() {
-        let cells: Vec<String> = ade[i].iter().map(|(a, f)| format!("{a:.3} / {f:.3}")).collect();
-        let (sa, sf) = ade[i].iter().fold((0.0, 0.0), |(x, y), (a, f)| (x + a, y + f));
-        println!("| {name} | {} | **{:.3} / {:.3}** |", cells.join(" | "), sa / n, sf / n);
+        let cells: Vec<String> = ade[i]
+            .iter()
+            .map(|(a, f)| format!("{a:.3} / {f:.3}"))
+            .collect();
+        let (sa, sf) = ade[i]
+            .iter()
+            .fold((0.0, 0.0), |(x, y), (a, f)| (x + a, y + f));
+        println!(
+            "| {name} | {} | **{:.3} / {:.3}** |",
+            cells.join(" | "),
+            sa / n,
+            sf / n
+        );
     }
-    println!("\n### Hazard alerts (precision / recall / mean lead time s / false alerts per min)\n");
+    println!(
+        "\n### Hazard alerts (precision / recall / mean lead time s / false alerts per min)\n"
+    );
     println!("| predictor | {} | average |", scenes.join(" | "));
     println!("|---|{}---|", "---|".repeat(scenes.len()));
     for (i, name) in HAZARD.iter().enumerate() {
         let cells: Vec<String> = hz[i]
             .iter()
-            .map(|m| format!("{:.2} / {:.2} / {:.1} / {:.1}", m.precision, m.recall, m.mean_lead_time_s, m.false_alerts_per_min))
+            .map(|m| {
+                format!(
+                    "{:.2} / {:.2} / {:.1} / {:.1}",
+                    m.precision, m.recall, m.mean_lead_time_s, m.false_alerts_per_min
+                )
+            })
             .collect();
         let avg = |f: fn(&HazardMetrics) -> f64| hz[i].iter().map(f).sum::<f64>() / n;
         println!(

@@ -32,6 +32,9 @@ fn main() -> anyhow::Result<()> {
         ));
     }
     std::fs::write("scenes/demo/detections.txt", det)?;
-    println!("wrote scenes/demo/walkers.txt and detections.txt ({} annotations)", ann.len());
+    println!(
+        "wrote scenes/demo/walkers.txt and detections.txt ({} annotations)",
+        ann.len()
+    );
     Ok(())
 }

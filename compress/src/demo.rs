@@ -125,9 +125,11 @@ pub fn run(out: &Path, epochs: usize, quiet: bool) -> crate::Result<Vec<Row>> {
     crate::write_file(&out.join("report.md"), format!("# sprig demo\n\nsklearn digits, {} test images; latency = median of 200 single-image runs on sprig-runtime (this machine).\n\n{table}\n## Hazard-zone alerts\n\nSimulated demo scene (scenes/demo), zones in scenes/demo/zones.toml; plot in hazard.png, alerts of the online tracker run in alerts.jsonl.\n\n{hazard_table}", test_set.len()).as_bytes())?;
     crate::write_file(
         &out.join("report.json"),
-        serde_json::to_string_pretty(&serde_json::json!({"classifier": rows, "hazard": hazard_rows}))
-            .map_err(|e| crate::Error::Invalid(e.to_string()))?
-            .as_bytes(),
+        serde_json::to_string_pretty(
+            &serde_json::json!({"classifier": rows, "hazard": hazard_rows}),
+        )
+        .map_err(|e| crate::Error::Invalid(e.to_string()))?
+        .as_bytes(),
     )?;
     Ok(rows)
 }

@@ -123,7 +123,10 @@ pub fn run(out: &Path, epochs: usize, quiet: bool) -> crate::Result<Vec<HazardRo
     let trace = trace_scene(&mut p, scene, &zones, None)?;
     plot_scene(
         &out.join("hazard.png"),
-        &format!("demo scene — {} alerts (student + KD int8)", trace.alerts.len()),
+        &format!(
+            "demo scene — {} alerts (student + KD int8)",
+            trace.alerts.len()
+        ),
         &trace,
         &zones,
     )?;

@@ -4,10 +4,10 @@
 //! the boards.
 
 use sprig_models::trajectory::{self as traj, Annotation, OBS, PRED, STEP_S};
-use sprig_runtime::hazard::io::{parse_detection_line, LineError};
+use sprig_runtime::hazard::stream::{RunSummary, StreamError};
 use sprig_runtime::hazard::{
-    Alert, AlertPolicy, ConstantVelocity, Decode, HazardError, HazardPipeline, ModelPredictor,
-    Point, Predictor, TrackerConfig, Zone,
+    Alert, AlertPolicy, ConstantVelocity, Decode, HazardPipeline, ModelPredictor, Point, Predictor,
+    TrackerConfig, Zone,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -84,27 +84,6 @@ pub enum DetectionFormat {
     EthUcy,
 }
 
-/// Counts of input problems, reported at the end of a run.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct RunSummary {
-    /// Frames processed.
-    pub frames: u64,
-    /// Detections read.
-    pub detections: u64,
-    /// Lines that could not be parsed (skipped).
-    pub malformed_lines: u64,
-    /// Detections with NaN/inf coordinates (skipped).
-    pub non_finite: u64,
-    /// Frames whose time was not after the previous frame (skipped).
-    pub out_of_order_frames: u64,
-    /// New pedestrians not tracked because the table was full.
-    pub table_full: u64,
-    /// Alerts raised.
-    pub alerts: u64,
-    /// Trajectory predictions made.
-    pub predictions: u64,
-}
-
 /// A 3×3 homography from image pixels (u, v) to world metres.
 #[derive(Debug, Clone, Copy)]
 pub struct Homography(pub [[f64; 3]; 3]);
@@ -154,14 +133,15 @@ pub fn alert_json(a: &Alert, zones: &[Zone]) -> String {
     s
 }
 
-/// Runs the online pipeline over a detection stream, calling `emit` with every alert.
+/// Runs the online pipeline over a detection stream, calling `emit` with every alert (the
+/// same loop the Jetson daemon runs: [`sprig_runtime::hazard::stream`]).
 pub fn run_stream(
     predictor: AnyPredictor,
     zones: &[Zone],
     input: impl std::io::BufRead,
     format: DetectionFormat,
     homography: Option<Homography>,
-    mut emit: impl FnMut(&Alert),
+    emit: impl FnMut(&Alert),
 ) -> crate::Result<RunSummary> {
     let mut p = HazardPipeline::<_, MAX_TRACKS>::new(
         predictor,
@@ -170,73 +150,18 @@ pub fn run_stream(
         AlertPolicy::default(),
     )
     .map_err(|e| crate::Error::Invalid(e.to_string()))?;
-    let mut sum = RunSummary::default();
-    let mut alerts = heapless::Vec::new();
-    let mut frame_t: Option<f64> = None;
-    let mut anon: Vec<Point> = Vec::new();
-    let mut ided: Vec<(u32, Point)> = Vec::new();
-    let mut flush = |t: f64,
-                     anon: &mut Vec<Point>,
-                     ided: &mut Vec<(u32, Point)>,
-                     sum: &mut RunSummary|
-     -> crate::Result<()> {
-        let r = match format {
-            DetectionFormat::Points => p.process(t, anon, &mut alerts),
-            DetectionFormat::EthUcy => p.process_identified(t, ided, &mut alerts, &mut |_, _, _| {}),
-        };
-        anon.clear();
-        ided.clear();
-        match r {
-            Ok(()) => {
-                sum.frames += 1;
-                for a in &alerts {
-                    emit(a);
-                    sum.alerts += 1;
-                }
-                Ok(())
-            }
-            Err(HazardError::Frame(_)) => {
-                sum.out_of_order_frames += 1;
-                Ok(())
-            }
-            Err(e) => Err(crate::Error::Invalid(e.to_string())),
-        }
+    let map = move |x: f32, y: f32| match homography {
+        Some(h) => h.apply(x, y),
+        None => Point::new(x, y),
     };
-    for line in input.lines() {
-        let line = line.map_err(|err| crate::Error::Io {
-            path: "detections".into(),
-            err,
-        })?;
-        let d = match parse_detection_line(&line, format == DetectionFormat::EthUcy) {
-            Ok(d) => d,
-            Err(LineError::Empty) => continue,
-            Err(LineError::Malformed) => {
-                sum.malformed_lines += 1;
-                continue;
-            }
-        };
-        let (t, id, x, y) = (d.t, d.id.unwrap_or(0), d.x, d.y);
-        let pt = match homography {
-            Some(h) => h.apply(x, y),
-            None => Point::new(x, y),
-        };
-        if frame_t.is_some_and(|ft| ft != t) {
-            flush(frame_t.unwrap_or(t), &mut anon, &mut ided, &mut sum)?;
-        }
-        frame_t = Some(t);
-        sum.detections += 1;
-        match format {
-            DetectionFormat::Points => anon.push(pt),
-            DetectionFormat::EthUcy => ided.push((id, pt)),
-        }
-    }
-    if let Some(t) = frame_t {
-        flush(t, &mut anon, &mut ided, &mut sum)?;
-    }
-    sum.non_finite = p.counts.non_finite as u64;
-    sum.table_full = (p.counts.table_full + p.counts.over_capacity) as u64;
-    sum.predictions = p.predictions;
-    Ok(sum)
+    sprig_runtime::hazard::stream::run(&mut p, input, format == DetectionFormat::EthUcy, &map, emit)
+        .map_err(|e| match e {
+            StreamError::Io(err) => crate::Error::Io {
+                path: "detections".into(),
+                err,
+            },
+            StreamError::Pipeline(e) => crate::Error::Invalid(e.to_string()),
+        })
 }
 
 /// Trajectory and hazard figures of one predictor on one scene.
@@ -409,7 +334,10 @@ pub fn evaluate_annotations(
             let first_alert = raised
                 .iter()
                 .filter(|a| {
-                    a.track == e.ped && a.zone == e.zone && a.time_s < e.t && a.time_s >= e.t - horizon
+                    a.track == e.ped
+                        && a.zone == e.zone
+                        && a.time_s < e.t
+                        && a.time_s >= e.t - horizon
                 })
                 .map(|a| a.time_s)
                 .fold(f64::INFINITY, f64::min);
@@ -509,14 +437,14 @@ pub fn plot_scene(
 ) -> crate::Result<()> {
     use plotters::prelude::*;
     crate::plot::register_font();
-    let plot_err = |e: String| crate::Error::Invalid(format!("{}: plotting failed: {e}", out.display()));
+    let plot_err =
+        |e: String| crate::Error::Invalid(format!("{}: plotting failed: {e}", out.display()));
     let (mut lo, mut hi) = ([f32::MAX; 2], [f32::MIN; 2]);
-    let pts = trace
-        .paths
-        .iter()
-        .flatten()
-        .copied()
-        .chain(zones.iter().flat_map(|z| z.vertices().iter().map(|v| [v.x, v.y])));
+    let pts = trace.paths.iter().flatten().copied().chain(
+        zones
+            .iter()
+            .flat_map(|z| z.vertices().iter().map(|v| [v.x, v.y])),
+    );
     for p in pts {
         for k in 0..2 {
             lo[k] = lo[k].min(p[k]);
@@ -524,7 +452,9 @@ pub fn plot_scene(
         }
     }
     if lo[0] > hi[0] {
-        return Err(crate::Error::Invalid("nothing to plot: the scene is empty".into()));
+        return Err(crate::Error::Invalid(
+            "nothing to plot: the scene is empty".into(),
+        ));
     }
     let pad = 0.5;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -571,7 +501,10 @@ pub fn plot_scene(
     let orange = RGBColor(240, 140, 0);
     for (i, (a, obs, fut)) in trace.alerts.iter().enumerate() {
         let o = chart
-            .draw_series(LineSeries::new(obs.iter().map(|p| (p.x, p.y)), BLUE.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                obs.iter().map(|p| (p.x, p.y)),
+                BLUE.stroke_width(2),
+            ))
             .map_err(|e| plot_err(e.to_string()))?;
         if i == 0 {
             o.label("observed (8 steps)")
@@ -580,13 +513,16 @@ pub fn plot_scene(
         let start = obs.last().copied().unwrap_or(a.position);
         let f = chart
             .draw_series(LineSeries::new(
-                std::iter::once(start).chain(fut.iter().copied()).map(|p| (p.x, p.y)),
+                std::iter::once(start)
+                    .chain(fut.iter().copied())
+                    .map(|p| (p.x, p.y)),
                 orange.stroke_width(2),
             ))
             .map_err(|e| plot_err(e.to_string()))?;
         if i == 0 {
-            f.label("predicted (12 steps)")
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], orange.stroke_width(2)));
+            f.label("predicted (12 steps)").legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], orange.stroke_width(2))
+            });
         }
         chart
             .draw_series(std::iter::once(Circle::new(
@@ -620,21 +556,28 @@ mod tests {
     const ZONE: &str = "[[zone]]\nname = \"crossing\"\npolygon = [[2.0, 3.0], [5.0, 3.0], [5.0, 4.5], [2.0, 4.5]]\n";
 
     fn zones_err(text: &str) -> String {
-        parse_zones(text, Path::new("z.toml")).unwrap_err().to_string()
+        parse_zones(text, Path::new("z.toml"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn zone_file_errors_name_the_zone() {
         assert_eq!(parse_zones(ZONE, Path::new("z.toml")).unwrap().len(), 1);
         let e = zones_err(&format!("{ZONE}{ZONE}"));
-        assert!(e.contains("z.toml") && e.contains("'crossing' is defined twice"), "{e}");
+        assert!(
+            e.contains("z.toml") && e.contains("'crossing' is defined twice"),
+            "{e}"
+        );
         let e = zones_err("[[zone]]\nname = \"kerb\"\npolygon = [[0.0, 0.0], [1.0, 0.0]]\n");
         assert!(e.contains("zone 'kerb'") && e.contains("2 vertices"), "{e}");
         let e = zones_err(
             "[[zone]]\nname = \"bow\"\npolygon = [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]\n",
         );
         assert!(e.contains("zone 'bow'") && e.contains("not simple"), "{e}");
-        let e = zones_err("[[zone]]\nname = \"x\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]\ncolour = 3\n");
+        let e = zones_err(
+            "[[zone]]\nname = \"x\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]\ncolour = 3\n",
+        );
         assert!(e.contains("colour"), "{e}");
         assert!(zones_err("").contains("zone"), "empty file must be refused");
     }
@@ -643,7 +586,9 @@ mod tests {
     fn homography_maps_and_validates() {
         let h = Homography::parse("2 0 1\n0 2 0\n0 0 1", Path::new("H.txt")).unwrap();
         assert_eq!(h.apply(1.0, 2.0), Point::new(3.0, 4.0));
-        let e = Homography::parse("1 2 3", Path::new("H.txt")).unwrap_err().to_string();
+        let e = Homography::parse("1 2 3", Path::new("H.txt"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("H.txt") && e.contains("9 finite numbers"), "{e}");
     }
 
@@ -686,8 +631,16 @@ mod tests {
         // Walker 1 crosses the zone; walker 2 passes 3 m north of it.
         for k in 0..40i64 {
             let x = -10.0 + 0.5 * k as f32;
-            ann.push(Annotation { frame: k * 10, ped: 1, xy: [x, 3.7] });
-            ann.push(Annotation { frame: k * 10, ped: 2, xy: [x, 7.5] });
+            ann.push(Annotation {
+                frame: k * 10,
+                ped: 1,
+                xy: [x, 3.7],
+            });
+            ann.push(Annotation {
+                frame: k * 10,
+                ped: 2,
+                xy: [x, 7.5],
+            });
         }
         let m = evaluate_annotations(
             &mut AnyPredictor::load("cv").unwrap(),
@@ -701,7 +654,11 @@ mod tests {
         assert_eq!((m.alerts, m.true_alerts), (1, 1));
         assert!(m.ade < 1e-5 && m.fde < 1e-5);
         // Warned as soon as the entry is inside the 4.8 s horizon (confirmed one step later).
-        assert!(m.mean_lead_time_s > 4.0 && m.mean_lead_time_s <= 4.8, "{}", m.mean_lead_time_s);
+        assert!(
+            m.mean_lead_time_s > 4.0 && m.mean_lead_time_s <= 4.8,
+            "{}",
+            m.mean_lead_time_s
+        );
         assert_eq!(m.false_alerts_per_min, 0.0);
     }
 }

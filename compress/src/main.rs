@@ -222,7 +222,13 @@ fn hazard(cmd: HazardCmd) -> Result<()> {
             let base = if model == "cv" {
                 None
             } else {
-                Some(evaluate(&mut AnyPredictor::load("cv")?, &files, &zones, policy, MIN_WARNING_S)?)
+                Some(evaluate(
+                    &mut AnyPredictor::load("cv")?,
+                    &files,
+                    &zones,
+                    policy,
+                    MIN_WARNING_S,
+                )?)
             };
             if json {
                 let mut v = serde_json::to_value(&m)?;
@@ -232,11 +238,28 @@ fn hazard(cmd: HazardCmd) -> Result<()> {
                 v["model"] = predictor.label.clone().into();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("{:<28} {:>7} {:>7} {:>9} {:>7} {:>7} {:>10} {:>13}", "predictor", "ADE m", "FDE m", "precision", "recall", "F1", "lead s", "false/min");
+                println!(
+                    "{:<28} {:>7} {:>7} {:>9} {:>7} {:>7} {:>10} {:>13}",
+                    "predictor",
+                    "ADE m",
+                    "FDE m",
+                    "precision",
+                    "recall",
+                    "F1",
+                    "lead s",
+                    "false/min"
+                );
                 let row = |name: &str, m: &HazardMetrics| {
                     println!(
                         "{:<28} {:>7.3} {:>7.3} {:>9.3} {:>7.3} {:>7.3} {:>10.2} {:>13.2}",
-                        name, m.ade, m.fde, m.precision, m.recall, m.f1, m.mean_lead_time_s, m.false_alerts_per_min
+                        name,
+                        m.ade,
+                        m.fde,
+                        m.precision,
+                        m.recall,
+                        m.f1,
+                        m.mean_lead_time_s,
+                        m.false_alerts_per_min
                     )
                 };
                 row(&predictor.label, &m);
@@ -264,12 +287,18 @@ fn hazard(cmd: HazardCmd) -> Result<()> {
             let trace = trace_scene(&mut predictor, ann, &zones, frames)?;
             let title = format!(
                 "{} — {} alerts ({})",
-                file.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+                file.file_name()
+                    .map(|f| f.to_string_lossy())
+                    .unwrap_or_default(),
                 trace.alerts.len(),
                 predictor.label
             );
             plot_scene(&output, &title, &trace, &zones)?;
-            println!("wrote {} ({} alerts drawn)", output.display(), trace.alerts.len());
+            println!(
+                "wrote {} ({} alerts drawn)",
+                output.display(),
+                trace.alerts.len()
+            );
             Ok(())
         }
     }

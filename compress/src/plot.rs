@@ -9,10 +9,7 @@ pub fn register_font() {
     ONCE.call_once(|| {
         let font: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
         // Cannot fail for a valid embedded font; a failure would only drop text from plots.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            plotters::style::FontStyle::Normal,
-            font,
-        );
+        let _ =
+            plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, font);
     });
 }

@@ -149,7 +149,10 @@ fn run_epochs(
     let mut step = 0usize;
     let start = std::time::Instant::now();
     for epoch in 0..cfg.epochs {
-        shuffle(&mut idx, cfg.seed.wrapping_mul(7919).wrapping_add(epoch as u64));
+        shuffle(
+            &mut idx,
+            cfg.seed.wrapping_mul(7919).wrapping_add(epoch as u64),
+        );
         let mut loss_sum = 0.0f64;
         for chunk in idx.chunks(cfg.batch) {
             opt.set_learning_rate(
@@ -266,7 +269,9 @@ pub fn predict_teacher(t: &GruTeacher, windows: &[Window]) -> crate::Result<Vec<
 
 /// A float student's predictions (world coordinates).
 pub fn predict_student(m: &CnnModel, windows: &[Window]) -> crate::Result<Vec<Path12>> {
-    predict_batched(windows, |x| m.forward(&x.reshape((x.dim(0)?, 1, 1, 2 * OBS))?))
+    predict_batched(windows, |x| {
+        m.forward(&x.reshape((x.dim(0)?, 1, 1, 2 * OBS))?)
+    })
 }
 
 /// Constant-velocity predictions.

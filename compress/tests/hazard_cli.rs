@@ -16,7 +16,11 @@ fn repo() -> PathBuf {
 
 fn eth_ucy() -> PathBuf {
     let p = repo().join("../shared/datasets/eth-ucy");
-    assert!(p.exists(), "{} is missing (CI puts ../shared beside the clone)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing (CI puts ../shared beside the clone)",
+        p.display()
+    );
     p
 }
 
@@ -53,8 +57,19 @@ fn hazard_eval_json_has_the_contract_keys_and_the_baseline() {
         "--json",
     ]);
     let v = json(&o);
-    let num = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no number {k} in {v}"));
-    for k in ["ade", "fde", "precision", "recall", "f1", "mean_lead_time_s", "false_alerts_per_min"] {
+    let num = |k: &str| {
+        v[k].as_f64()
+            .unwrap_or_else(|| panic!("no number {k} in {v}"))
+    };
+    for k in [
+        "ade",
+        "fde",
+        "precision",
+        "recall",
+        "f1",
+        "mean_lead_time_s",
+        "false_alerts_per_min",
+    ] {
         assert!(num(k).is_finite() && num(k) >= 0.0, "{k} = {}", num(k));
     }
     // ADE of constant velocity, computed independently from the test windows.
@@ -71,7 +86,11 @@ fn hazard_eval_of_a_model_reports_the_baseline_beside_it() {
     let mut train = load_windows(&dir, TrajSplit::Train).unwrap();
     sprig_models::datasets::shuffle(&mut train, 5);
     train.truncate(2000);
-    let cfg = TrajTrainConfig { epochs: 2, progress: false, ..Default::default() };
+    let cfg = TrajTrainConfig {
+        epochs: 2,
+        progress: false,
+        ..Default::default()
+    };
     let student = train_student(&student_mlp("s", 16), &train, &cfg, None, "s").unwrap();
     let int8 = export_student_int8(&student, &train[..500]).unwrap();
     let model = tmp("eval.int8.onnx");
@@ -88,8 +107,14 @@ fn hazard_eval_of_a_model_reports_the_baseline_beside_it() {
         "--json",
     ]);
     let v = json(&o);
-    let (m, b) = (v["ade"].as_f64().unwrap(), v["baseline"]["ade"].as_f64().unwrap());
-    assert!(m.is_finite() && b.is_finite() && m != b, "model {m} vs baseline {b}");
+    let (m, b) = (
+        v["ade"].as_f64().unwrap(),
+        v["baseline"]["ade"].as_f64().unwrap(),
+    );
+    assert!(
+        m.is_finite() && b.is_finite() && m != b,
+        "model {m} vs baseline {b}"
+    );
     assert_eq!(v["baseline"]["windows"], v["windows"]);
 }
 
@@ -114,7 +139,10 @@ fn hazard_run_streams_alerts_and_counts_bad_lines() {
     let alerts: Vec<&str> = out.lines().collect();
     assert!(alerts.len() >= 5, "{out}");
     for a in &alerts {
-        assert!(a.starts_with('{') && a.contains("\"zone\"") && a.contains("\"time_to_entry_s\""), "{a}");
+        assert!(
+            a.starts_with('{') && a.contains("\"zone\"") && a.contains("\"time_to_entry_s\""),
+            "{a}"
+        );
     }
     let err = String::from_utf8_lossy(&o.stderr);
     // The garbage line; the NaN detection shares its frame time with a past frame, so that
@@ -126,14 +154,28 @@ fn hazard_run_streams_alerts_and_counts_bad_lines() {
 #[test]
 fn bad_zone_file_is_one_line_naming_the_zone() {
     let z = tmp("bad.toml");
-    std::fs::write(&z, "[[zone]]\nname = \"kerb\"\npolygon = [[0.0, 0.0], [1.0, 0.0]]\n").unwrap();
+    std::fs::write(
+        &z,
+        "[[zone]]\nname = \"kerb\"\npolygon = [[0.0, 0.0], [1.0, 0.0]]\n",
+    )
+    .unwrap();
     let o = sprig(&[
-        "hazard", "run", "--model", "cv", "--zones", z.to_str().unwrap(), "--detections", "-",
+        "hazard",
+        "run",
+        "--model",
+        "cv",
+        "--zones",
+        z.to_str().unwrap(),
+        "--detections",
+        "-",
     ]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("zone 'kerb'") && err.contains("at least 3"), "{err}");
+    assert!(
+        err.contains("zone 'kerb'") && err.contains("at least 3"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -156,4 +198,3 @@ fn hazard_plot_writes_a_png() {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     assert!(bytes.len() > 10_000);
 }
-

@@ -115,7 +115,12 @@ pub fn frame_step(ann: &[Annotation]) -> i64 {
     let mut frames: Vec<i64> = ann.iter().map(|a| a.frame).collect();
     frames.sort_unstable();
     frames.dedup();
-    frames.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(1).max(1)
+    frames
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .min()
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Each pedestrian's runs of positions on consecutive annotated frames (a gap starts a new run).
@@ -155,7 +160,10 @@ pub fn windows(tracks: &[Vec<[f32; 2]>]) -> Vec<[[f32; 2]; WINDOW]> {
 }
 
 /// Windows of all files of one split of a scene folder.
-pub fn load_windows(scene_dir: &Path, split: TrajSplit) -> Result<Vec<[[f32; 2]; WINDOW]>, DatasetError> {
+pub fn load_windows(
+    scene_dir: &Path,
+    split: TrajSplit,
+) -> Result<Vec<[[f32; 2]; WINDOW]>, DatasetError> {
     let mut out = Vec::new();
     for f in split_files(scene_dir, split)? {
         out.extend(windows(&tracks(&load_annotations(&f)?)));
@@ -215,7 +223,13 @@ pub fn ade_fde(w: &[[f32; 2]; WINDOW], pred: &[[f32; 2]]) -> (f64, f64) {
 /// piecewise constant (changing now and then, often to zero), so the observed curvature says
 /// something about the future that constant velocity ignores; they also slow down briefly now
 /// and then. Rows are `frame ped x y` with frames 10 apart (0.4 s), as in ETH/UCY.
-pub fn simulate_walkers(seed: u64, pedestrians: usize, frames: usize, w: f32, h: f32) -> Vec<Annotation> {
+pub fn simulate_walkers(
+    seed: u64,
+    pedestrians: usize,
+    frames: usize,
+    w: f32,
+    h: f32,
+) -> Vec<Annotation> {
     let mut rng = Rng(seed);
     let mut u = move || rng.unit() as f32;
     let dt = STEP_S as f32;
@@ -267,7 +281,10 @@ pub fn simulate_walkers(seed: u64, pedestrians: usize, frames: usize, w: f32, h:
 pub fn to_text(ann: &[Annotation]) -> String {
     let mut s = String::new();
     for a in ann {
-        s.push_str(&format!("{}\t{}\t{:.3}\t{:.3}\n", a.frame, a.ped, a.xy[0], a.xy[1]));
+        s.push_str(&format!(
+            "{}\t{}\t{:.3}\t{:.3}\n",
+            a.frame, a.ped, a.xy[0], a.xy[1]
+        ));
     }
     s
 }
@@ -283,8 +300,13 @@ mod tests {
         assert_eq!(ok.len(), 2);
         assert_eq!(ok[1].frame, 790);
         let e = parse_annotations("780 1 8.4\n", p).unwrap_err().to_string();
-        assert!(e.contains("scene.txt") && e.contains("line 1") && e.contains("4 fields"), "{e}");
-        let e = parse_annotations("780 1 nan 3\n", p).unwrap_err().to_string();
+        assert!(
+            e.contains("scene.txt") && e.contains("line 1") && e.contains("4 fields"),
+            "{e}"
+        );
+        let e = parse_annotations("780 1 nan 3\n", p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x 'nan'"), "{e}");
     }
 
@@ -292,7 +314,11 @@ mod tests {
     fn gaps_split_tracks_and_windows_have_twenty_steps() {
         let mut ann = Vec::new();
         for f in (0..25).chain(30..40) {
-            ann.push(Annotation { frame: f * 10, ped: 3, xy: [f as f32, 0.0] });
+            ann.push(Annotation {
+                frame: f * 10,
+                ped: 3,
+                xy: [f as f32, 0.0],
+            });
         }
         let t = tracks(&ann);
         assert_eq!(t.len(), 2);
@@ -302,13 +328,16 @@ mod tests {
 
     #[test]
     fn straight_walk_has_zero_residual_under_any_rotation() {
-        let w: [[f32; 2]; WINDOW] = std::array::from_fn(|i| [1.0 + 0.5 * i as f32, 2.0 - 0.3 * i as f32]);
+        let w: [[f32; 2]; WINDOW] =
+            std::array::from_fn(|i| [1.0 + 0.5 * i as f32, 2.0 - 0.3 * i as f32]);
         for angle in [0.0, 1.0, -2.5] {
             let (x, y) = encode(&w, angle);
             assert!(y.iter().all(|v| v.abs() < 1e-4), "{y:?}");
             assert_eq!(&x[14..], &[0.0, 0.0]);
         }
-        let pred: Vec<[f32; 2]> = (0..PRED).map(|k| constant_velocity(&w[..OBS], k + 1)).collect();
+        let pred: Vec<[f32; 2]> = (0..PRED)
+            .map(|k| constant_velocity(&w[..OBS], k + 1))
+            .collect();
         let (ade, fde) = ade_fde(&w, &pred);
         assert!(ade < 1e-5 && fde < 1e-5);
     }

@@ -144,3 +144,130 @@ fn aarch64_sprig_edge_under_qemu_matches_host() {
     );
     assert_eq!(out_lines(&out.stdout), host_lines());
 }
+
+/// The host's alert lines for the demo scene with the firmware's trajectory model: the same
+/// stream loop `sprig hazard run` uses.
+fn host_alerts() -> Vec<String> {
+    use sprig_compress::hazard::{
+        alert_json, load_zones, run_stream, AnyPredictor, DetectionFormat,
+    };
+    let zones = load_zones(&repo().join("scenes/demo/zones.toml")).unwrap();
+    let model = std::fs::read(fixture("traj_int8.onnx")).unwrap();
+    let det = std::fs::read(repo().join("scenes/demo/detections.txt")).unwrap();
+    let mut lines = Vec::new();
+    run_stream(
+        AnyPredictor::from_bytes(model, "traj").unwrap(),
+        &zones,
+        std::io::Cursor::new(det),
+        DetectionFormat::Points,
+        None,
+        |a| lines.push(alert_json(a, &zones)),
+    )
+    .unwrap();
+    assert!(lines.len() >= 10, "the demo scene raises alerts: {lines:?}");
+    lines
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn cortex_m4_hazard_firmware_under_qemu_gives_the_host_alerts() {
+    let dir = repo().join("boards/cortex-m");
+    let build = Command::new(cargo())
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--features",
+            "nrf52840",
+            "--bin",
+            "hazard",
+        ])
+        .current_dir(&dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("cargo runs");
+    assert!(build.success(), "hazard firmware build failed");
+    let elf = dir.join("target/thumbv7em-none-eabihf/release/hazard");
+    let out = Command::new("timeout")
+        .args([
+            "300",
+            "qemu-system-arm",
+            "-cpu",
+            "cortex-m4",
+            "-machine",
+            "mps2-an386",
+            "-nographic",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-kernel",
+        ])
+        .arg(&elf)
+        .output()
+        .expect("qemu-system-arm is installed (tests/run.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "firmware exited with {:?}: {text}",
+        out.status
+    );
+    assert_eq!(json_lines(&out.stdout), host_alerts());
+    let stack: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("stack high-water mark: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("firmware reports its stack use");
+    assert!(
+        stack < 200 * 1024,
+        "stack {stack} bytes does not fit the nRF52840's 256 KB"
+    );
+}
+
+#[test]
+fn aarch64_sprig_edge_hazard_gives_the_host_alerts() {
+    let build = Command::new(cargo())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "sprig-jetson",
+            "--target",
+            "aarch64-unknown-linux-gnu",
+        ])
+        .current_dir(repo())
+        .status()
+        .expect("cargo runs");
+    assert!(build.success(), "aarch64 build failed");
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target"));
+    let out = Command::new("timeout")
+        .args([
+            "300",
+            "qemu-aarch64",
+            "-cpu",
+            "cortex-a76",
+            "-L",
+            "/usr/aarch64-linux-gnu",
+        ])
+        .arg(target_dir.join("aarch64-unknown-linux-gnu/debug/sprig-edge"))
+        .arg("hazard")
+        .arg(fixture("traj_int8.onnx"))
+        .arg(repo().join("scenes/demo/zones.toml"))
+        .arg(repo().join("scenes/demo/detections.txt"))
+        .output()
+        .expect("qemu-aarch64 is installed (tests/run.sh installs it)");
+    assert!(
+        out.status.success(),
+        "sprig-edge failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_lines(&out.stdout), host_alerts());
+}

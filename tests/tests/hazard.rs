@@ -17,7 +17,11 @@ fn repo() -> PathBuf {
 
 fn eth_ucy() -> PathBuf {
     let p = repo().join("../shared/datasets/eth-ucy");
-    assert!(p.exists(), "{} is missing (CI puts ../shared beside the clone)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing (CI puts ../shared beside the clone)",
+        p.display()
+    );
     p
 }
 
@@ -50,12 +54,23 @@ fn small_int8_student() -> (Vec<u8>, Vec<Path12>, Vec<Window>) {
         &student_mlp("s", 32),
         &train,
         &cfg,
-        Some((&teacher.model, 32, TrajKd { output: 1.0, hidden: 1.0 })),
+        Some((
+            &teacher.model,
+            32,
+            TrajKd {
+                output: 1.0,
+                hidden: 1.0,
+            },
+        )),
         "student",
     )
     .unwrap();
     let float = predict_student(&student.model, &test).unwrap();
-    (export_student_int8(&student, &train[..1000]).unwrap(), float, test)
+    (
+        export_student_int8(&student, &train[..1000]).unwrap(),
+        float,
+        test,
+    )
 }
 
 #[test]
@@ -67,13 +82,20 @@ fn int8_student_tracks_its_float_model_and_onnxruntime() {
     let gap: f64 = rt
         .iter()
         .zip(&float)
-        .flat_map(|(a, b)| a.iter().zip(b).map(|(p, q)| (((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)) as f64).sqrt()))
+        .flat_map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(p, q)| (((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)) as f64).sqrt())
+        })
         .sum::<f64>()
         / n;
     assert!(gap < 0.05, "int8 vs float mean gap {gap:.4} m");
     let (ade_rt, _) = ade_fde(&test, &rt);
     let (ade_cv, _) = ade_fde(&test, &predict_cv(&test));
-    assert!(ade_rt < 1.5 * ade_cv, "int8 ADE {ade_rt:.3} vs CV {ade_cv:.3}");
+    assert!(
+        ade_rt < 1.5 * ade_cv,
+        "int8 ADE {ade_rt:.3} vs CV {ade_cv:.3}"
+    );
 
     // onnxruntime runs the same file on the same inputs; raw outputs within one output step.
     let model = tmp("traj.int8.onnx");
@@ -107,10 +129,16 @@ fn int8_student_tracks_its_float_model_and_onnxruntime() {
     let mut diffs = Vec::new();
     let mut values = Vec::new();
     for (i, w) in test[..200].iter().enumerate() {
-        it.set_input_f32(0, &sprig_models::trajectory::encode(w, 0.0).0).unwrap();
+        it.set_input_f32(0, &sprig_models::trajectory::encode(w, 0.0).0)
+            .unwrap();
         it.invoke().unwrap();
         let y = it.output(0).unwrap();
-        for (a, b) in y.as_f32().unwrap().iter().zip(&ort[i * 2 * PRED..(i + 1) * 2 * PRED]) {
+        for (a, b) in y
+            .as_f32()
+            .unwrap()
+            .iter()
+            .zip(&ort[i * 2 * PRED..(i + 1) * 2 * PRED])
+        {
             max_diff = max_diff.max((a - b).abs());
             diffs.push((a - b).abs());
             values.push(*a);
@@ -128,8 +156,18 @@ fn int8_student_tracks_its_float_model_and_onnxruntime() {
     // Requantization rounds once, half to even, like onnxruntime's float path: outputs agree
     // exactly but for exact ties (found 2.7% off by up to two steps with gemmlowp's double
     // rounding, which this test caught).
-    assert!(max_diff <= 1.01 * step, "sprig vs onnxruntime {max_diff} > one step of {step}");
-    assert!(off < 0.001, "{:.2}% of outputs differ from onnxruntime", 100.0 * off);
-    eprintln!("sprig vs onnxruntime: max {:.2} steps, {:.3}% of outputs differ", max_diff / step, 100.0 * off);
+    assert!(
+        max_diff <= 1.01 * step,
+        "sprig vs onnxruntime {max_diff} > one step of {step}"
+    );
+    assert!(
+        off < 0.001,
+        "{:.2}% of outputs differ from onnxruntime",
+        100.0 * off
+    );
+    eprintln!(
+        "sprig vs onnxruntime: max {:.2} steps, {:.3}% of outputs differ",
+        max_diff / step,
+        100.0 * off
+    );
 }
-

@@ -72,10 +72,11 @@ mod tests {
     fn one_approach_gives_one_alert_after_confirmation() {
         let p = AlertPolicy::default();
         let mut s = ZoneAlertState::default();
-        let fired: heapless::Vec<bool, 8> = [Some(3.0), Some(2.6), Some(2.2), None, Some(1.4), Some(1.0)]
-            .iter()
-            .map(|e| p.update(&mut s, *e, false))
-            .collect();
+        let fired: heapless::Vec<bool, 8> =
+            [Some(3.0), Some(2.6), Some(2.2), None, Some(1.4), Some(1.0)]
+                .iter()
+                .map(|e| p.update(&mut s, *e, false))
+                .collect();
         assert_eq!(&fired[..], &[false, true, false, false, false, false]);
     }
 

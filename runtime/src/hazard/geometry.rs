@@ -48,11 +48,17 @@ impl fmt::Display for ZoneError {
                 write!(f, "polygon has {count} vertices; at least 3 are needed")
             }
             ZoneError::TooManyVertices { count } => {
-                write!(f, "polygon has {count} vertices; at most {MAX_VERTICES} are supported")
+                write!(
+                    f,
+                    "polygon has {count} vertices; at most {MAX_VERTICES} are supported"
+                )
             }
             ZoneError::NonFinite { vertex } => write!(f, "vertex {vertex} is not a finite number"),
             ZoneError::SelfIntersecting { edge_a, edge_b } => {
-                write!(f, "polygon is not simple: edges {edge_a} and {edge_b} intersect")
+                write!(
+                    f,
+                    "polygon is not simple: edges {edge_a} and {edge_b} intersect"
+                )
             }
             ZoneError::ZeroArea => write!(f, "polygon has zero area (all vertices on one line)"),
             ZoneError::BadName => write!(f, "name must be 1 to {MAX_NAME} bytes"),
@@ -222,7 +228,11 @@ mod tests {
     use super::*;
 
     fn square() -> Zone {
-        Zone::new("crossing", &[[2.0, 3.0], [5.0, 3.0], [5.0, 4.5], [2.0, 4.5]]).unwrap()
+        Zone::new(
+            "crossing",
+            &[[2.0, 3.0], [5.0, 3.0], [5.0, 4.5], [2.0, 4.5]],
+        )
+        .unwrap()
     }
 
     #[test]
@@ -232,7 +242,10 @@ mod tests {
             assert!(z.contains(Point::new(3.0, 4.0)));
             assert!(!z.contains(Point::new(1.0, 4.0)));
             assert!(!z.contains(Point::new(3.0, 5.0)));
-            assert!(z.contains(Point::new(2.0, 4.0)), "boundary counts as inside");
+            assert!(
+                z.contains(Point::new(2.0, 4.0)),
+                "boundary counts as inside"
+            );
         }
     }
 
@@ -241,7 +254,14 @@ mod tests {
         // An L shape: the notch at (3, 3) is outside.
         let l = Zone::new(
             "L",
-            &[[0.0, 0.0], [4.0, 0.0], [4.0, 2.0], [2.0, 2.0], [2.0, 4.0], [0.0, 4.0]],
+            &[
+                [0.0, 0.0],
+                [4.0, 0.0],
+                [4.0, 2.0],
+                [2.0, 2.0],
+                [2.0, 4.0],
+                [0.0, 4.0],
+            ],
         )
         .unwrap();
         assert!(l.contains(Point::new(1.0, 3.0)));

@@ -110,16 +110,36 @@ mod tests {
     fn lines_parse_or_are_named() {
         assert_eq!(
             parse_detection_line("1.2 3.5 -4", false),
-            Ok(DetectionLine { t: 1.2, id: None, x: 3.5, y: -4.0 })
+            Ok(DetectionLine {
+                t: 1.2,
+                id: None,
+                x: 3.5,
+                y: -4.0
+            })
         );
         let d = parse_detection_line("780\t12.0\t8.46\t3.59", true).unwrap();
         assert_eq!((d.id, d.x), (Some(12), 8.46));
         assert!((d.t - 31.2).abs() < 1e-9);
-        assert_eq!(parse_detection_line("  # comment", false), Err(LineError::Empty));
-        assert_eq!(parse_detection_line("1 2", false), Err(LineError::Malformed));
-        assert_eq!(parse_detection_line("1 2 3 4", false), Err(LineError::Malformed));
-        assert_eq!(parse_detection_line("1 x 3", false), Err(LineError::Malformed));
-        assert_eq!(parse_detection_line("inf 2 3", false), Err(LineError::Malformed));
+        assert_eq!(
+            parse_detection_line("  # comment", false),
+            Err(LineError::Empty)
+        );
+        assert_eq!(
+            parse_detection_line("1 2", false),
+            Err(LineError::Malformed)
+        );
+        assert_eq!(
+            parse_detection_line("1 2 3 4", false),
+            Err(LineError::Malformed)
+        );
+        assert_eq!(
+            parse_detection_line("1 x 3", false),
+            Err(LineError::Malformed)
+        );
+        assert_eq!(
+            parse_detection_line("inf 2 3", false),
+            Err(LineError::Malformed)
+        );
         assert!(parse_detection_line("1 NaN 3", false).unwrap().x.is_nan());
     }
 

@@ -26,6 +26,8 @@ pub mod geometry;
 pub mod io;
 pub mod pipeline;
 pub mod predict;
+#[cfg(feature = "std")]
+pub mod stream;
 pub mod tracker;
 #[cfg(feature = "zones-toml")]
 pub mod zones_toml;

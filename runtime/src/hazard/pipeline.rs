@@ -52,7 +52,10 @@ impl fmt::Display for HazardError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HazardError::Frame(FrameError::OutOfOrder { t, last }) => {
-                write!(f, "frame at {t} s is not after the previous frame at {last} s")
+                write!(
+                    f,
+                    "frame at {t} s is not after the previous frame at {last} s"
+                )
             }
             HazardError::Frame(FrameError::NonFiniteTime) => write!(f, "frame time is not finite"),
             HazardError::Model(e) => write!(f, "trajectory model: {e}"),

@@ -22,7 +22,11 @@ pub trait Predictor {
 
 /// A borrowed predictor predicts too (so one model can serve several pipelines in turn).
 impl<P: Predictor + ?Sized> Predictor for &mut P {
-    fn predict(&mut self, observed: &[Point; OBS_STEPS], future: &mut [Point; PRED_STEPS]) -> Result<()> {
+    fn predict(
+        &mut self,
+        observed: &[Point; OBS_STEPS],
+        future: &mut [Point; PRED_STEPS],
+    ) -> Result<()> {
         (**self).predict(observed, future)
     }
 }
@@ -38,7 +42,11 @@ fn extrapolate(observed: &[Point; OBS_STEPS], k: usize) -> Point {
 }
 
 impl Predictor for ConstantVelocity {
-    fn predict(&mut self, observed: &[Point; OBS_STEPS], future: &mut [Point; PRED_STEPS]) -> Result<()> {
+    fn predict(
+        &mut self,
+        observed: &[Point; OBS_STEPS],
+        future: &mut [Point; PRED_STEPS],
+    ) -> Result<()> {
         for (i, f) in future.iter_mut().enumerate() {
             *f = extrapolate(observed, i + 1);
         }
@@ -96,7 +104,11 @@ impl<'m, 'a, const T: usize, const N: usize> ModelPredictor<'m, 'a, T, N> {
 }
 
 impl<const T: usize, const N: usize> Predictor for ModelPredictor<'_, '_, T, N> {
-    fn predict(&mut self, observed: &[Point; OBS_STEPS], future: &mut [Point; PRED_STEPS]) -> Result<()> {
+    fn predict(
+        &mut self,
+        observed: &[Point; OBS_STEPS],
+        future: &mut [Point; PRED_STEPS],
+    ) -> Result<()> {
         let last = observed[OBS_STEPS - 1];
         let mut x = [0f32; 2 * OBS_STEPS];
         for (i, p) in observed.iter().enumerate() {

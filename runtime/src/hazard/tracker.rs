@@ -376,10 +376,18 @@ mod tests {
         ids.sort_unstable();
         assert_eq!(&ids[..], &[0, 1]);
         let a = tr.tracks().iter().find(|t| t.id == 0).unwrap();
-        assert!((a.velocity() - Point::new(1.0, 0.0)).norm() < 0.05, "{:?}", a.velocity());
+        assert!(
+            (a.velocity() - Point::new(1.0, 0.0)).norm() < 0.05,
+            "{:?}",
+            a.velocity()
+        );
         let hist = a.observed().unwrap();
         // History is on the 0.4 s grid: the last sample is the current position.
-        assert!((hist[7] - Point::new(7.6, 0.0)).norm() < 0.05, "{:?}", hist[7]);
+        assert!(
+            (hist[7] - Point::new(7.6, 0.0)).norm() < 0.05,
+            "{:?}",
+            hist[7]
+        );
         assert!((hist[7] - hist[6] - Point::new(0.4, 0.0)).norm() < 0.05);
     }
 

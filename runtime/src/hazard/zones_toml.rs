@@ -4,9 +4,9 @@
 use super::geometry::Zone;
 use super::MAX_ZONES;
 use std::collections::HashSet;
+use std::format;
 use std::string::{String, ToString};
 use std::vec::Vec;
-use std::format;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]

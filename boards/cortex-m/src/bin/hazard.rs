@@ -1,0 +1,138 @@
+//! The pedestrian hazard pipeline on a Cortex-M4: 64-track tracker, the int8 trajectory model in
+//! flash, the demo scene's zones, fed the demo scene's detection lines (also in flash), printing
+//! alerts as the same JSON lines `sprig hazard run` prints on the host.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::{entry, exception, ExceptionFrame};
+use cortex_m_semihosting::{debug, hprintln};
+use panic_semihosting as _;
+use sprig_runtime::hazard::io::{parse_detection_line, write_alert_json};
+use sprig_runtime::hazard::{
+    Alert, AlertPolicy, Decode, HazardPipeline, ModelPredictor, Point, TrackerConfig, Zone,
+};
+use sprig_runtime::{InterpreterWith, Model};
+
+static MODEL: &[u8] = include_bytes!("../../models/traj_int8.onnx");
+static DETECTIONS: &str = include_str!("../../../../scenes/demo/detections.txt");
+
+/// Tracks held at once.
+const TRACKS: usize = 64;
+
+#[entry]
+fn main() -> ! {
+    let code = match run() {
+        Ok(()) => debug::EXIT_SUCCESS,
+        Err(e) => {
+            hprintln!("error: {}", e);
+            debug::EXIT_FAILURE
+        }
+    };
+    debug::exit(code);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+/// A fault is reported and ends the run (instead of the default silent loop).
+#[exception]
+unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
+    hprintln!("hard fault at pc {:#x}", ef.pc());
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+/// scenes/demo/zones.toml, as the firmware has no TOML reader (the host test checks that the
+/// alerts equal the host's with that file).
+fn zones() -> Result<[Zone; 2], sprig_runtime::hazard::ZoneError> {
+    Ok([
+        Zone::new(
+            "crossing",
+            &[[9.0, 3.0], [10.5, 3.0], [10.5, 9.0], [9.0, 9.0]],
+        )?,
+        Zone::new(
+            "loading-bay",
+            &[[2.0, 0.0], [5.0, 0.0], [5.0, 2.0], [2.0, 2.0]],
+        )?,
+    ])
+}
+
+fn run() -> Result<(), sprig_runtime::Error> {
+    let zones = zones().map_err(|_| sprig_runtime::Error::BadIo { what: "zone" })?;
+    let model = Model::parse(MODEL)?;
+    let mut arena = [0u8; 8192];
+    let it = InterpreterWith::<64, 32>::new(&model, &mut arena)?;
+    let predictor = ModelPredictor::new(it, Decode::of(&model))?;
+    let mut p = HazardPipeline::<_, TRACKS>::new(
+        predictor,
+        &zones,
+        TrackerConfig::default(),
+        AlertPolicy::default(),
+    )
+    .map_err(|_| sprig_runtime::Error::BadIo { what: "pipeline" })?;
+    hprintln!(
+        "hazard pipeline: {} tracks, arena {} bytes, pipeline {} bytes",
+        TRACKS,
+        8192,
+        core::mem::size_of_val(&p)
+    );
+    let mut frame: heapless::Vec<Point, 128> = heapless::Vec::new();
+    let mut alerts: heapless::Vec<Alert, TRACKS> = heapless::Vec::new();
+    let mut frame_t: Option<f64> = None;
+    let (mut frames, mut raised) = (0u32, 0u32);
+    let mut flush =
+        |p: &mut HazardPipeline<_, TRACKS>, t: f64, frame: &mut heapless::Vec<Point, 128>| {
+            // Bad frames are skipped, as on the host.
+            if p.process(t, frame, &mut alerts).is_ok() {
+                frames += 1;
+                for a in &alerts {
+                    let mut line: heapless::String<160> = heapless::String::new();
+                    let _ = write_alert_json(&mut line, a, zones[a.zone].name());
+                    hprintln!("{}", line.as_str());
+                    raised += 1;
+                }
+            }
+            frame.clear();
+        };
+    for line in DETECTIONS.lines() {
+        let Ok(d) = parse_detection_line(line, false) else {
+            continue;
+        };
+        if let Some(ft) = frame_t.filter(|&ft| ft != d.t) {
+            flush(&mut p, ft, &mut frame);
+        }
+        frame_t = Some(d.t);
+        let _ = frame.push(Point::new(d.x, d.y));
+    }
+    if let Some(t) = frame_t {
+        flush(&mut p, t, &mut frame);
+    }
+    hprintln!(
+        "{} frames, {} alerts, {} predictions",
+        frames,
+        raised,
+        p.predictions
+    );
+    hprintln!("stack high-water mark: {} bytes", stack_high_water());
+    Ok(())
+}
+
+/// Bytes of stack used so far (cortex-m-rt's `paint-stack`; see main.rs).
+fn stack_high_water() -> usize {
+    extern "C" {
+        static _stack_start: u32;
+        static _stack_end: u32;
+    }
+    // SAFETY: the linker script defines both symbols; we only take their addresses and read
+    // words of our own stack region, which is always mapped.
+    unsafe {
+        let top = core::ptr::addr_of!(_stack_start) as usize;
+        let mut p = core::ptr::addr_of!(_stack_end) as usize;
+        while p < top && core::ptr::read_volatile(p as *const u32) == 0xCCCC_CCCC {
+            p += 4;
+        }
+        top - p
+    }
+}
