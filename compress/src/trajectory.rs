@@ -145,7 +145,7 @@ fn run_epochs(
     let total = (windows.len().div_ceil(cfg.batch) * cfg.epochs) as f64;
     let pb = progress(cfg, label);
     let mut idx: Vec<usize> = (0..windows.len()).collect();
-    let mut rng = Rng(cfg.seed ^ 0xa11_9e);
+    let mut rng = Rng(cfg.seed ^ 0x000a_119e);
     let mut step = 0usize;
     let start = std::time::Instant::now();
     for epoch in 0..cfg.epochs {

@@ -146,7 +146,7 @@ mod tests {
     /// double rounding of gemmlowp gave 1 for 77 · 0.0064712 = 0.4983 (onnxruntime: 0).
     #[test]
     fn requant_rounds_once_like_onnx() {
-        let r = Requant::from_f64(0.49828161322889843 / 77.0);
+        let r = Requant::from_f64(0.498_281_613_228_898_4 / 77.0);
         assert_eq!(r.apply(77), 0);
         let mut seed = 0x1234_5678_9abc_def0u64;
         let mut next = || {

@@ -22,6 +22,9 @@ pub struct Alert {
     pub position: Point,
 }
 
+/// Sees every prediction: track id, observed points, predicted points (plots, logging).
+pub type PredictionHook<'a> = dyn FnMut(u32, &[Point], &[Point; PRED_STEPS]) + 'a;
+
 /// A frame the pipeline could not process.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HazardError {
@@ -130,7 +133,7 @@ impl<P: Predictor, const N: usize> HazardPipeline<P, N> {
         t: f64,
         detections: &[(u32, Point)],
         alerts: &mut heapless::Vec<Alert, N>,
-        on_prediction: &mut dyn FnMut(u32, &[Point], &[Point; PRED_STEPS]),
+        on_prediction: &mut PredictionHook<'_>,
     ) -> Result<(), HazardError> {
         alerts.clear();
         self.counts += self.tracker.update_identified(t, detections)?;
@@ -141,7 +144,7 @@ impl<P: Predictor, const N: usize> HazardPipeline<P, N> {
         &mut self,
         t: f64,
         alerts: &mut heapless::Vec<Alert, N>,
-        on_prediction: &mut dyn FnMut(u32, &[Point], &[Point; PRED_STEPS]),
+        on_prediction: &mut PredictionHook<'_>,
     ) -> Result<(), HazardError> {
         let mut future = [Point::zeros(); PRED_STEPS];
         let horizon_steps = self.policy.horizon_s / self.step_s;
