@@ -14,7 +14,7 @@ fn help_lists_subcommands() {
     let o = sprig(&["--help"]);
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    for cmd in ["demo", "run", "profile"] {
+    for cmd in ["demo", "run", "profile", "hazard"] {
         assert!(text.contains(cmd), "--help does not mention {cmd}:\n{text}");
     }
 }

@@ -217,7 +217,15 @@ fn cortex_m4_hazard_firmware_under_qemu_gives_the_host_alerts() {
         "firmware exited with {:?}: {text}",
         out.status
     );
-    assert_eq!(json_lines(&out.stdout), host_alerts());
+    let host = host_alerts();
+    assert_eq!(json_lines(&out.stdout), host);
+    // The alarm pin (embedded-hal OutputPin) goes high once per frame that raised alerts.
+    let alert_frames: std::collections::BTreeSet<&str> =
+        host.iter().map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(
+        text.lines().filter(|l| *l == "alarm pin high").count(),
+        alert_frames.len()
+    );
     let stack: usize = text
         .lines()
         .find_map(|l| l.strip_prefix("stack high-water mark: "))

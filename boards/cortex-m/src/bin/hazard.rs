@@ -16,6 +16,43 @@ use sprig_runtime::{InterpreterWith, Model};
 static MODEL: &[u8] = include_bytes!("../../models/traj_int8.onnx");
 static DETECTIONS: &str = include_str!("../../../../scenes/demo/detections.txt");
 
+/// The alarm output (buzzer or LED). Under QEMU there is no GPIO, so this one reports its level
+/// changes over semihosting; on a board, any HAL's `OutputPin` takes its place.
+struct AlarmPin {
+    high: bool,
+}
+
+impl embedded_hal::digital::ErrorType for AlarmPin {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_hal::digital::OutputPin for AlarmPin {
+    fn set_high(&mut self) -> Result<(), Self::Error> {
+        if !self.high {
+            hprintln!("alarm pin high");
+        }
+        self.high = true;
+        Ok(())
+    }
+    fn set_low(&mut self) -> Result<(), Self::Error> {
+        if self.high {
+            hprintln!("alarm pin low");
+        }
+        self.high = false;
+        Ok(())
+    }
+}
+
+/// Drives the alarm: high for a frame that raised alerts, low otherwise.
+fn sound(pin: &mut impl embedded_hal::digital::OutputPin, alerts: usize) {
+    // An alarm pin that cannot be driven must not stop the detection loop.
+    let _ = if alerts > 0 {
+        pin.set_high()
+    } else {
+        pin.set_low()
+    };
+}
+
 /// Tracks held at once.
 const TRACKS: usize = 64;
 
@@ -82,11 +119,13 @@ fn run() -> Result<(), sprig_runtime::Error> {
     let mut alerts: heapless::Vec<Alert, TRACKS> = heapless::Vec::new();
     let mut frame_t: Option<f64> = None;
     let (mut frames, mut raised) = (0u32, 0u32);
+    let mut pin = AlarmPin { high: false };
     let mut flush =
         |p: &mut HazardPipeline<_, TRACKS>, t: f64, frame: &mut heapless::Vec<Point, 128>| {
             // Bad frames are skipped, as on the host.
             if p.process(t, frame, &mut alerts).is_ok() {
                 frames += 1;
+                sound(&mut pin, alerts.len());
                 for a in &alerts {
                     let mut line: heapless::String<160> = heapless::String::new();
                     let _ = write_alert_json(&mut line, a, zones[a.zone].name());
