@@ -726,6 +726,25 @@ fn eval<const T: usize, const N: usize>(
             }
             Ok(())
         }
+        Op::Gather {
+            outer,
+            axis_len,
+            inner,
+            indices,
+            wide,
+        } => k::gather(
+            g.t(s.out).dtype.size(),
+            k::GatherDims {
+                outer,
+                axis_len,
+                inner,
+                indices,
+            },
+            get(1)?,
+            wide,
+            get(0)?,
+            y,
+        ),
         Op::Transpose { in_shape, perm } => {
             k::transpose(g.t(s.out).dtype.size(), &in_shape, &perm, get(0)?, y)
         }

@@ -859,6 +859,56 @@ pub fn batchnorm(
     Ok(())
 }
 
+/// Shape of a Gather: data `outer × axis_len × inner`, `indices` index values.
+#[derive(Debug, Clone, Copy)]
+pub struct GatherDims {
+    /// Product of the dims before the axis.
+    pub outer: usize,
+    /// Length of the gathered axis.
+    pub axis_len: usize,
+    /// Product of the dims after the axis.
+    pub inner: usize,
+    /// Number of indices.
+    pub indices: usize,
+}
+
+/// Gather along an axis for `esize`-byte elements. Indices (little-endian int64 when `wide`,
+/// else int32) may be negative (counted from the end); one outside the axis is an error, since
+/// indices can be run-time data.
+pub fn gather(
+    esize: usize,
+    d: GatherDims,
+    idx: &[u8],
+    wide: bool,
+    x: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
+    let isz = if wide { 8 } else { 4 };
+    let row = d.inner * esize;
+    check(idx.len() == d.indices * isz)?;
+    check(x.len() == d.outer * d.axis_len * row && y.len() == d.outer * d.indices * row)?;
+    for (j, c) in idx.chunks_exact(isz).enumerate() {
+        let v = if wide {
+            i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+        } else {
+            i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64
+        };
+        let n = d.axis_len as i64;
+        let v = if v < 0 { v + n } else { v };
+        if !(0..n).contains(&v) {
+            return Err(Error::BadIo {
+                what: "Gather index out of range",
+            });
+        }
+        for o in 0..d.outer {
+            let src = (o * d.axis_len + v as usize) * row;
+            let dst = (o * d.indices + j) * row;
+            y[dst..dst + row].copy_from_slice(&x[src..src + row]);
+        }
+    }
+    Ok(())
+}
+
 /// Transposes bytes of `esize`-byte elements.
 pub fn transpose(
     esize: usize,
@@ -961,6 +1011,28 @@ pub fn dequantize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gather_picks_rows_wraps_negatives_and_refuses_bad_indices() {
+        // Data 2 × 3 (outer 1, axis 2, inner 3), f32 as bytes; indices [1, -2] (int64).
+        let x: [f32; 6] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let xb: [u8; 24] = bytemuck::cast(x);
+        let idx: [u8; 16] = bytemuck::cast([1i64, -2]);
+        let mut y = [0u8; 24];
+        let d = GatherDims {
+            outer: 1,
+            axis_len: 2,
+            inner: 3,
+            indices: 2,
+        };
+        gather(4, d, &idx, true, &xb, &mut y).unwrap();
+        let yf: [f32; 6] = bytemuck::cast(y);
+        assert_eq!(yf, [4.0, 5.0, 6.0, 1.0, 2.0, 3.0]);
+        let bad: [u8; 16] = bytemuck::cast([2i64, 0]);
+        assert!(gather(4, d, &bad, true, &xb, &mut y).is_err());
+        let bad32: [u8; 8] = bytemuck::cast([0i32, -3]);
+        assert!(gather(4, d, &bad32, false, &xb, &mut y).is_err());
+    }
     use crate::quant::Requant;
 
     struct Lcg(u64);

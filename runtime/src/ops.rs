@@ -21,6 +21,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Div",
     "Exp",
     "Flatten",
+    "Gather",
     "Gemm",
     "GlobalAveragePool",
     "Identity",
@@ -248,6 +249,14 @@ pub enum Op {
     Transpose {
         in_shape: Shape,
         perm: [u8; MAX_RANK],
+    },
+    /// `outer × axis_len × inner` data, `indices` (int64 or int32) picking along the axis.
+    Gather {
+        outer: usize,
+        axis_len: usize,
+        inner: usize,
+        indices: usize,
+        wide: bool,
     },
     Quantize {
         q: QParams,
@@ -488,6 +497,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::BatchNorm { .. } => "BatchNormalization",
         Op::Concat { .. } => "Concat",
         Op::Transpose { .. } => "Transpose",
+        Op::Gather { .. } => "Gather",
         Op::Quantize { .. } => "QuantizeLinear",
         Op::Dequantize { .. } => "DequantizeLinear",
         Op::QConv(_) => "QLinearConv",

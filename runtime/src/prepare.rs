@@ -393,6 +393,52 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Shape::new(&d[..t0.shape.rank()], out_name)?,
             )
         }
+        "Gather" => {
+            let (x, t) = input(p.g, node, 0)?;
+            let (ix, ti) = input(p.g, node, 1)?;
+            let _ = ins.push(x);
+            let _ = ins.push(ix);
+            let wide = match ti.dtype {
+                DType::I64 => true,
+                DType::I32 => false,
+                _ => return Err(shape_err(node, "indices must be int64 or int32")),
+            };
+            let r = t.shape.rank();
+            if r == 0 {
+                return Err(shape_err(node, "data must have rank >= 1"));
+            }
+            let ax = axis(node, node.attr_i("axis", 0)?, r)?;
+            let ri = ti.shape.rank();
+            if r - 1 + ri > MAX_RANK {
+                return Err(unsupported(node, "output rank above the maximum"));
+            }
+            let mut d = [0i64; MAX_RANK];
+            let mut k = 0;
+            for a in 0..ax {
+                d[k] = t.shape.dim(a) as i64;
+                k += 1;
+            }
+            for a in 0..ri {
+                d[k] = ti.shape.dim(a) as i64;
+                k += 1;
+            }
+            for a in ax + 1..r {
+                d[k] = t.shape.dim(a) as i64;
+                k += 1;
+            }
+            let dims = t.shape.dims();
+            (
+                Op::Gather {
+                    outer: dims[..ax].iter().map(|&v| v as usize).product(),
+                    axis_len: t.shape.dim(ax),
+                    inner: dims[ax + 1..].iter().map(|&v| v as usize).product(),
+                    indices: ti.shape.numel(),
+                    wide,
+                },
+                t.dtype,
+                Shape::new(&d[..k], out_name)?,
+            )
+        }
         "Transpose" => {
             let (x, t) = input(p.g, node, 0)?;
             let _ = ins.push(x);
