@@ -60,14 +60,14 @@ impl AnyPredictor {
         Self::from_bytes(crate::read_file(Path::new(spec))?, spec)
     }
 
-    /// A model from its bytes. The bytes and the arena live as long as the process (one model
+    /// A model from its bytes. The bytes, the arena and the interpreter live as long as the process (one model
     /// per run), which is what lets the planned interpreter be stored here.
     pub fn from_bytes(bytes: Vec<u8>, label: &str) -> crate::Result<Self> {
         let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
         let model = sprig_runtime::Model::parse(bytes)?;
         let arena: &'static mut [u8] =
             Box::leak(vec![0u8; model.arena_bytes()?].into_boxed_slice());
-        let it = sprig_runtime::Interpreter::new(&model, arena)?;
+        let it = Box::leak(Box::new(sprig_runtime::Interpreter::new(&model, arena)?));
         Ok(AnyPredictor {
             inner: Box::new(ModelPredictor::new(it, Decode::of(&model))?),
             label: label.into(),

@@ -286,8 +286,8 @@ pub fn predict_cv(windows: &[Window]) -> Vec<Path12> {
 pub fn predict_runtime(onnx: &[u8], windows: &[Window]) -> crate::Result<Vec<Path12>> {
     let model = sprig_runtime::Model::parse(onnx)?;
     let mut arena = vec![0u8; model.arena_bytes()?];
-    let it = sprig_runtime::Interpreter::new(&model, &mut arena)?;
-    let mut p = ModelPredictor::new(it, Decode::of(&model))?;
+    let mut it = sprig_runtime::Interpreter::new(&model, &mut arena)?;
+    let mut p = ModelPredictor::new(&mut it, Decode::of(&model))?;
     let mut future = [Point::zeros(); PRED];
     windows
         .iter()

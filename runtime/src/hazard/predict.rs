@@ -77,14 +77,16 @@ impl Decode {
 
 /// A trajectory model on the runtime. Input: `OBS_STEPS × 2` f32 values, the observed positions
 /// relative to the last observed one (any shape with 16 elements); output: `PRED_STEPS × 2` f32.
-pub struct ModelPredictor<'m, 'a, const T: usize, const N: usize> {
-    it: InterpreterWith<'m, 'a, T, N>,
+/// It borrows the interpreter, so on an MCU the interpreter's tables stay where they were
+/// planned instead of being moved (copied) into the pipeline.
+pub struct ModelPredictor<'i, 'm, 'a, const T: usize, const N: usize> {
+    it: &'i mut InterpreterWith<'m, 'a, T, N>,
     decode: Decode,
 }
 
-impl<'m, 'a, const T: usize, const N: usize> ModelPredictor<'m, 'a, T, N> {
+impl<'i, 'm, 'a, const T: usize, const N: usize> ModelPredictor<'i, 'm, 'a, T, N> {
     /// Wraps a planned interpreter after checking its input and output sizes.
-    pub fn new(it: InterpreterWith<'m, 'a, T, N>, decode: Decode) -> Result<Self> {
+    pub fn new(it: &'i mut InterpreterWith<'m, 'a, T, N>, decode: Decode) -> Result<Self> {
         let (name, dt, shape) = it.input_info(0)?;
         if dt != DType::F32 || shape.numel() != 2 * OBS_STEPS {
             return Err(Error::ShapeMismatch {
@@ -103,7 +105,7 @@ impl<'m, 'a, const T: usize, const N: usize> ModelPredictor<'m, 'a, T, N> {
     }
 }
 
-impl<const T: usize, const N: usize> Predictor for ModelPredictor<'_, '_, T, N> {
+impl<const T: usize, const N: usize> Predictor for ModelPredictor<'_, '_, '_, T, N> {
     fn predict(
         &mut self,
         observed: &[Point; OBS_STEPS],

@@ -53,6 +53,9 @@ fn sound(pin: &mut impl embedded_hal::digital::OutputPin, alerts: usize) {
     };
 }
 
+/// Arena bytes for the trajectory model.
+const ARENA: usize = 4800;
+
 /// Tracks held at once.
 const TRACKS: usize = 64;
 
@@ -99,21 +102,31 @@ fn zones() -> Result<[Zone; 2], sprig_runtime::hazard::ZoneError> {
 fn run() -> Result<(), sprig_runtime::Error> {
     let zones = zones().map_err(|_| sprig_runtime::Error::BadIo { what: "zone" })?;
     let model = Model::parse(MODEL)?;
-    let mut arena = [0u8; 8192];
-    let it = InterpreterWith::<64, 32>::new(&model, &mut arena)?;
+    // The plan needs 4,703 bytes (Model::arena_bytes on the host).
+    let mut arena = [0u8; ARENA];
+    // The interpreter stays inside its Result (a move would copy its ~15 KB of tables); the
+    // predictor only borrows it.
+    let mut planned = InterpreterWith::<64, 32>::new(&model, &mut arena);
+    let it = match planned.as_mut() {
+        Ok(it) => it,
+        Err(e) => return Err(e.clone()),
+    };
     let predictor = ModelPredictor::new(it, Decode::of(&model))?;
-    let mut p = HazardPipeline::<_, TRACKS>::new(
+    // Used in place inside its Result too, for the same reason.
+    let mut pipeline = HazardPipeline::<_, TRACKS>::new(
         predictor,
         &zones,
         TrackerConfig::default(),
         AlertPolicy::default(),
-    )
-    .map_err(|_| sprig_runtime::Error::BadIo { what: "pipeline" })?;
+    );
+    let Ok(p) = pipeline.as_mut() else {
+        return Err(sprig_runtime::Error::BadIo { what: "pipeline" });
+    };
     hprintln!(
         "hazard pipeline: {} tracks, arena {} bytes, pipeline {} bytes",
         TRACKS,
-        8192,
-        core::mem::size_of_val(&p)
+        ARENA,
+        core::mem::size_of_val(p)
     );
     let mut frame: heapless::Vec<Point, 128> = heapless::Vec::new();
     let mut alerts: heapless::Vec<Alert, TRACKS> = heapless::Vec::new();
@@ -140,13 +153,13 @@ fn run() -> Result<(), sprig_runtime::Error> {
             continue;
         };
         if let Some(ft) = frame_t.filter(|&ft| ft != d.t) {
-            flush(&mut p, ft, &mut frame);
+            flush(p, ft, &mut frame);
         }
         frame_t = Some(d.t);
         let _ = frame.push(Point::new(d.x, d.y));
     }
     if let Some(t) = frame_t {
-        flush(&mut p, t, &mut frame);
+        flush(p, t, &mut frame);
     }
     hprintln!(
         "{} frames, {} alerts, {} predictions",
