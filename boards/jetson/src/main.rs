@@ -23,8 +23,7 @@ fn hazard(model_path: &str, zones_path: &str, detections: &str) -> Result<(), St
     let model = Model::parse(&bytes).map_err(|e| format!("{model_path}: {e}"))?;
     let mut arena = vec![0u8; model.arena_bytes().map_err(|e| e.to_string())?];
     let mut it = Interpreter::new(&model, &mut arena).map_err(|e| e.to_string())?;
-    let predictor =
-        ModelPredictor::new(&mut it, Decode::of(&model)).map_err(|e| e.to_string())?;
+    let predictor = ModelPredictor::new(&mut it, Decode::of(&model)).map_err(|e| e.to_string())?;
     let mut p = HazardPipeline::<_, 64>::new(
         predictor,
         &zones,
