@@ -10,6 +10,7 @@ pub mod demo_hazard;
 pub mod eval;
 pub mod export;
 pub mod hazard;
+pub mod kd;
 pub mod npy;
 pub mod pb;
 pub mod plot;
