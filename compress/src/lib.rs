@@ -14,6 +14,7 @@ pub mod kd;
 pub mod npy;
 pub mod pb;
 pub mod plot;
+pub mod prune;
 pub mod quantize;
 pub mod train;
 pub mod trajectory;

@@ -31,6 +31,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Show a progress bar.
     pub progress: bool,
+    /// Gradual magnitude pruning during training (masks kept to the end).
+    pub prune: Option<(crate::prune::GradualSchedule, crate::prune::Scope)>,
 }
 
 impl Default for TrainConfig {
@@ -42,6 +44,7 @@ impl Default for TrainConfig {
             weight_decay: 1e-4,
             seed: 0,
             progress: true,
+            prune: None,
         }
     }
 }
@@ -132,6 +135,9 @@ pub fn train(
             ..Default::default()
         },
     )?;
+    let mut pruner = cfg
+        .prune
+        .map(|(sched, scope)| crate::prune::Pruner::new(&vars, sched, scope));
     let steps_per_epoch = data.len().div_ceil(cfg.batch);
     let total = (steps_per_epoch * cfg.epochs) as f64;
     let pb = if cfg.progress {
@@ -169,6 +175,9 @@ pub fn train(
                 None => ce,
             };
             opt.backward_step(&l)?;
+            if let Some(p) = pruner.as_mut() {
+                p.after_step(step)?;
+            }
             loss_sum += l.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             correct += pred
@@ -179,8 +188,12 @@ pub fn train(
             step += 1;
         }
         let seen = data.len() * (epoch + 1);
+        let sparsity = match &pruner {
+            Some(p) => format!(" sparsity {:.0}%", 100.0 * p.sparsity()?),
+            None => String::new(),
+        };
         pb.set_message(format!(
-            "loss {:.4} acc {:.1}% {:.0} img/s",
+            "loss {:.4} acc {:.1}% {:.0} img/s{sparsity}",
             loss_sum / data.len() as f64,
             100.0 * correct as f64 / data.len() as f64,
             seen as f64 / start.elapsed().as_secs_f64()

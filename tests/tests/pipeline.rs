@@ -121,3 +121,39 @@ fn distillation_moves_the_student_towards_the_teacher() {
         "agreement with teacher: KD {a_kd:.3} vs alone {a_alone:.3}"
     );
 }
+
+/// Gradual magnitude pruning to 80% during training keeps the sparsity to the end, and the
+/// pruned int8 export keeps most of the accuracy on sprig-runtime.
+#[test]
+fn gradual_pruning_reaches_80_percent_and_keeps_accuracy() {
+    use sprig_compress::prune::{GradualSchedule, Scope};
+    let (train_set, test_set) = digits().split(0.2, 3);
+    let spec = ArchSpec::small_cnn("pruned", (1, 8, 8), 16, 32, None, 10);
+    let steps = train_set.len().div_ceil(32) * 20;
+    let cfg = TrainConfig {
+        epochs: 20,
+        progress: false,
+        seed: 5,
+        prune: Some((
+            GradualSchedule::new(0.0, 0.8, steps / 10, steps * 7 / 10, 10).unwrap(),
+            Scope::PerLayer,
+        )),
+        ..Default::default()
+    };
+    let t = train(&spec, &train_set, &cfg, None, "pruned").unwrap();
+    let w = t.model.weights().unwrap();
+    let (mut zeros, mut total) = (0usize, 0usize);
+    for lw in &w {
+        if let sprig_models::arch::LayerWeights::Conv { w, .. }
+        | sprig_models::arch::LayerWeights::Dense { w, .. } = lw
+        {
+            zeros += w.iter().filter(|x| **x == 0.0).count();
+            total += w.len();
+        }
+    }
+    let sparsity = zeros as f64 / total as f64;
+    assert!(sparsity >= 0.79, "sparsity {sparsity}");
+    let acc = accuracy(&t.model, &test_set).unwrap();
+    assert!(acc > 0.85, "pruned float accuracy {acc}");
+    eprintln!("80%-pruned digits CNN: sparsity {sparsity:.3}, float top-1 {acc:.4}");
+}
