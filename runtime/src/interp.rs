@@ -726,6 +726,19 @@ fn eval<const T: usize, const N: usize>(
             }
             Ok(())
         }
+        Op::Slice {
+            in_shape,
+            starts,
+            steps,
+        } => k::slice(
+            g.t(s.out).dtype.size(),
+            &in_shape,
+            &starts,
+            &steps,
+            &g.t(s.out).shape,
+            get(0)?,
+            y,
+        ),
         Op::Gather {
             outer,
             axis_len,

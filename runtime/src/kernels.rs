@@ -909,6 +909,52 @@ pub fn gather(
     Ok(())
 }
 
+/// Copies a strided window (`starts`, `steps` per axis; `out` the planned output shape) of
+/// `esize`-byte elements.
+pub fn slice(
+    esize: usize,
+    in_shape: &Shape,
+    starts: &[u32; MAX_RANK],
+    steps: &[i32; MAX_RANK],
+    out: &Shape,
+    x: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
+    let r = in_shape.rank();
+    let n = out.numel();
+    check(out.rank() == r && x.len() == in_shape.numel() * esize && y.len() == n * esize)?;
+    let mut stride = [0isize; MAX_RANK];
+    let mut s = 1isize;
+    for a in (0..r).rev() {
+        stride[a] = s;
+        s *= in_shape.dim(a) as isize;
+    }
+    let mut idx = [0usize; MAX_RANK];
+    for o in 0..n {
+        let mut src = 0isize;
+        for a in 0..r {
+            src += (starts[a] as isize + idx[a] as isize * steps[a] as isize) * stride[a];
+        }
+        let src = usize::try_from(src).map_err(|_| Error::BadIo {
+            what: "slice index",
+        })?;
+        let from = x.get(src * esize..(src + 1) * esize).ok_or(Error::BadIo {
+            what: "slice index",
+        })?;
+        y[o * esize..(o + 1) * esize].copy_from_slice(from);
+        let mut a = r;
+        while a > 0 {
+            a -= 1;
+            idx[a] += 1;
+            if idx[a] < out.dim(a) {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+    Ok(())
+}
+
 /// Transposes bytes of `esize`-byte elements.
 pub fn transpose(
     esize: usize,

@@ -34,6 +34,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Relu",
     "Reshape",
     "Sigmoid",
+    "Slice",
     "Softmax",
     "Sqrt",
     "Squeeze",
@@ -249,6 +250,12 @@ pub enum Op {
     Transpose {
         in_shape: Shape,
         perm: [u8; MAX_RANK],
+    },
+    /// Strided window of the input: first index and step per axis (output shape from the plan).
+    Slice {
+        in_shape: Shape,
+        starts: [u32; MAX_RANK],
+        steps: [i32; MAX_RANK],
     },
     /// `outer × axis_len × inner` data, `indices` (int64 or int32) picking along the axis.
     Gather {
@@ -498,6 +505,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Concat { .. } => "Concat",
         Op::Transpose { .. } => "Transpose",
         Op::Gather { .. } => "Gather",
+        Op::Slice { .. } => "Slice",
         Op::Quantize { .. } => "QuantizeLinear",
         Op::Dequantize { .. } => "DequantizeLinear",
         Op::QConv(_) => "QLinearConv",

@@ -393,6 +393,86 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Shape::new(&d[..t0.shape.rank()], out_name)?,
             )
         }
+        "Slice" => {
+            let (x, t) = input(p.g, node, 0)?;
+            let _ = ins.push(x);
+            let r = t.shape.rank();
+            // Opset 10 moved starts/ends/axes/steps from attributes to (here: constant) inputs.
+            let optional = |i: usize| -> Result<Option<heapless::Vec<i64, MAX_RANK>>> {
+                match node.input(i) {
+                    None | Some("") => Ok(None),
+                    Some(_) => const_ints(p, node, i),
+                }
+            };
+            let (starts, ends, axes, steps) = if p.g.opset < 10 {
+                (
+                    ints::<MAX_RANK>(node, "starts")?,
+                    ints::<MAX_RANK>(node, "ends")?,
+                    ints::<MAX_RANK>(node, "axes")?,
+                    None,
+                )
+            } else {
+                (optional(1)?, optional(2)?, optional(3)?, optional(4)?)
+            };
+            let starts = starts.ok_or_else(|| shape_err(node, "missing starts"))?;
+            let ends = ends.ok_or_else(|| shape_err(node, "missing ends"))?;
+            if ends.len() != starts.len()
+                || axes.as_ref().is_some_and(|a| a.len() != starts.len())
+                || steps.as_ref().is_some_and(|s| s.len() != starts.len())
+            {
+                return Err(shape_err(
+                    node,
+                    "starts, ends, axes and steps differ in length",
+                ));
+            }
+            let mut first = [0u32; MAX_RANK];
+            let mut step = [1i32; MAX_RANK];
+            let mut d = [0i64; MAX_RANK];
+            for (a, v) in d.iter_mut().enumerate().take(r) {
+                *v = t.shape.dim(a) as i64;
+            }
+            let mut seen = [false; MAX_RANK];
+            for i in 0..starts.len() {
+                let a = match &axes {
+                    Some(ax) => axis(node, ax[i], r)?,
+                    None if i < r => i,
+                    None => return Err(shape_err(node, "more starts than input axes")),
+                };
+                if seen[a] {
+                    return Err(shape_err(node, "an axis is sliced twice"));
+                }
+                seen[a] = true;
+                let st = steps.as_ref().map_or(1, |s| s[i]);
+                if st == 0 || st.unsigned_abs() > i32::MAX as u64 {
+                    return Err(shape_err(node, "step is 0 or out of range"));
+                }
+                let dim = t.shape.dim(a) as i64;
+                let wrap = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+                let (s0, e0) = (wrap(starts[i]), wrap(ends[i]));
+                let (s0, e0) = if st > 0 {
+                    (s0.clamp(0, dim), e0.clamp(0, dim))
+                } else {
+                    (s0.clamp(0, (dim - 1).max(0)), e0.clamp(-1, dim - 1))
+                };
+                let len = if st > 0 {
+                    (e0 - s0 + st - 1).max(0) / st
+                } else {
+                    (s0 - e0 + (-st) - 1).max(0) / (-st)
+                };
+                first[a] = s0 as u32;
+                step[a] = st as i32;
+                d[a] = len;
+            }
+            (
+                Op::Slice {
+                    in_shape: t.shape,
+                    starts: first,
+                    steps: step,
+                },
+                t.dtype,
+                Shape::new(&d[..r], out_name)?,
+            )
+        }
         "Gather" => {
             let (x, t) = input(p.g, node, 0)?;
             let (ix, ti) = input(p.g, node, 1)?;

@@ -1,0 +1,129 @@
+//! The ONNX node tests that pass shapes, axes, Slice/Clip bounds or quantization parameters as
+//! graph inputs (refused by the static planner, see conformance.rs) run here with those inputs
+//! frozen into initializers (tests/freeze_inputs.py, onnx from the venv): sprig-runtime must
+//! compute ONNX's expected output, so the ops' semantics are checked even where the test files
+//! are not in ahead-of-time form.
+
+use sprig_compress::npy;
+use sprig_runtime::{Interpreter, Model};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const NODE_TESTS: &str = "/usr/share/libonnx-testdata/data/node";
+
+const CASES: &[&str] = &[
+    "test_clip",
+    "test_clip_default_max",
+    "test_clip_default_min",
+    "test_clip_example",
+    "test_clip_inbounds",
+    "test_clip_outbounds",
+    "test_clip_splitbounds",
+    "test_dequantizelinear",
+    "test_dequantizelinear_axis",
+    "test_quantizelinear",
+    "test_quantizelinear_axis",
+    "test_reshape_extended_dims",
+    "test_reshape_negative_dim",
+    "test_reshape_negative_extended_dims",
+    "test_reshape_one_dim",
+    "test_reshape_reduced_dims",
+    "test_reshape_reordered_all_dims",
+    "test_reshape_reordered_last_dims",
+    "test_reshape_zero_and_negative_dim",
+    "test_reshape_zero_dim",
+    "test_squeeze",
+    "test_squeeze_negative_axes",
+    "test_unsqueeze_axis_0",
+    "test_unsqueeze_axis_1",
+    "test_unsqueeze_axis_2",
+    "test_unsqueeze_negative_axes",
+    "test_unsqueeze_three_axes",
+    "test_unsqueeze_two_axes",
+    "test_unsqueeze_unsorted_axes",
+    "test_slice",
+    "test_slice_default_axes",
+    "test_slice_default_steps",
+    "test_slice_end_out_of_bounds",
+    "test_slice_neg",
+    "test_slice_neg_steps",
+    "test_slice_negative_axes",
+    "test_slice_start_out_of_bounds",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("SPRIG_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"))
+}
+
+fn run_case(name: &str, dir: &Path) -> Result<(), String> {
+    let o = Command::new(python())
+        .arg(repo().join("tests/freeze_inputs.py"))
+        .arg(Path::new(NODE_TESTS).join(name))
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    let bytes = std::fs::read(dir.join("model.onnx")).map_err(|e| e.to_string())?;
+    let x = npy::read(&dir.join("input_0.npy")).map_err(|e| e.to_string())?;
+    let want = npy::read(&dir.join("output_0.npy")).map_err(|e| e.to_string())?;
+    let model = Model::parse(&bytes).map_err(|e| e.to_string())?;
+    let mut arena = vec![0u8; model.arena_bytes().map_err(|e| e.to_string())?];
+    let mut it = Interpreter::new(&model, &mut arena).map_err(|e| e.to_string())?;
+    it.set_input(0, &x.bytes).map_err(|e| e.to_string())?;
+    it.invoke().map_err(|e| e.to_string())?;
+    let got = it.output(0).map_err(|e| e.to_string())?;
+    if got.data.len() != want.bytes.len() {
+        return Err(format!(
+            "{} output bytes, expected {}",
+            got.data.len(),
+            want.bytes.len()
+        ));
+    }
+    match (got.as_f32(), want.dtype) {
+        (Some(g), sprig_runtime::DType::F32) => {
+            for (i, (a, b)) in g.iter().zip(want.bytes.chunks(4)).enumerate() {
+                let b = f32::from_le_bytes(b.try_into().unwrap());
+                if (a - b).abs() > 1e-5 * b.abs().max(1.0) {
+                    return Err(format!("element {i}: {a} vs {b}"));
+                }
+            }
+            Ok(())
+        }
+        _ if got.data == want.bytes.as_slice() => Ok(()),
+        _ => Err("integer output differs".into()),
+    }
+}
+
+#[test]
+fn node_tests_with_frozen_inputs_match_onnx() {
+    assert!(
+        Path::new(NODE_TESTS).exists(),
+        "{NODE_TESTS} missing: tests/run.sh installs libonnx-testdata"
+    );
+    let base = std::env::temp_dir().join(format!("sprig-frozen-{}", std::process::id()));
+    let mut failures = Vec::new();
+    for name in CASES {
+        let dir = base.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Err(e) = run_case(name, &dir) {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    eprintln!(
+        "frozen-input node tests: {} of {} match",
+        CASES.len() - failures.len(),
+        CASES.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
