@@ -1,8 +1,9 @@
 //! # sprig-compress
 //!
-//! Host side of sprig: trains teachers and students on candle, distils, quantizes and writes
-//! standard int8 QDQ ONNX that onnxruntime, tract and sprig-runtime all execute; measures the
-//! result on sprig-runtime.
+//! Host side of sprig: trains teachers and students on candle ([`train`], [`trajectory`]),
+//! distils ([`kd`]), prunes ([`prune`]), quantizes ([`quantize`]) and writes standard int8 QDQ
+//! ONNX ([`export`]) that onnxruntime, tract and sprig-runtime all execute; measures the result
+//! on sprig-runtime ([`eval`], [`hazard`]). The `sprig` binary is a thin CLI over these modules.
 #![warn(missing_docs)]
 
 pub mod demo;

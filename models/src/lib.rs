@@ -1,8 +1,9 @@
 //! # sprig-models
 //!
-//! Dataset loaders (with errors that name the file and what was wrong) and model architectures
-//! described as plain layer lists, so one description drives candle training, ONNX export and
-//! the runtime.
+//! Dataset loaders (with errors that name the file and what was wrong: digits, MNIST/Fashion-MNIST
+//! IDX, ETH/UCY trajectories) and model architectures described as plain layer lists, so one
+//! description drives candle training, ONNX export and the runtime; plus the trajectory
+//! teacher/student and a seeded walker simulator ([`trajectory`], [`predictors`]).
 #![warn(missing_docs)]
 
 pub mod arch;
