@@ -48,20 +48,21 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-#[test]
-fn cortex_m4_firmware_under_qemu_matches_host() {
+/// Builds a firmware binary (release, in its own workspace) and runs it on QEMU's MPS2-AN386
+/// Cortex-M4; returns its output after checking it exited cleanly.
+fn run_firmware(extra: &[&str], bin: &str) -> std::process::Output {
     let dir = repo().join("boards/cortex-m");
     let build = Command::new(cargo())
         .args(["build", "--release", "--quiet"])
+        .args(extra)
         .current_dir(&dir)
         .env_remove("CARGO_TARGET_DIR")
         .status()
         .expect("cargo runs");
-    assert!(build.success(), "firmware build failed");
-    let elf = dir.join("target/thumbv7em-none-eabihf/release/sprig-cortex-m");
+    assert!(build.success(), "firmware build failed ({bin})");
     let out = Command::new("timeout")
         .args([
-            "120",
+            "300",
             "qemu-system-arm",
             "-cpu",
             "cortex-m4",
@@ -72,39 +73,30 @@ fn cortex_m4_firmware_under_qemu_matches_host() {
             "enable=on,target=native",
             "-kernel",
         ])
-        .arg(&elf)
+        .arg(dir.join("target/thumbv7em-none-eabihf/release").join(bin))
         .output()
         .expect("qemu-system-arm is installed (tests/run.sh installs it)");
     assert!(
         out.status.success(),
-        "firmware exited with {:?}: {}",
+        "firmware {bin} exited with {:?}: {}",
         out.status,
         String::from_utf8_lossy(&out.stdout)
     );
-    let got = out_lines(&out.stdout);
-    assert_eq!(
-        got.len(),
-        8,
-        "firmware printed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(got, host_lines());
-    // The firmware links for 64 KB of RAM; its painted-stack high-water mark must leave room.
-    let text = String::from_utf8_lossy(&out.stdout);
-    let stack: usize = text
-        .lines()
+    out
+}
+
+/// The stack high-water mark the firmware printed.
+fn stack_bytes(text: &str) -> usize {
+    text.lines()
         .find_map(|l| l.strip_prefix("stack high-water mark: "))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .expect("firmware reports its stack use");
-    assert!(
-        stack < 60 * 1024,
-        "stack high-water mark {stack} bytes leaves no room in 64 KB of RAM"
-    );
+        .expect("firmware reports its stack use")
 }
 
-#[test]
-fn aarch64_sprig_edge_under_qemu_matches_host() {
+/// Cross-builds `sprig-edge` for aarch64 and runs it under qemu-aarch64 (cortex-a76, which has
+/// dotprod like Jetson Xavier) with `args`.
+fn run_sprig_edge(args: &[&std::ffi::OsStr]) -> std::process::Output {
     let build = Command::new(cargo())
         .args([
             "build",
@@ -121,20 +113,17 @@ fn aarch64_sprig_edge_under_qemu_matches_host() {
     let target_dir = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo().join("target"));
-    let bin = target_dir.join("aarch64-unknown-linux-gnu/debug/sprig-edge");
     let out = Command::new("timeout")
         .args([
-            "120",
+            "300",
             "qemu-aarch64",
             "-cpu",
             "cortex-a76",
             "-L",
             "/usr/aarch64-linux-gnu",
         ])
-        .arg(&bin)
-        .arg("classify")
-        .arg(fixture("digits_int8.onnx"))
-        .arg(fixture("digits_samples.f32"))
+        .arg(target_dir.join("aarch64-unknown-linux-gnu/debug/sprig-edge"))
+        .args(args)
         .output()
         .expect("qemu-aarch64 is installed (tests/run.sh installs it)");
     assert!(
@@ -142,6 +131,32 @@ fn aarch64_sprig_edge_under_qemu_matches_host() {
         "sprig-edge failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+#[test]
+fn cortex_m4_firmware_under_qemu_matches_host() {
+    let out = run_firmware(&[], "sprig-cortex-m");
+    let got = out_lines(&out.stdout);
+    assert_eq!(
+        got.len(),
+        8,
+        "firmware printed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(got, host_lines());
+    // The firmware links for 64 KB of RAM; its painted-stack high-water mark must leave room.
+    let stack = stack_bytes(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stack < 60 * 1024,
+        "stack high-water mark {stack} bytes leaves no room in 64 KB of RAM"
+    );
+}
+
+#[test]
+fn aarch64_sprig_edge_under_qemu_matches_host() {
+    let (m, x) = (fixture("digits_int8.onnx"), fixture("digits_samples.f32"));
+    let out = run_sprig_edge(&["classify".as_ref(), m.as_os_str(), x.as_os_str()]);
     assert_eq!(out_lines(&out.stdout), host_lines());
 }
 
@@ -178,45 +193,8 @@ fn json_lines(stdout: &[u8]) -> Vec<String> {
 
 #[test]
 fn cortex_m4_hazard_firmware_under_qemu_gives_the_host_alerts() {
-    let dir = repo().join("boards/cortex-m");
-    let build = Command::new(cargo())
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--features",
-            "nrf52840",
-            "--bin",
-            "hazard",
-        ])
-        .current_dir(&dir)
-        .env_remove("CARGO_TARGET_DIR")
-        .status()
-        .expect("cargo runs");
-    assert!(build.success(), "hazard firmware build failed");
-    let elf = dir.join("target/thumbv7em-none-eabihf/release/hazard");
-    let out = Command::new("timeout")
-        .args([
-            "300",
-            "qemu-system-arm",
-            "-cpu",
-            "cortex-m4",
-            "-machine",
-            "mps2-an386",
-            "-nographic",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-kernel",
-        ])
-        .arg(&elf)
-        .output()
-        .expect("qemu-system-arm is installed (tests/run.sh installs it)");
+    let out = run_firmware(&["--features", "nrf52840", "--bin", "hazard"], "hazard");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "firmware exited with {:?}: {text}",
-        out.status
-    );
     let host = host_alerts();
     assert_eq!(json_lines(&out.stdout), host);
     // The alarm pin (embedded-hal OutputPin) is high for frames that raised alerts (0.4 s
@@ -239,12 +217,7 @@ fn cortex_m4_hazard_firmware_under_qemu_gives_the_host_alerts() {
         text.lines().filter(|l| *l == "alarm pin high").count(),
         rises
     );
-    let stack: usize = text
-        .lines()
-        .find_map(|l| l.strip_prefix("stack high-water mark: "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("firmware reports its stack use");
+    let stack = stack_bytes(&text);
     assert!(
         stack < 200 * 1024,
         "stack {stack} bytes does not fit the nRF52840's 256 KB"
@@ -253,42 +226,16 @@ fn cortex_m4_hazard_firmware_under_qemu_gives_the_host_alerts() {
 
 #[test]
 fn aarch64_sprig_edge_hazard_gives_the_host_alerts() {
-    let build = Command::new(cargo())
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "sprig-jetson",
-            "--target",
-            "aarch64-unknown-linux-gnu",
-        ])
-        .current_dir(repo())
-        .status()
-        .expect("cargo runs");
-    assert!(build.success(), "aarch64 build failed");
-    let target_dir = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("target"));
-    let out = Command::new("timeout")
-        .args([
-            "300",
-            "qemu-aarch64",
-            "-cpu",
-            "cortex-a76",
-            "-L",
-            "/usr/aarch64-linux-gnu",
-        ])
-        .arg(target_dir.join("aarch64-unknown-linux-gnu/debug/sprig-edge"))
-        .arg("hazard")
-        .arg(fixture("traj_int8.onnx"))
-        .arg(repo().join("scenes/demo/zones.toml"))
-        .arg(repo().join("scenes/demo/detections.txt"))
-        .output()
-        .expect("qemu-aarch64 is installed (tests/run.sh installs it)");
-    assert!(
-        out.status.success(),
-        "sprig-edge failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let (m, z, d) = (
+        fixture("traj_int8.onnx"),
+        repo().join("scenes/demo/zones.toml"),
+        repo().join("scenes/demo/detections.txt"),
     );
+    let out = run_sprig_edge(&[
+        "hazard".as_ref(),
+        m.as_os_str(),
+        z.as_os_str(),
+        d.as_os_str(),
+    ]);
     assert_eq!(json_lines(&out.stdout), host_alerts());
 }
