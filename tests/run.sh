@@ -56,7 +56,7 @@ cargo fmt --all -- --check
 
 say "cargo clippy -D warnings (workspace, firmware)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-(cd boards/cortex-m && cargo clippy --release --quiet --all-features --bins -- -D warnings)
+(cd boards/cortex-m && cargo clippy --release --quiet --all-features --lib --bins -- -D warnings)
 
 say "no_std build of sprig-runtime for thumbv7em-none-eabihf"
 cargo build -p sprig-runtime --no-default-features --target thumbv7em-none-eabihf --quiet

@@ -31,25 +31,6 @@ fn main() -> ! {
     }
 }
 
-/// Bytes of stack used so far: cortex-m-rt paints the stack with 0xCCCCCCCC at reset
-/// (`paint-stack`); the lowest overwritten word marks the high-water mark.
-fn stack_high_water() -> usize {
-    extern "C" {
-        static _stack_start: u32;
-        static _stack_end: u32;
-    }
-    // SAFETY: the linker script defines both symbols; we only take their addresses and read
-    // words of our own stack region, which is always mapped.
-    unsafe {
-        let top = core::ptr::addr_of!(_stack_start) as usize;
-        let mut p = core::ptr::addr_of!(_stack_end) as usize;
-        while p < top && core::ptr::read_volatile(p as *const u32) == 0xCCCC_CCCC {
-            p += 4;
-        }
-        top - p
-    }
-}
-
 fn run() -> Result<(), sprig_runtime::Error> {
     let model = Model::parse(MODEL)?;
     let mut arena = [0u8; 2048];
@@ -75,6 +56,9 @@ fn run() -> Result<(), sprig_runtime::Error> {
         let out = it.output(0)?;
         hprintln!("out {}: {:02x?}", i, out.data);
     }
-    hprintln!("stack high-water mark: {} bytes", stack_high_water());
+    hprintln!(
+        "stack high-water mark: {} bytes",
+        sprig_cortex_m::stack_high_water()
+    );
     Ok(())
 }
