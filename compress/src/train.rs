@@ -57,6 +57,22 @@ pub struct Trained {
     pub vars: VarMap,
 }
 
+/// One progress bar per training run, a tick per epoch (hidden when `show` is false).
+pub(crate) fn epoch_bar(epochs: usize, show: bool, label: &str) -> ProgressBar {
+    let pb = if show {
+        ProgressBar::new(epochs as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>22} [{bar:30}] epoch {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_string());
+    pb
+}
+
 /// The KD loss term `T²·KL(p_t ‖ p_s)` averaged over the batch.
 pub fn kd_loss(
     student_logits: &Tensor,
@@ -140,17 +156,7 @@ pub fn train(
         .map(|(sched, scope)| crate::prune::Pruner::new(&vars, sched, scope));
     let steps_per_epoch = data.len().div_ceil(cfg.batch);
     let total = (steps_per_epoch * cfg.epochs) as f64;
-    let pb = if cfg.progress {
-        ProgressBar::new(cfg.epochs as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    pb.set_style(
-        ProgressStyle::with_template("{prefix:>22} [{bar:30}] epoch {pos}/{len} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(label.to_string());
+    let pb = epoch_bar(cfg.epochs, cfg.progress, label);
     let mut idx: Vec<usize> = (0..data.len()).collect();
     let mut step = 0usize;
     let start = std::time::Instant::now();

@@ -5,7 +5,6 @@
 use crate::train::{seeded_init, Trained};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
-use indicatif::{ProgressBar, ProgressStyle};
 use sprig_models::arch::{ArchSpec, CnnModel};
 use sprig_models::datasets::{shuffle, ImageSet, Rng};
 use sprig_models::predictors::GruTeacher;
@@ -105,21 +104,6 @@ fn batch(
     ))
 }
 
-fn progress(cfg: &TrajTrainConfig, label: &str) -> ProgressBar {
-    let pb = if cfg.progress {
-        ProgressBar::new(cfg.epochs as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    pb.set_style(
-        ProgressStyle::with_template("{prefix:>22} [{bar:30}] epoch {pos}/{len} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(label.to_string());
-    pb
-}
-
 /// Shared loop: `step(x, y)` returns the loss of one batch.
 fn run_epochs(
     windows: &[Window],
@@ -143,7 +127,7 @@ fn run_epochs(
         },
     )?;
     let total = (windows.len().div_ceil(cfg.batch) * cfg.epochs) as f64;
-    let pb = progress(cfg, label);
+    let pb = crate::train::epoch_bar(cfg.epochs, cfg.progress, label);
     let mut idx: Vec<usize> = (0..windows.len()).collect();
     let mut rng = Rng(cfg.seed ^ 0x000a_119e);
     let mut step = 0usize;
