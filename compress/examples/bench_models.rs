@@ -7,7 +7,7 @@
 use candle_core::Device;
 use sprig_compress::export::{export_f32, export_int8};
 use sprig_compress::quantize::calibrate;
-use sprig_compress::train::{accuracy, train, TrainConfig};
+use sprig_compress::train::{accuracy, train, Run, TrainConfig};
 use sprig_models::arch::ArchSpec;
 use sprig_models::datasets::{load_spec, Split};
 use std::path::Path;
@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             batch: 64,
             ..Default::default()
         },
-        None,
+        Run::default(),
         "fashion_cnn",
     )?;
     let test_small = test.subset(&(0..1000).collect::<Vec<_>>());

@@ -1,108 +1,58 @@
-//! `sprig demo`: the whole host pipeline on the embedded digits — train a teacher, train a
-//! student alone and with Hinton KD, quantize the distilled student to int8 QDQ ONNX, run every
-//! model on sprig-runtime and print the size / latency / accuracy table — then the hazard-zone
-//! application on the simulated scene that ships with the repository ([`crate::demo_hazard`]).
+//! `sprig demo`: the whole host pipeline on the embedded digits — the recipe in
+//! `recipes/digits.toml` (teacher, student alone, pruned, int8, distilled, and distillation +
+//! pruning + quantization-aware training combined, each exported to ONNX and measured on
+//! sprig-runtime) — then the hazard-zone application on the simulated scene that ships with the
+//! repository ([`crate::demo_hazard`]).
 
-use crate::eval::{evaluate, RuntimeStats};
-use crate::export::{export_f32, export_int8};
-use crate::quantize::calibrate;
-use crate::train::{accuracy, train, HintonKd, TrainConfig};
-use candle_core::Device;
-use sprig_models::arch::ArchSpec;
-use sprig_models::datasets::digits;
+use crate::pipeline::{self, Goal, Options, Report};
+use crate::recipe::Plan;
 use std::path::Path;
 
-/// One row of the demo table.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Row {
-    /// Model label.
-    pub model: String,
-    /// Parameters.
-    pub params: usize,
-    /// ONNX file bytes.
-    pub file_bytes: usize,
-    /// Float accuracy in candle (None for int8).
-    pub float_top1: Option<f64>,
-    /// Measured on sprig-runtime.
-    pub runtime: RuntimeStats,
-}
+/// The recipe the demo runs.
+pub const RECIPE: &str = include_str!("../../recipes/digits.toml");
 
-/// Runs the demo, writing ONNX files and `report.md` / `report.json` under `out`.
-pub fn run(out: &Path, epochs: usize, quiet: bool) -> crate::Result<Vec<Row>> {
-    let data = digits();
-    let (train_set, test_set) = data.split(0.2, 0);
+/// Runs the demo, writing ONNX files and `report.md` / `report.json` / plots under `out`.
+/// `epochs` overrides the recipe's epochs (pruning ends at 2/3 of them).
+pub fn run(out: &Path, epochs: Option<usize>, quiet: bool) -> crate::Result<Report> {
+    let recipe = Plan::peek(RECIPE, "recipes/digits.toml")?;
+    let (train_set, test_set) = pipeline::load_data(
+        &recipe.data.dataset,
+        recipe.data.train_limit,
+        recipe.data.test_limit,
+    )?;
     println!(
         "data: scikit-learn digits (embedded), {} train / {} test images of 8x8",
         train_set.len(),
         test_set.len()
     );
-    let cfg = TrainConfig {
-        epochs,
-        progress: !quiet,
-        ..Default::default()
-    };
-    let teacher_spec = ArchSpec::small_cnn("teacher", (1, 8, 8), 32, 64, Some(128), 10);
-    let student_spec = ArchSpec::small_cnn("student", (1, 8, 8), 4, 8, None, 10);
-    let teacher = train(&teacher_spec, &train_set, &cfg, None, "teacher")?;
-    let student = train(&student_spec, &train_set, &cfg, None, "student")?;
-    let kd = HintonKd {
-        alpha: 0.3,
-        temperature: 4.0,
-    };
-    let distilled = train(
-        &student_spec,
-        &train_set,
-        &cfg,
-        Some((&teacher.model, kd)),
-        "student + KD",
-    )?;
-    let calib = train_set.subset(&(0..256.min(train_set.len())).collect::<Vec<_>>());
-    let acts = calibrate(&distilled.model, &calib, &Device::Cpu)?;
-
-    let files: Vec<(&str, &ArchSpec, Vec<u8>, Option<f64>)> = vec![
-        (
-            "teacher f32",
-            &teacher_spec,
-            export_f32(&teacher_spec, &teacher.model.weights()?),
-            Some(accuracy(&teacher.model, &test_set)?),
-        ),
-        (
-            "student f32",
-            &student_spec,
-            export_f32(&student_spec, &student.model.weights()?),
-            Some(accuracy(&student.model, &test_set)?),
-        ),
-        (
-            "student+KD f32",
-            &student_spec,
-            export_f32(&student_spec, &distilled.model.weights()?),
-            Some(accuracy(&distilled.model, &test_set)?),
-        ),
-        (
-            "student+KD int8",
-            &student_spec,
-            export_int8(&student_spec, &distilled.model.weights()?, &acts),
-            None,
-        ),
-    ];
-    let names = [
-        "teacher.f32.onnx",
-        "student.f32.onnx",
-        "student_kd.f32.onnx",
-        "student_kd.int8.onnx",
-    ];
-    let mut rows = Vec::new();
-    for ((label, spec, bytes, float_top1), name) in files.into_iter().zip(names) {
-        crate::write_file(&out.join(name), &bytes)?;
-        let runtime = evaluate(&bytes, &test_set, 200)?;
-        rows.push(Row {
-            model: label.into(),
-            params: spec.param_count(),
-            file_bytes: bytes.len(),
-            float_top1,
-            runtime,
-        });
+    let mut src = RECIPE.to_string();
+    if let Some(e) = epochs {
+        let end = (2 * e / 3).max(1);
+        src = src
+            .replace("epochs = 30", &format!("epochs = {e}"))
+            .replace(
+                "start_epoch = 3",
+                &format!("start_epoch = {}", (e / 10).min(end - 1)),
+            )
+            .replace("end_epoch = 20", &format!("end_epoch = {end}"));
     }
+    let plan = Plan::parse(
+        &src,
+        "recipes/digits.toml",
+        train_set.chw,
+        train_set.classes,
+        train_set.len(),
+    )?;
+    let opts = Options {
+        out: out.to_path_buf(),
+        resume: false,
+        quiet,
+        latency_runs: 200,
+        stop_after: None,
+    };
+    let report = pipeline::run(&plan, &train_set, &test_set, Goal::Compress, &opts)?;
+    let table = pipeline::markdown(&report);
+    println!("\n{table}");
     // A few test images as raw little-endian f32, for the board firmware and its host check.
     let samples: Vec<u8> = (0..8.min(test_set.len()))
         .flat_map(|i| {
@@ -114,42 +64,25 @@ pub fn run(out: &Path, epochs: usize, quiet: bool) -> crate::Result<Vec<Row>> {
         })
         .collect();
     crate::write_file(&out.join("samples.f32"), &samples)?;
-    let table = markdown(&rows);
-    println!("\n{table}");
-    let hazard_rows = crate::demo_hazard::run(out, epochs, quiet)?;
+    let hazard_rows = crate::demo_hazard::run(out, epochs.unwrap_or(30), quiet)?;
     let hazard_table = crate::demo_hazard::markdown(&hazard_rows);
     println!(
         "files written to {}/ (open them in onnxruntime, tract or Netron)",
         out.display()
     );
-    crate::write_file(&out.join("report.md"), format!("# sprig demo\n\nsklearn digits, {} test images; latency = median of 200 single-image runs on sprig-runtime (this machine).\n\n{table}\n## Hazard-zone alerts\n\nSimulated demo scene (scenes/demo), zones in scenes/demo/zones.toml; plot in hazard.png, alerts of the online tracker run in alerts.jsonl.\n\n{hazard_table}", test_set.len()).as_bytes())?;
+    let md = String::from_utf8_lossy(&crate::read_file(&out.join("report.md"))?).into_owned();
+    crate::write_file(
+        &out.join("report.md"),
+        format!("{md}\n## Hazard-zone alerts\n\nSimulated demo scene (scenes/demo), zones in scenes/demo/zones.toml; plot in hazard.png, alerts of the online tracker run in alerts.jsonl.\n\n{hazard_table}").as_bytes(),
+    )?;
+    let js: serde_json::Value =
+        serde_json::from_slice(&crate::read_file(&out.join("report.json"))?)
+            .map_err(|e| crate::Error::Invalid(e.to_string()))?;
     crate::write_file(
         &out.join("report.json"),
-        serde_json::to_string_pretty(
-            &serde_json::json!({"classifier": rows, "hazard": hazard_rows}),
-        )
-        .map_err(|e| crate::Error::Invalid(e.to_string()))?
-        .as_bytes(),
+        serde_json::to_string_pretty(&serde_json::json!({"classifier": js, "hazard": hazard_rows}))
+            .map_err(|e| crate::Error::Invalid(e.to_string()))?
+            .as_bytes(),
     )?;
-    Ok(rows)
-}
-
-/// The table as Markdown.
-pub fn markdown(rows: &[Row]) -> String {
-    let mut s = String::from("| model | params | file bytes | arena bytes | sprig-runtime latency (µs) | top-1 candle | top-1 sprig-runtime |\n|---|---:|---:|---:|---:|---:|---:|\n");
-    for r in rows {
-        s += &format!(
-            "| {} | {} | {} | {} | {:.1} | {} | {:.2}% |\n",
-            r.model,
-            r.params,
-            r.file_bytes,
-            r.runtime.arena_bytes,
-            r.runtime.median_us,
-            r.float_top1
-                .map(|a| format!("{:.2}%", 100.0 * a))
-                .unwrap_or_else(|| "—".into()),
-            100.0 * r.runtime.top1
-        );
-    }
-    s
+    Ok(report)
 }

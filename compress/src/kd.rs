@@ -1,8 +1,30 @@
 //! The distillation losses, one small function each, on candle tensors (differentiable through
 //! the student's inputs; pass teacher tensors detached). Every one has its formula here and a
-//! unit test against a hand-computed value. Hinton KD is [`crate::train::kd_loss`].
+//! unit test against a hand-computed value.
 
 use candle_core::{DType, Result, Tensor, D};
+use candle_nn::ops;
+
+/// Hinton KD (Hinton et al. 2015) from one teacher or an ensemble:
+/// `T²·KL(p̄_t ‖ softmax(s/T))` with `p̄_t = mean_k softmax(t_k/T)` (averaged softened
+/// probabilities, the compressed-ensemble approach), averaged over the batch. The α·CE part of
+/// Hinton's objective is the trainer's cross-entropy weight.
+pub fn hinton(student_logits: &Tensor, teacher_logits: &[&Tensor], t: f64) -> Result<Tensor> {
+    let mut pt: Option<Tensor> = None;
+    for tl in teacher_logits {
+        let p = ops::softmax(&(*tl / t)?, D::Minus1)?;
+        pt = Some(match pt {
+            Some(acc) => (acc + p)?,
+            None => p,
+        });
+    }
+    let pt = (pt.ok_or_else(|| candle_core::Error::Msg("Hinton KD without a teacher".into()))?
+        / teacher_logits.len() as f64)?;
+    let log_pt = (&pt + 1e-12)?.log()?;
+    let log_ps = ops::log_softmax(&(student_logits / t)?, D::Minus1)?;
+    let kl = (&pt * (log_pt - log_ps)?)?.sum(D::Minus1)?.mean_all()?;
+    kl * (t * t)
+}
 
 /// FitNets hint loss (Romero et al. 2015): `mean((r − t)²)` between the student's regressed
 /// feature `r` (the student feature passed through a learned regressor) and the teacher's hint
@@ -72,7 +94,8 @@ pub fn angles(x: &Tensor) -> Result<Tensor> {
     let n = x.dim(0)?;
     // e[j, i] = normalise(x_i − x_j)
     let diff = x.unsqueeze(0)?.broadcast_sub(&x.unsqueeze(1)?)?; // [j, i, F]
-    let norm = (diff.sqr()?.sum_keepdim(D::Minus1)?.sqrt()? + 1e-12)?;
+                                                                 // ε inside the root: the i = j differences are zero and √ has no gradient at 0.
+    let norm = (diff.sqr()?.sum_keepdim(D::Minus1)? + 1e-12)?.sqrt()?;
     let e = diff.broadcast_div(&norm)?;
     // cos[j, i, k] = e[j, i] · e[j, k]
     let cos = e.matmul(&e.transpose(1, 2)?)?;
@@ -111,6 +134,34 @@ pub fn area_wise_rkd(student: &Tensor, teacher: &Tensor, g: usize) -> Result<Ten
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hinton_matches_hand_computed_value() {
+        let dev = candle_core::Device::Cpu;
+        let s = Tensor::new(&[[1.0f32, 0.0]], &dev).unwrap();
+        let t = Tensor::new(&[[0.0f32, 1.0]], &dev).unwrap();
+        // T = 2: p_t = softmax([0, .5]), p_s = softmax([.5, 0]).
+        let p0 = 1.0 / (1.0 + 0.5f64.exp());
+        let p1 = 1.0 - p0;
+        let kl = p0 * (p0 / p1).ln() + p1 * (p1 / p0).ln();
+        let got = hinton(&s, &[&t], 2.0).unwrap().to_scalar::<f32>().unwrap() as f64;
+        assert!(
+            (got - 4.0 * kl).abs() < 1e-5,
+            "got {got}, want {}",
+            4.0 * kl
+        );
+        // An ensemble of two opposite teachers averages to uniform: KL(u ‖ p_s) at T = 1.
+        let got = hinton(&s, &[&t, &s], 1.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        let q0 = 1.0 / (1.0 + (-1f64).exp());
+        let want = 0.5 * (0.5 / q0).ln() + 0.5 * (0.5 / (1.0 - q0)).ln();
+        assert!(
+            (got - want).abs() < 1e-5,
+            "ensemble: got {got}, want {want}"
+        );
+    }
     use candle_core::Device;
 
     fn t(v: &[f32], shape: &[usize]) -> Tensor {

@@ -8,15 +8,20 @@
 
 pub mod demo;
 pub mod demo_hazard;
+pub mod distill;
 pub mod eval;
 pub mod export;
 pub mod hazard;
 pub mod kd;
 pub mod npy;
+pub mod optim;
 pub mod pb;
+pub mod pipeline;
 pub mod plot;
 pub mod prune;
+pub mod qat;
 pub mod quantize;
+pub mod recipe;
 pub mod train;
 pub mod trajectory;
 

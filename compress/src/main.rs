@@ -46,12 +46,33 @@ enum Cmd {
         /// Where to write the ONNX files and the report.
         #[arg(long, default_value = "out/demo")]
         out: PathBuf,
-        /// Training epochs per model.
-        #[arg(long, default_value_t = 30)]
-        epochs: usize,
+        /// Training epochs per model (default: the recipe's 30).
+        #[arg(long)]
+        epochs: Option<usize>,
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Train the recipe's teacher(s) and its student alone (float), export ONNX, report.
+    Train(RecipeArgs),
+    /// `train`, then the student with the recipe's distillation losses.
+    Distill(RecipeArgs),
+    /// The whole recipe: `distill`, plus gradual pruning, int8 quantization (QAT or PTQ) and all
+    /// combined; writes OUT/<name>.int8.onnx, OUT/<name>.f32.onnx, report.md/json and plots.
+    Compress(RecipeArgs),
+    /// Top-1 accuracy of an ONNX classifier on sprig-runtime.
+    Eval {
+        /// The .onnx file.
+        model: PathBuf,
+        /// `KIND[:PATH]`: digits, mnist:DIR, fashion-mnist:DIR (the test split is used).
+        #[arg(long)]
+        dataset: String,
+        /// Only the first N test images.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print JSON (`top1`, `images`, `median_us`, `arena_bytes`).
+        #[arg(long)]
+        json: bool,
     },
     /// Run an ONNX model on sprig-runtime with NumPy .npy inputs.
     Run {
@@ -80,6 +101,90 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct RecipeArgs {
+    /// The recipe TOML (see recipes/digits.toml).
+    #[arg(long)]
+    recipe: PathBuf,
+    /// Output folder (default out/<recipe name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the last per-epoch checkpoint of a run that was stopped.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Timed inferences per model on sprig-runtime.
+    #[arg(long, default_value_t = 200)]
+    latency_runs: usize,
+    /// Stop every stage after N epochs of this process (to try --resume).
+    #[arg(long, hide = true)]
+    stop_after: Option<usize>,
+}
+
+fn run_recipe(args: RecipeArgs, goal: sprig_compress::pipeline::Goal) -> Result<()> {
+    use sprig_compress::pipeline;
+    use sprig_compress::recipe::Plan;
+    let origin = args.recipe.display().to_string();
+    let src = String::from_utf8(read_file(&args.recipe)?)
+        .with_context(|| format!("{origin}: not UTF-8 text"))?;
+    let recipe = Plan::peek(&src, &origin)?;
+    let (train, test) = pipeline::load_data(
+        &recipe.data.dataset,
+        recipe.data.train_limit,
+        recipe.data.test_limit,
+    )?;
+    let plan = Plan::parse(&src, &origin, train.chw, train.classes, train.len())?;
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("out").join(&recipe.name));
+    println!(
+        "{}: {} train / {} test images, output in {}",
+        recipe.data.dataset,
+        train.len(),
+        test.len(),
+        out.display()
+    );
+    let opts = pipeline::Options {
+        out: out.clone(),
+        resume: args.resume,
+        quiet: args.quiet,
+        latency_runs: args.latency_runs,
+        stop_after: args.stop_after,
+    };
+    let report = pipeline::run(&plan, &train, &test, goal, &opts)?;
+    println!("\n{}", pipeline::markdown(&report));
+    println!("report: {}", out.join("report.md").display());
+    Ok(())
+}
+
+fn eval(model: &std::path::Path, dataset: &str, limit: Option<usize>, json: bool) -> Result<()> {
+    let bytes = load(model)?;
+    let (_, test) = sprig_compress::pipeline::load_data(dataset, Some(1), limit)?;
+    let stats = sprig_compress::eval::evaluate(&bytes, &test, 100)
+        .with_context(|| model.display().to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"model": model.display().to_string(), "dataset": dataset,
+                "images": test.len(), "top1": stats.top1, "median_us": stats.median_us,
+                "arena_bytes": stats.arena_bytes})
+        );
+    } else {
+        println!(
+            "{}: top-1 {:.2}% on {} {} test images; median {:.1} µs, arena {} bytes",
+            model.display(),
+            100.0 * stats.top1,
+            test.len(),
+            dataset,
+            stats.median_us,
+            stats.arena_bytes
+        );
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -347,6 +452,15 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             println!("demo finished in {:.1} s", t.elapsed().as_secs_f64());
             Ok(())
         }
+        Cmd::Train(a) => run_recipe(a, sprig_compress::pipeline::Goal::Train),
+        Cmd::Distill(a) => run_recipe(a, sprig_compress::pipeline::Goal::Distill),
+        Cmd::Compress(a) => run_recipe(a, sprig_compress::pipeline::Goal::Compress),
+        Cmd::Eval {
+            model,
+            dataset,
+            limit,
+            json,
+        } => eval(&model, &dataset, limit, json),
         Cmd::Run {
             model,
             inputs,

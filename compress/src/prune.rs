@@ -152,6 +152,43 @@ impl Pruner {
         Ok(())
     }
 
+    /// Keeps the zeros `vars` already has (a pruned model being fine-tuned, e.g. during QAT):
+    /// masks are the non-zero pattern, never recomputed.
+    pub fn keep_zeros(vars: &VarMap) -> candle_core::Result<Self> {
+        // A schedule that never updates: target 0 and start beyond any step.
+        let schedule = GradualSchedule {
+            initial: 0.0,
+            target: 0.0,
+            start: usize::MAX - 1,
+            end: usize::MAX,
+            every: 1,
+            exponent: 3.0,
+        };
+        let mut p = Pruner::new(vars, schedule, Scope::Global);
+        for (i, (_, v)) in p.weights.iter().enumerate() {
+            p.masks[i] = Some(v.as_tensor().ne(0.0)?.to_dtype(DType::F32)?);
+        }
+        Ok(p)
+    }
+
+    /// The masks as named tensors (`mask.<weight name>`) for a checkpoint.
+    pub fn masks_state(&self) -> std::collections::HashMap<String, Tensor> {
+        self.weights
+            .iter()
+            .zip(&self.masks)
+            .filter_map(|((n, _), m)| m.as_ref().map(|m| (format!("mask.{n}"), m.clone())))
+            .collect()
+    }
+
+    /// Restores masks written by [`Pruner::masks_state`] (absent ones stay unset).
+    pub fn restore_masks(&mut self, state: &std::collections::HashMap<String, Tensor>) {
+        for (i, (n, _)) in self.weights.iter().enumerate() {
+            if let Some(m) = state.get(&format!("mask.{n}")) {
+                self.masks[i] = Some(m.clone());
+            }
+        }
+    }
+
     /// Fraction of pruned weights now (zeros over all weight elements).
     pub fn sparsity(&self) -> candle_core::Result<f64> {
         let (mut zeros, mut total) = (0usize, 0usize);

@@ -25,6 +25,15 @@ impl ActQuant {
             zero_point: zp,
         }
     }
+
+    /// Zero point 0 covering ±max(|min|, |max|) with 255 levels (TensorRT's convention).
+    pub fn symmetric(min: f32, max: f32) -> Self {
+        let m = min.abs().max(max.abs());
+        ActQuant {
+            scale: (m / 127.0).max(1e-8),
+            zero_point: 0,
+        }
+    }
 }
 
 /// Int8 symmetric per-output-channel weights in [-127, 127].
@@ -56,9 +65,29 @@ impl WeightQuant {
     }
 }
 
+/// Per-point (min, max) activation ranges over `calib`, in export order (see [`calibrate`]).
+pub fn calibrate_ranges(
+    model: &CnnModel,
+    calib: &ImageSet,
+    dev: &Device,
+) -> crate::Result<Vec<(f32, f32)>> {
+    calibrate_impl(model, calib, dev)
+}
+
 /// Activation ranges from `calib`: the input and the output (after activation) of every weighted
 /// layer, as [`crate::export::export_int8`] expects them.
 pub fn calibrate(model: &CnnModel, calib: &ImageSet, dev: &Device) -> crate::Result<Vec<ActQuant>> {
+    Ok(calibrate_impl(model, calib, dev)?
+        .into_iter()
+        .map(|(lo, hi)| ActQuant::from_range(lo, hi))
+        .collect())
+}
+
+fn calibrate_impl(
+    model: &CnnModel,
+    calib: &ImageSet,
+    dev: &Device,
+) -> crate::Result<Vec<(f32, f32)>> {
     let (c, h, w) = calib.chw;
     let x = Tensor::from_slice(&calib.images, (calib.len(), c, h, w), dev)?;
     let (_, feats) = model.forward_features(&x)?;
@@ -67,7 +96,7 @@ pub fn calibrate(model: &CnnModel, calib: &ImageSet, dev: &Device) -> crate::Res
         .images
         .iter()
         .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    out.push(ActQuant::from_range(imin, imax));
+    out.push((imin, imax));
     let relus: Vec<bool> = model
         .spec
         .layers
@@ -85,7 +114,7 @@ pub fn calibrate(model: &CnnModel, calib: &ImageSet, dev: &Device) -> crate::Res
         if relu {
             lo = 0.0;
         }
-        out.push(ActQuant::from_range(lo, hi));
+        out.push((lo, hi));
     }
     Ok(out)
 }

@@ -1,20 +1,18 @@
-//! Training on candle: seeded initialisation, AdamW with cosine decay, cross-entropy, and
-//! Hinton knowledge distillation from a teacher.
+//! Training on candle: seeded initialisation, AdamW or SGD-momentum with cosine or step decay,
+//! cross-entropy plus any distillation objective ([`crate::distill`]), gradual pruning,
+//! quantization-aware fine-tuning ([`crate::qat`]) and per-epoch checkpoints that a killed run
+//! resumes from exactly.
 
+use crate::distill::{Distiller, KdTerm};
+use crate::optim::{Optim, OptimizerKind, Schedule};
+use crate::qat::FakeQuant;
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{loss, ops, Optimizer, VarBuilder, VarMap};
+use candle_nn::{loss, VarBuilder, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};
-use sprig_models::arch::{ArchSpec, CnnModel};
+use sprig_models::arch::{ArchSpec, CnnModel, ForwardHooks, NoHooks};
 use sprig_models::datasets::{shuffle, ImageSet, Rng};
-
-/// Hinton KD: `α·CE + (1−α)·T²·KL(softmax(t/T) ‖ softmax(s/T))`.
-#[derive(Debug, Clone, Copy)]
-pub struct HintonKd {
-    /// Weight of the hard-label cross-entropy.
-    pub alpha: f64,
-    /// Softening temperature.
-    pub temperature: f64,
-}
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 /// Training settings.
 #[derive(Debug, Clone)]
@@ -23,11 +21,17 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Samples per step.
     pub batch: usize,
-    /// Peak learning rate (cosine decay to 0).
+    /// Peak learning rate.
     pub lr: f64,
-    /// Decoupled weight decay.
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Update rule.
+    pub optimizer: OptimizerKind,
+    /// Weight decay (decoupled for AdamW, L2 for SGD).
     pub weight_decay: f64,
-    /// Seed for initialisation and shuffling.
+    /// Random shifts of up to this many pixels (random crop with zero padding); 0 = off.
+    pub augment_shift: usize,
+    /// Seed for initialisation, shuffling and augmentation.
     pub seed: u64,
     /// Show a progress bar.
     pub progress: bool,
@@ -41,7 +45,10 @@ impl Default for TrainConfig {
             epochs: 20,
             batch: 32,
             lr: 3e-3,
+            schedule: Schedule::Cosine,
+            optimizer: OptimizerKind::AdamW,
             weight_decay: 1e-4,
+            augment_shift: 0,
             seed: 0,
             progress: true,
             prune: None,
@@ -49,12 +56,97 @@ impl Default for TrainConfig {
     }
 }
 
-/// A trained model and its parameters.
+/// What one epoch did (for training curves and the report).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub loss: f64,
+    /// Mean distillation part of the loss (0 without distillation).
+    pub kd_loss: f64,
+    /// Training accuracy (0..1) of the batches as they were trained.
+    pub train_top1: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Weight sparsity after the epoch.
+    pub sparsity: f64,
+    /// Training throughput.
+    pub images_per_s: f64,
+}
+
+/// A trained model, its parameters and how training went.
 pub struct Trained {
     /// The module.
     pub model: CnnModel,
-    /// Its variables.
+    /// Its variables (plus any distillation connectors, `kd_*`).
     pub vars: VarMap,
+    /// One entry per epoch.
+    pub history: Vec<EpochLog>,
+    /// The fake-quantization state when trained with QAT: its ranges are the export's.
+    pub fake_quant: Option<FakeQuant>,
+}
+
+impl Trained {
+    /// A model trained elsewhere, without history.
+    pub fn new(model: CnnModel, vars: VarMap) -> Self {
+        Trained {
+            model,
+            vars,
+            history: Vec::new(),
+            fake_quant: None,
+        }
+    }
+
+    /// Fraction of zero weights.
+    pub fn sparsity(&self) -> candle_core::Result<f64> {
+        crate::prune::Pruner::keep_zeros(&self.vars)?.sparsity()
+    }
+}
+
+/// Quantization-aware training settings.
+#[derive(Debug, Clone)]
+pub struct QatConfig {
+    /// Zero point 0 on activations (TensorRT) instead of asymmetric.
+    pub symmetric: bool,
+    /// Observers stop updating after this many epochs (the rest fine-tunes on frozen ranges).
+    pub freeze_observers_after: usize,
+    /// Starting ranges per quantization point (from calibration), if any.
+    pub initial_ranges: Vec<(f32, f32)>,
+}
+
+/// Where a run keeps its per-epoch checkpoint.
+#[derive(Debug, Clone)]
+pub struct Checkpointing {
+    /// Folder of the checkpoint files.
+    pub dir: PathBuf,
+    /// File stem (`<stage>.ckpt.safetensors` + `<stage>.ckpt.json`).
+    pub stage: String,
+    /// Identifies the settings the run was started with; a checkpoint with another
+    /// fingerprint is never resumed.
+    pub fingerprint: String,
+    /// Continue an unfinished checkpoint (a finished one is always reused).
+    pub resume: bool,
+    /// Stop after this many epochs of this process (tests simulate a killed run with it).
+    pub stop_after: Option<usize>,
+}
+
+/// Everything about one training run besides the data and the hyper-parameters.
+#[derive(Default)]
+pub struct Run<'a> {
+    /// Distillation terms (empty = plain cross-entropy).
+    pub kd: &'a [KdTerm],
+    /// Weight of the cross-entropy (1 when `None`).
+    pub ce_weight: Option<f64>,
+    /// The teachers the terms refer to.
+    pub teachers: &'a [&'a CnnModel],
+    /// Start from these weights (fine-tuning) instead of a fresh initialisation; their zeros
+    /// are kept as pruning masks when `cfg.prune` is `None`.
+    pub init: Option<&'a Trained>,
+    /// Fake quantization during training.
+    pub qat: Option<QatConfig>,
+    /// Per-epoch checkpoints.
+    pub checkpoint: Option<Checkpointing>,
 }
 
 /// One progress bar per training run, a tick per epoch (hidden when `show` is false).
@@ -73,24 +165,20 @@ pub(crate) fn epoch_bar(epochs: usize, show: bool, label: &str) -> ProgressBar {
     pb
 }
 
-/// The KD loss term `T²·KL(p_t ‖ p_s)` averaged over the batch.
-pub fn kd_loss(
-    student_logits: &Tensor,
-    teacher_logits: &Tensor,
-    t: f64,
-) -> candle_core::Result<Tensor> {
-    let pt = ops::softmax(&(teacher_logits / t)?, D::Minus1)?;
-    let log_pt = ops::log_softmax(&(teacher_logits / t)?, D::Minus1)?;
-    let log_ps = ops::log_softmax(&(student_logits / t)?, D::Minus1)?;
-    let kl = (pt * (log_pt - log_ps)?)?.sum(D::Minus1)?.mean_all()?;
-    kl * (t * t)
-}
-
 /// Kaiming-uniform initialisation from our own seeded generator (candle's CPU RNG cannot be
 /// seeded), so every run with the same seed trains the same model.
 pub(crate) fn seeded_init(vars: &VarMap, seed: u64) -> candle_core::Result<()> {
+    seeded_init_matching(vars, seed, |_| true)
+}
+
+/// [`seeded_init`] of the variables whose names pass `keep`.
+fn seeded_init_matching(
+    vars: &VarMap,
+    seed: u64,
+    keep: impl Fn(&str) -> bool,
+) -> candle_core::Result<()> {
     let data = vars.data().lock().expect("var map lock");
-    let mut names: Vec<&String> = data.keys().collect();
+    let mut names: Vec<&String> = data.keys().filter(|n| keep(n)).collect();
     names.sort();
     let mut rng = Rng(seed ^ 0x5eed);
     for name in names {
@@ -115,14 +203,38 @@ pub(crate) fn seeded_init(vars: &VarMap, seed: u64) -> candle_core::Result<()> {
 fn batch_tensors(
     data: &ImageSet,
     idx: &[usize],
+    shift: Option<(usize, &mut Rng)>,
     dev: &Device,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let (c, h, w) = data.chw;
     let n = data.image_len();
     let mut xs = Vec::with_capacity(idx.len() * n);
     let mut ys = Vec::with_capacity(idx.len());
+    let mut shift = shift;
     for &i in idx {
-        xs.extend_from_slice(data.image(i));
+        let img = data.image(i);
+        match shift.as_mut() {
+            Some((s, rng)) if *s > 0 => {
+                // Random crop of the zero-padded image = a shift by (dy, dx) in [−s, s].
+                let s = *s as i64;
+                let dy = rng.below(2 * s as usize + 1) as i64 - s;
+                let dx = rng.below(2 * s as usize + 1) as i64 - s;
+                for ch in 0..c {
+                    for y in 0..h as i64 {
+                        for x in 0..w as i64 {
+                            let (sy, sx) = (y + dy, x + dx);
+                            let inside = sy >= 0 && sx >= 0 && sy < h as i64 && sx < w as i64;
+                            xs.push(if inside {
+                                img[ch * h * w + sy as usize * w + sx as usize]
+                            } else {
+                                0.0
+                            });
+                        }
+                    }
+                }
+            }
+            _ => xs.extend_from_slice(img),
+        }
         ys.push(data.labels[i] as u32);
     }
     Ok((
@@ -131,61 +243,208 @@ fn batch_tensors(
     ))
 }
 
-/// Trains `spec` on `data`, optionally distilling from `teacher`.
+/// The JSON half of a checkpoint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CheckpointState {
+    fingerprint: String,
+    epochs_done: usize,
+    step: usize,
+    optimizer_steps: usize,
+    history: Vec<EpochLog>,
+    fake_quant: Option<FakeQuant>,
+}
+
+fn ckpt_paths(c: &Checkpointing) -> (PathBuf, PathBuf) {
+    (
+        c.dir.join(format!("{}.ckpt.safetensors", c.stage)),
+        c.dir.join(format!("{}.ckpt.json", c.stage)),
+    )
+}
+
+/// Reads a checkpoint if there is one to continue from.
+fn load_checkpoint(
+    c: &Checkpointing,
+) -> crate::Result<Option<(CheckpointState, HashMap<String, Tensor>)>> {
+    let (st, js) = ckpt_paths(c);
+    if !js.exists() || !st.exists() {
+        return Ok(None);
+    }
+    let state: CheckpointState = serde_json::from_slice(&crate::read_file(&js)?)
+        .map_err(|e| crate::Error::Invalid(format!("{}: {e}", js.display())))?;
+    if state.fingerprint != c.fingerprint {
+        return Ok(None);
+    }
+    let tensors = candle_core::safetensors::load(&st, &Device::Cpu)
+        .map_err(|e| crate::Error::Invalid(format!("{}: {e}", st.display())))?;
+    Ok(Some((state, tensors)))
+}
+
+/// Writes both checkpoint files atomically (tensors first, so a JSON that exists always
+/// describes complete tensors).
+fn save_checkpoint(
+    c: &Checkpointing,
+    state: &CheckpointState,
+    tensors: &HashMap<String, Tensor>,
+) -> crate::Result<()> {
+    let (st, js) = ckpt_paths(c);
+    std::fs::create_dir_all(&c.dir).map_err(|err| crate::Error::Io {
+        path: c.dir.clone(),
+        err,
+    })?;
+    let tmp = st.with_extension("tmp~");
+    candle_core::safetensors::save(tensors, &tmp)?;
+    std::fs::rename(&tmp, &st).map_err(|err| crate::Error::Io {
+        path: st.clone(),
+        err,
+    })?;
+    let json =
+        serde_json::to_vec_pretty(state).map_err(|e| crate::Error::Invalid(e.to_string()))?;
+    crate::write_file(&js, &json)
+}
+
+fn var_tensors(vars: &VarMap) -> HashMap<String, Tensor> {
+    let data = vars.data().lock().expect("var map lock");
+    data.iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect()
+}
+
+fn load_vars(vars: &VarMap, tensors: &HashMap<String, Tensor>) -> crate::Result<()> {
+    let data = vars.data().lock().expect("var map lock");
+    for (name, var) in data.iter() {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| crate::Error::Invalid(format!("checkpoint has no variable '{name}'")))?;
+        if t.shape() != var.shape() {
+            return Err(crate::Error::Invalid(format!(
+                "checkpoint variable '{name}' has shape {:?}, the model needs {:?}",
+                t.dims(),
+                var.dims()
+            )));
+        }
+        var.set(t)?;
+    }
+    Ok(())
+}
+
+/// Trains `spec` on `data` as `run` describes.
 pub fn train(
     spec: &ArchSpec,
     data: &ImageSet,
     cfg: &TrainConfig,
-    teacher: Option<(&CnnModel, HintonKd)>,
+    run: Run,
     label: &str,
 ) -> crate::Result<Trained> {
     let dev = Device::Cpu;
     let vars = VarMap::new();
-    let model = CnnModel::new(spec, VarBuilder::from_varmap(&vars, DType::F32, &dev))?;
-    seeded_init(&vars, cfg.seed)?;
-    let mut opt = candle_nn::AdamW::new(
-        vars.all_vars(),
-        candle_nn::ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        },
+    let vb = VarBuilder::from_varmap(&vars, DType::F32, &dev);
+    let model = CnnModel::new(spec, vb.clone())?;
+    match run.init {
+        Some(init) => load_vars(&vars, &var_tensors(&init.vars))?,
+        None => seeded_init(&vars, cfg.seed)?,
+    }
+    let teacher_specs: Vec<&ArchSpec> = run.teachers.iter().map(|t| &t.spec).collect();
+    let distiller = Distiller::new(
+        run.ce_weight.unwrap_or(1.0),
+        run.kd,
+        spec,
+        &teacher_specs,
+        vb.clone(),
     )?;
-    let mut pruner = cfg
-        .prune
-        .map(|(sched, scope)| crate::prune::Pruner::new(&vars, sched, scope));
+    seeded_init_matching(&vars, cfg.seed.wrapping_add(1), |n| n.starts_with("kd_"))?;
+    let mut opt = Optim::new(&vars, cfg.optimizer, cfg.weight_decay)?;
+    let mut pruner = match (cfg.prune, run.init) {
+        (Some((sched, scope)), _) => Some(crate::prune::Pruner::new(&vars, sched, scope)),
+        (None, Some(_)) => Some(crate::prune::Pruner::keep_zeros(&vars)?),
+        (None, None) => None,
+    };
+    let mut fq = run.qat.as_ref().map(|q| {
+        let mut f = FakeQuant::new(spec, q.symmetric);
+        if !q.initial_ranges.is_empty() {
+            f.seed_ranges(&q.initial_ranges);
+        }
+        f
+    });
     let steps_per_epoch = data.len().div_ceil(cfg.batch);
-    let total = (steps_per_epoch * cfg.epochs) as f64;
-    let pb = epoch_bar(cfg.epochs, cfg.progress, label);
-    let mut idx: Vec<usize> = (0..data.len()).collect();
+    let total = steps_per_epoch * cfg.epochs;
+    let mut history = Vec::new();
+    let mut first_epoch = 0;
     let mut step = 0usize;
-    let start = std::time::Instant::now();
-    for epoch in 0..cfg.epochs {
-        shuffle(
-            &mut idx,
-            cfg.seed.wrapping_mul(1000).wrapping_add(epoch as u64),
-        );
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        for chunk in idx.chunks(cfg.batch) {
-            let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total).cos());
-            opt.set_learning_rate(lr);
-            let (x, y) = batch_tensors(data, chunk, &dev)?;
-            let logits = model.forward_features(&x)?.0;
-            let ce = loss::cross_entropy(&logits, &y)?;
-            let l = match teacher {
-                Some((t, kd)) => {
-                    let tl = t.forward_features(&x)?.0.detach();
-                    ((ce * kd.alpha)?
-                        + (kd_loss(&logits, &tl, kd.temperature)? * (1.0 - kd.alpha))?)?
+    if let Some(c) = &run.checkpoint {
+        if let Some((state, tensors)) = load_checkpoint(c)? {
+            let finished = state.epochs_done >= cfg.epochs;
+            if finished || c.resume {
+                load_vars(&vars, &tensors)?;
+                opt.restore(&tensors, state.optimizer_steps)?;
+                if let Some(p) = pruner.as_mut() {
+                    p.restore_masks(&tensors);
                 }
-                None => ce,
+                if let (Some(f), Some(saved)) = (fq.as_mut(), state.fake_quant) {
+                    *f = saved;
+                }
+                first_epoch = state.epochs_done;
+                step = state.step;
+                history = state.history;
+                if !finished && cfg.progress {
+                    eprintln!(
+                        "{label}: resuming after epoch {first_epoch} of {}",
+                        cfg.epochs
+                    );
+                }
+            }
+        }
+    }
+    let pb = epoch_bar(cfg.epochs, cfg.progress && first_epoch < cfg.epochs, label);
+    pb.set_position(first_epoch as u64);
+    let mut idx: Vec<usize> = (0..data.len()).collect();
+    for (ran, epoch) in (first_epoch..cfg.epochs).enumerate() {
+        if run
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.stop_after)
+            .is_some_and(|n| ran >= n)
+        {
+            break;
+        }
+        let start = std::time::Instant::now();
+        idx.sort_unstable();
+        let epoch_seed = cfg.seed.wrapping_mul(1000).wrapping_add(epoch as u64);
+        shuffle(&mut idx, epoch_seed);
+        let mut aug_rng = Rng(epoch_seed ^ 0xa5a5);
+        if let (Some(f), Some(q)) = (fq.as_mut(), run.qat.as_ref()) {
+            f.observing = epoch < q.freeze_observers_after;
+        }
+        let (mut loss_sum, mut kd_sum, mut correct) = (0.0f64, 0.0f64, 0usize);
+        let mut lr = cfg.lr;
+        for chunk in idx.chunks(cfg.batch) {
+            lr = cfg.schedule.lr(cfg.lr, step, total, steps_per_epoch);
+            let (x, y) = batch_tensors(data, chunk, Some((cfg.augment_shift, &mut aug_rng)), &dev)?;
+            let hooks: &mut dyn ForwardHooks = match fq.as_mut() {
+                Some(f) => f,
+                None => &mut NoHooks,
             };
-            opt.backward_step(&l)?;
+            let student = model.forward_with(&x, hooks)?;
+            let mut l = (loss::cross_entropy(&student.0, &y)? * distiller.ce_weight)?;
+            if !distiller.is_plain() {
+                let teachers = run
+                    .teachers
+                    .iter()
+                    .map(|t| {
+                        let (o, f) = t.forward_features(&x)?;
+                        Ok((o.detach(), f.into_iter().map(|t| t.detach()).collect()))
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                if let Some(kd) = distiller.kd_loss(&student, &teachers)? {
+                    kd_sum += kd.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+                    l = (l + kd)?;
+                }
+            }
+            opt.backward_step(&l, lr)?;
             if let Some(p) = pruner.as_mut() {
                 p.after_step(step)?;
             }
             loss_sum += l.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-            let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            let pred = student.0.argmax(D::Minus1)?.to_vec1::<u32>()?;
             correct += pred
                 .iter()
                 .zip(y.to_vec1::<u32>()?)
@@ -193,21 +452,84 @@ pub fn train(
                 .count();
             step += 1;
         }
-        let seen = data.len() * (epoch + 1);
         let sparsity = match &pruner {
-            Some(p) => format!(" sparsity {:.0}%", 100.0 * p.sparsity()?),
-            None => String::new(),
+            Some(p) => p.sparsity()?,
+            None => 0.0,
+        };
+        let log = EpochLog {
+            epoch: epoch + 1,
+            loss: loss_sum / data.len().max(1) as f64,
+            kd_loss: kd_sum / data.len().max(1) as f64,
+            train_top1: correct as f64 / data.len().max(1) as f64,
+            lr,
+            sparsity,
+            images_per_s: data.len() as f64 / start.elapsed().as_secs_f64(),
         };
         pb.set_message(format!(
-            "loss {:.4} acc {:.1}% {:.0} img/s{sparsity}",
-            loss_sum / data.len() as f64,
-            100.0 * correct as f64 / data.len() as f64,
-            seen as f64 / start.elapsed().as_secs_f64()
+            "loss {:.4} acc {:.1}% {:.0} img/s{}",
+            log.loss,
+            100.0 * log.train_top1,
+            log.images_per_s,
+            if cfg.prune.is_some() {
+                format!(" sparsity {:.0}%", 100.0 * sparsity)
+            } else {
+                String::new()
+            }
         ));
+        history.push(log);
         pb.inc(1);
+        if let Some(c) = &run.checkpoint {
+            let mut tensors = var_tensors(&vars);
+            let (opt_state, optimizer_steps) = opt.state();
+            tensors.extend(opt_state);
+            if let Some(p) = &pruner {
+                tensors.extend(p.masks_state());
+            }
+            let state = CheckpointState {
+                fingerprint: c.fingerprint.clone(),
+                epochs_done: epoch + 1,
+                step,
+                optimizer_steps,
+                history: history.clone(),
+                fake_quant: fq.clone(),
+            };
+            save_checkpoint(c, &state, &tensors)?;
+        }
     }
     pb.finish();
-    Ok(Trained { model, vars })
+    if let Some(f) = fq.as_mut() {
+        f.observing = false;
+    }
+    Ok(Trained {
+        model,
+        vars,
+        history,
+        fake_quant: fq,
+    })
+}
+
+/// Logits of a model on `data` (in its fake-quantized form when `fq` is given).
+pub fn logits(
+    model: &CnnModel,
+    data: &ImageSet,
+    fq: Option<&FakeQuant>,
+) -> crate::Result<Vec<Vec<f32>>> {
+    let dev = Device::Cpu;
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let mut out = Vec::with_capacity(data.len());
+    for chunk in idx.chunks(256) {
+        let (x, _) = batch_tensors(data, chunk, None, &dev)?;
+        let l = match fq {
+            Some(f) => {
+                let mut f = f.clone();
+                f.observing = false;
+                model.forward_with(&x, &mut f)?.0
+            }
+            None => model.forward_features(&x)?.0,
+        };
+        out.extend(l.to_vec2::<f32>()?);
+    }
+    Ok(out)
 }
 
 /// Top-1 accuracy of a candle model on `data` (float reference).
@@ -216,7 +538,7 @@ pub fn accuracy(model: &CnnModel, data: &ImageSet) -> crate::Result<f64> {
     let mut correct = 0usize;
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(256) {
-        let (x, y) = batch_tensors(data, chunk, &dev)?;
+        let (x, y) = batch_tensors(data, chunk, None, &dev)?;
         let pred = model
             .forward_features(&x)?
             .0
@@ -229,26 +551,4 @@ pub fn accuracy(model: &CnnModel, data: &ImageSet) -> crate::Result<f64> {
             .count();
     }
     Ok(correct as f64 / data.len().max(1) as f64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kd_loss_matches_hand_computed_value() {
-        let dev = Device::Cpu;
-        let s = Tensor::new(&[[1.0f32, 0.0]], &dev).unwrap();
-        let t = Tensor::new(&[[0.0f32, 1.0]], &dev).unwrap();
-        // T = 2: p_t = softmax([0, .5]), p_s = softmax([.5, 0]); KL = (p1-p0)·(0.5)·... computed below.
-        let p0 = 1.0 / (1.0 + 0.5f64.exp());
-        let p1 = 1.0 - p0;
-        let kl = p0 * (p0 / p1).ln() + p1 * (p1 / p0).ln();
-        let got = kd_loss(&s, &t, 2.0).unwrap().to_scalar::<f32>().unwrap() as f64;
-        assert!(
-            (got - 4.0 * kl).abs() < 1e-5,
-            "got {got}, want {}",
-            4.0 * kl
-        );
-    }
 }

@@ -211,7 +211,7 @@ pub fn train_student(
         }
         Ok(l)
     })?;
-    Ok(Trained { model, vars })
+    Ok(Trained::new(model, vars))
 }
 
 fn decode_residual(w: &Window, r: &[f32]) -> Path12 {

@@ -14,7 +14,9 @@ fn help_lists_subcommands() {
     let o = sprig(&["--help"]);
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    for cmd in ["demo", "run", "profile", "hazard"] {
+    for cmd in [
+        "demo", "train", "distill", "compress", "eval", "run", "profile", "hazard",
+    ] {
         assert!(text.contains(cmd), "--help does not mention {cmd}:\n{text}");
     }
 }
@@ -47,4 +49,79 @@ fn corrupt_model_is_a_typed_one_line_error() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("truncated"), "{err}");
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sprig-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// A recipe mistake is reported with file and line before anything trains (the run returns at
+/// once and writes nothing).
+#[test]
+fn bad_recipes_name_the_key_and_line() {
+    let recipe = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/digits.toml"),
+    )
+    .unwrap();
+    let line_of = |needle: &str| recipe.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let cases = [
+        (
+            recipe.replace("margin = 1.0", "margn = 1.0"),
+            line_of("margin = 1.0"),
+            "unknown field `margn`",
+        ),
+        (
+            recipe.replace("student_layer = \"conv2\"", "student_layer = \"conv7\""),
+            line_of("student_layer"),
+            "student_layer 'conv7' does not exist in student (its layers: conv1, conv2, fc1)",
+        ),
+        (
+            recipe.replace("sparsity = 0.8", "sparsity = 1.5"),
+            0,
+            "target sparsity 1.5 is outside [0, 1)",
+        ),
+    ];
+    for (i, (text, line, want)) in cases.iter().enumerate() {
+        let p = tmp(&format!("bad{i}.toml"));
+        std::fs::write(&p, text).unwrap();
+        let out = tmp(&format!("bad{i}-out"));
+        let o = sprig(&[
+            "compress",
+            "--recipe",
+            p.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{err}");
+        if *line > 0 {
+            assert!(err.contains(&format!("bad{i}.toml:{line}:")), "{err}");
+        }
+        assert!(!out.exists(), "a rejected recipe wrote {}", out.display());
+    }
+}
+
+#[test]
+fn eval_reports_top1_as_json() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../boards/cortex-m/models/digits_int8.onnx");
+    let o = sprig(&[
+        "eval",
+        model.to_str().unwrap(),
+        "--dataset",
+        "digits",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let top1 = v["top1"].as_f64().unwrap();
+    assert!(top1 > 0.9 && top1 <= 1.0, "{v}");
+    assert_eq!(v["images"], 359);
+    let o = sprig(&["eval", model.to_str().unwrap(), "--dataset", "cifar:/x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown dataset kind 'cifar'"));
 }

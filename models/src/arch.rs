@@ -117,6 +117,37 @@ impl ArchSpec {
         n
     }
 
+    /// Names of the weighted layers in order — `conv1`, `conv2`, …, `fc1`, … — as recipes and
+    /// reports refer to them.
+    pub fn layer_names(&self) -> Vec<String> {
+        let (mut convs, mut fcs) = (0, 0);
+        self.layers
+            .iter()
+            .filter_map(|l| match l {
+                LayerSpec::Conv { .. } => {
+                    convs += 1;
+                    Some(format!("conv{convs}"))
+                }
+                LayerSpec::Dense { .. } => {
+                    fcs += 1;
+                    Some(format!("fc{fcs}"))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Shape (C, H, W) of each weighted layer's output (H = W = 1 for dense layers), in the order
+    /// of [`ArchSpec::layer_names`].
+    pub fn feature_shapes(&self) -> Vec<(usize, usize, usize)> {
+        self.layers
+            .iter()
+            .zip(self.shapes())
+            .filter(|(l, _)| matches!(l, LayerSpec::Conv { .. } | LayerSpec::Dense { .. }))
+            .map(|(_, s)| s)
+            .collect()
+    }
+
     /// Multiply-accumulates of one inference.
     pub fn macs(&self) -> usize {
         let mut c = self.input.0;
@@ -160,6 +191,24 @@ enum CLayer {
     Flatten,
     Dense(candle_nn::Linear, bool),
 }
+
+/// Where training code may step into the forward pass — fake quantization for
+/// quantization-aware training uses both hooks. The defaults leave everything unchanged.
+pub trait ForwardHooks {
+    /// The weight tensor weighted layer `j` computes with.
+    fn weight(&mut self, _j: usize, w: &Tensor) -> Result<Tensor> {
+        Ok(w.clone())
+    }
+    /// The activation at quantization point `p`: 0 is the model input, `j + 1` the output of
+    /// weighted layer `j` after its ReLU (the points the int8 export quantizes).
+    fn activation(&mut self, _p: usize, a: Tensor) -> Result<Tensor> {
+        Ok(a)
+    }
+}
+
+/// The plain forward pass.
+pub struct NoHooks;
+impl ForwardHooks for NoHooks {}
 
 /// The candle module of an [`ArchSpec`].
 pub struct CnnModel {
@@ -206,31 +255,46 @@ impl CnnModel {
     /// Forward pass returning the logits and the pre-activation output of every layer that has
     /// weights (for feature-based distillation).
     pub fn forward_features(&self, x: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
-        let mut h = x.clone();
+        self.forward_with(x, &mut NoHooks)
+    }
+
+    /// [`CnnModel::forward_features`] with `hooks` applied to every weight and quantization
+    /// point.
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        hooks: &mut dyn ForwardHooks,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut h = hooks.activation(0, x.clone())?;
         let mut feats = Vec::new();
         for l in &self.layers {
-            h = match l {
+            let (z, relu) = match l {
                 CLayer::Conv(c, relu) => {
-                    let z = c.forward(&h)?;
-                    feats.push(z.clone());
-                    if *relu {
-                        z.relu()?
-                    } else {
-                        z
-                    }
+                    let j = feats.len();
+                    let w = hooks.weight(j, c.weight())?;
+                    let cfg = c.config();
+                    let z = h.conv2d(&w, cfg.padding, cfg.stride, cfg.dilation, cfg.groups)?;
+                    let b = c.bias().expect("conv has bias");
+                    (z.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?, *relu)
                 }
-                CLayer::Pool => h.max_pool2d(2)?,
-                CLayer::Flatten => h.flatten_from(1)?,
                 CLayer::Dense(d, relu) => {
-                    let z = d.forward(&h)?;
-                    feats.push(z.clone());
-                    if *relu {
-                        z.relu()?
-                    } else {
-                        z
-                    }
+                    let j = feats.len();
+                    let w = hooks.weight(j, d.weight())?;
+                    let b = d.bias().expect("dense has bias");
+                    (h.matmul(&w.t()?)?.broadcast_add(b)?, *relu)
+                }
+                CLayer::Pool => {
+                    h = h.max_pool2d(2)?;
+                    continue;
+                }
+                CLayer::Flatten => {
+                    h = h.flatten_from(1)?;
+                    continue;
                 }
             };
+            feats.push(z.clone());
+            let a = if relu { z.relu()? } else { z };
+            h = hooks.activation(feats.len(), a)?;
         }
         Ok((h, feats))
     }

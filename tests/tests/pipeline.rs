@@ -2,10 +2,11 @@
 //! reproduces candle's logits, and the int8 QDQ export keeps the float model's predictions.
 
 use candle_core::{Device, Tensor};
+use sprig_compress::distill::{KdLoss, KdTerm};
 use sprig_compress::eval::{argmax, evaluate};
 use sprig_compress::export::{export_f32, export_int8};
 use sprig_compress::quantize::calibrate;
-use sprig_compress::train::{accuracy, train, HintonKd, TrainConfig};
+use sprig_compress::train::{accuracy, train, Run, TrainConfig};
 use sprig_models::arch::ArchSpec;
 use sprig_models::datasets::digits;
 use sprig_runtime::{Interpreter, Model};
@@ -20,7 +21,7 @@ fn f32_and_int8_exports_agree_with_candle() {
         seed: 5,
         ..Default::default()
     };
-    let t = train(&spec, &train_set, &cfg, None, "s").unwrap();
+    let t = train(&spec, &train_set, &cfg, Run::default(), "s").unwrap();
     let float_acc = accuracy(&t.model, &test_set).unwrap();
     assert!(float_acc > 0.8, "float accuracy {float_acc}");
 
@@ -76,19 +77,24 @@ fn distillation_moves_the_student_towards_the_teacher() {
     };
     let teacher_spec = ArchSpec::small_cnn("t", (1, 8, 8), 16, 32, Some(64), 10);
     let student_spec = ArchSpec::small_cnn("s", (1, 8, 8), 4, 8, None, 10);
-    let teacher = train(&teacher_spec, &train_set, &cfg, None, "t").unwrap();
-    let alone = train(&student_spec, &train_set, &cfg, None, "s").unwrap();
+    let teacher = train(&teacher_spec, &train_set, &cfg, Run::default(), "t").unwrap();
+    let alone = train(&student_spec, &train_set, &cfg, Run::default(), "s").unwrap();
     let kd = train(
         &student_spec,
         &train_set,
         &cfg,
-        Some((
-            &teacher.model,
-            HintonKd {
-                alpha: 0.0,
-                temperature: 4.0,
-            },
-        )),
+        Run {
+            kd: &[KdTerm {
+                loss: KdLoss::Hinton { temperature: 4.0 },
+                weight: 1.0,
+                teacher: 0,
+                student_layer: 2,
+                teacher_layer: 3,
+            }],
+            ce_weight: Some(0.0),
+            teachers: &[&teacher.model],
+            ..Default::default()
+        },
         "kd",
     )
     .unwrap();
@@ -140,7 +146,7 @@ fn gradual_pruning_reaches_80_percent_and_keeps_accuracy() {
         )),
         ..Default::default()
     };
-    let t = train(&spec, &train_set, &cfg, None, "pruned").unwrap();
+    let t = train(&spec, &train_set, &cfg, Run::default(), "pruned").unwrap();
     let w = t.model.weights().unwrap();
     let (mut zeros, mut total) = (0usize, 0usize);
     for lw in &w {

@@ -1,0 +1,659 @@
+//! Recipes: one TOML file names the dataset, the teacher(s), the student, the distillation
+//! losses with weights and layer pairs, the optimizer and schedule, pruning and quantization.
+//! Everything is checked when the file is read — unknown keys, layer names that do not exist,
+//! features that cannot be connected, bad schedules — and the error names the key and line,
+//! before any training starts.
+
+use crate::distill::{connect_error, KdLoss, KdTerm};
+use crate::optim::{OptimizerKind, Schedule};
+use crate::prune::{GradualSchedule, Scope};
+use crate::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+use sprig_models::arch::ArchSpec;
+use toml::Spanned;
+
+/// A recipe as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Names the output files.
+    pub name: String,
+    /// Seed of every run.
+    #[serde(default)]
+    pub seed: u64,
+    /// The dataset.
+    pub data: DataSection,
+    /// Default training settings of every model.
+    #[serde(default)]
+    pub train: TrainSection,
+    /// Teachers (`[[teacher]]`, several make an ensemble).
+    #[serde(default)]
+    pub teacher: Vec<ModelSection>,
+    /// The deployable model.
+    pub student: ModelSection,
+    /// Distillation objective.
+    pub distill: Option<DistillSection>,
+    /// Gradual magnitude pruning.
+    pub prune: Option<PruneSection>,
+    /// Int8 quantization.
+    pub quantize: Option<QuantizeSection>,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// `KIND[:PATH]`: digits, mnist:DIR, fashion-mnist:DIR.
+    pub dataset: String,
+    /// Use only the first N training images (seeded order).
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images.
+    pub test_limit: Option<usize>,
+}
+
+/// `[train]`: hyper-parameters (each model may override epochs and lr).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// `adamw` or `sgd`.
+    pub optimizer: String,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// `cosine` or `step`.
+    pub schedule: String,
+    /// Step schedule: epochs between decays.
+    pub step_epochs: usize,
+    /// Step schedule: decay factor.
+    pub gamma: f64,
+    /// Random-shift augmentation in pixels (random crop with padding).
+    pub augment_shift: usize,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            epochs: 20,
+            batch: 32,
+            optimizer: "adamw".into(),
+            lr: 3e-3,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            schedule: "cosine".into(),
+            step_epochs: 10,
+            gamma: 0.1,
+            augment_shift: 0,
+        }
+    }
+}
+
+/// `[student]` / `[[teacher]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Label in reports and file names.
+    pub name: String,
+    /// Architecture.
+    pub arch: ArchSection,
+    /// Overrides `[train] epochs`.
+    pub epochs: Option<usize>,
+    /// Overrides `[train] lr`.
+    pub lr: Option<f64>,
+}
+
+/// `arch = { family = "small-cnn", c1 = .., c2 = .., hidden = .. }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchSection {
+    /// `small-cnn`: conv(c1)–pool–conv(c2)–pool–[dense(hidden)]–dense(classes).
+    pub family: String,
+    /// First conv width.
+    pub c1: usize,
+    /// Second conv width.
+    pub c2: usize,
+    /// Optional hidden dense layer.
+    pub hidden: Option<usize>,
+}
+
+/// `[distill]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillSection {
+    /// Weight of the hard-label cross-entropy (α in Hinton's objective).
+    #[serde(default = "one")]
+    pub ce_weight: f64,
+    /// The losses (`[[distill.loss]]`).
+    pub loss: Vec<LossSection>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// `[[distill.loss]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossSection {
+    /// hinton, fitnets, attention, activation-boundary, rkd-distance, rkd-angle, area-rkd.
+    pub kind: Spanned<String>,
+    /// Weight in the total loss.
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// Which teacher (by name; the first when absent).
+    pub teacher: Option<Spanned<String>>,
+    /// Student layer (conv1, conv2, fc1, …).
+    pub student_layer: Option<Spanned<String>>,
+    /// Teacher layer.
+    pub teacher_layer: Option<Spanned<String>>,
+    /// Hinton temperature.
+    pub temperature: Option<f64>,
+    /// Activation-boundary margin.
+    pub margin: Option<f64>,
+    /// Area-wise RKD grid.
+    pub grid: Option<usize>,
+}
+
+/// `[prune]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneSection {
+    /// Final sparsity s_f in [0, 1).
+    pub sparsity: f64,
+    /// Initial sparsity s_i.
+    #[serde(default)]
+    pub initial: f64,
+    /// Epoch at which pruning starts.
+    #[serde(default)]
+    pub start_epoch: usize,
+    /// Epoch by which the final sparsity is reached.
+    pub end_epoch: usize,
+    /// Steps between mask updates (Δt).
+    #[serde(default = "ten")]
+    pub every_steps: usize,
+    /// Schedule exponent.
+    #[serde(default = "three")]
+    pub exponent: f64,
+    /// `global` or `per-layer`.
+    #[serde(default = "global")]
+    pub scope: String,
+    /// Extra sparsities for the accuracy-vs-sparsity curve (distilled, float).
+    #[serde(default)]
+    pub sweep: Vec<f64>,
+}
+
+fn ten() -> usize {
+    10
+}
+fn three() -> f64 {
+    3.0
+}
+fn global() -> String {
+    "global".into()
+}
+
+/// `[quantize]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantizeSection {
+    /// `qat` (fake-quant fine-tuning) or `ptq` (calibration only).
+    pub mode: String,
+    /// QAT epochs.
+    #[serde(default = "five")]
+    pub epochs: usize,
+    /// QAT learning rate.
+    #[serde(default = "qat_lr")]
+    pub lr: f64,
+    /// Observers freeze after this many QAT epochs.
+    pub freeze_observers_after: Option<usize>,
+    /// Zero point 0 on activations (TensorRT).
+    #[serde(default)]
+    pub symmetric: bool,
+    /// Calibration images.
+    #[serde(default = "calib")]
+    pub calib_samples: usize,
+}
+
+fn five() -> usize {
+    5
+}
+fn qat_lr() -> f64 {
+    3e-4
+}
+fn calib() -> usize {
+    256
+}
+
+/// A checked recipe, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The recipe as written.
+    pub recipe: Recipe,
+    /// Teacher architectures, in recipe order.
+    pub teachers: Vec<(ArchSpec, TrainConfig)>,
+    /// Student architecture and training settings.
+    pub student: (ArchSpec, TrainConfig),
+    /// Cross-entropy weight and KD terms (empty without `[distill]`).
+    pub kd: (f64, Vec<KdTerm>),
+    /// Pruning schedule in steps, and its scope.
+    pub prune: Option<(GradualSchedule, Scope)>,
+    /// Quantization settings.
+    pub quantize: Option<QuantizeSection>,
+}
+
+/// A recipe problem, with the line it is on.
+fn at(src: &str, origin: &str, span: std::ops::Range<usize>, msg: String) -> crate::Error {
+    let line = src[..span.start.min(src.len())].matches('\n').count() + 1;
+    crate::Error::Invalid(format!("{origin}:{line}: {msg}"))
+}
+
+fn bad(origin: &str, msg: String) -> crate::Error {
+    crate::Error::Invalid(format!("{origin}: {msg}"))
+}
+
+fn arch(
+    a: &ArchSection,
+    name: &str,
+    input: (usize, usize, usize),
+    classes: usize,
+    origin: &str,
+) -> crate::Result<ArchSpec> {
+    match a.family.as_str() {
+        "small-cnn" => {
+            if a.c1 == 0 || a.c2 == 0 || a.hidden == Some(0) {
+                return Err(bad(
+                    origin,
+                    format!("{name}: layer widths must be at least 1"),
+                ));
+            }
+            if input.1 < 4 || input.2 < 4 {
+                return Err(bad(
+                    origin,
+                    format!("{name}: small-cnn needs images of at least 4×4"),
+                ));
+            }
+            Ok(ArchSpec::small_cnn(
+                name, input, a.c1, a.c2, a.hidden, classes,
+            ))
+        }
+        other => Err(bad(
+            origin,
+            format!("{name}: unknown arch family '{other}' (expected small-cnn)"),
+        )),
+    }
+}
+
+fn train_config(
+    t: &TrainSection,
+    m: &ModelSection,
+    seed: u64,
+    origin: &str,
+) -> crate::Result<TrainConfig> {
+    let optimizer = match t.optimizer.as_str() {
+        "adamw" => OptimizerKind::AdamW,
+        "sgd" => OptimizerKind::Sgd {
+            momentum: t.momentum,
+        },
+        o => {
+            return Err(bad(
+                origin,
+                format!("train.optimizer '{o}' (expected adamw or sgd)"),
+            ))
+        }
+    };
+    let schedule = match t.schedule.as_str() {
+        "cosine" => Schedule::Cosine,
+        "step" => Schedule::Step {
+            every_epochs: t.step_epochs.max(1),
+            gamma: t.gamma,
+        },
+        o => {
+            return Err(bad(
+                origin,
+                format!("train.schedule '{o}' (expected cosine or step)"),
+            ))
+        }
+    };
+    let epochs = m.epochs.unwrap_or(t.epochs);
+    let lr = m.lr.unwrap_or(t.lr);
+    if epochs == 0 || t.batch == 0 || !(lr > 0.0 && lr.is_finite()) {
+        return Err(bad(
+            origin,
+            format!("{}: epochs, batch and lr must be positive", m.name),
+        ));
+    }
+    Ok(TrainConfig {
+        epochs,
+        batch: t.batch,
+        lr,
+        schedule,
+        optimizer,
+        weight_decay: t.weight_decay,
+        augment_shift: t.augment_shift,
+        seed,
+        progress: true,
+        prune: None,
+    })
+}
+
+impl Plan {
+    /// Parses and checks `src` for images of `input` shape with `classes` classes and
+    /// `train_len` training images (pruning epochs become steps). `origin` names the file in
+    /// errors.
+    pub fn parse(
+        src: &str,
+        origin: &str,
+        input: (usize, usize, usize),
+        classes: usize,
+        train_len: usize,
+    ) -> crate::Result<Self> {
+        let recipe = Self::peek(src, origin)?;
+        Self::check(recipe, src, origin, input, classes, train_len)
+    }
+
+    /// Reads only the dataset part, so the caller can load the data before [`Plan::parse`].
+    pub fn peek(src: &str, origin: &str) -> crate::Result<Recipe> {
+        toml::from_str(src).map_err(|e| match e.span() {
+            Some(span) => at(src, origin, span, e.message().to_string()),
+            None => bad(origin, e.message().to_string()),
+        })
+    }
+
+    fn check(
+        recipe: Recipe,
+        src: &str,
+        origin: &str,
+        input: (usize, usize, usize),
+        classes: usize,
+        train_len: usize,
+    ) -> crate::Result<Self> {
+        let mut names = std::collections::HashSet::new();
+        for m in recipe.teacher.iter().chain([&recipe.student]) {
+            if !names.insert(m.name.clone()) {
+                return Err(bad(origin, format!("two models are named '{}'", m.name)));
+            }
+        }
+        let mut teachers = Vec::new();
+        for t in &recipe.teacher {
+            teachers.push((
+                arch(&t.arch, &t.name, input, classes, origin)?,
+                train_config(&recipe.train, t, recipe.seed, origin)?,
+            ));
+        }
+        let student = (
+            arch(
+                &recipe.student.arch,
+                &recipe.student.name,
+                input,
+                classes,
+                origin,
+            )?,
+            train_config(&recipe.train, &recipe.student, recipe.seed, origin)?,
+        );
+        let mut terms = Vec::new();
+        let mut ce_weight = 1.0;
+        if let Some(d) = &recipe.distill {
+            if teachers.is_empty() {
+                return Err(bad(
+                    origin,
+                    "[distill] needs at least one [[teacher]]".into(),
+                ));
+            }
+            if d.loss.is_empty() {
+                return Err(bad(origin, "[distill] has no [[distill.loss]]".into()));
+            }
+            ce_weight = d.ce_weight;
+            for l in &d.loss {
+                terms.push(kd_term(l, src, origin, &student.0, &recipe, &teachers)?);
+            }
+        }
+        let steps_per_epoch = train_len.div_ceil(student.1.batch.max(1)).max(1);
+        let prune = match &recipe.prune {
+            Some(p) => {
+                let scope = match p.scope.as_str() {
+                    "global" => Scope::Global,
+                    "per-layer" => Scope::PerLayer,
+                    o => {
+                        return Err(bad(
+                            origin,
+                            format!("prune.scope '{o}' (expected global or per-layer)"),
+                        ))
+                    }
+                };
+                if p.end_epoch > student.1.epochs {
+                    return Err(bad(
+                        origin,
+                        format!(
+                            "prune.end_epoch {} is after the student's last epoch {}",
+                            p.end_epoch, student.1.epochs
+                        ),
+                    ));
+                }
+                for s in &p.sweep {
+                    if !(0.0..1.0).contains(s) {
+                        return Err(bad(
+                            origin,
+                            format!("prune.sweep: sparsity {s} is outside [0, 1)"),
+                        ));
+                    }
+                }
+                let mut g = GradualSchedule::new(
+                    p.initial,
+                    p.sparsity,
+                    p.start_epoch * steps_per_epoch,
+                    p.end_epoch * steps_per_epoch,
+                    p.every_steps,
+                )
+                .map_err(|e| bad(origin, format!("[prune]: {e}")))?;
+                g.exponent = p.exponent;
+                Some((g, scope))
+            }
+            None => None,
+        };
+        if let Some(q) = &recipe.quantize {
+            if !matches!(q.mode.as_str(), "qat" | "ptq") {
+                return Err(bad(
+                    origin,
+                    format!("quantize.mode '{}' (expected qat or ptq)", q.mode),
+                ));
+            }
+            if q.calib_samples == 0 || (q.mode == "qat" && q.epochs == 0) {
+                return Err(bad(
+                    origin,
+                    "quantize: calib_samples and QAT epochs must be at least 1".into(),
+                ));
+            }
+        }
+        Ok(Plan {
+            teachers,
+            student,
+            kd: (ce_weight, terms),
+            prune,
+            quantize: recipe.quantize.clone(),
+            recipe,
+        })
+    }
+}
+
+fn kd_term(
+    l: &LossSection,
+    src: &str,
+    origin: &str,
+    student: &ArchSpec,
+    recipe: &Recipe,
+    teachers: &[(ArchSpec, TrainConfig)],
+) -> crate::Result<KdTerm> {
+    let kind = l.kind.get_ref().as_str();
+    let loss = match kind {
+        "hinton" => KdLoss::Hinton {
+            temperature: l.temperature.unwrap_or(4.0),
+        },
+        "fitnets" => KdLoss::FitNets,
+        "attention" => KdLoss::Attention,
+        "activation-boundary" => KdLoss::ActivationBoundary {
+            margin: l.margin.unwrap_or(1.0),
+        },
+        "rkd-distance" => KdLoss::RkdDistance,
+        "rkd-angle" => KdLoss::RkdAngle,
+        "area-rkd" => KdLoss::AreaRkd {
+            grid: l.grid.unwrap_or(2),
+        },
+        other => {
+            return Err(at(
+                src,
+                origin,
+                l.kind.span(),
+                format!("unknown distillation loss '{other}' (expected hinton, fitnets, attention, activation-boundary, rkd-distance, rkd-angle or area-rkd)"),
+            ))
+        }
+    };
+    let teacher = match &l.teacher {
+        Some(t) => recipe
+            .teacher
+            .iter()
+            .position(|m| &m.name == t.get_ref())
+            .ok_or_else(|| {
+                at(
+                    src,
+                    origin,
+                    t.span(),
+                    format!(
+                        "teacher '{}' is not a [[teacher]] of this recipe",
+                        t.get_ref()
+                    ),
+                )
+            })?,
+        None => 0,
+    };
+    let tspec = &teachers[teacher].0;
+    let layer = |key: &str, v: &Option<Spanned<String>>, spec: &ArchSpec| -> crate::Result<usize> {
+        let names = spec.layer_names();
+        match v {
+            Some(n) => names.iter().position(|x| x == n.get_ref()).ok_or_else(|| {
+                at(
+                    src,
+                    origin,
+                    n.span(),
+                    format!(
+                        "{key} '{}' does not exist in {} (its layers: {})",
+                        n.get_ref(),
+                        spec.name,
+                        names.join(", ")
+                    ),
+                )
+            }),
+            None if matches!(loss, KdLoss::Hinton { .. }) => Ok(names.len() - 1),
+            None => Err(at(
+                src,
+                origin,
+                l.kind.span(),
+                format!("{kind} needs {key}"),
+            )),
+        }
+    };
+    let term = KdTerm {
+        loss,
+        weight: l.weight,
+        teacher,
+        student_layer: layer("student_layer", &l.student_layer, student)?,
+        teacher_layer: layer("teacher_layer", &l.teacher_layer, tspec)?,
+    };
+    if let Some(e) = connect_error(&term, student, tspec) {
+        let span = l
+            .student_layer
+            .as_ref()
+            .map(|s| s.span())
+            .unwrap_or(l.kind.span());
+        return Err(at(
+            src,
+            origin,
+            span,
+            format!("cannot connect {} to {}: {e}", student.name, tspec.name),
+        ));
+    }
+    Ok(term)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+[data]
+dataset = "digits"
+[[teacher]]
+name = "big"
+arch = { family = "small-cnn", c1 = 8, c2 = 16, hidden = 32 }
+[student]
+name = "small"
+arch = { family = "small-cnn", c1 = 2, c2 = 4 }
+[distill]
+ce_weight = 0.3
+[[distill.loss]]
+kind = "hinton"
+[[distill.loss]]
+kind = "activation-boundary"
+student_layer = "conv2"
+teacher_layer = "conv2"
+"#;
+
+    fn parse(src: &str) -> crate::Result<Plan> {
+        Plan::parse(src, "r.toml", (1, 8, 8), 10, 1000)
+    }
+
+    #[test]
+    fn a_good_recipe_becomes_a_plan() {
+        let p = parse(GOOD).unwrap();
+        assert_eq!(p.kd.1.len(), 2);
+        assert_eq!(p.kd.1[1].student_layer, 1);
+        assert_eq!(p.kd.0, 0.3);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let e = |s: String| parse(&s).unwrap_err().to_string();
+        let unknown = e(GOOD.replace("ce_weight = 0.3", "ce_wieght = 0.3"));
+        assert!(
+            unknown.contains("ce_wieght") && unknown.starts_with("r.toml:12:"),
+            "{unknown}"
+        );
+        let layer = e(GOOD.replace("student_layer = \"conv2\"", "student_layer = \"conv9\""));
+        assert!(
+            layer.starts_with("r.toml:17:")
+                && layer.contains("student_layer 'conv9' does not exist in small"),
+            "{layer}"
+        );
+        // fc1 (1×1 features) cannot be connected to a conv layer by activation boundary.
+        let shape = e(GOOD.replace("student_layer = \"conv2\"", "student_layer = \"fc1\""));
+        assert!(
+            shape.contains("cannot connect small to big") && shape.contains("H×W"),
+            "{shape}"
+        );
+        let kind = e(GOOD.replace("kind = \"hinton\"", "kind = \"hintn\""));
+        assert!(
+            kind.starts_with("r.toml:14:") && kind.contains("'hintn'"),
+            "{kind}"
+        );
+        let sparsity = e(format!("{GOOD}[prune]\nsparsity = 1.2\nend_epoch = 5\n"));
+        assert!(
+            sparsity.contains("target sparsity 1.2 is outside [0, 1)"),
+            "{sparsity}"
+        );
+        let order = e(format!(
+            "{GOOD}[prune]\nsparsity = 0.5\nstart_epoch = 4\nend_epoch = 2\n"
+        ));
+        assert!(order.contains("not after its start"), "{order}");
+        let teacher = e(GOOD.replace("kind = \"hinton\"", "kind = \"hinton\"\nteacher = \"huge\""));
+        assert!(
+            teacher.contains("teacher 'huge' is not a [[teacher]]"),
+            "{teacher}"
+        );
+    }
+}

@@ -1,0 +1,410 @@
+//! The compress pipeline on tiny seeded digits subsets: every distillation loss decreases while
+//! it trains; every recipe path (prune only, QAT only, KD only, all combined) runs end to end and
+//! its int8 file passes onnx's checker, agrees with onnxruntime within one output step and keeps
+//! its float model's accuracy; QAT's fake-quant model is what sprig-runtime computes; a run
+//! stopped mid-way resumes to exactly the result of an uninterrupted one.
+
+use sprig_compress::distill::{KdLoss, KdTerm};
+use sprig_compress::export::export_int8;
+use sprig_compress::pipeline::{self, Goal, Options, Report};
+use sprig_compress::recipe::Plan;
+use sprig_compress::train::{logits, train, QatConfig, Run, TrainConfig};
+use sprig_models::arch::ArchSpec;
+use sprig_models::datasets::{digits, ImageSet};
+use sprig_runtime::{Interpreter, Model};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sprig-compress-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn subset(set: &ImageSet, n: usize) -> ImageSet {
+    set.subset(&(0..n.min(set.len())).collect::<Vec<_>>())
+}
+
+const BASE: &str = r#"
+name = "tiny"
+seed = 3
+[data]
+dataset = "digits"
+train_limit = 500
+test_limit = 150
+[train]
+epochs = 12
+batch = 32
+[[teacher]]
+name = "teacher"
+arch = { family = "small-cnn", c1 = 16, c2 = 32, hidden = 64 }
+[student]
+name = "student"
+arch = { family = "small-cnn", c1 = 8, c2 = 16 }
+"#;
+
+const KD: &str = r#"
+[distill]
+ce_weight = 0.3
+[[distill.loss]]
+kind = "hinton"
+weight = 0.7
+[[distill.loss]]
+kind = "activation-boundary"
+weight = 0.05
+student_layer = "conv2"
+teacher_layer = "conv2"
+"#;
+
+const PRUNE: &str = "
+[prune]
+sparsity = 0.8
+start_epoch = 2
+end_epoch = 8
+every_steps = 4
+";
+
+const QAT: &str = "
+[quantize]
+mode = \"qat\"
+epochs = 2
+freeze_observers_after = 1
+calib_samples = 128
+";
+
+fn run_recipe(
+    src: &str,
+    out: &Path,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> Result<Report, String> {
+    let recipe = Plan::peek(src, "test.toml").unwrap();
+    let (tr, te) = pipeline::load_data(
+        &recipe.data.dataset,
+        recipe.data.train_limit,
+        recipe.data.test_limit,
+    )
+    .unwrap();
+    let plan = Plan::parse(src, "test.toml", tr.chw, tr.classes, tr.len()).unwrap();
+    let opts = Options {
+        out: out.to_path_buf(),
+        resume,
+        quiet: true,
+        latency_runs: 3,
+        stop_after,
+    };
+    pipeline::run(&plan, &tr, &te, Goal::Compress, &opts).map_err(|e| e.to_string())
+}
+
+fn python() -> PathBuf {
+    let p = repo().join(".venv/bin/python");
+    assert!(p.exists(), "{} is missing: run ./tests/run.sh", p.display());
+    p
+}
+
+/// onnx's full checker accepts the file, and onnxruntime's outputs on `samples` are within one
+/// output quantization step of sprig-runtime's.
+fn check_with_onnxruntime(model: &Path, samples: &ImageSet) {
+    let check = Command::new(python())
+        .args([
+            "-c",
+            "import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)",
+        ])
+        .arg(model)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "onnx checker: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let dir = model.parent().unwrap();
+    let (x, y) = (dir.join("samples.f32"), dir.join("ort.f32"));
+    let raw: Vec<u8> = samples
+        .images
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(&x, raw).unwrap();
+    let o = Command::new(python())
+        .arg(repo().join("tests/ort_reference.py"))
+        .arg("run")
+        .args([model, &x, &y])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ort: Vec<f32> = std::fs::read(&y)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let bytes = std::fs::read(model).unwrap();
+    let (sprig, step) = run_sprig(&bytes, samples);
+    let worst = ort
+        .iter()
+        .zip(&sprig)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert_eq!(ort.len(), sprig.len());
+    assert!(
+        worst <= step * 1.0001,
+        "{}: |ort − sprig| {worst} > step {step}",
+        model.display()
+    );
+}
+
+/// sprig-runtime's outputs for every image, and the output quantization step.
+fn run_sprig(bytes: &[u8], set: &ImageSet) -> (Vec<f32>, f32) {
+    let m = Model::parse(bytes).unwrap();
+    let mut arena = vec![0u8; m.arena_bytes().unwrap()];
+    let mut it = Interpreter::new(&m, &mut arena).unwrap();
+    let mut out = Vec::new();
+    for i in 0..set.len() {
+        it.set_input_f32(0, set.image(i)).unwrap();
+        it.invoke().unwrap();
+        out.extend_from_slice(it.output(0).unwrap().as_f32().unwrap());
+    }
+    let name = m.outputs().next().unwrap().unwrap().name;
+    let step = m
+        .nodes()
+        .map(|n| n.unwrap())
+        .find(|n| n.outputs.first() == Some(&name))
+        .map(|n| {
+            m.initializer(n.input(1).unwrap())
+                .unwrap()
+                .unwrap()
+                .f32_at(0)
+                .unwrap()
+        })
+        .unwrap();
+    (out, step)
+}
+
+fn row<'a>(r: &'a Report, model: &str) -> &'a pipeline::Row {
+    r.rows.iter().find(|x| x.model == model).unwrap_or_else(|| {
+        panic!(
+            "no row '{model}' in {:?}",
+            r.rows.iter().map(|x| &x.model).collect::<Vec<_>>()
+        )
+    })
+}
+
+#[test]
+fn every_recipe_path_exports_checked_int8() {
+    let (_, test) = digits().split(0.2, 0);
+    let samples = subset(&test, 40);
+    for (tag, extra) in [
+        ("prune", PRUNE.to_string()),
+        ("qat", QAT.to_string()),
+        ("kd", KD.to_string()),
+        ("all", format!("{KD}{PRUNE}{QAT}")),
+    ] {
+        let out = tmp(tag);
+        let r = run_recipe(&format!("{BASE}{extra}"), &out, false, None).unwrap();
+        for f in [
+            "report.md",
+            "report.json",
+            "training_curves.png",
+            "accuracy_vs_size.png",
+        ] {
+            assert!(out.join(f).exists(), "{tag}: {f} missing");
+        }
+        let student = row(&r, "student f32");
+        assert!(
+            student.top1 > 0.6,
+            "{tag}: student alone {:.3}",
+            student.top1
+        );
+        match tag {
+            "prune" => {
+                let p = row(&r, "student pruned f32");
+                let sparsity = 1.0 - p.nonzeros as f64 / p.params as f64;
+                assert!(sparsity > 0.75, "{tag}: sparsity {sparsity:.3}");
+                assert!(out.join("accuracy_vs_sparsity.png").exists());
+            }
+            "kd" => {
+                let kd = row(&r, "student + KD f32");
+                assert!(kd.top1 > 0.6, "{tag}: distilled {:.3}", kd.top1);
+                assert!(kd.teacher_agreement.unwrap() > 0.6);
+            }
+            _ => {}
+        }
+        if tag == "qat" || tag == "all" {
+            let int8 = r.rows.last().unwrap();
+            assert!(
+                int8.file.ends_with("tiny.int8.onnx"),
+                "{tag}: {}",
+                int8.file
+            );
+            // QAT keeps the float model's accuracy (tiny data: within 3 points).
+            let float = if tag == "all" {
+                row(&r, "student + KD pruned f32")
+            } else {
+                student
+            };
+            assert!(
+                int8.top1 >= float.top1 - 0.03,
+                "{tag}: int8 {:.3} vs float {:.3}",
+                int8.top1,
+                float.top1
+            );
+            if tag == "all" {
+                assert!(
+                    1.0 - int8.nonzeros as f64 / int8.params as f64 > 0.75,
+                    "all: sparsity lost in QAT"
+                );
+            }
+            check_with_onnxruntime(&out.join("tiny.int8.onnx"), &samples);
+            check_with_onnxruntime(&out.join("student.int8.onnx"), &samples);
+        }
+    }
+}
+
+#[test]
+fn a_stopped_run_resumes_to_the_same_result() {
+    let src = format!("{BASE}{KD}{PRUNE}{QAT}")
+        .replace("train_limit = 500", "train_limit = 200")
+        .replace("epochs = 12", "epochs = 6")
+        .replace("end_epoch = 8", "end_epoch = 4");
+    let (a, b) = (tmp("straight"), tmp("resumed"));
+    run_recipe(&src, &a, false, None).unwrap();
+    let err = run_recipe(&src, &b, false, Some(2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stopped after 2 of 6 epochs") && err.contains("--resume"),
+        "{err}"
+    );
+    // Without --resume an unfinished checkpoint is not continued: it stops again at epoch 2.
+    assert!(run_recipe(&src, &b, false, Some(2)).is_err());
+    // Each process continues two more epochs; then everything finishes.
+    while run_recipe(&src, &b, true, Some(2)).is_err() {}
+    for f in [
+        "tiny.int8.onnx",
+        "tiny.f32.onnx",
+        "teacher.f32.onnx",
+        "student-kd.f32.onnx",
+    ] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs after resume"
+        );
+    }
+}
+
+#[test]
+fn qat_model_is_what_sprig_runtime_computes() {
+    let (train_set, test) = digits().split(0.2, 1);
+    let (train_set, test) = (subset(&train_set, 400), subset(&test, 100));
+    let spec = ArchSpec::small_cnn("q", (1, 8, 8), 8, 16, None, 10);
+    let cfg = TrainConfig {
+        epochs: 5,
+        progress: false,
+        seed: 2,
+        ..Default::default()
+    };
+    let float = train(&spec, &train_set, &cfg, Run::default(), "f").unwrap();
+    let qcfg = TrainConfig {
+        epochs: 2,
+        lr: 3e-4,
+        ..cfg
+    };
+    for symmetric in [false, true] {
+        let q = train(
+            &spec,
+            &train_set,
+            &qcfg,
+            Run {
+                init: Some(&float),
+                qat: Some(QatConfig {
+                    symmetric,
+                    freeze_observers_after: 1,
+                    initial_ranges: vec![],
+                }),
+                ..Default::default()
+            },
+            "qat",
+        )
+        .unwrap();
+        let fq = q.fake_quant.as_ref().unwrap();
+        let acts = fq.act_quants();
+        if symmetric {
+            assert!(acts.iter().all(|a| a.zero_point == 0));
+        }
+        let bytes = export_int8(&spec, &q.model.weights().unwrap(), &acts);
+        let (got, step) = run_sprig(&bytes, &test);
+        let want: Vec<f32> = logits(&q.model, &test, Some(fq)).unwrap().concat();
+        let diffs: Vec<f32> = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs() / step)
+            .collect();
+        let within_one = diffs.iter().filter(|d| **d <= 1.0001).count() as f64 / diffs.len() as f64;
+        let worst = diffs.iter().fold(0f32, |a, &b| a.max(b));
+        // Float accumulation order and bias rounding may move a value across a rounding
+        // boundary; the result stays within one output step almost everywhere.
+        assert!(
+            within_one >= 0.99,
+            "symmetric={symmetric}: {within_one:.4} within one step, worst {worst}"
+        );
+        assert!(worst <= 3.0, "symmetric={symmetric}: worst {worst} steps");
+    }
+}
+
+#[test]
+fn every_distillation_loss_decreases_while_it_trains() {
+    let (train_set, _) = digits().split(0.2, 2);
+    let train_set = subset(&train_set, 400);
+    let cfg = TrainConfig {
+        epochs: 5,
+        progress: false,
+        seed: 4,
+        ..Default::default()
+    };
+    let tspec = ArchSpec::small_cnn("t", (1, 8, 8), 16, 32, Some(64), 10);
+    let sspec = ArchSpec::small_cnn("s", (1, 8, 8), 4, 8, None, 10);
+    let teacher = train(&tspec, &train_set, &cfg, Run::default(), "t").unwrap();
+    // Weighted layers: conv1 0, conv2 1, fc (student: logits 2; teacher: hidden 2, logits 3).
+    let conv2 = (1, 1);
+    let cases = [
+        (KdLoss::Hinton { temperature: 4.0 }, (2, 3)),
+        (KdLoss::FitNets, conv2),
+        (KdLoss::Attention, conv2),
+        (KdLoss::ActivationBoundary { margin: 1.0 }, conv2),
+        (KdLoss::RkdDistance, (2, 3)),
+        (KdLoss::RkdAngle, (2, 3)),
+        (KdLoss::AreaRkd { grid: 2 }, conv2),
+    ];
+    for (loss, (s, t)) in cases {
+        let term = KdTerm {
+            loss,
+            weight: 1.0,
+            teacher: 0,
+            student_layer: s,
+            teacher_layer: t,
+        };
+        let run = Run {
+            kd: std::slice::from_ref(&term),
+            teachers: &[&teacher.model],
+            ..Default::default()
+        };
+        let h = train(&sspec, &train_set, &cfg, run, loss.name())
+            .unwrap()
+            .history;
+        let (first, last) = (h[0].kd_loss, h[h.len() - 1].kd_loss);
+        assert!(
+            last < first * 0.9,
+            "{}: KD loss {first:.5} → {last:.5}",
+            loss.name()
+        );
+    }
+}
