@@ -1,12 +1,14 @@
-//! ONNX export of a trained [`ArchSpec`]: float32, and int8 QDQ following DESIGN §3 — int8
-//! symmetric per-output-channel weights with DequantizeLinear on axis 0, int32 bias, activations
-//! wrapped in QuantizeLinear/DequantizeLinear pairs. MaxPool and Flatten run directly on the int8
-//! tensor (ONNX allows int8 for both, and they commute with quantization), so no extra Q/DQ is
-//! placed around them.
+//! ONNX export of a trained [`ArchSpec`] (batch norm folded): float32, and int8 QDQ following
+//! DESIGN §3 — int8 symmetric per-output-channel weights with DequantizeLinear on axis 0, int32
+//! bias, activations wrapped in QuantizeLinear/DequantizeLinear pairs, both inputs of a residual
+//! Add dequantized and its output quantized (the layout TensorRT expects). MaxPool and Flatten
+//! run directly on the int8 tensor (ONNX allows int8 for both, and they commute with
+//! quantization), so no extra Q/DQ is placed around them. One [`Emitter`] writes both variants:
+//! in float mode its quantize/dequantize steps are the identity.
 
 use crate::pb::{self, dtype, node, tensor, tensor_f32, value_info, Attr, Msg};
 use crate::quantize::{ActQuant, WeightQuant};
-use sprig_models::arch::{ArchSpec, LayerSpec, LayerWeights};
+use sprig_models::arch::{ArchSpec, ConvWeights, LayerSpec, LayerWeights};
 
 /// Opset of every exported file (QDQ with per-axis scales needs 13).
 pub const OPSET: i64 = 13;
@@ -16,6 +18,196 @@ pub const INPUT: &str = "input";
 /// See [`INPUT`].
 pub const OUTPUT: &str = "logits";
 
+/// A tensor flowing through the graph: its name and, in the int8 graph, its quantization.
+#[derive(Clone)]
+struct Flow {
+    name: String,
+    q: Option<ActQuant>,
+}
+
+/// Writes the graph layer by layer.
+struct Emitter<'a> {
+    g: Msg,
+    /// Activation quantization in [`ArchSpec::quant_points`] order; `None` = float export.
+    acts: Option<&'a [ActQuant]>,
+    next_act: usize,
+    names: usize,
+}
+
+impl Emitter<'_> {
+    fn fresh(&mut self, stem: &str) -> String {
+        self.names += 1;
+        format!("{stem}_{}", self.names)
+    }
+
+    fn init(&mut self, t: Msg) {
+        self.g.msg(5, &t);
+    }
+
+    fn node(&mut self, op: &str, ins: &[&str], outs: &[&str], attrs: &[(&str, Attr)]) {
+        let name = self.fresh(&op.to_lowercase());
+        self.g.msg(1, &node(op, &name, ins, outs, attrs));
+    }
+
+    fn scale_zp(&mut self, q: ActQuant) -> (String, String) {
+        let (s, z) = (self.fresh("scale"), self.fresh("zp"));
+        self.init(tensor_f32(&s, &[], &[q.scale]));
+        self.init(tensor(&z, dtype::INT8, &[], &[q.zero_point as u8]));
+        (s, z)
+    }
+
+    /// The float view of `x` (a DequantizeLinear in the int8 graph).
+    fn dequant(&mut self, x: &Flow) -> String {
+        match x.q {
+            None => x.name.clone(),
+            Some(q) => {
+                let (s, z) = self.scale_zp(q);
+                let out = self.fresh("x");
+                self.node("DequantizeLinear", &[&x.name, &s, &z], &[&out], &[]);
+                out
+            }
+        }
+    }
+
+    /// Ends a float computation at the next quantization point (a QuantizeLinear in the int8
+    /// graph).
+    fn quant(&mut self, float: &str) -> Flow {
+        let Some(acts) = self.acts else {
+            return Flow {
+                name: float.into(),
+                q: None,
+            };
+        };
+        let q = acts[self.next_act];
+        self.next_act += 1;
+        let (s, z) = self.scale_zp(q);
+        let out = self.fresh("q");
+        self.node("QuantizeLinear", &[float, &s, &z], &[&out], &[]);
+        Flow {
+            name: out,
+            q: Some(q),
+        }
+    }
+
+    /// Conv or Gemm with weights `w` (shape `dims`) and bias `b`, optional ReLU, ending at a
+    /// quantization point. `out` names the float result (the graph output for the last layer).
+    #[allow(clippy::too_many_arguments)]
+    fn weighted(
+        &mut self,
+        x: &Flow,
+        op: &str,
+        attrs: &[(&str, Attr)],
+        w: &[f32],
+        dims: &[usize],
+        b: &[f32],
+        relu: bool,
+        out: Option<&str>,
+    ) -> Flow {
+        let oc = dims[0];
+        let xf = self.dequant(x);
+        let (wn, bn) = (self.fresh("w"), self.fresh("b"));
+        match x.q {
+            None => {
+                self.init(tensor_f32(&wn, dims, w));
+                self.init(tensor_f32(&bn, &[oc], b));
+            }
+            Some(xq) => {
+                let wq = WeightQuant::per_channel(w, oc);
+                let bias_scales: Vec<f32> = wq.scales.iter().map(|s| s * xq.scale).collect();
+                let bq: Vec<u8> = b
+                    .iter()
+                    .zip(&bias_scales)
+                    .flat_map(|(b, s)| {
+                        ((b / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32)
+                            .to_le_bytes()
+                    })
+                    .collect();
+                let values: Vec<u8> = wq.values.iter().map(|&v| v as u8).collect();
+                let (wq_n, ws, wz) = (self.fresh("wq"), self.fresh("ws"), self.fresh("wz"));
+                self.init(tensor(&wq_n, dtype::INT8, dims, &values));
+                self.init(tensor_f32(&ws, &[oc], &wq.scales));
+                self.init(tensor(&wz, dtype::INT8, &[oc], &vec![0u8; oc]));
+                self.node(
+                    "DequantizeLinear",
+                    &[&wq_n, &ws, &wz],
+                    &[&wn],
+                    &[("axis", Attr::Int(0))],
+                );
+                let (bq_n, bs, bz) = (self.fresh("bq"), self.fresh("bs"), self.fresh("bz"));
+                self.init(tensor(&bq_n, dtype::INT32, &[oc], &bq));
+                self.init(tensor_f32(&bs, &[oc], &bias_scales));
+                self.init(tensor(&bz, dtype::INT32, &[oc], &vec![0u8; 4 * oc]));
+                self.node(
+                    "DequantizeLinear",
+                    &[&bq_n, &bs, &bz],
+                    &[&bn],
+                    &[("axis", Attr::Int(0))],
+                );
+            }
+        }
+        let float_out = match (out, relu, x.q) {
+            (Some(o), false, None) => o.to_string(),
+            _ => self.fresh("f"),
+        };
+        self.node(op, &[&xf, &wn, &bn], &[&float_out], attrs);
+        let act = if relu {
+            let r = match (out, x.q) {
+                (Some(o), None) => o.to_string(),
+                _ => self.fresh("r"),
+            };
+            self.node("Relu", &[&float_out], &[&r], &[]);
+            r
+        } else {
+            float_out
+        };
+        self.quant(&act)
+    }
+
+    /// A `k`×`k` convolution with padding `pad` and stride `stride`.
+    fn conv(
+        &mut self,
+        x: &Flow,
+        cw: &ConvWeights,
+        c_in: usize,
+        (k, pad, stride): (usize, usize, usize),
+        relu: bool,
+    ) -> Flow {
+        let oc = cw.b.len();
+        let (k, p, s) = (k as i64, pad as i64, stride as i64);
+        let attrs = [
+            ("kernel_shape", Attr::Ints(&[k, k])),
+            ("pads", Attr::Ints(&[p, p, p, p])),
+            ("strides", Attr::Ints(&[s, s])),
+        ];
+        self.weighted(
+            x,
+            "Conv",
+            &attrs,
+            &cw.w,
+            &[oc, c_in, k as usize, k as usize],
+            &cw.b,
+            relu,
+            None,
+        )
+    }
+
+    /// `relu(a + b)` with both inputs dequantized (int8 residual Add).
+    fn add_relu(&mut self, a: &Flow, b: &Flow) -> Flow {
+        let (af, bf) = (self.dequant(a), self.dequant(b));
+        let (sum, r) = (self.fresh("sum"), self.fresh("r"));
+        self.node("Add", &[&af, &bf], &[&sum], &[]);
+        self.node("Relu", &[&sum], &[&r], &[]);
+        self.quant(&r)
+    }
+
+    /// An op that commutes with quantization, applied to the int8 tensor directly.
+    fn passthrough(&mut self, x: &Flow, op: &str, attrs: &[(&str, Attr)]) -> Flow {
+        let out = self.fresh(&op.to_lowercase());
+        self.node(op, &[&x.name], &[&out], attrs);
+        Flow { name: out, q: x.q }
+    }
+}
+
 fn input_dims(spec: &ArchSpec) -> [usize; 4] {
     [1, spec.input.0, spec.input.1, spec.input.2]
 }
@@ -24,11 +216,16 @@ fn out_features(spec: &ArchSpec) -> usize {
     spec.shapes().last().map(|s| s.0).unwrap_or(0)
 }
 
-/// Float32 ONNX of the trained model.
-pub fn export_f32(spec: &ArchSpec, weights: &[LayerWeights]) -> Vec<u8> {
-    let mut g = Msg::new();
-    g.str(2, &spec.name);
-    let mut cur = INPUT.to_string();
+fn emit(spec: &ArchSpec, weights: &[LayerWeights], acts: Option<&[ActQuant]>) -> Vec<u8> {
+    let mut e = Emitter {
+        g: Msg::new(),
+        acts,
+        next_act: 0,
+        names: 0,
+    };
+    let suffix = if acts.is_some() { "-int8" } else { "" };
+    e.g.str(2, &format!("{}{suffix}", spec.name));
+    let mut x = e.quant(INPUT);
     let mut c_in = spec.input.0;
     let n_layers = spec.layers.len();
     for (i, ((l, w), s)) in spec
@@ -38,284 +235,91 @@ pub fn export_f32(spec: &ArchSpec, weights: &[LayerWeights]) -> Vec<u8> {
         .zip(spec.shapes())
         .enumerate()
     {
-        let out = if i + 1 == n_layers {
-            OUTPUT.to_string()
-        } else {
-            format!("t{i}")
-        };
-        match (l, w) {
+        let last = (i + 1 == n_layers).then_some(OUTPUT);
+        x = match (l, w) {
             (
-                LayerSpec::Conv {
-                    out: oc, k, relu, ..
+                &LayerSpec::Conv {
+                    k,
+                    pad,
+                    stride,
+                    relu,
+                    ..
                 },
                 LayerWeights::Conv { w, b },
             ) => {
-                g.msg(5, &tensor_f32(&format!("w{i}"), &[*oc, c_in, *k, *k], w));
-                g.msg(5, &tensor_f32(&format!("b{i}"), &[*oc], b));
-                let pre = if *relu { format!("c{i}") } else { out.clone() };
-                g.msg(
-                    1,
-                    &layer_node(l, i, &[&cur, &format!("w{i}"), &format!("b{i}")], &pre),
-                );
-                if *relu {
-                    g.msg(1, &node("Relu", &format!("relu{i}"), &[&pre], &[&out], &[]));
-                }
+                let cw = ConvWeights {
+                    w: w.clone(),
+                    b: b.clone(),
+                };
+                e.conv(&x, &cw, c_in, (k, pad, stride), relu)
             }
-            (LayerSpec::Dense { out: o, relu }, LayerWeights::Dense { w, b }) => {
-                g.msg(5, &tensor_f32(&format!("w{i}"), &[*o, c_in], w));
-                g.msg(5, &tensor_f32(&format!("b{i}"), &[*o], b));
-                let pre = if *relu { format!("c{i}") } else { out.clone() };
-                g.msg(
-                    1,
-                    &layer_node(l, i, &[&cur, &format!("w{i}"), &format!("b{i}")], &pre),
-                );
-                if *relu {
-                    g.msg(1, &node("Relu", &format!("relu{i}"), &[&pre], &[&out], &[]));
-                }
+            (&LayerSpec::Residual { stride, .. }, LayerWeights::Residual { c1, c2, shortcut }) => {
+                let out = c1.b.len();
+                let a1 = e.conv(&x, c1, c_in, (3, 1, stride), true);
+                let z2 = e.conv(&a1, c2, out, (3, 1, 1), false);
+                let sc = match shortcut {
+                    Some(sw) => e.conv(&x, sw, c_in, (1, 0, stride), false),
+                    None => x.clone(),
+                };
+                e.add_relu(&z2, &sc)
             }
-            (LayerSpec::MaxPool2 | LayerSpec::Flatten, _) => {
-                g.msg(1, &layer_node(l, i, &[&cur], &out));
-            }
-            _ => panic!("weights do not match the architecture at layer {i}"),
-        }
-        cur = out;
-        c_in = s.0;
-    }
-    g.msg(11, &value_info(INPUT, dtype::FLOAT, &input_dims(spec)));
-    g.msg(
-        12,
-        &value_info(OUTPUT, dtype::FLOAT, &[1, out_features(spec)]),
-    );
-    pb::model(&g, OPSET)
-}
-
-/// The node of layer `i` (Conv, Gemm, MaxPool or Flatten). The same node serves the float and
-/// the QDQ export: only its inputs differ.
-fn layer_node(l: &LayerSpec, i: usize, ins: &[&str], out: &str) -> Msg {
-    match *l {
-        LayerSpec::Conv { k, pad, .. } => {
-            let (k, p) = (k as i64, pad as i64);
-            node(
-                "Conv",
-                &format!("conv{i}"),
-                ins,
-                &[out],
+            (&LayerSpec::Dense { out, relu }, LayerWeights::Dense { w, b }) => e.weighted(
+                &x,
+                "Gemm",
+                &[("transB", Attr::Int(1))],
+                w,
+                &[out, c_in],
+                b,
+                relu,
+                last,
+            ),
+            (LayerSpec::MaxPool2, _) => e.passthrough(
+                &x,
+                "MaxPool",
                 &[
-                    ("kernel_shape", Attr::Ints(&[k, k])),
-                    ("pads", Attr::Ints(&[p, p, p, p])),
+                    ("kernel_shape", Attr::Ints(&[2, 2])),
+                    ("strides", Attr::Ints(&[2, 2])),
                 ],
-            )
-        }
-        LayerSpec::Dense { .. } => node(
-            "Gemm",
-            &format!("fc{i}"),
-            ins,
-            &[out],
-            &[("transB", Attr::Int(1))],
-        ),
-        LayerSpec::MaxPool2 => node(
-            "MaxPool",
-            &format!("pool{i}"),
-            ins,
-            &[out],
-            &[
-                ("kernel_shape", Attr::Ints(&[2, 2])),
-                ("strides", Attr::Ints(&[2, 2])),
-            ],
-        ),
-        LayerSpec::Flatten => node(
-            "Flatten",
-            &format!("flatten{i}"),
-            ins,
-            &[out],
-            &[("axis", Attr::Int(1))],
-        ),
-    }
-}
-
-fn scalar_f32(name: &str, v: f32) -> Msg {
-    tensor_f32(name, &[], &[v])
-}
-
-fn scalar_i8(name: &str, v: i8) -> Msg {
-    tensor(name, dtype::INT8, &[], &[v as u8])
-}
-
-/// Int8 QDQ ONNX. `acts[0]` quantizes the input, `acts[j + 1]` the output of the j-th weighted
-/// layer (after its activation).
-pub fn export_int8(spec: &ArchSpec, weights: &[LayerWeights], acts: &[ActQuant]) -> Vec<u8> {
-    let mut g = Msg::new();
-    g.str(2, &format!("{}-int8", spec.name));
-    let mut c_in = spec.input.0;
-    // Quantize the float input.
-    g.msg(5, &scalar_f32("in_scale", acts[0].scale));
-    g.msg(5, &scalar_i8("in_zp", acts[0].zero_point));
-    g.msg(
-        1,
-        &node(
-            "QuantizeLinear",
-            "quant_input",
-            &[INPUT, "in_scale", "in_zp"],
-            &["q_in"],
-            &[],
-        ),
-    );
-    let mut cur = "q_in".to_string();
-    let mut cur_q = acts[0];
-    let mut act_i = 1;
-    for (i, ((l, w), s)) in spec
-        .layers
-        .iter()
-        .zip(weights)
-        .zip(spec.shapes())
-        .enumerate()
-    {
-        let out = format!("q{i}");
-        match (l, w) {
-            (LayerSpec::Conv { .. }, LayerWeights::Conv { w, b })
-            | (LayerSpec::Dense { .. }, LayerWeights::Dense { w, b }) => {
-                let (oc, dims, relu) = match *l {
-                    LayerSpec::Conv { out, k, relu, .. } => (out, vec![out, c_in, k, k], relu),
-                    LayerSpec::Dense { out, relu } => (out, vec![out, c_in], relu),
-                    _ => unreachable!(),
-                };
-                let wq = WeightQuant::per_channel(w, oc);
-                let bias_scales: Vec<f32> = wq.scales.iter().map(|s| s * cur_q.scale).collect();
-                let bq: Vec<i32> = b
-                    .iter()
-                    .zip(&bias_scales)
-                    .map(|(b, s)| (b / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32)
-                    .collect();
-                let y = acts[act_i];
-                act_i += 1;
-                // Inputs dequantized.
-                g.msg(5, &scalar_f32(&format!("s_x{i}"), cur_q.scale));
-                g.msg(5, &scalar_i8(&format!("z_x{i}"), cur_q.zero_point));
-                g.msg(
-                    1,
-                    &node(
-                        "DequantizeLinear",
-                        &format!("dq_x{i}"),
-                        &[&cur, &format!("s_x{i}"), &format!("z_x{i}")],
-                        &[&format!("x{i}")],
-                        &[],
-                    ),
-                );
-                // Weights: int8 per channel, axis 0.
-                g.msg(
-                    5,
-                    &tensor(
-                        &format!("w{i}_q"),
-                        dtype::INT8,
-                        &dims,
-                        &wq.values.iter().map(|&v| v as u8).collect::<Vec<_>>(),
-                    ),
-                );
-                g.msg(5, &tensor_f32(&format!("w{i}_scale"), &[oc], &wq.scales));
-                g.msg(
-                    5,
-                    &tensor(&format!("w{i}_zp"), dtype::INT8, &[oc], &vec![0u8; oc]),
-                );
-                g.msg(
-                    1,
-                    &node(
-                        "DequantizeLinear",
-                        &format!("dq_w{i}"),
-                        &[
-                            &format!("w{i}_q"),
-                            &format!("w{i}_scale"),
-                            &format!("w{i}_zp"),
-                        ],
-                        &[&format!("w{i}")],
-                        &[("axis", Attr::Int(0))],
-                    ),
-                );
-                // Bias: int32, scale = s_x · s_w[c].
-                g.msg(
-                    5,
-                    &tensor(
-                        &format!("b{i}_q"),
-                        dtype::INT32,
-                        &[oc],
-                        &bq.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(),
-                    ),
-                );
-                g.msg(5, &tensor_f32(&format!("b{i}_scale"), &[oc], &bias_scales));
-                g.msg(
-                    5,
-                    &tensor(&format!("b{i}_zp"), dtype::INT32, &[oc], &vec![0u8; 4 * oc]),
-                );
-                g.msg(
-                    1,
-                    &node(
-                        "DequantizeLinear",
-                        &format!("dq_b{i}"),
-                        &[
-                            &format!("b{i}_q"),
-                            &format!("b{i}_scale"),
-                            &format!("b{i}_zp"),
-                        ],
-                        &[&format!("b{i}")],
-                        &[("axis", Attr::Int(0))],
-                    ),
-                );
-                let pre = format!("f{i}");
-                let ins = [format!("x{i}"), format!("w{i}"), format!("b{i}")];
-                let ins: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
-                g.msg(1, &layer_node(l, i, &ins, &pre));
-                let act = if relu {
-                    g.msg(
-                        1,
-                        &node(
-                            "Relu",
-                            &format!("relu{i}"),
-                            &[&pre],
-                            &[&format!("r{i}")],
-                            &[],
-                        ),
-                    );
-                    format!("r{i}")
-                } else {
-                    pre
-                };
-                g.msg(5, &scalar_f32(&format!("s_y{i}"), y.scale));
-                g.msg(5, &scalar_i8(&format!("z_y{i}"), y.zero_point));
-                g.msg(
-                    1,
-                    &node(
-                        "QuantizeLinear",
-                        &format!("q_y{i}"),
-                        &[&act, &format!("s_y{i}"), &format!("z_y{i}")],
-                        &[&out],
-                        &[],
-                    ),
-                );
-                cur_q = y;
-            }
-            (LayerSpec::MaxPool2 | LayerSpec::Flatten, _) => {
-                g.msg(1, &layer_node(l, i, &[&cur], &out));
+            ),
+            (LayerSpec::Flatten, _) => e.passthrough(&x, "Flatten", &[("axis", Attr::Int(1))]),
+            (LayerSpec::GlobalAvgPool, _) => {
+                let xf = e.dequant(&x);
+                let g = e.fresh("gap");
+                e.node("GlobalAveragePool", &[&xf], &[&g], &[]);
+                let q = e.quant(&g);
+                e.passthrough(&q, "Flatten", &[("axis", Attr::Int(1))])
             }
             _ => panic!("weights do not match the architecture at layer {i}"),
-        }
-        cur = out;
+        };
         c_in = s.0;
     }
-    g.msg(5, &scalar_f32("out_scale", cur_q.scale));
-    g.msg(5, &scalar_i8("out_zp", cur_q.zero_point));
-    g.msg(
-        1,
-        &node(
-            "DequantizeLinear",
-            "dq_output",
-            &[&cur, "out_scale", "out_zp"],
-            &[OUTPUT],
-            &[],
-        ),
-    );
-    g.msg(11, &value_info(INPUT, dtype::FLOAT, &input_dims(spec)));
-    g.msg(
+    if acts.is_some() {
+        let q = x.q.expect("int8 graph ends quantized");
+        let (s, z) = e.scale_zp(q);
+        e.node("DequantizeLinear", &[&x.name, &s, &z], &[OUTPUT], &[]);
+    } else if x.name != OUTPUT {
+        e.node("Identity", &[&x.name], &[OUTPUT], &[]);
+    }
+    e.g.msg(11, &value_info(INPUT, dtype::FLOAT, &input_dims(spec)));
+    e.g.msg(
         12,
         &value_info(OUTPUT, dtype::FLOAT, &[1, out_features(spec)]),
     );
-    pb::model(&g, OPSET)
+    pb::model(&e.g, OPSET)
+}
+
+/// Float32 ONNX of the trained model.
+pub fn export_f32(spec: &ArchSpec, weights: &[LayerWeights]) -> Vec<u8> {
+    emit(spec, weights, None)
+}
+
+/// Int8 QDQ ONNX; `acts` quantizes the activations in [`ArchSpec::quant_points`] order
+/// (`acts[0]` the input).
+pub fn export_int8(spec: &ArchSpec, weights: &[LayerWeights], acts: &[ActQuant]) -> Vec<u8> {
+    assert_eq!(
+        acts.len(),
+        spec.quant_points().len(),
+        "one activation quantization per quantization point"
+    );
+    emit(spec, weights, Some(acts))
 }

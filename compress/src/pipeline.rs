@@ -10,7 +10,9 @@ use crate::export::{export_f32, export_int8};
 use crate::plot::{chart_png, Series};
 use crate::quantize::{calibrate_ranges, ActQuant};
 use crate::recipe::Plan;
-use crate::train::{logits, train, Checkpointing, EpochLog, QatConfig, Run, TrainConfig, Trained};
+use crate::train::{
+    fold_bn, logits, train, Checkpointing, EpochLog, QatConfig, Run, TrainConfig, Trained,
+};
 use candle_core::Device;
 use serde::Serialize;
 use serde_json::json;
@@ -120,12 +122,8 @@ struct Ctx<'a> {
 
 fn nonzeros(w: &[LayerWeights]) -> usize {
     w.iter()
-        .map(|l| match l {
-            LayerWeights::Conv { w, b } | LayerWeights::Dense { w, b } => {
-                w.iter().chain(b).filter(|v| **v != 0.0).count()
-            }
-            LayerWeights::None => 0,
-        })
+        .flat_map(|l| l.values())
+        .map(|v| v.iter().filter(|x| **x != 0.0).count())
         .sum()
 }
 
@@ -226,6 +224,8 @@ impl Ctx<'_> {
         teachers: &[&CnnModel],
     ) -> crate::Result<(Trained, Vec<ActQuant>)> {
         let q = self.plan.quantize.clone().expect("called with [quantize]");
+        let folded = fold_bn(from)?;
+        let from = &folded;
         let n = q.calib_samples.min(self.train.len());
         let calib = self.train.subset(&(0..n).collect::<Vec<_>>());
         let ranges = calibrate_ranges(&from.model, &calib, &Device::Cpu)?;
@@ -276,7 +276,7 @@ impl Ctx<'_> {
         let r = &self.plan.recipe;
         let parts = json!({"quantize": q, "kd": !terms.is_empty(), "distill": r.distill,
             "prune": r.prune, "teacher": r.teacher, "student": r.student});
-        let spec = self.plan.student.0.clone();
+        let spec = self.plan.student.0.folded();
         let t = self.stage(stage, &spec, &cfg, run, parts)?;
         let acts = t
             .fake_quant

@@ -6,7 +6,7 @@
 
 use crate::quantize::ActQuant;
 use candle_core::{Result, Tensor};
-use sprig_models::arch::{ArchSpec, ForwardHooks, LayerSpec};
+use sprig_models::arch::{ArchSpec, ForwardHooks};
 
 /// Running min/max of one activation.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -33,11 +33,7 @@ pub struct FakeQuant {
 impl FakeQuant {
     /// Unobserved state for `spec`'s quantization points.
     pub fn new(spec: &ArchSpec, symmetric: bool) -> Self {
-        let mut after_relu = vec![false];
-        after_relu.extend(spec.layers.iter().filter_map(|l| match *l {
-            LayerSpec::Conv { relu, .. } | LayerSpec::Dense { relu, .. } => Some(relu),
-            _ => None,
-        }));
+        let after_relu = spec.quant_points();
         FakeQuant {
             observers: vec![
                 Observer {

@@ -2,7 +2,7 @@
 //! calibrated from min/max over a calibration set (DESIGN §3).
 
 use candle_core::{Device, Tensor};
-use sprig_models::arch::{CnnModel, LayerSpec};
+use sprig_models::arch::{CnnModel, ForwardHooks};
 use sprig_models::datasets::ImageSet;
 
 /// Per-tensor activation quantization (int8, asymmetric).
@@ -83,38 +83,40 @@ pub fn calibrate(model: &CnnModel, calib: &ImageSet, dev: &Device) -> crate::Res
         .collect())
 }
 
+/// Records each quantization point's min and max during a forward pass.
+struct RangeRecorder(Vec<(f32, f32)>);
+
+impl ForwardHooks for RangeRecorder {
+    fn activation(&mut self, p: usize, a: Tensor) -> candle_core::Result<Tensor> {
+        let (lo, hi) = (
+            a.min_all()?.to_scalar::<f32>()?,
+            a.max_all()?.to_scalar::<f32>()?,
+        );
+        if self.0.len() <= p {
+            self.0.resize(p + 1, (f32::MAX, f32::MIN));
+        }
+        let r = &mut self.0[p];
+        *r = (r.0.min(lo), r.1.max(hi));
+        Ok(a)
+    }
+}
+
 fn calibrate_impl(
     model: &CnnModel,
     calib: &ImageSet,
     dev: &Device,
 ) -> crate::Result<Vec<(f32, f32)>> {
     let (c, h, w) = calib.chw;
-    let x = Tensor::from_slice(&calib.images, (calib.len(), c, h, w), dev)?;
-    let (_, feats) = model.forward_features(&x)?;
-    let mut out = Vec::new();
-    let (imin, imax) = calib
-        .images
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    out.push((imin, imax));
-    let relus: Vec<bool> = model
-        .spec
-        .layers
-        .iter()
-        .filter_map(|l| match *l {
-            LayerSpec::Conv { relu, .. } | LayerSpec::Dense { relu, .. } => Some(relu),
-            _ => None,
-        })
-        .collect();
-    for (f, relu) in feats.iter().zip(relus) {
-        let v = f.flatten_all()?.to_vec1::<f32>()?;
-        let (mut lo, hi) = v
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-        if relu {
-            lo = 0.0;
-        }
-        out.push((lo, hi));
+    let mut rec = RangeRecorder(Vec::new());
+    for chunk in calib.images.chunks(256 * c * h * w) {
+        let x = Tensor::from_slice(chunk, (chunk.len() / (c * h * w), c, h, w), dev)?;
+        model.forward_with(&x, &mut rec)?;
     }
-    Ok(out)
+    let relu = model.spec.quant_points();
+    Ok(rec
+        .0
+        .into_iter()
+        .zip(relu)
+        .map(|((lo, hi), after_relu)| (if after_relu { 0.0 } else { lo }, hi))
+        .collect())
 }

@@ -108,18 +108,24 @@ pub struct ModelSection {
     pub lr: Option<f64>,
 }
 
-/// `arch = { family = "small-cnn", c1 = .., c2 = .., hidden = .. }`.
+/// `arch = { family = "small-cnn", c1 = .., c2 = .., hidden = .. }` or
+/// `arch = { family = "resnet", depth = 8|20|56|.., width = 16 }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchSection {
-    /// `small-cnn`: conv(c1)–pool–conv(c2)–pool–[dense(hidden)]–dense(classes).
+    /// `small-cnn`: conv(c1)–pool–conv(c2)–pool–[dense(hidden)]–dense(classes);
+    /// `resnet`: ResNet-CIFAR of `depth` = 6n + 2 layers and base `width`.
     pub family: String,
-    /// First conv width.
-    pub c1: usize,
-    /// Second conv width.
-    pub c2: usize,
-    /// Optional hidden dense layer.
+    /// small-cnn: first conv width.
+    pub c1: Option<usize>,
+    /// small-cnn: second conv width.
+    pub c2: Option<usize>,
+    /// small-cnn: optional hidden dense layer.
     pub hidden: Option<usize>,
+    /// resnet: depth 6n + 2 (8, 14, 20, 32, 44, 56, …).
+    pub depth: Option<usize>,
+    /// resnet: channels of the first stage (16 in the paper).
+    pub width: Option<usize>,
 }
 
 /// `[distill]`.
@@ -264,13 +270,22 @@ fn arch(
     classes: usize,
     origin: &str,
 ) -> crate::Result<ArchSpec> {
+    let need = |v: Option<usize>, key: &str| {
+        v.filter(|v| *v > 0)
+            .ok_or_else(|| bad(origin, format!("{name}: {} needs {key} ≥ 1", a.family)))
+    };
+    let unused = |keys: &[(&str, bool)]| -> crate::Result<()> {
+        match keys.iter().find(|k| k.1) {
+            Some((k, _)) => Err(bad(origin, format!("{name}: {} has no '{k}'", a.family))),
+            None => Ok(()),
+        }
+    };
     match a.family.as_str() {
         "small-cnn" => {
-            if a.c1 == 0 || a.c2 == 0 || a.hidden == Some(0) {
-                return Err(bad(
-                    origin,
-                    format!("{name}: layer widths must be at least 1"),
-                ));
+            unused(&[("depth", a.depth.is_some()), ("width", a.width.is_some())])?;
+            let (c1, c2) = (need(a.c1, "c1")?, need(a.c2, "c2")?);
+            if a.hidden == Some(0) {
+                return Err(bad(origin, format!("{name}: hidden must be at least 1")));
             }
             if input.1 < 4 || input.2 < 4 {
                 return Err(bad(
@@ -278,13 +293,33 @@ fn arch(
                     format!("{name}: small-cnn needs images of at least 4×4"),
                 ));
             }
-            Ok(ArchSpec::small_cnn(
-                name, input, a.c1, a.c2, a.hidden, classes,
+            Ok(ArchSpec::small_cnn(name, input, c1, c2, a.hidden, classes))
+        }
+        "resnet" => {
+            unused(&[
+                ("c1", a.c1.is_some()),
+                ("c2", a.c2.is_some()),
+                ("hidden", a.hidden.is_some()),
+            ])?;
+            let depth = need(a.depth, "depth")?;
+            if depth < 8 || (depth - 2) % 6 != 0 {
+                return Err(bad(
+                    origin,
+                    format!("{name}: resnet depth {depth} is not 6n + 2 (8, 14, 20, …)"),
+                ));
+            }
+            let width = a.width.unwrap_or(16);
+            Ok(ArchSpec::resnet(
+                name,
+                input,
+                (depth - 2) / 6,
+                width.max(1),
+                classes,
             ))
         }
         other => Err(bad(
             origin,
-            format!("{name}: unknown arch family '{other}' (expected small-cnn)"),
+            format!("{name}: unknown arch family '{other}' (expected small-cnn or resnet)"),
         )),
     }
 }

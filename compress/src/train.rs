@@ -186,8 +186,11 @@ fn seeded_init_matching(
         let shape = var.shape().clone();
         let dims = shape.dims();
         let n = shape.elem_count();
-        let vals: Vec<f32> = if name.ends_with("bias") {
+        let batch_norm_scale = name.contains("_bn.") && name.ends_with("weight");
+        let vals: Vec<f32> = if name.ends_with("bias") || name.ends_with("running_mean") {
             vec![0.0; n]
+        } else if batch_norm_scale || name.ends_with("running_var") {
+            vec![1.0; n]
         } else {
             let fan_in: usize = dims[1..].iter().product::<usize>().max(1);
             let bound = (6.0 / fan_in as f64).sqrt();
@@ -335,6 +338,11 @@ pub fn train(
     run: Run,
     label: &str,
 ) -> crate::Result<Trained> {
+    if run.qat.is_some() && spec.has_bn() {
+        return Err(crate::Error::Invalid(format!(
+            "{label}: quantization-aware training runs on the batch-norm-folded model (see fold_bn)"
+        )));
+    }
     let dev = Device::Cpu;
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, &dev);
@@ -423,7 +431,7 @@ pub fn train(
                 Some(f) => f,
                 None => &mut NoHooks,
             };
-            let student = model.forward_with(&x, hooks)?;
+            let student = model.forward_t(&x, true, hooks)?;
             let mut l = (loss::cross_entropy(&student.0, &y)? * distiller.ce_weight)?;
             if !distiller.is_plain() {
                 let teachers = run
@@ -505,6 +513,25 @@ pub fn train(
         vars,
         history,
         fake_quant: fq,
+    })
+}
+
+/// The model with batch norm folded into its convolutions (same function in inference mode):
+/// the starting point of quantization-aware training, whose batch-norm statistics are thereby
+/// frozen.
+pub fn fold_bn(t: &Trained) -> crate::Result<Trained> {
+    let spec = t.model.spec.folded();
+    let vars = VarMap::new();
+    let model = CnnModel::new(
+        &spec,
+        VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
+    )?;
+    sprig_models::arch::load_folded(&spec, &t.model.weights()?, &vars)?;
+    Ok(Trained {
+        model,
+        vars,
+        history: t.history.clone(),
+        fake_quant: None,
     })
 }
 

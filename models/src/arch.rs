@@ -1,13 +1,16 @@
 //! Architectures as layer lists. One [`ArchSpec`] builds the candle module for training
-//! ([`CnnModel`]) and, through the trained weights ([`LayerWeights`]), the ONNX export.
+//! ([`CnnModel`]) and, through the trained weights ([`LayerWeights`], batch norm folded into
+//! the convolutions), the ONNX export. Families: a plain small CNN ([`ArchSpec::small_cnn`]) and
+//! ResNet-CIFAR ([`ArchSpec::resnet`]: resnet8/20/56 shapes with a width multiplier).
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Conv2dConfig, VarBuilder};
+use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, D};
+use candle_nn::{BatchNorm, Conv2dConfig, VarBuilder, VarMap};
 
-/// One layer of a plain feed-forward classifier.
+/// One layer of a feed-forward classifier.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LayerSpec {
-    /// 2-D convolution, stride 1, `k`×`k`, zero padding `pad`, optional ReLU.
+    /// 2-D convolution `k`×`k`, zero padding `pad`, stride `stride`; followed by batch norm
+    /// when `bn` (then the convolution has no bias), then an optional ReLU.
     Conv {
         /// Output channels.
         out: usize,
@@ -15,11 +18,28 @@ pub enum LayerSpec {
         k: usize,
         /// Padding on each side.
         pad: usize,
-        /// ReLU after the convolution.
+        /// Stride.
+        stride: usize,
+        /// Batch norm after the convolution.
+        bn: bool,
+        /// ReLU at the end.
         relu: bool,
+    },
+    /// ResNet basic block: conv3×3(stride)–BN–ReLU–conv3×3–BN, plus the shortcut (identity, or
+    /// conv1×1(stride)–BN when the shape changes), added, then ReLU. Without `bn` (after
+    /// folding) the convolutions carry the biases.
+    Residual {
+        /// Output channels.
+        out: usize,
+        /// Stride of the first convolution and the shortcut.
+        stride: usize,
+        /// Batch norm in the block.
+        bn: bool,
     },
     /// 2×2 max pooling, stride 2.
     MaxPool2,
+    /// Mean over H×W: N×C×H×W → N×C.
+    GlobalAvgPool,
     /// N×C×H×W → N×(C·H·W).
     Flatten,
     /// Fully connected layer, optional ReLU.
@@ -42,6 +62,22 @@ pub struct ArchSpec {
     pub layers: Vec<LayerSpec>,
 }
 
+/// A plain 3×3 convolution with bias and ReLU, stride 1, "same" padding.
+fn conv3(out: usize) -> LayerSpec {
+    LayerSpec::Conv {
+        out,
+        k: 3,
+        pad: 1,
+        stride: 1,
+        bn: false,
+        relu: true,
+    }
+}
+
+fn conv_out(size: usize, k: usize, pad: usize, stride: usize) -> usize {
+    (size + 2 * pad).saturating_sub(k) / stride.max(1) + 1
+}
+
 impl ArchSpec {
     /// A plain small CNN: two conv+pool stages of `c1`, `c2` channels, optional hidden dense
     /// layer, classifier over `classes`.
@@ -54,19 +90,9 @@ impl ArchSpec {
         classes: usize,
     ) -> Self {
         let mut layers = vec![
-            LayerSpec::Conv {
-                out: c1,
-                k: 3,
-                pad: 1,
-                relu: true,
-            },
+            conv3(c1),
             LayerSpec::MaxPool2,
-            LayerSpec::Conv {
-                out: c2,
-                k: 3,
-                pad: 1,
-                relu: true,
-            },
+            conv3(c2),
             LayerSpec::MaxPool2,
             LayerSpec::Flatten,
         ];
@@ -84,16 +110,94 @@ impl ArchSpec {
         }
     }
 
-    /// Shapes (C, H, W) after each layer, with C = features after Flatten/Dense (H = W = 1).
+    /// ResNet for small images (He et al. 2016, the CIFAR variant): conv3×3(w)–BN–ReLU, three
+    /// stages of `n` basic blocks with `w`, `2w`, `4w` channels (stride 2 entering stages 2 and
+    /// 3), global average pooling, a dense classifier. `n` = 1, 3, 9 give resnet8/20/56; `w` =
+    /// 16 is the paper's width.
+    pub fn resnet(
+        name: &str,
+        input: (usize, usize, usize),
+        n: usize,
+        w: usize,
+        classes: usize,
+    ) -> Self {
+        let mut layers = vec![LayerSpec::Conv {
+            out: w,
+            k: 3,
+            pad: 1,
+            stride: 1,
+            bn: true,
+            relu: true,
+        }];
+        for (stage, width) in [w, 2 * w, 4 * w].into_iter().enumerate() {
+            for b in 0..n.max(1) {
+                layers.push(LayerSpec::Residual {
+                    out: width,
+                    stride: if stage > 0 && b == 0 { 2 } else { 1 },
+                    bn: true,
+                });
+            }
+        }
+        layers.push(LayerSpec::GlobalAvgPool);
+        layers.push(LayerSpec::Dense {
+            out: classes,
+            relu: false,
+        });
+        ArchSpec {
+            name: name.into(),
+            input,
+            layers,
+        }
+    }
+
+    /// The same architecture with batch norm folded into the convolutions (what is exported
+    /// and what quantization-aware training fine-tunes).
+    pub fn folded(&self) -> ArchSpec {
+        let mut s = self.clone();
+        for l in &mut s.layers {
+            match l {
+                LayerSpec::Conv { bn, .. } | LayerSpec::Residual { bn, .. } => *bn = false,
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// Whether any layer has batch norm.
+    pub fn has_bn(&self) -> bool {
+        self.layers.iter().any(|l| {
+            matches!(
+                l,
+                LayerSpec::Conv { bn: true, .. } | LayerSpec::Residual { bn: true, .. }
+            )
+        })
+    }
+
+    /// Shapes (C, H, W) after each layer, with C = features after Flatten/Dense/GlobalAvgPool
+    /// (H = W = 1).
     pub fn shapes(&self) -> Vec<(usize, usize, usize)> {
         let mut s = self.input;
         let mut out = Vec::new();
         for l in &self.layers {
             s = match *l {
-                LayerSpec::Conv { out, k, pad, .. } => {
-                    (out, s.1 + 2 * pad + 1 - k, s.2 + 2 * pad + 1 - k)
-                }
+                LayerSpec::Conv {
+                    out,
+                    k,
+                    pad,
+                    stride,
+                    ..
+                } => (
+                    out,
+                    conv_out(s.1, k, pad, stride),
+                    conv_out(s.2, k, pad, stride),
+                ),
+                LayerSpec::Residual { out, stride, .. } => (
+                    out,
+                    conv_out(s.1, 3, 1, stride),
+                    conv_out(s.2, 3, 1, stride),
+                ),
                 LayerSpec::MaxPool2 => (s.0, s.1 / 2, s.2 / 2),
+                LayerSpec::GlobalAvgPool => (s.0, 1, 1),
                 LayerSpec::Flatten => (s.0 * s.1 * s.2, 1, 1),
                 LayerSpec::Dense { out, .. } => (out, 1, 1),
             };
@@ -102,31 +206,20 @@ impl ArchSpec {
         out
     }
 
-    /// Number of trainable parameters.
-    pub fn param_count(&self) -> usize {
-        let mut c = self.input.0;
-        let mut n = 0;
-        for (l, s) in self.layers.iter().zip(self.shapes()) {
-            match *l {
-                LayerSpec::Conv { out, k, .. } => n += out * c * k * k + out,
-                LayerSpec::Dense { out, .. } => n += out * c + out,
-                _ => {}
-            }
-            c = s.0;
-        }
-        n
-    }
-
-    /// Names of the weighted layers in order — `conv1`, `conv2`, …, `fc1`, … — as recipes and
-    /// reports refer to them.
+    /// Names of the layers distillation and reports can refer to, in order — `conv1`, …,
+    /// `block1`, …, `fc1`, … (convolutions, residual blocks, dense layers).
     pub fn layer_names(&self) -> Vec<String> {
-        let (mut convs, mut fcs) = (0, 0);
+        let (mut convs, mut blocks, mut fcs) = (0, 0, 0);
         self.layers
             .iter()
             .filter_map(|l| match l {
                 LayerSpec::Conv { .. } => {
                     convs += 1;
                     Some(format!("conv{convs}"))
+                }
+                LayerSpec::Residual { .. } => {
+                    blocks += 1;
+                    Some(format!("block{blocks}"))
                 }
                 LayerSpec::Dense { .. } => {
                     fcs += 1;
@@ -137,25 +230,79 @@ impl ArchSpec {
             .collect()
     }
 
-    /// Shape (C, H, W) of each weighted layer's output (H = W = 1 for dense layers), in the order
-    /// of [`ArchSpec::layer_names`].
+    /// Shape (C, H, W) of each named layer's feature (before its final ReLU; H = W = 1 for
+    /// dense layers), in the order of [`ArchSpec::layer_names`].
     pub fn feature_shapes(&self) -> Vec<(usize, usize, usize)> {
         self.layers
             .iter()
             .zip(self.shapes())
-            .filter(|(l, _)| matches!(l, LayerSpec::Conv { .. } | LayerSpec::Dense { .. }))
+            .filter(|(l, _)| {
+                matches!(
+                    l,
+                    LayerSpec::Conv { .. } | LayerSpec::Residual { .. } | LayerSpec::Dense { .. }
+                )
+            })
             .map(|(_, s)| s)
             .collect()
     }
 
-    /// Multiply-accumulates of one inference.
-    pub fn macs(&self) -> usize {
+    /// The activation quantization points in forward order, each flagged when it follows a
+    /// ReLU: the input; each conv and dense output; in a residual block the first conv's
+    /// output, the second conv's (before the sum), the projection shortcut's, and the block
+    /// output; each global-average-pool output. The int8 export and fake quantization share
+    /// this order.
+    pub fn quant_points(&self) -> Vec<bool> {
         let mut c = self.input.0;
-        let mut n = 0;
+        let mut pts = vec![false];
         for (l, s) in self.layers.iter().zip(self.shapes()) {
             match *l {
-                LayerSpec::Conv { out, k, .. } => n += out * c * k * k * s.1 * s.2,
-                LayerSpec::Dense { out, .. } => n += out * c,
+                LayerSpec::Conv { relu, .. } | LayerSpec::Dense { relu, .. } => pts.push(relu),
+                LayerSpec::Residual { out, stride, .. } => {
+                    pts.extend([true, false]);
+                    if stride != 1 || c != out {
+                        pts.push(false);
+                    }
+                    pts.push(true);
+                }
+                LayerSpec::GlobalAvgPool => pts.push(false),
+                LayerSpec::MaxPool2 | LayerSpec::Flatten => {}
+            }
+            c = s.0;
+        }
+        pts
+    }
+
+    /// Number of trainable parameters (batch-norm scale and shift included, running
+    /// statistics not).
+    pub fn param_count(&self) -> usize {
+        self.count(false)
+    }
+
+    /// Multiply-accumulates of one inference.
+    pub fn macs(&self) -> usize {
+        self.count(true)
+    }
+
+    /// Parameters, or (with `macs`) weights times the output positions they are applied at.
+    fn count(&self, macs: bool) -> usize {
+        let mut c = self.input.0;
+        let mut n = 0;
+        let extra = |out: usize, bn: bool| match (macs, bn) {
+            (true, _) => 0,
+            (false, true) => 2 * out,
+            (false, false) => out,
+        };
+        for (l, s) in self.layers.iter().zip(self.shapes()) {
+            let at = if macs { s.1 * s.2 } else { 1 };
+            match *l {
+                LayerSpec::Conv { out, k, bn, .. } => n += out * c * k * k * at + extra(out, bn),
+                LayerSpec::Residual { out, stride, bn } => {
+                    n += (out * c * 9 + out * out * 9) * at + 2 * extra(out, bn);
+                    if stride != 1 || c != out {
+                        n += out * c * at + extra(out, bn);
+                    }
+                }
+                LayerSpec::Dense { out, .. } => n += out * c + extra(out, false),
                 _ => {}
             }
             c = s.0;
@@ -164,7 +311,16 @@ impl ArchSpec {
     }
 }
 
-/// Trained weights of one layer, row-major as ONNX stores them.
+/// A convolution's trained weights (OIHW) and bias, batch norm folded in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvWeights {
+    /// Weights, `out · in · k · k`.
+    pub w: Vec<f32>,
+    /// Bias, `out`.
+    pub b: Vec<f32>,
+}
+
+/// Trained weights of one layer, row-major as ONNX stores them, batch norm folded in.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LayerWeights {
     /// OIHW weights and bias.
@@ -173,6 +329,15 @@ pub enum LayerWeights {
         w: Vec<f32>,
         /// Bias, `out`.
         b: Vec<f32>,
+    },
+    /// A residual block's convolutions: first, second, and the projection shortcut if any.
+    Residual {
+        /// conv3×3 (stride).
+        c1: ConvWeights,
+        /// conv3×3.
+        c2: ConvWeights,
+        /// conv1×1 shortcut.
+        shortcut: Option<ConvWeights>,
     },
     /// Weights `out × in` (ONNX Gemm with transB = 1) and bias.
     Dense {
@@ -185,22 +350,133 @@ pub enum LayerWeights {
     None,
 }
 
+impl LayerWeights {
+    /// Every weight and bias value of the layer.
+    pub fn values(&self) -> Vec<&[f32]> {
+        match self {
+            LayerWeights::Conv { w, b } | LayerWeights::Dense { w, b } => vec![w, b],
+            LayerWeights::Residual { c1, c2, shortcut } => {
+                let mut v: Vec<&[f32]> = vec![&c1.w, &c1.b, &c2.w, &c2.b];
+                if let Some(s) = shortcut {
+                    v.extend([s.w.as_slice(), s.b.as_slice()]);
+                }
+                v
+            }
+            LayerWeights::None => vec![],
+        }
+    }
+}
+
+/// A convolution with its optional batch norm.
+struct ConvUnit {
+    conv: candle_nn::Conv2d,
+    bn: Option<BatchNorm>,
+}
+
+impl ConvUnit {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        c: usize,
+        out: usize,
+        k: usize,
+        pad: usize,
+        stride: usize,
+        bn: bool,
+        vb: VarBuilder,
+        name: &str,
+    ) -> Result<Self> {
+        let cfg = Conv2dConfig {
+            padding: pad,
+            stride,
+            ..Default::default()
+        };
+        Ok(if bn {
+            ConvUnit {
+                conv: candle_nn::conv2d_no_bias(c, out, k, cfg, vb.pp(name))?,
+                bn: Some(candle_nn::batch_norm(
+                    out,
+                    1e-5,
+                    vb.pp(format!("{name}_bn")),
+                )?),
+            }
+        } else {
+            ConvUnit {
+                conv: candle_nn::conv2d(c, out, k, cfg, vb.pp(name))?,
+                bn: None,
+            }
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        train: bool,
+        j: &mut usize,
+        hooks: &mut dyn ForwardHooks,
+    ) -> Result<Tensor> {
+        let w = hooks.weight(*j, self.conv.weight())?;
+        *j += 1;
+        let cfg = self.conv.config();
+        let z = x.conv2d(&w, cfg.padding, cfg.stride, cfg.dilation, cfg.groups)?;
+        let z = match self.conv.bias() {
+            Some(b) => z.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
+            None => z,
+        };
+        match &self.bn {
+            Some(bn) => bn.forward_t(&z, train),
+            None => Ok(z),
+        }
+    }
+
+    /// Weights and bias with the batch norm folded in:
+    /// `w' = w·γ/√(σ²+ε)`, `b' = β + (b − μ)·γ/√(σ²+ε)`.
+    fn folded(&self) -> Result<ConvWeights> {
+        let flat = |t: &Tensor| -> Result<Vec<f32>> { t.flatten_all()?.to_vec1::<f32>() };
+        let mut w = flat(self.conv.weight())?;
+        let oc = self.conv.weight().dim(0)?;
+        let mut b = match self.conv.bias() {
+            Some(b) => flat(b)?,
+            None => vec![0.0; oc],
+        };
+        if let Some(bn) = &self.bn {
+            let (g, beta) = bn.weight_and_bias().expect("affine batch norm");
+            let (g, beta) = (flat(g)?, flat(beta)?);
+            let (mean, var) = (flat(bn.running_mean())?, flat(bn.running_var())?);
+            let per = w.len() / oc;
+            for c in 0..oc {
+                let s = g[c] / (var[c] + bn.eps() as f32).sqrt();
+                w[c * per..(c + 1) * per].iter_mut().for_each(|v| *v *= s);
+                b[c] = beta[c] + (b[c] - mean[c]) * s;
+            }
+        }
+        Ok(ConvWeights { w, b })
+    }
+}
+
+#[allow(clippy::large_enum_variant)] // a handful per model: boxing would buy nothing
 enum CLayer {
-    Conv(candle_nn::Conv2d, bool),
+    Conv(ConvUnit, bool),
+    Residual {
+        c1: ConvUnit,
+        c2: ConvUnit,
+        shortcut: Option<ConvUnit>,
+    },
     Pool,
+    Gap,
     Flatten,
     Dense(candle_nn::Linear, bool),
 }
 
 /// Where training code may step into the forward pass — fake quantization for
-/// quantization-aware training uses both hooks. The defaults leave everything unchanged.
+/// quantization-aware training and calibration use these hooks. The defaults leave everything
+/// unchanged.
 pub trait ForwardHooks {
-    /// The weight tensor weighted layer `j` computes with.
+    /// The weight tensor convolution or dense layer `j` (counted in forward order, shortcut
+    /// convolutions included) computes with.
     fn weight(&mut self, _j: usize, w: &Tensor) -> Result<Tensor> {
         Ok(w.clone())
     }
-    /// The activation at quantization point `p`: 0 is the model input, `j + 1` the output of
-    /// weighted layer `j` after its ReLU (the points the int8 export quantizes).
+    /// The activation at quantization point `p` ([`ArchSpec::quant_points`] order).
     fn activation(&mut self, _p: usize, a: Tensor) -> Result<Tensor> {
         Ok(a)
     }
@@ -218,27 +494,32 @@ pub struct CnnModel {
 }
 
 impl CnnModel {
-    /// Creates the layers with parameters from `vb` (initialised by candle's defaults).
+    /// Creates the layers with parameters from `vb` (variables `l<i>.…`).
     pub fn new(spec: &ArchSpec, vb: VarBuilder) -> Result<Self> {
         let mut c = spec.input.0;
         let mut layers = Vec::new();
         for (i, (l, s)) in spec.layers.iter().zip(spec.shapes()).enumerate() {
             let vb = vb.pp(format!("l{i}"));
             layers.push(match *l {
-                LayerSpec::Conv { out, k, pad, relu } => CLayer::Conv(
-                    candle_nn::conv2d(
-                        c,
-                        out,
-                        k,
-                        Conv2dConfig {
-                            padding: pad,
-                            ..Default::default()
-                        },
-                        vb,
-                    )?,
+                LayerSpec::Conv {
+                    out,
+                    k,
+                    pad,
+                    stride,
+                    bn,
                     relu,
-                ),
+                } => CLayer::Conv(ConvUnit::new(c, out, k, pad, stride, bn, vb, "conv")?, relu),
+                LayerSpec::Residual { out, stride, bn } => CLayer::Residual {
+                    c1: ConvUnit::new(c, out, 3, 1, stride, bn, vb.clone(), "c1")?,
+                    c2: ConvUnit::new(out, out, 3, 1, 1, bn, vb.clone(), "c2")?,
+                    shortcut: if stride != 1 || c != out {
+                        Some(ConvUnit::new(c, out, 1, 0, stride, bn, vb, "sc")?)
+                    } else {
+                        None
+                    },
+                },
                 LayerSpec::MaxPool2 => CLayer::Pool,
+                LayerSpec::GlobalAvgPool => CLayer::Gap,
                 LayerSpec::Flatten => CLayer::Flatten,
                 LayerSpec::Dense { out, relu } => {
                     CLayer::Dense(candle_nn::linear(c, out, vb)?, relu)
@@ -252,54 +533,81 @@ impl CnnModel {
         })
     }
 
-    /// Forward pass returning the logits and the pre-activation output of every layer that has
-    /// weights (for feature-based distillation).
+    /// Forward pass (inference mode) returning the logits and each named layer's feature
+    /// before its final ReLU (for feature-based distillation).
     pub fn forward_features(&self, x: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
-        self.forward_with(x, &mut NoHooks)
+        self.forward_t(x, false, &mut NoHooks)
     }
 
     /// [`CnnModel::forward_features`] with `hooks` applied to every weight and quantization
-    /// point.
+    /// point (inference mode).
     pub fn forward_with(
         &self,
         x: &Tensor,
         hooks: &mut dyn ForwardHooks,
     ) -> Result<(Tensor, Vec<Tensor>)> {
+        self.forward_t(x, false, hooks)
+    }
+
+    /// The forward pass; `train` selects batch statistics (and updates the running ones) in
+    /// batch norm.
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        train: bool,
+        hooks: &mut dyn ForwardHooks,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut h = hooks.activation(0, x.clone())?;
         let mut feats = Vec::new();
+        let (mut p, mut j) = (1usize, 0usize);
+        let act = |p: &mut usize, a: Tensor, hooks: &mut dyn ForwardHooks| {
+            let r = hooks.activation(*p, a);
+            *p += 1;
+            r
+        };
         for l in &self.layers {
-            let (z, relu) = match l {
-                CLayer::Conv(c, relu) => {
-                    let j = feats.len();
-                    let w = hooks.weight(j, c.weight())?;
-                    let cfg = c.config();
-                    let z = h.conv2d(&w, cfg.padding, cfg.stride, cfg.dilation, cfg.groups)?;
-                    let b = c.bias().expect("conv has bias");
-                    (z.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?, *relu)
+            h = match l {
+                CLayer::Conv(unit, relu) => {
+                    let z = unit.forward(&h, train, &mut j, hooks)?;
+                    feats.push(z.clone());
+                    act(&mut p, if *relu { z.relu()? } else { z }, hooks)?
                 }
+                CLayer::Residual { c1, c2, shortcut } => {
+                    let a1 = c1.forward(&h, train, &mut j, hooks)?.relu()?;
+                    let a1 = act(&mut p, a1, hooks)?;
+                    let z2 = c2.forward(&a1, train, &mut j, hooks)?;
+                    let z2 = act(&mut p, z2, hooks)?;
+                    let s = match shortcut {
+                        Some(sc) => {
+                            let s = sc.forward(&h, train, &mut j, hooks)?;
+                            act(&mut p, s, hooks)?
+                        }
+                        None => h.clone(),
+                    };
+                    let sum = (z2 + s)?;
+                    feats.push(sum.clone());
+                    act(&mut p, sum.relu()?, hooks)?
+                }
+                CLayer::Pool => h.max_pool2d(2)?,
+                CLayer::Gap => {
+                    let g = h.mean(D::Minus1)?.mean(D::Minus1)?;
+                    act(&mut p, g, hooks)?
+                }
+                CLayer::Flatten => h.flatten_from(1)?,
                 CLayer::Dense(d, relu) => {
-                    let j = feats.len();
                     let w = hooks.weight(j, d.weight())?;
+                    j += 1;
                     let b = d.bias().expect("dense has bias");
-                    (h.matmul(&w.t()?)?.broadcast_add(b)?, *relu)
-                }
-                CLayer::Pool => {
-                    h = h.max_pool2d(2)?;
-                    continue;
-                }
-                CLayer::Flatten => {
-                    h = h.flatten_from(1)?;
-                    continue;
+                    let z = h.matmul(&w.t()?)?.broadcast_add(b)?;
+                    feats.push(z.clone());
+                    act(&mut p, if *relu { z.relu()? } else { z }, hooks)?
                 }
             };
-            feats.push(z.clone());
-            let a = if relu { z.relu()? } else { z };
-            h = hooks.activation(feats.len(), a)?;
         }
         Ok((h, feats))
     }
 
-    /// Trained weights, layer by layer.
+    /// Trained weights, layer by layer, batch norm folded in.
     pub fn weights(&self) -> Result<Vec<LayerWeights>> {
         let flat = |t: &Tensor| -> Result<Vec<f32>> {
             t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
@@ -308,9 +616,14 @@ impl CnnModel {
             .iter()
             .map(|l| {
                 Ok(match l {
-                    CLayer::Conv(c, _) => LayerWeights::Conv {
-                        w: flat(c.weight())?,
-                        b: flat(c.bias().expect("conv has bias"))?,
+                    CLayer::Conv(u, _) => {
+                        let ConvWeights { w, b } = u.folded()?;
+                        LayerWeights::Conv { w, b }
+                    }
+                    CLayer::Residual { c1, c2, shortcut } => LayerWeights::Residual {
+                        c1: c1.folded()?,
+                        c2: c2.folded()?,
+                        shortcut: shortcut.as_ref().map(|s| s.folded()).transpose()?,
                     },
                     CLayer::Dense(d, _) => LayerWeights::Dense {
                         w: flat(d.weight())?,
@@ -321,6 +634,50 @@ impl CnnModel {
             })
             .collect()
     }
+}
+
+/// Writes `weights` (batch norm folded) into the variables of a model of `spec.folded()`
+/// created on `vars` — how a trained model becomes the starting point of quantization-aware
+/// fine-tuning.
+pub fn load_folded(spec: &ArchSpec, weights: &[LayerWeights], vars: &VarMap) -> Result<()> {
+    let data = vars.data().lock().expect("var map lock");
+    let set = |name: String, v: &[f32]| -> Result<()> {
+        let var = data
+            .get(&name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("no variable {name}")))?;
+        var.set(&Tensor::from_slice(v, var.shape(), var.device())?)
+    };
+    for (i, (l, w)) in spec.layers.iter().zip(weights).enumerate() {
+        match (l, w) {
+            (LayerSpec::Conv { .. }, LayerWeights::Conv { w, b }) => {
+                set(format!("l{i}.conv.weight"), w)?;
+                set(format!("l{i}.conv.bias"), b)?;
+            }
+            (LayerSpec::Dense { .. }, LayerWeights::Dense { w, b }) => {
+                set(format!("l{i}.weight"), w)?;
+                set(format!("l{i}.bias"), b)?;
+            }
+            (LayerSpec::Residual { .. }, LayerWeights::Residual { c1, c2, shortcut }) => {
+                for (name, cw) in [
+                    ("c1", Some(c1)),
+                    ("c2", Some(c2)),
+                    ("sc", shortcut.as_ref()),
+                ] {
+                    if let Some(cw) = cw {
+                        set(format!("l{i}.{name}.weight"), &cw.w)?;
+                        set(format!("l{i}.{name}.bias"), &cw.b)?;
+                    }
+                }
+            }
+            (_, LayerWeights::None) => {}
+            _ => {
+                return Err(candle_core::Error::Msg(format!(
+                    "weights do not match layer {i}"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Module for CnnModel {
@@ -337,4 +694,57 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
 /// The CPU device.
 pub fn cpu() -> Device {
     Device::Cpu
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resnet_shapes_and_counts() {
+        let r = ArchSpec::resnet("r8", (1, 28, 28), 1, 16, 10);
+        let s = r.shapes();
+        assert_eq!(s[1], (16, 28, 28));
+        assert_eq!(s[2], (32, 14, 14));
+        assert_eq!(s[3], (64, 7, 7));
+        assert_eq!(*s.last().unwrap(), (10, 1, 1));
+        assert_eq!(
+            r.layer_names(),
+            ["conv1", "block1", "block2", "block3", "fc1"]
+        );
+        // conv 144+32; block1 2304+32, 2304+32; block2 4608+64, 9216+64, 512+64;
+        // block3 18432+128, 36864+128, 2048+128; fc 650.
+        assert_eq!(r.param_count(), 77_754);
+        // input, conv1, block1 (3 points), block2 and block3 (4 each), GAP, fc.
+        assert_eq!(r.quant_points().len(), 1 + 1 + 3 + 4 + 4 + 1 + 1);
+        assert!(r.has_bn() && !r.folded().has_bn());
+    }
+
+    #[test]
+    fn folding_batch_norm_preserves_the_function() {
+        let dev = Device::Cpu;
+        let spec = ArchSpec::resnet("r", (1, 8, 8), 1, 4, 3);
+        let vars = VarMap::new();
+        let m = CnnModel::new(&spec, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (6, 1, 8, 8), &dev).unwrap();
+        // A few training-mode passes move the running statistics away from (0, 1).
+        for _ in 0..3 {
+            m.forward_t(&x, true, &mut NoHooks).unwrap();
+        }
+        let want = m.forward_features(&x).unwrap().0;
+        let folded = spec.folded();
+        let fvars = VarMap::new();
+        let f = CnnModel::new(&folded, VarBuilder::from_varmap(&fvars, DType::F32, &dev)).unwrap();
+        load_folded(&folded, &m.weights().unwrap(), &fvars).unwrap();
+        let got = f.forward_features(&x).unwrap().0;
+        let d = (want - got)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-4, "folded model differs by {d}");
+    }
 }

@@ -408,3 +408,101 @@ fn every_distillation_loss_decreases_while_it_trains() {
         );
     }
 }
+
+/// ResNet with batch norm: trains, folds batch norm without changing its function, and its int8
+/// QDQ export (residual Adds with both inputs dequantized) agrees with onnxruntime within one
+/// output step and with the fake-quant model it was fine-tuned as.
+#[test]
+fn resnet_folds_batch_norm_and_exports_int8_residual_adds() {
+    use sprig_compress::export::export_f32;
+    use sprig_compress::train::fold_bn;
+    let (train_set, test) = digits().split(0.2, 5);
+    let (train_set, test) = (subset(&train_set, 600), subset(&test, 120));
+    let spec = ArchSpec::resnet("r8", (1, 8, 8), 1, 8, 10);
+    let cfg = TrainConfig {
+        epochs: 6,
+        progress: false,
+        seed: 1,
+        ..Default::default()
+    };
+    let float = train(&spec, &train_set, &cfg, Run::default(), "r8").unwrap();
+    let float_logits = logits(&float.model, &test, None).unwrap();
+    let acc = |l: &[Vec<f32>]| {
+        l.iter()
+            .zip(&test.labels)
+            .filter(|(v, y)| sprig_compress::eval::argmax(v) == **y as usize)
+            .count() as f64
+            / test.len() as f64
+    };
+    assert!(
+        acc(&float_logits) > 0.7,
+        "resnet8 float top-1 {}",
+        acc(&float_logits)
+    );
+    // Folded f32 export on sprig-runtime = candle in inference mode.
+    let f32_onnx = export_f32(&spec, &float.model.weights().unwrap());
+    let m = Model::parse(&f32_onnx).unwrap();
+    let mut arena = vec![0u8; m.arena_bytes().unwrap()];
+    let mut it = Interpreter::new(&m, &mut arena).unwrap();
+    for (i, want) in float_logits.iter().enumerate().take(30) {
+        it.set_input_f32(0, test.image(i)).unwrap();
+        it.invoke().unwrap();
+        for (a, b) in it.output(0).unwrap().as_f32().unwrap().iter().zip(want) {
+            assert!(
+                (a - b).abs() <= 1e-3 * b.abs().max(1.0),
+                "sample {i}: {a} vs {b}"
+            );
+        }
+    }
+    // QAT on the folded model, int8 export.
+    let folded = fold_bn(&float).unwrap();
+    let qcfg = TrainConfig {
+        epochs: 2,
+        lr: 3e-4,
+        ..cfg
+    };
+    let q = train(
+        &spec.folded(),
+        &train_set,
+        &qcfg,
+        Run {
+            init: Some(&folded),
+            qat: Some(QatConfig {
+                symmetric: false,
+                freeze_observers_after: 1,
+                initial_ranges: vec![],
+            }),
+            ..Default::default()
+        },
+        "qat",
+    )
+    .unwrap();
+    let fq = q.fake_quant.as_ref().unwrap();
+    let bytes = export_int8(
+        &spec.folded(),
+        &q.model.weights().unwrap(),
+        &fq.act_quants(),
+    );
+    let out = tmp("resnet");
+    let path = out.join("r8.int8.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    check_with_onnxruntime(&path, &subset(&test, 40));
+    let (got, step) = run_sprig(&bytes, &test);
+    let want: Vec<f32> = logits(&q.model, &test, Some(fq)).unwrap().concat();
+    let within = want
+        .iter()
+        .zip(&got)
+        .filter(|(a, b)| (*a - *b).abs() <= step * 1.0001)
+        .count() as f64
+        / want.len() as f64;
+    assert!(
+        within >= 0.97,
+        "{within:.4} of outputs within one step of the fake-quant model"
+    );
+    let int8_acc = acc(&got.chunks(10).map(|c| c.to_vec()).collect::<Vec<_>>());
+    assert!(
+        int8_acc >= acc(&float_logits) - 0.05,
+        "int8 {int8_acc} vs float {}",
+        acc(&float_logits)
+    );
+}
