@@ -22,6 +22,7 @@ pub mod prune;
 pub mod qat;
 pub mod quantize;
 pub mod recipe;
+pub mod structured;
 pub mod train;
 pub mod trajectory;
 

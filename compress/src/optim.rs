@@ -106,7 +106,8 @@ impl Optim {
                     let g = (g + (theta * self.weight_decay)?)?;
                     let m = ((&self.m[i] * momentum)? + g)?;
                     var.set(&(theta - (&m * lr)?)?)?;
-                    self.m[i] = m;
+                    // Detached: a stored moment must not keep this step's graph alive.
+                    self.m[i] = m.detach();
                 }
                 OptimizerKind::AdamW => {
                     let m = ((&self.m[i] * BETA1)? + (g * (1.0 - BETA1))?)?;
@@ -116,8 +117,8 @@ impl Optim {
                     let update = (m_hat / (v_hat.sqrt()? + EPS)?)?;
                     let decayed = (theta * (1.0 - lr * self.weight_decay))?;
                     var.set(&(decayed - (update * lr)?)?)?;
-                    self.m[i] = m;
-                    self.v[i] = v;
+                    self.m[i] = m.detach();
+                    self.v[i] = v.detach();
                 }
             }
         }

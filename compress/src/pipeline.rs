@@ -10,6 +10,7 @@ use crate::export::{export_f32, export_int8};
 use crate::plot::{chart_png, Series};
 use crate::quantize::{calibrate_ranges, ActQuant};
 use crate::recipe::Plan;
+use crate::structured::prune_channels;
 use crate::train::{
     fold_bn, logits, train, Checkpointing, EpochLog, QatConfig, Run, TrainConfig, Trained,
 };
@@ -276,7 +277,7 @@ impl Ctx<'_> {
         let r = &self.plan.recipe;
         let parts = json!({"quantize": q, "kd": !terms.is_empty(), "distill": r.distill,
             "prune": r.prune, "teacher": r.teacher, "student": r.student});
-        let spec = self.plan.student.0.folded();
+        let spec = from.model.spec.clone();
         let t = self.stage(stage, &spec, &cfg, run, parts)?;
         let acts = t
             .fake_quant
@@ -444,6 +445,45 @@ pub fn run(
                 }
             }
             sparsity_curve.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        if let Some(amount) = r.prune.as_ref().and_then(|p| p.structured) {
+            let start = distilled.as_ref().unwrap_or(&alone);
+            let folded = fold_bn(start)?;
+            let (slim_spec, slim_w) =
+                prune_channels(&folded.model.spec, &folded.model.weights()?, amount)?;
+            let vars = candle_nn::VarMap::new();
+            let vb =
+                candle_nn::VarBuilder::from_varmap(&vars, candle_core::DType::F32, &Device::Cpu);
+            let slim = Trained::new(CnnModel::new(&slim_spec, vb)?, vars);
+            sprig_models::arch::load_folded(&slim_spec, &slim_w, &slim.vars)?;
+            let c = TrainConfig {
+                epochs: r.prune.as_ref().map_or(3, |p| p.structured_epochs),
+                ..cfg.clone()
+            };
+            let run = Run {
+                init: Some(&slim),
+                ..with_kd()
+            };
+            let parts = json!({"kd": kd_parts, "structured": amount, "prune": r.prune});
+            let pct = (100.0 * amount).round();
+            let stage = format!("{sname}-slim{pct}");
+            let t = ctx.stage(&stage, &slim_spec, &c, run, parts)?;
+            let what = if terms.is_empty() { "" } else { " + KD" };
+            ctx.measure(
+                &format!("{sname}{what}, {pct}% filters removed f32"),
+                &format!("{stage}.f32.onnx"),
+                &t,
+                None,
+            )?;
+            if plan.quantize.is_some() {
+                let (q, acts) = ctx.quantize(&format!("{stage}-int8"), &t, terms, &trefs)?;
+                ctx.measure(
+                    &format!("{sname}{what}, {pct}% filters removed, int8"),
+                    &format!("{stage}.int8.onnx"),
+                    &q,
+                    Some(acts),
+                )?;
+            }
         }
         let base = combined.as_ref().or(distilled.as_ref()).unwrap_or(&alone);
         crate::write_file(

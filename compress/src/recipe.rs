@@ -192,6 +192,16 @@ pub struct PruneSection {
     /// Extra sparsities for the accuracy-vs-sparsity curve (distilled, float).
     #[serde(default)]
     pub sweep: Vec<f64>,
+    /// Structured pruning: the fraction of filters/hidden units removed from every prunable
+    /// layer of the (distilled) student, which is then fine-tuned.
+    pub structured: Option<f64>,
+    /// Fine-tuning epochs after structured pruning.
+    #[serde(default = "three_epochs")]
+    pub structured_epochs: usize,
+}
+
+fn three_epochs() -> usize {
+    3
 }
 
 fn ten() -> usize {
@@ -469,6 +479,14 @@ impl Plan {
                             p.end_epoch, student.1.epochs
                         ),
                     ));
+                }
+                if let Some(a) = p.structured {
+                    if !(0.0..1.0).contains(&a) {
+                        return Err(bad(
+                            origin,
+                            format!("prune.structured {a} is outside [0, 1)"),
+                        ));
+                    }
                 }
                 for s in &p.sweep {
                     if !(0.0..1.0).contains(s) {

@@ -70,6 +70,8 @@ sparsity = 0.8
 start_epoch = 2
 end_epoch = 8
 every_steps = 4
+structured = 0.5
+structured_epochs = 3
 ";
 
 const QAT: &str = "
@@ -229,6 +231,16 @@ fn every_recipe_path_exports_checked_int8() {
                 let sparsity = 1.0 - p.nonzeros as f64 / p.params as f64;
                 assert!(sparsity > 0.75, "{tag}: sparsity {sparsity:.3}");
                 assert!(out.join("accuracy_vs_sparsity.png").exists());
+                // Structured: half the filters removed, really smaller, still accurate.
+                let slim = row(&r, "student, 50% filters removed f32");
+                assert!(
+                    slim.params < student.params * 6 / 10,
+                    "{} vs {}",
+                    slim.params,
+                    student.params
+                );
+                assert!(slim.file_bytes < student.file_bytes * 6 / 10);
+                assert!(slim.top1 > 0.5, "slim {:.3}", slim.top1);
             }
             "kd" => {
                 let kd = row(&r, "student + KD f32");

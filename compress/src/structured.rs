@@ -1,0 +1,219 @@
+//! Structured pruning: whole filters (conv output channels) and hidden units (dense rows) with
+//! the smallest L1 norms are removed, and every consumer is cut to match — the next
+//! convolution's input channels, or the columns of the dense layer after a flatten — so the
+//! exported model is physically smaller and faster, not just sparse. Works on the folded model
+//! (batch norm already inside the convolution), so BN needs no separate bookkeeping. Channels
+//! that feed a residual sum are kept: both sides of an Add must stay aligned.
+
+use sprig_models::arch::{ArchSpec, ConvWeights, LayerSpec, LayerWeights};
+
+/// Indices of the `keep` rows of `w` (`rows` rows) with the largest L1 norms, in order.
+fn strongest(w: &[f32], rows: usize, keep: usize) -> Vec<usize> {
+    let per = w.len() / rows.max(1);
+    let mut norms: Vec<(usize, f32)> = (0..rows)
+        .map(|r| (r, w[r * per..(r + 1) * per].iter().map(|v| v.abs()).sum()))
+        .collect();
+    norms.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut idx: Vec<usize> = norms[..keep.min(rows)].iter().map(|x| x.0).collect();
+    idx.sort_unstable();
+    idx
+}
+
+/// Rows `rows_kept` of a `[rows, in, k…]` tensor, and of each row only the input channels
+/// `in_kept` (each `inner` values long).
+fn select(
+    w: &[f32],
+    rows: usize,
+    in_ch: usize,
+    rows_kept: &[usize],
+    in_kept: &[usize],
+) -> Vec<f32> {
+    let per_row = w.len() / rows.max(1);
+    let inner = per_row / in_ch.max(1);
+    let mut out = Vec::with_capacity(rows_kept.len() * in_kept.len() * inner);
+    for &r in rows_kept {
+        for &c in in_kept {
+            let at = r * per_row + c * inner;
+            out.extend_from_slice(&w[at..at + inner]);
+        }
+    }
+    out
+}
+
+fn pick(v: &[f32], idx: &[usize]) -> Vec<f32> {
+    idx.iter().map(|&i| v[i]).collect()
+}
+
+/// Whether layer `i`'s output may lose channels: its next weighted consumer must be a plain
+/// convolution or a dense layer (through pooling/flatten), never a residual block.
+fn prunable(spec: &ArchSpec, i: usize) -> bool {
+    for l in &spec.layers[i + 1..] {
+        match l {
+            LayerSpec::Conv { .. } | LayerSpec::Dense { .. } => return true,
+            LayerSpec::Residual { .. } | LayerSpec::GlobalAvgPool => return false,
+            LayerSpec::MaxPool2 | LayerSpec::Flatten => {}
+        }
+    }
+    false
+}
+
+/// Removes the fraction `amount` (in [0, 1)) of the filters of every prunable convolution and
+/// hidden dense layer of a folded model. Returns the slimmer architecture and its weights.
+pub fn prune_channels(
+    spec: &ArchSpec,
+    weights: &[LayerWeights],
+    amount: f64,
+) -> crate::Result<(ArchSpec, Vec<LayerWeights>)> {
+    if !(0.0..1.0).contains(&amount) {
+        return Err(crate::Error::Invalid(format!(
+            "structured pruning amount {amount} is outside [0, 1)"
+        )));
+    }
+    if spec.has_bn() {
+        return Err(crate::Error::Invalid(
+            "structured pruning works on the batch-norm-folded model".into(),
+        ));
+    }
+    let shapes = spec.shapes();
+    let mut out_spec = spec.clone();
+    let mut out_w = Vec::with_capacity(weights.len());
+    // The channels (or, after a flatten, features) of the current activation that survive.
+    let mut kept: Vec<usize> = (0..spec.input.0).collect();
+    let mut c_in = spec.input.0;
+    for (i, (l, w)) in spec.layers.iter().zip(weights).enumerate() {
+        let c_out = shapes[i].0;
+        match (l, w) {
+            (LayerSpec::Conv { .. }, LayerWeights::Conv { w, b }) => {
+                let rows = if prunable(spec, i) {
+                    let keep = ((c_out as f64) * (1.0 - amount)).round().max(1.0) as usize;
+                    strongest(w, c_out, keep)
+                } else {
+                    (0..c_out).collect()
+                };
+                out_w.push(LayerWeights::Conv {
+                    w: select(w, c_out, c_in, &rows, &kept),
+                    b: pick(b, &rows),
+                });
+                if let LayerSpec::Conv { out, .. } = &mut out_spec.layers[i] {
+                    *out = rows.len();
+                }
+                kept = rows;
+            }
+            (LayerSpec::Residual { .. }, LayerWeights::Residual { c1, c2, shortcut }) => {
+                // The block keeps its width; only a narrowed input is followed.
+                let all: Vec<usize> = (0..c_out).collect();
+                let cut = |cw: &ConvWeights, ins: &[usize], in_ch: usize| ConvWeights {
+                    w: select(&cw.w, c_out, in_ch, &all, ins),
+                    b: cw.b.clone(),
+                };
+                out_w.push(LayerWeights::Residual {
+                    c1: cut(c1, &kept, c_in),
+                    c2: c2.clone(),
+                    shortcut: shortcut.as_ref().map(|s| cut(s, &kept, c_in)),
+                });
+                kept = all;
+            }
+            (LayerSpec::Flatten, _) => {
+                let spatial = c_in_spatial(&shapes, i, spec);
+                kept = kept
+                    .iter()
+                    .flat_map(|&c| (c * spatial..(c + 1) * spatial).collect::<Vec<_>>())
+                    .collect();
+                out_w.push(LayerWeights::None);
+            }
+            (LayerSpec::Dense { .. }, LayerWeights::Dense { w, b }) => {
+                let rows = if prunable(spec, i) {
+                    let keep = ((c_out as f64) * (1.0 - amount)).round().max(1.0) as usize;
+                    strongest(w, c_out, keep)
+                } else {
+                    (0..c_out).collect()
+                };
+                out_w.push(LayerWeights::Dense {
+                    w: select(w, c_out, c_in, &rows, &kept),
+                    b: pick(b, &rows),
+                });
+                if let LayerSpec::Dense { out, .. } = &mut out_spec.layers[i] {
+                    *out = rows.len();
+                }
+                kept = rows;
+            }
+            (LayerSpec::MaxPool2 | LayerSpec::GlobalAvgPool, _) => out_w.push(LayerWeights::None),
+            _ => {
+                return Err(crate::Error::Invalid(format!(
+                    "weights do not match layer {i} of {}",
+                    spec.name
+                )))
+            }
+        }
+        c_in = c_out;
+    }
+    Ok((out_spec, out_w))
+}
+
+/// H·W of the activation entering layer `i`.
+fn c_in_spatial(shapes: &[(usize, usize, usize)], i: usize, spec: &ArchSpec) -> usize {
+    let s = if i == 0 { spec.input } else { shapes[i - 1] };
+    s.1 * s.2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+    use sprig_models::arch::{load_folded, CnnModel};
+
+    /// With the pruned channels' weights set to zero beforehand, removing them changes nothing:
+    /// the slim model computes exactly what the full one does.
+    #[test]
+    fn removing_dead_channels_preserves_the_function() {
+        let dev = Device::Cpu;
+        let spec = ArchSpec::small_cnn("s", (1, 8, 8), 6, 8, Some(12), 5);
+        let vars = VarMap::new();
+        let m = CnnModel::new(&spec, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
+        // Zero the weakest half of every prunable layer so they are the ones removed.
+        let mut w = m.weights().unwrap();
+        for lw in &mut w {
+            if let LayerWeights::Conv { w, b } | LayerWeights::Dense { w, b } = lw {
+                let rows = b.len();
+                let per = w.len() / rows;
+                for r in (0..rows).filter(|r| r % 2 == 1) {
+                    w[r * per..(r + 1) * per].iter_mut().for_each(|v| *v = 0.0);
+                    b[r] = 0.0;
+                }
+            }
+        }
+        load_folded(&spec, &w, &vars).unwrap();
+        let (slim, sw) = prune_channels(&spec, &w, 0.5).unwrap();
+        assert_eq!(slim.layer_names().len(), 4);
+        let widths: Vec<usize> = slim.feature_shapes().iter().map(|s| s.0).collect();
+        assert_eq!(
+            widths,
+            [3, 4, 6, 5],
+            "conv1, conv2, hidden halved; classifier kept"
+        );
+        assert!(slim.param_count() < spec.param_count() / 2);
+        let svars = VarMap::new();
+        let sm = CnnModel::new(&slim, VarBuilder::from_varmap(&svars, DType::F32, &dev)).unwrap();
+        load_folded(&slim, &sw, &svars).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (4, 1, 8, 8), &dev).unwrap();
+        let a = m.forward_features(&x).unwrap().0;
+        let b = sm.forward_features(&x).unwrap().0;
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "slim model differs by {d}");
+    }
+
+    #[test]
+    fn bad_amount_is_named() {
+        let spec = ArchSpec::small_cnn("s", (1, 8, 8), 2, 2, None, 3);
+        let e = prune_channels(&spec, &[], 1.0).unwrap_err().to_string();
+        assert!(e.contains("amount 1 is outside [0, 1)"), "{e}");
+    }
+}
