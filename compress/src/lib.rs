@@ -19,6 +19,7 @@ pub mod pb;
 pub mod pipeline;
 pub mod plot;
 pub mod prune;
+pub mod ptq;
 pub mod qat;
 pub mod quantize;
 pub mod recipe;

@@ -125,3 +125,33 @@ fn eval_reports_top1_as_json() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown dataset kind 'cifar'"));
 }
+
+#[test]
+fn quantize_writes_an_int8_model_and_reports_accuracy() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/digits_student.f32.onnx");
+    let out = tmp("ptq.int8.onnx");
+    let o = sprig(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "--calib",
+        "digits",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("3 weight tensors int8") && text.contains("top-1"),
+        "{text}"
+    );
+    let e = sprig(&[
+        "eval",
+        out.to_str().unwrap(),
+        "--dataset",
+        "digits",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert!(v["top1"].as_f64().unwrap() > 0.9, "{v}");
+}

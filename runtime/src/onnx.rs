@@ -707,6 +707,17 @@ impl<'m> Model<'m> {
     pub fn node_slices(&self) -> impl Iterator<Item = Result<&'m [u8]>> + 'm {
         self.graph_items(1, Ok)
     }
+
+    /// Raw `TensorProto` bytes of the initializers, in file order (for tools that rewrite a
+    /// graph and copy what they do not change).
+    pub fn initializer_slices(&self) -> impl Iterator<Item = Result<&'m [u8]>> + 'm {
+        self.graph_items(5, Ok)
+    }
+
+    /// Raw `ValueInfoProto` bytes of the graph inputs (`outputs: false`) or outputs.
+    pub fn value_info_slices(&self, outputs: bool) -> impl Iterator<Item = Result<&'m [u8]>> + 'm {
+        self.graph_items(if outputs { 12 } else { 11 }, Ok)
+    }
 }
 
 /// Visits the op type of every node without validating the rest of the file (to decide which

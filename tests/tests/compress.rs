@@ -518,3 +518,61 @@ fn resnet_folds_batch_norm_and_exports_int8_residual_adds() {
         acc(&float_logits)
     );
 }
+
+/// `sprig quantize`: post-training quantization of a float ONNX file (a plain CNN and a ResNet
+/// with residual Adds) passes onnx's checker, agrees with onnxruntime within one output step,
+/// fuses completely on sprig-runtime and keeps the float accuracy; calibration images of the
+/// wrong shape are refused by name.
+#[test]
+fn post_training_quantization_of_float_onnx() {
+    use sprig_compress::export::export_f32;
+    use sprig_compress::ptq::quantize_onnx;
+    let (train_set, test) = digits().split(0.2, 0);
+    let calib = subset(&train_set, 200);
+    let out = tmp("ptq");
+    let cnn = std::fs::read(repo().join("tests/fixtures/digits_student.f32.onnx")).unwrap();
+    let spec = ArchSpec::resnet("r8", (1, 8, 8), 1, 8, 10);
+    let cfg = TrainConfig {
+        epochs: 4,
+        progress: false,
+        seed: 1,
+        ..Default::default()
+    };
+    let r = train(&spec, &subset(&train_set, 600), &cfg, Run::default(), "r8").unwrap();
+    let resnet = export_f32(&spec, &r.model.weights().unwrap());
+    for (name, float) in [("cnn", cnn), ("resnet", resnet)] {
+        let (q, summary) = quantize_onnx(&float, &calib, false).unwrap();
+        let path = out.join(format!("{name}.int8.onnx"));
+        std::fs::write(&path, &q).unwrap();
+        check_with_onnxruntime(&path, &subset(&test, 40));
+        let f = sprig_compress::eval::evaluate(&float, &test, 1).unwrap();
+        let i = sprig_compress::eval::evaluate(&q, &test, 1).unwrap();
+        assert!(
+            i.top1 >= f.top1 - 0.02,
+            "{name}: int8 {:.4} vs float {:.4}",
+            i.top1,
+            f.top1
+        );
+        if name == "cnn" {
+            assert_eq!(summary.weights_quantized, 3);
+            assert_eq!(i.steps, 8, "every QDQ pattern fused");
+        } else {
+            // conv1, 3 blocks (2 convs each + 2 shortcut convs), fc.
+            assert_eq!(summary.weights_quantized, 1 + 6 + 2 + 1);
+        }
+    }
+    let wrong = ImageSet {
+        images: vec![0.0; 2 * 28 * 28],
+        labels: vec![0, 1],
+        chw: (1, 28, 28),
+        classes: 10,
+    };
+    let float = std::fs::read(repo().join("tests/fixtures/digits_student.f32.onnx")).unwrap();
+    let e = quantize_onnx(&float, &wrong, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("calibration images are 1×28×28 but the model input 'input' is [1, 1, 8, 8]"),
+        "{e}"
+    );
+}
