@@ -419,6 +419,32 @@ fn every_distillation_loss_decreases_while_it_trains() {
             loss.name()
         );
     }
+    // An ensemble of two teachers (different seeds): Hinton KD on their averaged probabilities.
+    let cfg2 = TrainConfig {
+        seed: 8,
+        ..cfg.clone()
+    };
+    let teacher2 = train(&tspec, &train_set, &cfg2, Run::default(), "t2").unwrap();
+    let term = KdTerm {
+        loss: KdLoss::Hinton { temperature: 4.0 },
+        weight: 1.0,
+        teacher: 0,
+        student_layer: 2,
+        teacher_layer: 3,
+    };
+    let run = Run {
+        kd: std::slice::from_ref(&term),
+        teachers: &[&teacher.model, &teacher2.model],
+        ..Default::default()
+    };
+    let h = train(&sspec, &train_set, &cfg, run, "ensemble")
+        .unwrap()
+        .history;
+    let (first, last) = (h[0].kd_loss, h[h.len() - 1].kd_loss);
+    assert!(
+        last < first * 0.9,
+        "ensemble: KD loss {first:.5} → {last:.5}"
+    );
 }
 
 /// ResNet with batch norm: trains, folds batch norm without changing its function, and its int8
