@@ -3,7 +3,7 @@
 //! bias, activations wrapped in QuantizeLinear/DequantizeLinear pairs, both inputs of a residual
 //! Add dequantized and its output quantized (the layout TensorRT expects). MaxPool and Flatten
 //! run directly on the int8 tensor (ONNX allows int8 for both, and they commute with
-//! quantization), so no extra Q/DQ is placed around them. One [`Emitter`] writes both variants:
+//! quantization), so no extra Q/DQ is placed around them. One emitter writes both variants:
 //! in float mode its quantize/dequantize steps are the identity.
 
 use crate::pb::{self, dtype, node, tensor, tensor_f32, value_info, Attr, Msg};

@@ -65,19 +65,10 @@ impl WeightQuant {
     }
 }
 
-/// Per-point (min, max) activation ranges over `calib`, in export order (see [`calibrate`]).
-pub fn calibrate_ranges(
-    model: &CnnModel,
-    calib: &ImageSet,
-    dev: &Device,
-) -> crate::Result<Vec<(f32, f32)>> {
-    calibrate_impl(model, calib, dev)
-}
-
 /// Activation ranges from `calib`: the input and the output (after activation) of every weighted
 /// layer, as [`crate::export::export_int8`] expects them.
 pub fn calibrate(model: &CnnModel, calib: &ImageSet, dev: &Device) -> crate::Result<Vec<ActQuant>> {
-    Ok(calibrate_impl(model, calib, dev)?
+    Ok(calibrate_ranges(model, calib, dev)?
         .into_iter()
         .map(|(lo, hi)| ActQuant::from_range(lo, hi))
         .collect())
@@ -101,7 +92,9 @@ impl ForwardHooks for RangeRecorder {
     }
 }
 
-fn calibrate_impl(
+/// Per-point (min, max) activation ranges over `calib`, in `ArchSpec::quant_points` order
+/// (the input, then every quantization point; ranges after a ReLU start at 0).
+pub fn calibrate_ranges(
     model: &CnnModel,
     calib: &ImageSet,
     dev: &Device,

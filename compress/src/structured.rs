@@ -83,19 +83,25 @@ pub fn prune_channels(
     for (i, (l, w)) in spec.layers.iter().zip(weights).enumerate() {
         let c_out = shapes[i].0;
         match (l, w) {
-            (LayerSpec::Conv { .. }, LayerWeights::Conv { w, b }) => {
+            (LayerSpec::Conv { .. }, LayerWeights::Conv { w, b })
+            | (LayerSpec::Dense { .. }, LayerWeights::Dense { w, b }) => {
                 let rows = if prunable(spec, i) {
                     let keep = ((c_out as f64) * (1.0 - amount)).round().max(1.0) as usize;
                     strongest(w, c_out, keep)
                 } else {
                     (0..c_out).collect()
                 };
-                out_w.push(LayerWeights::Conv {
-                    w: select(w, c_out, c_in, &rows, &kept),
-                    b: pick(b, &rows),
-                });
-                if let LayerSpec::Conv { out, .. } = &mut out_spec.layers[i] {
-                    *out = rows.len();
+                let (w, b) = (select(w, c_out, c_in, &rows, &kept), pick(b, &rows));
+                match &mut out_spec.layers[i] {
+                    LayerSpec::Conv { out, .. } => {
+                        *out = rows.len();
+                        out_w.push(LayerWeights::Conv { w, b });
+                    }
+                    LayerSpec::Dense { out, .. } => {
+                        *out = rows.len();
+                        out_w.push(LayerWeights::Dense { w, b });
+                    }
+                    _ => unreachable!("matched Conv or Dense above"),
                 }
                 kept = rows;
             }
@@ -120,22 +126,6 @@ pub fn prune_channels(
                     .flat_map(|&c| (c * spatial..(c + 1) * spatial).collect::<Vec<_>>())
                     .collect();
                 out_w.push(LayerWeights::None);
-            }
-            (LayerSpec::Dense { .. }, LayerWeights::Dense { w, b }) => {
-                let rows = if prunable(spec, i) {
-                    let keep = ((c_out as f64) * (1.0 - amount)).round().max(1.0) as usize;
-                    strongest(w, c_out, keep)
-                } else {
-                    (0..c_out).collect()
-                };
-                out_w.push(LayerWeights::Dense {
-                    w: select(w, c_out, c_in, &rows, &kept),
-                    b: pick(b, &rows),
-                });
-                if let LayerSpec::Dense { out, .. } = &mut out_spec.layers[i] {
-                    *out = rows.len();
-                }
-                kept = rows;
             }
             (LayerSpec::MaxPool2 | LayerSpec::GlobalAvgPool, _) => out_w.push(LayerWeights::None),
             _ => {
