@@ -694,6 +694,7 @@ fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
             "arena_lower_bound_bytes": report.working_lower_bound,
             "weight_bytes": weight_bytes,
             "heap_allocations": heap_allocations,
+            "kernels": sprig_runtime::kernels::kernel_set(),
             "steps": report.steps,
             "runs": runs,
             "ops": ops,
@@ -701,11 +702,12 @@ fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "{}: {} steps, median {:.1} µs over {} runs (host, portable kernels)",
+            "{}: {} steps, median {:.1} µs over {} runs (host, {} kernels)",
             path.display(),
             report.steps,
             total,
-            runs
+            runs,
+            sprig_runtime::kernels::kernel_set()
         );
         println!("arena {} bytes = {} persistent + {} working (liveness lower bound {}); weights {} bytes; heap allocations per inference: {}", report.total, report.persistent, report.working, report.working_lower_bound, weight_bytes, heap_allocations);
         println!("{:<4} {:<20} {:<24} {:>12}", "#", "op", "node", "median µs");

@@ -84,7 +84,7 @@ impl GradualSchedule {
 
     /// Whether masks are recomputed at `step`.
     pub fn updates_at(&self, step: usize) -> bool {
-        step >= self.start && step <= self.end && (step - self.start) % self.every == 0
+        step >= self.start && step <= self.end && (step - self.start).is_multiple_of(self.every)
     }
 }
 

@@ -806,9 +806,9 @@ fn eval<const T: usize, const N: usize>(
         }
         Op::QAdd(p) => {
             if p.unsigned {
-                k::qadd_ref::<u8>(&p, get(0)?, get(1)?, y)
+                k::qadd::<u8>(&p, get(0)?, get(1)?, y)
             } else {
-                k::qadd_ref::<i8>(
+                k::qadd::<i8>(
                     &p,
                     bytemuck::cast_slice(get(0)?),
                     bytemuck::cast_slice(get(1)?),

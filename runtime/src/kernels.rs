@@ -17,6 +17,24 @@ fn check(ok: bool) -> Result<()> {
     }
 }
 
+/// Which optimized kernel set this build picks on this CPU ("avx2+vnni", "avx2", "neon+dotprod"
+/// or "portable"): the results are the same either way, only the speed differs.
+pub fn kernel_set() -> &'static str {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if crate::simd::has_avx2() {
+        return if crate::int8_avx2::has_vnni() {
+            "avx2+vnni"
+        } else {
+            "avx2"
+        };
+    }
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    if crate::int8_neon::has_dotprod() {
+        return "neon+dotprod";
+    }
+    "portable"
+}
+
 /// An 8-bit quantized element type.
 pub trait Q8: Copy + bytemuck::Pod {
     /// Widens to i32.
@@ -453,12 +471,29 @@ pub fn qconv_ref<T: Q8>(
 /// (weights broadcast over an output row); longer ones as dot products over the reduction axis.
 const SHORT_REDUCTION: usize = 32;
 
-/// Scratch bytes [`qconv_im2row`] needs for `p` (0 when it does not apply and the reference
-/// kernel runs instead): one output row of patches as i16, plus an i32 accumulator row.
+/// Scratch bytes [`qconv_im2row`] needs for `p` on this CPU (0 when it does not apply and the
+/// reference kernel runs instead): enough for the portable kernel and for the optimized one the
+/// CPU gets, whichever runs.
 pub fn qconv_scratch_bytes(p: &QLinear) -> usize {
     if p.w_stride_k != 1 {
         return 0;
     }
+    #[allow(unused_mut)]
+    let mut fast = 0;
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if crate::simd::has_avx2() {
+        fast = crate::int8_avx2::scratch_bytes(p).unwrap_or(0);
+    }
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    if crate::int8_neon::has_dotprod() {
+        fast = crate::int8_neon::scratch_bytes(p).unwrap_or(0);
+    }
+    fast.max(im2row_scratch_bytes(p))
+}
+
+/// Scratch bytes of the portable im2row kernel: one output row of patches as i16, plus an i32
+/// accumulator row.
+pub fn im2row_scratch_bytes(p: &QLinear) -> usize {
     let k = p.win.c / p.win.group.max(1) * p.win.kh * p.win.kw;
     acc_bytes(p.win.ow) + k * p.win.ow * 2
 }
@@ -486,7 +521,14 @@ pub fn qconv_im2row<T: Q8>(
 ) -> Result<()> {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if crate::simd::has_avx2() {
+        if crate::int8_avx2::scratch_bytes(p).is_some() {
+            return crate::int8_avx2::qconv(p, x, w, bias, rq, y, scratch);
+        }
         return crate::simd::qconv_im2row_avx2(p, x, w, bias, rq, y, scratch);
+    }
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    if crate::int8_neon::has_dotprod() && crate::int8_neon::scratch_bytes(p).is_some() {
+        return crate::int8_neon::qconv(p, x, w, bias, rq, y, scratch);
     }
     qconv_im2row_body(p, x, w, bias, rq, y, scratch)
 }
@@ -530,7 +572,7 @@ fn qconv_im2row_body<T: Q8>(
             && bias.len() == win.oc
             && rq.len() == win.oc
             && (win.oc == 0 || last_w <= w.len())
-            && scratch.len() >= qconv_scratch_bytes(p),
+            && scratch.len() >= im2row_scratch_bytes(p),
     )?;
     let (acc, cols) = scratch.split_at_mut(acc_bytes(ow));
     let acc: &mut [i32] =
@@ -604,6 +646,16 @@ fn dot_i16_i8(a: &[i16], b: &[i8]) -> i32 {
     a.iter()
         .zip(b)
         .fold(0i32, |s, (&x, &w)| s.wrapping_add(x as i32 * w as i32))
+}
+
+/// int8 Add with both inputs rescaled: the AVX2 kernel for same-shape inputs where the CPU has
+/// it, else [`qadd_ref`] (bit-identical).
+pub fn qadd<T: Q8>(p: &QAdd, a: &[T], b: &[T], y: &mut [T]) -> Result<()> {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if p.bc.same && crate::simd::has_avx2() && crate::int8_avx2::qadd_same_shape(p, a, b, y) {
+        return Ok(());
+    }
+    qadd_ref(p, a, b, y)
 }
 
 /// Reference int8 Add with both inputs rescaled (TFLite scheme).
@@ -1014,17 +1066,39 @@ pub fn quantize(
     } else {
         (0.0, 255.0)
     };
-    for (i, (o, &v)) in y.iter_mut().zip(x).enumerate() {
-        let a = (i / q.inner) % q.axis_len;
-        let r = round_ties_even(v / scales[a]) + zps[a] as f32;
-        let r = if r.is_nan() { 0.0 } else { r.clamp(lo, hi) };
-        *o = if out == DType::I8 {
-            (r as i32) as i8 as u8
-        } else {
-            r as u8
+    // One scale and zero point per run of `inner` elements: no index arithmetic per element,
+    // and a branch-free loop the compiler vectorizes.
+    for (c, (ys, xs)) in y.chunks_mut(q.inner).zip(x.chunks(q.inner)).enumerate() {
+        let a = c % q.axis_len;
+        let (s, z) = (scales[a], zps[a] as f32);
+        let q = |v: f32| {
+            let r = round_ties_even_small(v / s) + z;
+            if r.is_nan() {
+                0.0
+            } else {
+                r.clamp(lo, hi)
+            }
         };
+        if out == DType::I8 {
+            ys.iter_mut()
+                .zip(xs)
+                .for_each(|(o, &v)| *o = q(v) as i32 as i8 as u8);
+        } else {
+            ys.iter_mut().zip(xs).for_each(|(o, &v)| *o = q(v) as u8);
+        }
     }
     Ok(())
+}
+
+/// Round half to even for values that are then saturated to 8 bits: inputs beyond ±2^22 are
+/// first clamped there (far outside any 8-bit range, so the saturated result is the same), and
+/// adding and subtracting 1.5·2^23 rounds the rest exactly as IEEE round-to-nearest-even does —
+/// equal to [`round_ties_even`] on that range (tested), without branches.
+#[inline(always)]
+fn round_ties_even_small(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-4_194_304.0, 4_194_304.0);
+    (x + MAGIC) - MAGIC
 }
 
 /// DequantizeLinear: y = (x − zp) · scale.
@@ -1042,14 +1116,23 @@ pub fn dequantize(
             && zps.len() == q.axis_len
             && q.inner > 0,
     )?;
-    for (i, o) in y.iter_mut().enumerate() {
-        let a = (i / q.inner) % q.axis_len;
-        let v = match input {
-            DType::I8 => x[i] as i8 as i32,
-            DType::U8 => x[i] as i32,
-            _ => i32::from_le_bytes([x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3]]),
-        };
-        *o = (v as f32 - zps[a] as f32) * scales[a];
+    for (c, ys) in y.chunks_mut(q.inner).enumerate() {
+        let a = c % q.axis_len;
+        let (s, z) = (scales[a], zps[a] as f32);
+        let xs = &x[c * q.inner * input.size()..(c + 1) * q.inner * input.size()];
+        match input {
+            DType::I8 => ys
+                .iter_mut()
+                .zip(xs)
+                .for_each(|(o, &v)| *o = (v as i8 as f32 - z) * s),
+            DType::U8 => ys
+                .iter_mut()
+                .zip(xs)
+                .for_each(|(o, &v)| *o = (v as f32 - z) * s),
+            _ => ys.iter_mut().zip(xs.chunks_exact(4)).for_each(|(o, v)| {
+                *o = (i32::from_le_bytes([v[0], v[1], v[2], v[3]]) as f32 - z) * s
+            }),
+        }
     }
     Ok(())
 }
@@ -1294,7 +1377,7 @@ mod tests {
             let mut y1 = std::vec![0i8; oc * h * w];
             let mut y2 = y1.clone();
             qconv_ref(&p, &x, &wt, &bias, RequantTable(&rq), &mut y1).unwrap();
-            let mut scratch = std::vec![0u128; qconv_scratch_bytes(&p).div_ceil(16)];
+            let mut scratch = std::vec![0u128; im2row_scratch_bytes(&p).div_ceil(16)];
             qconv_im2row_portable(
                 &p,
                 &x,
@@ -1379,6 +1462,35 @@ mod tests {
             .unwrap();
             assert_eq!(y1, y2, "case {case}: {win:?}");
         }
+    }
+
+    #[test]
+    fn branch_free_rounding_equals_round_ties_even() {
+        let mut rng = Lcg(5);
+        let specials = [
+            0.5f32,
+            1.5,
+            2.5,
+            -0.5,
+            -1.5,
+            -2.5,
+            127.5,
+            -128.5,
+            4_194_303.5,
+            0.0,
+            -0.0,
+        ];
+        let wide: std::vec::Vec<f32> = (0..100_000)
+            .map(|_| (rng.next() as i32 as f32) / 1024.0)
+            .collect();
+        let quarters: std::vec::Vec<f32> = (0..100_000)
+            .map(|_| (rng.next() % 2000) as f32 * 0.25 - 250.0)
+            .collect();
+        for x in specials.into_iter().chain(wide).chain(quarters) {
+            assert_eq!(round_ties_even_small(x), round_ties_even(x), "{x}");
+        }
+        assert_eq!(round_ties_even_small(1e30), 4_194_304.0);
+        assert!(round_ties_even_small(f32::NAN).is_nan());
     }
 
     #[test]

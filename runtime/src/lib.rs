@@ -19,8 +19,8 @@
 //! ```
 #![no_std]
 #![warn(missing_docs)]
-// Unsafe code is denied everywhere but in `simd`, where calling a `#[target_feature]` function
-// after run-time CPU detection needs it.
+// Unsafe code is denied everywhere but in `simd`, `int8_avx2` and `int8_neon`, where calling a
+// `#[target_feature]` function after run-time CPU detection and vector intrinsics need it.
 #![deny(unsafe_code)]
 
 #[cfg(feature = "alloc")]
@@ -32,6 +32,10 @@ mod error;
 mod fuse;
 mod graph;
 pub mod hazard;
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+mod int8_avx2;
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
+mod int8_neon;
 mod interp;
 pub mod kernels;
 pub mod onnx;
@@ -39,6 +43,7 @@ pub mod ops;
 pub mod planner;
 mod prepare;
 pub mod proto;
+pub mod quad;
 pub mod quant;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod simd;

@@ -701,7 +701,7 @@ pub(crate) fn reshape_like<const T: usize, const N: usize>(
                     })?;
             }
             if let Some(i) = infer {
-                if known == 0 || numel % known != 0 {
+                if known == 0 || !numel.is_multiple_of(known) {
                     return Err(shape_err(node, "cannot infer the -1 dimension"));
                 }
                 d[i] = (numel / known) as i64;
@@ -956,7 +956,7 @@ pub fn conv_window(node: &Node<'_>, x: &Shape, w: &Shape) -> Result<Window> {
         return Err(shape_err(node, "weight rank differs from input rank"));
     }
     let group = node.attr_i("group", 1)?;
-    if group < 1 || win.c % group as usize != 0 || w.dim(0) % group as usize != 0 {
+    if group < 1 || win.c % group as usize != 0 || !w.dim(0).is_multiple_of(group as usize) {
         return Err(shape_err(node, "group does not divide the channels"));
     }
     win.group = group as usize;

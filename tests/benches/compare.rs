@@ -102,6 +102,14 @@ fn main() {
             "Fashion-MNIST CNN (106k params) int8",
             "bench/models/fashion_cnn.int8.onnx",
         ),
+        (
+            "ResNet-20 CIFAR shape (272k params) f32",
+            "bench/models/resnet20.f32.onnx",
+        ),
+        (
+            "ResNet-20 CIFAR shape (272k params) int8",
+            "bench/models/resnet20.int8.onnx",
+        ),
     ];
     println!("| model | sprig µs | tract µs | onnxruntime µs | sprig / tract | sprig / onnxruntime | arena bytes | working / liveness bound |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");

@@ -1,0 +1,294 @@
+//! aarch64 int8 convolution on the `sdot` instruction (Armv8.2 dot product: Jetson Xavier's
+//! Carmel, Cortex-A55/A76 and later), picked at run time when the CPU has it.
+//!
+//! The direct kernel of [`crate::quad`]'s layout: `sdot` multiplies four signed input channels
+//! by four weights per 32-bit lane, so uint8 inputs are stored −128 and the bias corrected. A
+//! block is 4 output channels × 4 vectors of 4 output pixels (16 accumulators of the 32 vector
+//! registers). Requantization is the scalar [`crate::quant::Requant::apply`]. Integer sums are
+//! exact and wrap like the reference, so the results are bit-identical to
+//! [`crate::kernels::qconv_ref`] (tested under `qemu-aarch64 -cpu cortex-a76`).
+//!
+//! `sdot` is written as inline assembly: its intrinsic (`vdotq_s32`) is not stable Rust yet.
+#![allow(unsafe_code)]
+
+use crate::error::{Error, Result};
+use crate::kernels::Q8;
+use crate::ops::QLinear;
+use crate::quad::{self, Quads};
+use crate::quant::RequantTable;
+use core::arch::aarch64::*;
+
+/// Output pixels per vector (four i32 lanes).
+const LANES: usize = 4;
+/// Vectors per block.
+const VB: usize = 4;
+/// Output channels per block.
+const OCB: usize = 4;
+/// Widest kernel the direct path takes (its tap offsets live in a fixed array).
+const MAX_KW: usize = 16;
+
+/// The CPU has the dot-product instructions (cached by std after the first call).
+pub fn has_dotprod() -> bool {
+    std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+fn applies(p: &QLinear) -> bool {
+    let w = &p.win;
+    p.w_stride_k == 1
+        && w.group == 1
+        && w.c > 0
+        && w.oc > 0
+        && w.sh >= 1
+        && w.sw >= 1
+        && w.dh >= 1
+        && w.dw >= 1
+        && w.kw <= MAX_KW
+        // Fully connected layers (one pixel) stay on the portable dot products.
+        && w.oh * w.ow > 1
+}
+
+fn align16(b: usize) -> usize {
+    (b + 15) & !15
+}
+
+/// Scratch bytes the kernel needs for `p`, or `None` when it does not apply.
+pub fn scratch_bytes(p: &QLinear) -> Option<usize> {
+    if !applies(p) {
+        return None;
+    }
+    let g = Quads::new(p, LANES);
+    Some(
+        align16(g.input_bytes() + 16) + align16(g.weight_words(p, OCB) * 4) + align16(p.win.oc * 4),
+    )
+}
+
+fn bad(what: &'static str) -> Error {
+    Error::BadIo { what }
+}
+
+/// Runs `p`. Call only when [`has_dotprod`] is true and [`scratch_bytes`] is `Some`.
+pub fn qconv<T: Q8>(
+    p: &QLinear,
+    x: &[T],
+    w: &[i8],
+    bias: &[i32],
+    rq: RequantTable<'_>,
+    y: &mut [T],
+    scratch: &mut [u8],
+) -> Result<()> {
+    let win = &p.win;
+    let kk = win.c * win.kh * win.kw;
+    let ok = applies(p)
+        && (win.oc - 1) * p.w_stride_oc + kk <= w.len()
+        && x.len() == win.n * win.c * win.h * win.w
+        && y.len() == win.n * win.oc * win.oh * win.ow
+        && bias.len() == win.oc
+        && rq.len() == win.oc
+        && scratch_bytes(p).is_some_and(|b| scratch.len() >= b);
+    if !ok {
+        return Err(bad("kernel buffer sizes"));
+    }
+    debug_assert!(has_dotprod());
+    // SAFETY: the caller checked `has_dotprod()`; the inner loop's raw loads are checked once
+    // per row of taps against the padded input and packed weights.
+    unsafe { direct(p, x, w, bias, rq, y, scratch) }
+}
+
+/// `acc += Σ₄ a·b` per 32-bit lane.
+#[target_feature(enable = "neon,dotprod")]
+#[inline]
+unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    core::arch::asm!(
+        "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack)
+    );
+    acc
+}
+
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn direct<T: Q8>(
+    p: &QLinear,
+    x: &[T],
+    w: &[i8],
+    bias: &[i32],
+    rq: RequantTable<'_>,
+    y: &mut [T],
+    scratch: &mut [u8],
+) -> Result<()> {
+    let win = &p.win;
+    let g = Quads::new(p, LANES);
+    let taps = win.kh * win.kw;
+    let off = if p.unsigned { -128 } else { 0 };
+    let (xq, rest) = scratch.split_at_mut(align16(g.input_bytes() + 16));
+    let xq = &mut xq[..g.input_bytes()];
+    let (wb, bb) = rest.split_at_mut(align16(g.weight_words(p, OCB) * 4));
+    let wq: &mut [i32] = bytemuck::try_cast_slice_mut(&mut wb[..g.weight_words(p, OCB) * 4])
+        .map_err(|_| bad("misaligned scratch"))?;
+    let badj: &mut [i32] = bytemuck::try_cast_slice_mut(&mut bb[..win.oc * 4])
+        .map_err(|_| bad("misaligned scratch"))?;
+    quad::pack_weights(p, &g, w, bias, off, wq, badj);
+    let plane_in = win.c * win.h * win.w;
+    let plane_out = win.oh * win.ow;
+    let per_row = win.ow.div_ceil(LANES);
+    let vectors = win.oh * per_row;
+    let at = |v: usize| (v / per_row, v % per_row * LANES);
+    let mut koff = [0usize; MAX_KW];
+    for (kx, o) in koff.iter_mut().enumerate().take(win.kw) {
+        *o = g.tap_offset(p, kx);
+    }
+    let stride_oc = g.cq * taps;
+    for n in 0..win.n {
+        quad::pad_input(p, &g, &x[n * plane_in..(n + 1) * plane_in], off, xq);
+        let yn = &mut y[n * win.oc * plane_out..(n + 1) * win.oc * plane_out];
+        for ob in (0..win.oc).step_by(OCB) {
+            let wblock = &wq[ob * stride_oc..(ob + OCB) * stride_oc];
+            for v in (0..vectors).step_by(VB) {
+                // Vectors past the last are computed again from the last and not stored.
+                let pos: [(usize, usize); VB] =
+                    core::array::from_fn(|i| at((v + i).min(vectors - 1)));
+                let mut acc = [[vdupq_n_s32(0); VB]; OCB];
+                for q in 0..g.cq {
+                    for ky in 0..win.kh {
+                        let r: [usize; VB] =
+                            core::array::from_fn(|i| g.row_offset(p, q, ky, pos[i].0, pos[i].1));
+                        let wt = q * taps + ky * win.kw;
+                        let rmax = r.iter().copied().max().unwrap_or(0);
+                        if rmax + koff[win.kw - 1] + 4 * LANES > xq.len()
+                            || (OCB - 1) * stride_oc + wt + win.kw > wblock.len()
+                        {
+                            return Err(bad("kernel geometry"));
+                        }
+                        let base = xq.as_ptr() as *const i8;
+                        let wk = wblock.as_ptr().add(wt);
+                        for (kx, &o) in koff[..win.kw].iter().enumerate() {
+                            let a: [int8x16_t; VB] =
+                                core::array::from_fn(|i| vld1q_s8(base.add(r[i] + o)));
+                            for (j, accj) in acc.iter_mut().enumerate() {
+                                let b =
+                                    vreinterpretq_s8_s32(vld1q_dup_s32(wk.add(j * stride_oc + kx)));
+                                for i in 0..VB {
+                                    accj[i] = sdot(accj[i], a[i], b);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (j, accj) in acc.iter().enumerate().take(win.oc - ob) {
+                    let oc = ob + j;
+                    let (b, rqo) = (badj[oc], rq.get(oc));
+                    for i in 0..VB.min(vectors - v) {
+                        let (oy, ox) = pos[i];
+                        let mut lanes = [0i32; LANES];
+                        vst1q_s32(lanes.as_mut_ptr(), accj[i]);
+                        let start = (oc * win.oh + oy) * win.ow + ox;
+                        let n = (win.ow - ox).min(LANES);
+                        for (d, a) in yn[start..start + n].iter_mut().zip(lanes) {
+                            let v = p.zy.saturating_add(rqo.apply(a.wrapping_add(b)));
+                            *d = T::put(v.clamp(p.act_min, p.act_max));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::qconv_ref;
+    use crate::ops::Window;
+    use crate::quant::Requant;
+    use std::vec::Vec;
+
+    fn next(s: &mut u64) -> u32 {
+        *s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*s >> 33) as u32
+    }
+
+    fn run<T: Q8 + PartialEq + core::fmt::Debug>(seed: &mut u64, unsigned: bool, case: usize) {
+        let mut r = |lo: usize, hi: usize| lo + next(seed) as usize % (hi - lo + 1);
+        let (kh, kw, dh, dw, sh, sw) = (r(1, 4), r(1, 4), r(1, 2), r(1, 2), r(1, 3), r(1, 3));
+        let (c, oc) = (r(1, 19), r(1, 11));
+        let (h, w) = (r((kh - 1) * dh + 1, 12), r((kw - 1) * dw + 1, 30));
+        let (pt, pl, pb, pr) = (r(0, 2), r(0, 2), r(0, 2), r(0, 2));
+        let win = Window {
+            n: r(1, 2),
+            c,
+            h,
+            w,
+            oc,
+            oh: (h + pt + pb - ((kh - 1) * dh + 1)) / sh + 1,
+            ow: (w + pl + pr - ((kw - 1) * dw + 1)) / sw + 1,
+            kh,
+            kw,
+            sh,
+            sw,
+            pt,
+            pl,
+            dh,
+            dw,
+            group: 1,
+        };
+        let lo = if unsigned { 0 } else { -128 };
+        let zy = lo + r(0, 60) as i32;
+        let p = QLinear {
+            win,
+            zx: lo + r(0, 255) as i32,
+            zy,
+            act_min: if r(0, 1) == 0 { lo } else { zy },
+            act_max: lo + 255 - r(0, 3) as i32,
+            bias: 0,
+            requant: 0,
+            w_stride_oc: c * kh * kw + r(0, 2),
+            w_stride_k: 1,
+            unsigned,
+        };
+        let x: Vec<T> = (0..win.n * c * h * w)
+            .map(|_| T::put(lo + r(0, 255) as i32))
+            .collect();
+        let wt: Vec<i8> = (0..oc * p.w_stride_oc)
+            .map(|_| r(0, 255) as u8 as i8)
+            .collect();
+        let bias: Vec<i32> = (0..oc).map(|_| r(0, 200_000) as i32 - 100_000).collect();
+        let rq: Vec<i32> = (0..oc)
+            .flat_map(|_| {
+                let m = [1e-4, 3e-3, 0.02, 0.37, 1.7][r(0, 4)];
+                let q = Requant::from_f64(m * (1.0 + r(0, 999) as f64 * 1e-3));
+                [q.multiplier, q.shift]
+            })
+            .collect();
+        if !applies(&p) {
+            return; // a one-pixel output: the portable kernel's job
+        }
+        let mut want = std::vec![T::put(0); win.n * oc * win.oh * win.ow];
+        let mut got = want.clone();
+        qconv_ref(&p, &x, &wt, &bias, RequantTable(&rq), &mut want).unwrap();
+        let mut scratch = std::vec![0u128; scratch_bytes(&p).unwrap().div_ceil(16)];
+        let s: &mut [u8] = bytemuck::cast_slice_mut(&mut scratch);
+        qconv(&p, &x, &wt, &bias, RequantTable(&rq), &mut got, s).unwrap();
+        assert_eq!(want, got, "case {case}: {win:?}");
+    }
+
+    #[test]
+    fn sdot_kernel_is_bit_exact_with_the_reference() {
+        if !has_dotprod() {
+            std::eprintln!("no dotprod on this CPU: nothing to compare");
+            return;
+        }
+        let mut seed = 9u64;
+        for case in 0..300 {
+            if case % 2 == 0 {
+                run::<i8>(&mut seed, false, case);
+            } else {
+                run::<u8>(&mut seed, true, case);
+            }
+        }
+    }
+}

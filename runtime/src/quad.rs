@@ -1,0 +1,136 @@
+//! The data layout of the 4-way dot-product convolution kernels (x86 VNNI `vpdpbusd`, Arm
+//! `sdot`): each instruction multiplies four 8-bit inputs by four 8-bit weights and adds the
+//! sum to a 32-bit lane, so input channels go in quads.
+//!
+//! - The input is padded once per image into `[c/4][row][phase][col][4]` bytes, padding and the
+//!   phantom channels of a count not divisible by 4 reading as the zero point; with a column
+//!   stride `sw` each padded row is split into `sw` phases (column `c` at phase `c % sw`,
+//!   position `c / sw`), so the taps of consecutive output pixels are consecutive bytes.
+//! - The weights become one i32 of four i8 per (output channel, channel quad, tap).
+//! - The instructions want one operand of a fixed signedness (VNNI: unsigned inputs; `sdot`:
+//!   signed), so inputs are stored offset by `off` (±128 or 0) and each bias corrects by
+//!   `−off·Σw`: Σ w·(x + off) − off·Σw = Σ w·x exactly, even in wrapping i32.
+//!
+//! Only layout lives here (portable, safe code); the kernels are per target.
+
+use crate::kernels::Q8;
+use crate::ops::QLinear;
+
+/// Geometry of the padded, quad-interleaved input.
+#[derive(Debug, Clone, Copy)]
+pub struct Quads {
+    /// Channel quads.
+    pub cq: usize,
+    /// Padded rows: every row a tap reads.
+    pub hq: usize,
+    /// Columns per phase: whole vectors of `lanes` pixels plus the kernel's reach.
+    pub wph: usize,
+    /// Columns per padded row (`sw` phases).
+    pub wq: usize,
+    /// Output pixels per vector.
+    pub lanes: usize,
+}
+
+impl Quads {
+    /// Layout for `p` with vectors of `lanes` output pixels.
+    pub fn new(p: &QLinear, lanes: usize) -> Self {
+        let w = &p.win;
+        let wph = w.ow.div_ceil(lanes) * lanes + (w.kw - 1) * w.dw / w.sw.max(1);
+        Quads {
+            cq: w.c.div_ceil(4),
+            hq: (w.oh.max(1) - 1) * w.sh + (w.kh - 1) * w.dh + 1,
+            wph,
+            wq: wph * w.sw.max(1),
+            lanes,
+        }
+    }
+
+    /// Bytes of the padded input of one image.
+    pub fn input_bytes(&self) -> usize {
+        self.cq * self.hq * self.wq * 4
+    }
+
+    /// i32 entries of the packed weights (output channels rounded up to `ocb`).
+    pub fn weight_words(&self, p: &QLinear, ocb: usize) -> usize {
+        p.win.oc.div_ceil(ocb) * ocb * self.cq * p.win.kh * p.win.kw
+    }
+
+    /// Byte offset of tap `kx` within a padded row (its phase and position).
+    pub fn tap_offset(&self, p: &QLinear, kx: usize) -> usize {
+        let w = &p.win;
+        ((kx * w.dw % w.sw) * self.wph + kx * w.dw / w.sw) * 4
+    }
+
+    /// Byte offset of the first input of output pixel (`oy`, `ox`) for channel quad `q` and
+    /// kernel row `ky`, tap 0.
+    pub fn row_offset(&self, p: &QLinear, q: usize, ky: usize, oy: usize, ox: usize) -> usize {
+        let w = &p.win;
+        ((q * self.hq + oy * w.sh + ky * w.dh) * self.wq + ox) * 4
+    }
+}
+
+/// Packs `w` (`oc × c × kh × kw`, row stride `p.w_stride_oc`) as four i8 per i32, laid out
+/// `[oc][quad][tap]`, rows past `oc` zero; writes each channel's `−off·Σw` correction added to
+/// `bias` into `bias_out`.
+pub fn pack_weights(
+    p: &QLinear,
+    g: &Quads,
+    w: &[i8],
+    bias: &[i32],
+    off: i32,
+    out: &mut [i32],
+    bias_out: &mut [i32],
+) {
+    let win = &p.win;
+    let taps = win.kh * win.kw;
+    out.fill(0);
+    for oc in 0..win.oc {
+        let Some(wrow) = w.get(oc * p.w_stride_oc..oc * p.w_stride_oc + win.c * taps) else {
+            return;
+        };
+        let sum: i32 = wrow.iter().map(|&v| v as i32).sum();
+        if let (Some(b), Some(&b0)) = (bias_out.get_mut(oc), bias.get(oc)) {
+            *b = b0.wrapping_sub(off.wrapping_mul(sum));
+        }
+        for q in 0..g.cq {
+            for t in 0..taps {
+                let mut bytes = [0u8; 4];
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    let ic = 4 * q + i;
+                    if ic < win.c {
+                        *b = wrow[ic * taps + t] as u8;
+                    }
+                }
+                if let Some(o) = out.get_mut((oc * g.cq + q) * taps + t) {
+                    *o = i32::from_le_bytes(bytes);
+                }
+            }
+        }
+    }
+}
+
+/// Copies image `x` (`c × h × w`) into the quad layout, each value stored as `x + off`
+/// (wrapping to a byte); padding and phantom channels hold `zx + off`.
+pub fn pad_input<T: Q8>(p: &QLinear, g: &Quads, x: &[T], off: i32, xq: &mut [u8]) {
+    let win = &p.win;
+    xq.fill((p.zx + off) as u8);
+    for ic in 0..win.c {
+        // Rows and columns no tap reads (past the last window) are skipped.
+        for iy in 0..win.h.min(g.hq.saturating_sub(win.pt)) {
+            let base = ((ic / 4) * g.hq + iy + win.pt) * g.wq;
+            let Some(src) = x.get((ic * win.h + iy) * win.w..(ic * win.h + iy + 1) * win.w) else {
+                return;
+            };
+            for (ix, s) in src.iter().enumerate() {
+                let c = ix + win.pl;
+                let pos = c / win.sw;
+                if pos < g.wph {
+                    let at = (base + (c % win.sw) * g.wph + pos) * 4 + (ic & 3);
+                    if let Some(d) = xq.get_mut(at) {
+                        *d = (s.get() + off) as u8;
+                    }
+                }
+            }
+        }
+    }
+}
