@@ -331,7 +331,7 @@ fn fuse_linear<const T: usize, const N: usize>(
         return Ok(None);
     };
     let (act_min, act_max) = act_range(relu, clip, sy, zy, x.unsigned);
-    let lin = QLinear {
+    let mut lin = QLinear {
         win,
         zx: x.zp,
         zy,
@@ -339,10 +339,17 @@ fn fuse_linear<const T: usize, const N: usize>(
         act_max,
         bias: p.reserve(win.oc * 4)?,
         requant: p.reserve(win.oc * 8)?,
+        packed: 0,
+        packed_len: 0,
         w_stride_oc,
         w_stride_k,
         unsigned: x.unsigned,
     };
+    // This CPU's optimized kernel streams its weights in its own layout: packed once here.
+    lin.packed_len = crate::kernels::qconv_packed_bytes(&lin);
+    if lin.packed_len > 0 {
+        lin.packed = p.reserve(lin.packed_len)?;
+    }
     p.fill(Fill::QLinear {
         w: w_id,
         bias,

@@ -30,6 +30,9 @@ const MAX_KW: usize = 16;
 const PX: usize = 16;
 /// Output channels per block.
 const OCB: usize = 4;
+/// Vectors per block in the VNNI kernel: 4 × 4 accumulators, which AVX-512's 32 vector
+/// registers hold.
+const VNNI_VB: usize = 4;
 
 /// Which AVX2 kernel runs a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +90,8 @@ fn align32(b: usize) -> usize {
     (b + 31) & !31
 }
 
-/// Scratch bytes the AVX2 kernel needs for `p`, or `None` when it does not apply.
+/// Scratch bytes the AVX2 kernel needs for `p` while it runs (the padded input), or `None`
+/// when it does not apply.
 pub fn scratch_bytes(p: &QLinear) -> Option<usize> {
     Some(path_scratch(path(p)?, p))
 }
@@ -98,16 +102,77 @@ fn path_scratch(path: Path, p: &QLinear) -> usize {
         Path::Gemv => align32(w.c.div_ceil(PX) * PX * 2),
         Path::Direct => {
             let g = padded(p);
-            let weights = w.oc.div_ceil(OCB) * OCB * g.cp * w.kh * w.kw * 4;
-            align32(g.cp * g.hq * g.wq * 4) + align32(weights)
+            align32(g.cp * g.hq * g.wq * 4)
         }
-        Path::DirectVnni => {
-            let g = Quads::new(p, LANES);
-            align32(g.input_bytes())
-                + align32(g.weight_words(p, OCB) * 4)
-                + align32(w.oc.div_ceil(OCB) * OCB * 4)
-        }
+        Path::DirectVnni => align32(Quads::new(p, LANES).input_bytes()),
     }
+}
+
+/// Words of packed weights of a direct path.
+fn weight_words(path: Path, p: &QLinear) -> usize {
+    let w = &p.win;
+    match path {
+        Path::Gemv => 0,
+        Path::Direct => w.oc.div_ceil(OCB) * OCB * padded(p).cp * w.kh * w.kw,
+        Path::DirectVnni => Quads::new(p, LANES).weight_words(p, OCB),
+    }
+}
+
+/// Bytes of weights packed at plan time (see [`pack`]) the kernel for `p` reads: the packed
+/// weights, then one i32 bias per output channel. 0 when it reads the model's weights as they
+/// are (gemv) or does not apply.
+pub fn packed_bytes(p: &QLinear) -> usize {
+    match path(p) {
+        None | Some(Path::Gemv) => 0,
+        Some(path) => align32(weight_words(path, p) * 4) + p.win.oc * 4,
+    }
+}
+
+/// Packs `w` and `bias` into `out` (at least [`packed_bytes`] long) once, when the model is
+/// planned: the layout the kernel streams through, so `invoke` does not redo it.
+pub fn pack(p: &QLinear, w: &[i8], bias: &[i32], out: &mut [u8]) -> Result<()> {
+    match path(p) {
+        Some(path @ (Path::Direct | Path::DirectVnni)) => pack_path(path, p, w, bias, out),
+        _ => Ok(()),
+    }
+}
+
+fn pack_path(path: Path, p: &QLinear, w: &[i8], bias: &[i32], out: &mut [u8]) -> Result<()> {
+    let win = &p.win;
+    let words = weight_words(path, p);
+    if out.len() < align32(words * 4) + win.oc * 4
+        || bias.len() != win.oc
+        || (win.oc - 1) * p.w_stride_oc + win.c * win.kh * win.kw > w.len()
+    {
+        return Err(Error::BadIo {
+            what: "packed weight sizes",
+        });
+    }
+    let (wb, bb) = out.split_at_mut(align32(words * 4));
+    let wq: &mut [i32] =
+        bytemuck::try_cast_slice_mut(&mut wb[..words * 4]).map_err(|_| misaligned())?;
+    let badj: &mut [i32] =
+        bytemuck::try_cast_slice_mut(&mut bb[..win.oc * 4]).map_err(|_| misaligned())?;
+    if path == Path::DirectVnni {
+        let off = if p.unsigned { 0 } else { 128 };
+        quad::pack_weights(p, &Quads::new(p, LANES), w, bias, off, wq, badj);
+    } else {
+        pack_weights(p, &padded(p), w, wq);
+        badj.copy_from_slice(bias);
+    }
+    Ok(())
+}
+
+/// Splits packed bytes into weights and biases.
+fn unpack<'a>(path: Path, p: &QLinear, packed: &'a [u8]) -> Result<(&'a [i32], &'a [i32])> {
+    let words = weight_words(path, p);
+    let wq = packed.get(..words * 4).ok_or_else(misaligned)?;
+    let at = align32(words * 4);
+    let bq = packed.get(at..at + p.win.oc * 4).ok_or_else(misaligned)?;
+    Ok((
+        bytemuck::try_cast_slice(wq).map_err(|_| misaligned())?,
+        bytemuck::try_cast_slice(bq).map_err(|_| misaligned())?,
+    ))
 }
 
 /// The CPU has AVX-512 VNNI with 256-bit vectors (cached by std after the first call).
@@ -124,18 +189,20 @@ fn misaligned() -> Error {
 }
 
 /// Runs `p` with the AVX2 kernel. Call only when the CPU has AVX2 and [`scratch_bytes`] is
-/// `Some`; `scratch` must hold that many bytes.
+/// `Some`; `packed` holds what [`pack`] wrote, `scratch` [`scratch_bytes`].
+#[allow(clippy::too_many_arguments)]
 pub fn qconv<T: Q8>(
     p: &QLinear,
     x: &[T],
     w: &[i8],
     bias: &[i32],
+    packed: &[u8],
     rq: RequantTable<'_>,
     y: &mut [T],
     scratch: &mut [u8],
 ) -> Result<()> {
     match path(p) {
-        Some(path) => run(path, p, x, w, bias, rq, y, scratch),
+        Some(path) => run(path, p, x, w, bias, packed, rq, y, scratch),
         None => Err(misaligned()),
     }
 }
@@ -147,6 +214,7 @@ fn run<T: Q8>(
     x: &[T],
     w: &[i8],
     bias: &[i32],
+    packed: &[u8],
     rq: RequantTable<'_>,
     y: &mut [T],
     scratch: &mut [u8],
@@ -172,8 +240,14 @@ fn run<T: Q8>(
     unsafe {
         match path {
             Path::Gemv => gemv(p, x, w, bias, rq, y, scratch),
-            Path::Direct => direct(p, x, w, bias, rq, y, scratch),
-            Path::DirectVnni => direct_vnni(p, x, w, bias, rq, y, scratch),
+            Path::Direct => {
+                let (wq, bq) = unpack(path, p, packed)?;
+                direct(p, x, wq, bq, rq, y, scratch)
+            }
+            Path::DirectVnni => {
+                let (wq, bq) = unpack(path, p, packed)?;
+                direct_vnni(p, x, wq, bq, rq, y, scratch)
+            }
         }
     }
 }
@@ -242,7 +316,7 @@ fn pad_input<T: Q8>(p: &QLinear, g: &Padded, x: &[T], xq: &mut [i16]) {
 unsafe fn direct<T: Q8>(
     p: &QLinear,
     x: &[T],
-    w: &[i8],
+    wq: &[i32],
     bias: &[i32],
     rq: RequantTable<'_>,
     y: &mut [T],
@@ -251,13 +325,8 @@ unsafe fn direct<T: Q8>(
     let win = &p.win;
     let g = padded(p);
     let taps = win.kh * win.kw;
-    let (xb, wb) = scratch.split_at_mut(align32(g.cp * g.hq * g.wq * 4));
-    let xq: &mut [i16] = bytemuck::try_cast_slice_mut(&mut xb[..g.cp * g.hq * g.wq * 4])
+    let xq: &mut [i16] = bytemuck::try_cast_slice_mut(&mut scratch[..g.cp * g.hq * g.wq * 4])
         .map_err(|_| misaligned())?;
-    let wq: &mut [i32] =
-        bytemuck::try_cast_slice_mut(&mut wb[..win.oc.div_ceil(OCB) * OCB * g.cp * taps * 4])
-            .map_err(|_| misaligned())?;
-    pack_weights(p, &g, w, wq);
     let plane_in = win.c * win.h * win.w;
     let plane_out = win.oh * win.ow;
     // Output pixels go in 8-lane vectors, each a run of one output row; a block takes two
@@ -332,8 +401,8 @@ unsafe fn direct<T: Q8>(
 unsafe fn direct_vnni<T: Q8>(
     p: &QLinear,
     x: &[T],
-    w: &[i8],
-    bias: &[i32],
+    wq: &[i32],
+    badj: &[i32],
     rq: RequantTable<'_>,
     y: &mut [T],
     scratch: &mut [u8],
@@ -342,14 +411,7 @@ unsafe fn direct_vnni<T: Q8>(
     let g = Quads::new(p, LANES);
     let taps = win.kh * win.kw;
     let off = if p.unsigned { 0 } else { 128 };
-    let (xq, rest) = scratch.split_at_mut(align32(g.input_bytes()));
-    let xq = &mut xq[..g.input_bytes()];
-    let (wb, bb) = rest.split_at_mut(align32(g.weight_words(p, OCB) * 4));
-    let wq: &mut [i32] = bytemuck::try_cast_slice_mut(&mut wb[..g.weight_words(p, OCB) * 4])
-        .map_err(|_| misaligned())?;
-    let badj: &mut [i32] =
-        bytemuck::try_cast_slice_mut(&mut bb[..win.oc * 4]).map_err(|_| misaligned())?;
-    quad::pack_weights(p, &g, w, bias, off, wq, badj);
+    let xq = &mut scratch[..g.input_bytes()];
     let plane_in = win.c * win.h * win.w;
     let plane_out = win.oh * win.ow;
     let per_row = win.ow.div_ceil(LANES);
@@ -365,45 +427,45 @@ unsafe fn direct_vnni<T: Q8>(
         let yn = &mut y[n * win.oc * plane_out..(n + 1) * win.oc * plane_out];
         for ob in (0..win.oc).step_by(OCB) {
             let wblock = &wq[ob * stride_oc..(ob + OCB) * stride_oc];
-            for v in (0..vectors).step_by(2) {
-                let second = v + 1 < vectors;
-                let (oy0, ox0) = at(v);
-                let (oy1, ox1) = at(if second { v + 1 } else { v });
-                let mut acc = [_mm256_setzero_si256(); 2 * OCB];
+            for v in (0..vectors).step_by(VNNI_VB) {
+                // Vectors past the last are computed again from the last and not stored.
+                let pos: [(usize, usize); VNNI_VB] =
+                    core::array::from_fn(|i| at((v + i).min(vectors - 1)));
+                let mut acc = [[_mm256_setzero_si256(); VNNI_VB]; OCB];
                 for q in 0..g.cq {
                     for ky in 0..win.kh {
-                        let r0 = g.row_offset(p, q, ky, oy0, ox0);
-                        let r1 = g.row_offset(p, q, ky, oy1, ox1);
+                        let r: [usize; VNNI_VB] =
+                            core::array::from_fn(|i| g.row_offset(p, q, ky, pos[i].0, pos[i].1));
                         let wt = q * taps + ky * win.kw;
                         // One bounds check per row of taps (see `direct`).
-                        if r0.max(r1) + koff[win.kw - 1] + 4 * LANES > xq.len()
+                        if r.iter().copied().max().unwrap_or(0) + koff[win.kw - 1] + 4 * LANES
+                            > xq.len()
                             || (OCB - 1) * stride_oc + wt + win.kw > wblock.len()
                         {
                             return Err(misaligned());
                         }
-                        let (x0, x1) = (xq.as_ptr().add(r0), xq.as_ptr().add(r1));
                         let wk = wblock.as_ptr().add(wt);
                         for (kx, &o) in koff[..win.kw].iter().enumerate() {
-                            let a0 = _mm256_loadu_si256(x0.add(o).cast());
-                            let a1 = _mm256_loadu_si256(x1.add(o).cast());
-                            for j in 0..OCB {
+                            let a: [__m256i; VNNI_VB] = core::array::from_fn(|i| {
+                                _mm256_loadu_si256(xq.as_ptr().add(r[i] + o).cast())
+                            });
+                            for (j, accj) in acc.iter_mut().enumerate() {
                                 let b = _mm256_set1_epi32(*wk.add(j * stride_oc + kx));
-                                acc[2 * j] = _mm256_dpbusd_epi32(acc[2 * j], a0, b);
-                                acc[2 * j + 1] = _mm256_dpbusd_epi32(acc[2 * j + 1], a1, b);
+                                for i in 0..VNNI_VB {
+                                    accj[i] = _mm256_dpbusd_epi32(accj[i], a[i], b);
+                                }
                             }
                         }
                     }
                 }
-                for j in 0..OCB.min(win.oc - ob) {
+                for (j, accj) in acc.iter().enumerate().take(win.oc - ob) {
                     let oc = ob + j;
                     let (b, r) = (badj[oc], rq.get(oc));
-                    let at0 = (oc * win.oh + oy0) * win.ow + ox0;
-                    let n0 = (win.ow - ox0).min(LANES);
-                    store8(p, b, r, acc[2 * j], &mut yn[at0..at0 + n0]);
-                    if second {
-                        let at1 = (oc * win.oh + oy1) * win.ow + ox1;
-                        let n1 = (win.ow - ox1).min(LANES);
-                        store8(p, b, r, acc[2 * j + 1], &mut yn[at1..at1 + n1]);
+                    for i in 0..VNNI_VB.min(vectors - v) {
+                        let (oy, ox) = pos[i];
+                        let start = (oc * win.oh + oy) * win.ow + ox;
+                        let n = (win.ow - ox).min(LANES);
+                        store8(p, b, r, accj[i], &mut yn[start..start + n]);
                     }
                 }
             }
@@ -479,11 +541,13 @@ fn vector_exact(r: Requant) -> bool {
 }
 
 /// Narrows 8 lanes already clamped to the output type's range and stores the first `y.len()`.
+#[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn narrow_store8<T: Q8>(p: &QLinear, v: __m256i, y: &mut [T]) {
     narrow_store8_bytes(p.unsigned, v, bytemuck::cast_slice_mut(y))
 }
 
+#[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn narrow_store8_bytes(unsigned: bool, v: __m256i, y: &mut [u8]) {
     // packs interleaves per 128-bit lane: [v0..v3 v0..v3 | v4..v7 v4..v7] as i16.
@@ -508,6 +572,7 @@ unsafe fn narrow_store8_bytes(unsigned: bool, v: __m256i, y: &mut [u8]) {
 }
 
 /// Requantizes 8 accumulators (`bias` not yet added) and stores the first `y.len()`.
+#[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn store8<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &mut [T]) {
     let a = _mm256_add_epi32(a, _mm256_set1_epi32(bias));
@@ -526,6 +591,7 @@ unsafe fn store8<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &mut 
 /// `round_half_even(x · m / 2^right)` with `right = 31 − shift ∈ [31, 61]`. The product gets
 /// 2^62 added so the logical shifts AVX2 has act as arithmetic ones (2^62 / 2^right is even, so
 /// the parity that decides ties is unchanged).
+#[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn requant8_raw(x: __m256i, r: Requant) -> __m256i {
     let right = (31 - r.shift) as i64;
@@ -547,6 +613,7 @@ unsafe fn requant8_raw(x: __m256i, r: Requant) -> __m256i {
 }
 
 /// [`requant8_raw`], then the output zero point and the activation clamp.
+#[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn requant8(x: __m256i, r: Requant, p: &QLinear) -> __m256i {
     clamp_zero_point(requant8_raw(x, r), p.zy, p.act_min, p.act_max)
@@ -554,6 +621,7 @@ unsafe fn requant8(x: __m256i, r: Requant, p: &QLinear) -> __m256i {
 
 /// `saturating_add(zy, v).clamp(lo, hi)` as `clamp(v, lo − zy, hi − zy) + zy` (exact for
 /// 8-bit zero points and clamps).
+#[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn clamp_zero_point(v: __m256i, zy: i32, lo: i32, hi: i32) -> __m256i {
     let v = _mm256_min_epi32(
@@ -716,6 +784,8 @@ mod tests {
             act_max: hi - rng.range(0, 3) as i32,
             bias: 0,
             requant: 0,
+            packed: 0,
+            packed_len: 0,
             w_stride_oc,
             w_stride_k: 1,
             unsigned,
@@ -747,12 +817,19 @@ mod tests {
         };
         for &path in paths {
             let mut scratch = std::vec![0u128; path_scratch(path, &p).div_ceil(16)];
+            let mut packed =
+                std::vec![0u128; (align32(weight_words(path, &p) * 4) + oc * 4).div_ceil(16)];
+            let packed: &mut [u8] = bytemuck::cast_slice_mut(&mut packed);
+            if path != Path::Gemv {
+                pack_path(path, &p, &wt, &bias, packed).unwrap();
+            }
             run(
                 path,
                 &p,
                 &x,
                 &wt,
                 &bias,
+                packed,
                 RequantTable(&rq),
                 &mut got,
                 bytemuck::cast_slice_mut(&mut scratch),
@@ -846,6 +923,8 @@ mod tests {
             act_max: i32::MAX / 2,
             bias: 0,
             requant: 0,
+            packed: 0,
+            packed_len: 0,
             w_stride_oc: 1,
             w_stride_k: 1,
             unsigned: false,

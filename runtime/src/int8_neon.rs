@@ -51,47 +51,87 @@ fn align16(b: usize) -> usize {
     (b + 15) & !15
 }
 
-/// Scratch bytes the kernel needs for `p`, or `None` when it does not apply.
+/// Scratch bytes the kernel needs for `p` while it runs (the padded input), or `None` when it
+/// does not apply.
 pub fn scratch_bytes(p: &QLinear) -> Option<usize> {
+    applies(p).then(|| align16(Quads::new(p, LANES).input_bytes() + 16))
+}
+
+/// Bytes of weights packed at plan time (see [`pack`]): the quad-packed weights, then one
+/// adjusted i32 bias per output channel; 0 when the kernel does not apply.
+pub fn packed_bytes(p: &QLinear) -> usize {
     if !applies(p) {
-        return None;
+        return 0;
     }
+    align16(Quads::new(p, LANES).weight_words(p, OCB) * 4) + p.win.oc * 4
+}
+
+/// The input offset that makes uint8 inputs signed for `sdot`.
+fn offset(p: &QLinear) -> i32 {
+    if p.unsigned {
+        -128
+    } else {
+        0
+    }
+}
+
+/// Packs `w` and `bias` into `out` (at least [`packed_bytes`] long) once, at plan time.
+pub fn pack(p: &QLinear, w: &[i8], bias: &[i32], out: &mut [u8]) -> Result<()> {
+    if !applies(p) {
+        return Ok(());
+    }
+    let win = &p.win;
     let g = Quads::new(p, LANES);
-    Some(
-        align16(g.input_bytes() + 16) + align16(g.weight_words(p, OCB) * 4) + align16(p.win.oc * 4),
-    )
+    let words = g.weight_words(p, OCB);
+    if out.len() < packed_bytes(p)
+        || bias.len() != win.oc
+        || (win.oc - 1) * p.w_stride_oc + win.c * win.kh * win.kw > w.len()
+    {
+        return Err(bad("packed weight sizes"));
+    }
+    let (wb, bb) = out.split_at_mut(align16(words * 4));
+    let wq: &mut [i32] =
+        bytemuck::try_cast_slice_mut(&mut wb[..words * 4]).map_err(|_| bad("misaligned"))?;
+    let badj: &mut [i32] =
+        bytemuck::try_cast_slice_mut(&mut bb[..win.oc * 4]).map_err(|_| bad("misaligned"))?;
+    quad::pack_weights(p, &g, w, bias, offset(p), wq, badj);
+    Ok(())
 }
 
 fn bad(what: &'static str) -> Error {
     Error::BadIo { what }
 }
 
-/// Runs `p`. Call only when [`has_dotprod`] is true and [`scratch_bytes`] is `Some`.
+/// Runs `p`. Call only when [`has_dotprod`] is true and [`scratch_bytes`] is `Some`;
+/// `packed` holds what [`pack`] wrote.
 pub fn qconv<T: Q8>(
     p: &QLinear,
     x: &[T],
-    w: &[i8],
-    bias: &[i32],
+    packed: &[u8],
     rq: RequantTable<'_>,
     y: &mut [T],
     scratch: &mut [u8],
 ) -> Result<()> {
     let win = &p.win;
-    let kk = win.c * win.kh * win.kw;
     let ok = applies(p)
-        && (win.oc - 1) * p.w_stride_oc + kk <= w.len()
         && x.len() == win.n * win.c * win.h * win.w
         && y.len() == win.n * win.oc * win.oh * win.ow
-        && bias.len() == win.oc
         && rq.len() == win.oc
+        && packed.len() >= packed_bytes(p)
         && scratch_bytes(p).is_some_and(|b| scratch.len() >= b);
     if !ok {
         return Err(bad("kernel buffer sizes"));
     }
+    let words = Quads::new(p, LANES).weight_words(p, OCB);
+    let at = align16(words * 4);
+    let wq: &[i32] =
+        bytemuck::try_cast_slice(&packed[..words * 4]).map_err(|_| bad("misaligned"))?;
+    let badj: &[i32] =
+        bytemuck::try_cast_slice(&packed[at..at + win.oc * 4]).map_err(|_| bad("misaligned"))?;
     debug_assert!(has_dotprod());
     // SAFETY: the caller checked `has_dotprod()`; the inner loop's raw loads are checked once
     // per row of taps against the padded input and packed weights.
-    unsafe { direct(p, x, w, bias, rq, y, scratch) }
+    unsafe { direct(p, x, wq, badj, rq, y, scratch) }
 }
 
 /// `acc += Σ₄ a·b` per 32-bit lane.
@@ -112,8 +152,8 @@ unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 unsafe fn direct<T: Q8>(
     p: &QLinear,
     x: &[T],
-    w: &[i8],
-    bias: &[i32],
+    wq: &[i32],
+    badj: &[i32],
     rq: RequantTable<'_>,
     y: &mut [T],
     scratch: &mut [u8],
@@ -121,15 +161,8 @@ unsafe fn direct<T: Q8>(
     let win = &p.win;
     let g = Quads::new(p, LANES);
     let taps = win.kh * win.kw;
-    let off = if p.unsigned { -128 } else { 0 };
-    let (xq, rest) = scratch.split_at_mut(align16(g.input_bytes() + 16));
-    let xq = &mut xq[..g.input_bytes()];
-    let (wb, bb) = rest.split_at_mut(align16(g.weight_words(p, OCB) * 4));
-    let wq: &mut [i32] = bytemuck::try_cast_slice_mut(&mut wb[..g.weight_words(p, OCB) * 4])
-        .map_err(|_| bad("misaligned scratch"))?;
-    let badj: &mut [i32] = bytemuck::try_cast_slice_mut(&mut bb[..win.oc * 4])
-        .map_err(|_| bad("misaligned scratch"))?;
-    quad::pack_weights(p, &g, w, bias, off, wq, badj);
+    let off = offset(p);
+    let xq = &mut scratch[..g.input_bytes()];
     let plane_in = win.c * win.h * win.w;
     let plane_out = win.oh * win.ow;
     let per_row = win.ow.div_ceil(LANES);
@@ -246,6 +279,8 @@ mod tests {
             act_max: lo + 255 - r(0, 3) as i32,
             bias: 0,
             requant: 0,
+            packed: 0,
+            packed_len: 0,
             w_stride_oc: c * kh * kw + r(0, 2),
             w_stride_k: 1,
             unsigned,
@@ -271,8 +306,11 @@ mod tests {
         let mut got = want.clone();
         qconv_ref(&p, &x, &wt, &bias, RequantTable(&rq), &mut want).unwrap();
         let mut scratch = std::vec![0u128; scratch_bytes(&p).unwrap().div_ceil(16)];
+        let mut packed = std::vec![0u128; packed_bytes(&p).div_ceil(16)];
+        let packed: &mut [u8] = bytemuck::cast_slice_mut(&mut packed);
+        pack(&p, &wt, &bias, packed).unwrap();
         let s: &mut [u8] = bytemuck::cast_slice_mut(&mut scratch);
-        qconv(&p, &x, &wt, &bias, RequantTable(&rq), &mut got, s).unwrap();
+        qconv(&p, &x, packed, RequantTable(&rq), &mut got, s).unwrap();
         assert_eq!(want, got, "case {case}: {win:?}");
     }
 

@@ -778,14 +778,16 @@ fn eval<const T: usize, const N: usize>(
             let w: &[i8] = bytemuck::cast_slice(get(1)?);
             let x = get(0)?;
             if s.scratch > 0 {
+                let packed = persist_slice(persist, p.packed, p.packed_len)?;
                 if p.unsigned {
-                    k::qconv_im2row::<u8>(&p, x, w, bias, rq, y, scratch)
+                    k::qconv_im2row::<u8>(&p, x, w, bias, packed, rq, y, scratch)
                 } else {
                     k::qconv_im2row::<i8>(
                         &p,
                         bytemuck::cast_slice(x),
                         w,
                         bias,
+                        packed,
                         rq,
                         bytemuck::cast_slice_mut(y),
                         scratch,
@@ -983,6 +985,22 @@ fn fill<const T: usize, const N: usize>(
                 let r = Requant::from_f64(acc_scale / sy as f64);
                 put_i32(persist, p.requant, 2 * oc, r.multiplier)?;
                 put_i32(persist, p.requant, 2 * oc + 1, r.shift)?;
+            }
+            if p.packed_len > 0 {
+                // Reserved after the biases, so the two regions split cleanly.
+                if p.packed < p.bias + p.win.oc * 4 || p.packed > persist.len() {
+                    return Err(Error::BadIo {
+                        what: "packed weights before the biases",
+                    });
+                }
+                let (head, tail) = persist.split_at_mut(p.packed);
+                let bias_bytes = head
+                    .get(p.bias..p.bias + p.win.oc * 4)
+                    .ok_or(Error::BadIo { what: "bias" })?;
+                let out = tail.get_mut(..p.packed_len).ok_or(Error::BadIo {
+                    what: "fill outside the arena",
+                })?;
+                crate::kernels::qconv_pack(&p, wv, i32s(bias_bytes)?, out)?;
             }
             Ok(())
         }

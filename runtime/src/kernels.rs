@@ -491,6 +491,41 @@ pub fn qconv_scratch_bytes(p: &QLinear) -> usize {
     fast.max(im2row_scratch_bytes(p))
 }
 
+/// Bytes of plan-time packed weights the optimized kernel for `p` reads on this CPU (0 = it
+/// reads the model's weights as they are). The planner reserves them in the persistent arena
+/// and fills them once with [`qconv_pack`].
+pub fn qconv_packed_bytes(p: &QLinear) -> usize {
+    if p.w_stride_k != 1 {
+        return 0;
+    }
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if crate::simd::has_avx2() {
+        return crate::int8_avx2::packed_bytes(p);
+    }
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    if crate::int8_neon::has_dotprod() {
+        return crate::int8_neon::packed_bytes(p);
+    }
+    0
+}
+
+/// Packs `w` and the adjusted `bias` for this CPU's kernel into `out` ([`qconv_packed_bytes`]).
+pub fn qconv_pack(p: &QLinear, w: &[i8], bias: &[i32], out: &mut [u8]) -> Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if crate::simd::has_avx2() {
+        return crate::int8_avx2::pack(p, w, bias, out);
+    }
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    if crate::int8_neon::has_dotprod() {
+        return crate::int8_neon::pack(p, w, bias, out);
+    }
+    let _ = (p, w, bias);
+    Ok(())
+}
+
 /// Scratch bytes of the portable im2row kernel: one output row of patches as i16, plus an i32
 /// accumulator row.
 pub fn im2row_scratch_bytes(p: &QLinear) -> usize {
@@ -510,25 +545,35 @@ fn acc_bytes(ow: usize) -> usize {
 ///
 /// On x86_64 with `std`, the same code compiled for AVX2 is picked at run time when the CPU has
 /// it (the integer arithmetic is identical, so so are the results).
+#[allow(clippy::too_many_arguments)]
 pub fn qconv_im2row<T: Q8>(
     p: &QLinear,
     x: &[T],
     w: &[i8],
     bias: &[i32],
+    packed: &[u8],
     rq: RequantTable<'_>,
     y: &mut [T],
     scratch: &mut [u8],
 ) -> Result<()> {
+    // The optimized kernels run when this CPU has them and the plan packed their weights.
+    let _ = packed;
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if crate::simd::has_avx2() {
-        if crate::int8_avx2::scratch_bytes(p).is_some() {
-            return crate::int8_avx2::qconv(p, x, w, bias, rq, y, scratch);
+        if crate::int8_avx2::scratch_bytes(p).is_some()
+            && packed.len() >= crate::int8_avx2::packed_bytes(p)
+        {
+            return crate::int8_avx2::qconv(p, x, w, bias, packed, rq, y, scratch);
         }
         return crate::simd::qconv_im2row_avx2(p, x, w, bias, rq, y, scratch);
     }
     #[cfg(all(feature = "std", target_arch = "aarch64"))]
-    if crate::int8_neon::has_dotprod() && crate::int8_neon::scratch_bytes(p).is_some() {
-        return crate::int8_neon::qconv(p, x, w, bias, rq, y, scratch);
+    if crate::int8_neon::has_dotprod()
+        && crate::int8_neon::scratch_bytes(p).is_some()
+        && !packed.is_empty()
+        && packed.len() >= crate::int8_neon::packed_bytes(p)
+    {
+        return crate::int8_neon::qconv(p, x, packed, rq, y, scratch);
     }
     qconv_im2row_body(p, x, w, bias, rq, y, scratch)
 }
@@ -1361,6 +1406,8 @@ mod tests {
                 act_max: 127,
                 bias: 0,
                 requant: 0,
+                packed: 0,
+                packed_len: 0,
                 w_stride_oc: c,
                 w_stride_k: 1,
                 unsigned: false,
@@ -1432,6 +1479,8 @@ mod tests {
                 act_max: 127,
                 bias: 0,
                 requant: 0,
+                packed: 0,
+                packed_len: 0,
                 w_stride_oc: kk,
                 w_stride_k: 1,
                 unsigned: false,
@@ -1455,6 +1504,7 @@ mod tests {
                 &x,
                 &wt,
                 &bias,
+                &[],
                 RequantTable(&rq),
                 &mut y2,
                 bytemuck::cast_slice_mut(&mut scratch),

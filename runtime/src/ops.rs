@@ -147,6 +147,10 @@ pub struct QLinear {
     pub bias: usize,
     /// Persist offset of `oc` [`Requant`] pairs.
     pub requant: usize,
+    /// Persist offset of the weights packed at plan time for this CPU's optimized kernel.
+    pub packed: usize,
+    /// Bytes at `packed` (0 = the kernel reads the model's weights as they are).
+    pub packed_len: usize,
     /// Element strides of the weight for (output channel, reduction index) — lets Gemm with
     /// `transB = 0` and MatMul use weights in place.
     pub w_stride_oc: usize,

@@ -113,21 +113,53 @@ pub fn pack_weights(
 /// (wrapping to a byte); padding and phantom channels hold `zx + off`.
 pub fn pad_input<T: Q8>(p: &QLinear, g: &Quads, x: &[T], off: i32, xq: &mut [u8]) {
     let win = &p.win;
-    xq.fill((p.zx + off) as u8);
-    for ic in 0..win.c {
-        // Rows and columns no tap reads (past the last window) are skipped.
-        for iy in 0..win.h.min(g.hq.saturating_sub(win.pt)) {
-            let base = ((ic / 4) * g.hq + iy + win.pt) * g.wq;
-            let Some(src) = x.get((ic * win.h + iy) * win.w..(ic * win.h + iy + 1) * win.w) else {
-                return;
+    let pad = (p.zx + off) as u8;
+    xq.fill(pad);
+    let plane = win.h * win.w;
+    if x.len() < win.c * plane {
+        return;
+    }
+    // Rows no tap reads (past the last window) are skipped.
+    let rows = win.h.min(g.hq.saturating_sub(win.pt));
+    for q in 0..g.cq {
+        for iy in 0..rows {
+            let base = ((q * g.hq + iy + win.pt) * g.wq) * 4;
+            // The four channels' rows (a phantom channel reads as padding).
+            let src: [Option<&[T]>; 4] = core::array::from_fn(|i| {
+                let ic = 4 * q + i;
+                (ic < win.c).then(|| &x[ic * plane + iy * win.w..ic * plane + (iy + 1) * win.w])
+            });
+            let quad_at = |ix: usize| -> u32 {
+                let b = |i: usize| match src[i] {
+                    Some(r) => (r[ix].get() + off) as u8,
+                    None => pad,
+                };
+                u32::from_le_bytes([b(0), b(1), b(2), b(3)])
             };
-            for (ix, s) in src.iter().enumerate() {
-                let c = ix + win.pl;
-                let pos = c / win.sw;
-                if pos < g.wph {
-                    let at = (base + (c % win.sw) * g.wph + pos) * 4 + (ic & 3);
-                    if let Some(d) = xq.get_mut(at) {
-                        *d = (s.get() + off) as u8;
+            if win.sw == 1 {
+                // Stride 1: one run of whole quads, no phase arithmetic.
+                let cols = win.w.min(g.wph.saturating_sub(win.pl));
+                let Some(dst) = xq.get_mut(base + win.pl * 4..base + (win.pl + cols) * 4) else {
+                    return;
+                };
+                for (ix, d) in dst.chunks_exact_mut(4).enumerate() {
+                    d.copy_from_slice(&quad_at(ix).to_le_bytes());
+                }
+            } else {
+                // Column ix + pl sits at phase (ix + pl) % sw, position (ix + pl) / sw.
+                let (mut phase, mut pos) = (win.pl % win.sw, win.pl / win.sw);
+                for ix in 0..win.w {
+                    if pos >= g.wph {
+                        break;
+                    }
+                    let at = base + (phase * g.wph + pos) * 4;
+                    if let Some(d) = xq.get_mut(at..at + 4) {
+                        d.copy_from_slice(&quad_at(ix).to_le_bytes());
+                    }
+                    phase += 1;
+                    if phase == win.sw {
+                        phase = 0;
+                        pos += 1;
                     }
                 }
             }
