@@ -88,7 +88,7 @@ enum Cmd {
         /// Only the first N test images.
         #[arg(long)]
         limit: Option<usize>,
-        /// Print JSON (`top1`, `images`, `median_us`, `arena_bytes`).
+        /// Print JSON (`top1`, `images`, `median_us`, `arena_bytes`, `host_arena_bytes`).
         #[arg(long)]
         json: bool,
     },
@@ -118,6 +118,10 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Use only the portable kernels (what a CPU without AVX2/VNNI/dotprod runs, and the
+        /// arena it needs).
+        #[arg(long)]
+        portable: bool,
     },
 }
 
@@ -233,17 +237,18 @@ fn eval(model: &std::path::Path, dataset: &str, limit: Option<usize>, json: bool
             "{}",
             serde_json::json!({"model": model.display().to_string(), "dataset": dataset,
                 "images": test.len(), "top1": stats.top1, "median_us": stats.median_us,
-                "arena_bytes": stats.arena_bytes})
+                "arena_bytes": stats.arena_bytes, "host_arena_bytes": stats.host_arena_bytes})
         );
     } else {
         println!(
-            "{}: top-1 {:.2}% on {} {} test images; median {:.1} µs, arena {} bytes",
+            "{}: top-1 {:.2}% on {} {} test images; median {:.1} µs; arena {} bytes ({} on this host, with repacked weights)",
             model.display(),
             100.0 * stats.top1,
             test.len(),
             dataset,
             stats.median_us,
-            stats.arena_bytes
+            stats.arena_bytes,
+            stats.host_arena_bytes
         );
     }
     Ok(())
@@ -535,7 +540,15 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             inputs,
             output,
         } => run(&model, &inputs, output.as_deref()),
-        Cmd::Profile { model, runs, json } => profile(&model, runs, json),
+        Cmd::Profile {
+            model,
+            runs,
+            json,
+            portable,
+        } => {
+            sprig_runtime::kernels::set_portable_only(portable);
+            profile(&model, runs, json)
+        }
     }
 }
 

@@ -60,7 +60,7 @@ pub struct Row {
     pub nonzeros: usize,
     /// ONNX file bytes.
     pub file_bytes: usize,
-    /// sprig-runtime arena bytes.
+    /// sprig-runtime arena bytes on a device without optimized kernels (what an MCU plans).
     pub arena_bytes: usize,
     /// sprig-runtime median latency, µs.
     pub latency_us: f64,

@@ -177,9 +177,12 @@ fn unpack<'a>(path: Path, p: &QLinear, packed: &'a [u8]) -> Result<(&'a [i32], &
 
 /// The CPU has AVX-512 VNNI with 256-bit vectors (cached by std after the first call).
 pub fn has_vnni() -> bool {
-    std::is_x86_feature_detected!("avx512vnni")
-        && std::is_x86_feature_detected!("avx512vl")
-        && crate::simd::has_avx2()
+    crate::simd::has_avx2() && cpu_has_vnni()
+}
+
+/// The CPU has AVX-512 VNNI and VL, whatever `set_portable_only` says.
+fn cpu_has_vnni() -> bool {
+    std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512vl")
 }
 
 fn misaligned() -> Error {
@@ -219,7 +222,7 @@ fn run<T: Q8>(
     y: &mut [T],
     scratch: &mut [u8],
 ) -> Result<()> {
-    debug_assert!(crate::simd::has_avx2() && (path != Path::DirectVnni || has_vnni()));
+    debug_assert!(crate::simd::cpu_has_avx2() && (path != Path::DirectVnni || cpu_has_vnni()));
     let win = &p.win;
     let kk = win.c * win.kh * win.kw;
     let ok = (win.oc == 0 || (win.oc - 1) * p.w_stride_oc + kk <= w.len())
@@ -641,7 +644,7 @@ pub fn qadd_same_shape<T: Q8>(p: &QAdd, a: &[T], b: &[T], y: &mut [T]) -> bool {
     {
         return false;
     }
-    debug_assert!(crate::simd::has_avx2());
+    debug_assert!(crate::simd::cpu_has_avx2());
     // SAFETY: the caller checked `has_avx2()`; loads and stores go through slices of 8.
     unsafe {
         qadd_avx2(

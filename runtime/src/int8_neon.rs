@@ -27,8 +27,14 @@ const OCB: usize = 4;
 /// Widest kernel the direct path takes (its tap offsets live in a fixed array).
 const MAX_KW: usize = 16;
 
-/// The CPU has the dot-product instructions (cached by std after the first call).
+/// The CPU has the dot-product instructions (cached by std after the first call) and
+/// optimized kernels are allowed ([`crate::kernels::set_portable_only`]).
 pub fn has_dotprod() -> bool {
+    crate::kernels::optimized_allowed() && cpu_has_dotprod()
+}
+
+/// The CPU has the dot-product instructions, whatever `set_portable_only` says.
+fn cpu_has_dotprod() -> bool {
     std::arch::is_aarch64_feature_detected!("dotprod")
 }
 
@@ -128,7 +134,7 @@ pub fn qconv<T: Q8>(
         bytemuck::try_cast_slice(&packed[..words * 4]).map_err(|_| bad("misaligned"))?;
     let badj: &[i32] =
         bytemuck::try_cast_slice(&packed[at..at + win.oc * 4]).map_err(|_| bad("misaligned"))?;
-    debug_assert!(has_dotprod());
+    debug_assert!(cpu_has_dotprod());
     // SAFETY: the caller checked `has_dotprod()`; the inner loop's raw loads are checked once
     // per row of taps against the padded input and packed weights.
     unsafe { direct(p, x, wq, badj, rq, y, scratch) }

@@ -17,6 +17,21 @@ fn check(ok: bool) -> Result<()> {
     }
 }
 
+static PORTABLE_ONLY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Restricts this process to the portable kernels (`true`) or lets it pick optimized ones by
+/// CPU (`false`, the default). For side-by-side timing, and to size the arena of a device that
+/// has no optimized kernels (they want repacked weights and more scratch). Results are the
+/// same either way, and interpreters planned before a switch keep working after it.
+pub fn set_portable_only(on: bool) {
+    PORTABLE_ONLY.store(on, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Optimized kernels may be picked (see [`set_portable_only`]).
+pub fn optimized_allowed() -> bool {
+    !PORTABLE_ONLY.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Which optimized kernel set this build picks on this CPU ("avx2+vnni", "avx2", "neon+dotprod"
 /// or "portable"): the results are the same either way, only the speed differs.
 pub fn kernel_set() -> &'static str {
@@ -560,7 +575,9 @@ pub fn qconv_im2row<T: Q8>(
     let _ = packed;
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if crate::simd::has_avx2() {
-        if crate::int8_avx2::scratch_bytes(p).is_some()
+        // The plan may have been made with other kernels allowed (see `set_portable_only`):
+        // take the fast path only when its packed weights and scratch are there.
+        if crate::int8_avx2::scratch_bytes(p).is_some_and(|b| scratch.len() >= b)
             && packed.len() >= crate::int8_avx2::packed_bytes(p)
         {
             return crate::int8_avx2::qconv(p, x, w, bias, packed, rq, y, scratch);
@@ -569,7 +586,7 @@ pub fn qconv_im2row<T: Q8>(
     }
     #[cfg(all(feature = "std", target_arch = "aarch64"))]
     if crate::int8_neon::has_dotprod()
-        && crate::int8_neon::scratch_bytes(p).is_some()
+        && crate::int8_neon::scratch_bytes(p).is_some_and(|b| scratch.len() >= b)
         && !packed.is_empty()
         && packed.len() >= crate::int8_neon::packed_bytes(p)
     {

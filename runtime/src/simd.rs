@@ -8,8 +8,15 @@ use crate::ops::QLinear;
 use crate::ops::Window;
 use crate::quant::RequantTable;
 
-/// The CPU supports AVX2 (cached by std after the first call).
+/// The CPU supports AVX2 (cached by std after the first call) and optimized kernels are
+/// allowed ([`crate::kernels::set_portable_only`]).
 pub fn has_avx2() -> bool {
+    crate::kernels::optimized_allowed() && cpu_has_avx2()
+}
+
+/// The CPU supports AVX2, whatever [`crate::kernels::set_portable_only`] says: what the
+/// `unsafe` calls rely on.
+pub fn cpu_has_avx2() -> bool {
     std::is_x86_feature_detected!("avx2")
 }
 
@@ -36,7 +43,7 @@ pub fn qconv_im2row_avx2<T: Q8>(
     y: &mut [T],
     scratch: &mut [u8],
 ) -> Result<()> {
-    debug_assert!(has_avx2());
+    debug_assert!(cpu_has_avx2());
     // SAFETY: the only requirement of a `target_feature` function is that the CPU has the
     // feature; every caller checks `has_avx2()` first.
     unsafe { qconv_avx2_impl(p, x, w, bias, rq, y, scratch) }
@@ -64,7 +71,7 @@ pub fn conv_f32_rows_avx2(
     y: &mut [f32],
     scratch: &mut [u8],
 ) -> Result<()> {
-    debug_assert!(has_avx2());
+    debug_assert!(cpu_has_avx2());
     // SAFETY: callers check `has_avx2()` first.
     unsafe { conv_f32_avx2_impl(p, x, w, b, y, scratch) }
 }
