@@ -14,7 +14,7 @@
 use crate::error::{Error, Result};
 use crate::kernels::Q8;
 use crate::ops::QLinear;
-use crate::quad::{self, Quads};
+use crate::quad::{self, Quads, MAX_KW};
 use crate::quant::RequantTable;
 use core::arch::aarch64::*;
 
@@ -24,8 +24,6 @@ const LANES: usize = 4;
 const VB: usize = 4;
 /// Output channels per block.
 const OCB: usize = 4;
-/// Widest kernel the direct path takes (its tap offsets live in a fixed array).
-const MAX_KW: usize = 16;
 
 /// The CPU has the dot-product instructions (cached by std after the first call) and
 /// optimized kernels are allowed ([`crate::kernels::set_portable_only`]).
@@ -171,13 +169,8 @@ unsafe fn direct<T: Q8>(
     let xq = &mut scratch[..g.input_bytes()];
     let plane_in = win.c * win.h * win.w;
     let plane_out = win.oh * win.ow;
-    let per_row = win.ow.div_ceil(LANES);
-    let vectors = win.oh * per_row;
-    let at = |v: usize| (v / per_row, v % per_row * LANES);
-    let mut koff = [0usize; MAX_KW];
-    for (kx, o) in koff.iter_mut().enumerate().take(win.kw) {
-        *o = g.tap_offset(p, kx);
-    }
+    let vectors = g.vectors(p);
+    let koff = g.tap_offsets(p);
     let stride_oc = g.cq * taps;
     for n in 0..win.n {
         quad::pad_input(p, &g, &x[n * plane_in..(n + 1) * plane_in], off, xq);
@@ -185,9 +178,7 @@ unsafe fn direct<T: Q8>(
         for ob in (0..win.oc).step_by(OCB) {
             let wblock = &wq[ob * stride_oc..(ob + OCB) * stride_oc];
             for v in (0..vectors).step_by(VB) {
-                // Vectors past the last are computed again from the last and not stored.
-                let pos: [(usize, usize); VB] =
-                    core::array::from_fn(|i| at((v + i).min(vectors - 1)));
+                let pos: [(usize, usize); VB] = g.vector_origins(p, v);
                 let mut acc = [[vdupq_n_s32(0); VB]; OCB];
                 for q in 0..g.cq {
                     for ky in 0..win.kh {

@@ -16,6 +16,9 @@
 use crate::kernels::Q8;
 use crate::ops::QLinear;
 
+/// Widest kernel the quad kernels take (their tap offsets live in a fixed array).
+pub const MAX_KW: usize = 16;
+
 /// Geometry of the padded, quad-interleaved input.
 #[derive(Debug, Clone, Copy)]
 pub struct Quads {
@@ -59,6 +62,32 @@ impl Quads {
     pub fn tap_offset(&self, p: &QLinear, kx: usize) -> usize {
         let w = &p.win;
         ((kx * w.dw % w.sw) * self.wph + kx * w.dw / w.sw) * 4
+    }
+
+    /// Byte offsets of the taps of one kernel row within a padded row (first `kw` entries).
+    pub fn tap_offsets(&self, p: &QLinear) -> [usize; MAX_KW] {
+        let mut koff = [0usize; MAX_KW];
+        for (kx, o) in koff.iter_mut().enumerate().take(p.win.kw) {
+            *o = self.tap_offset(p, kx);
+        }
+        koff
+    }
+
+    /// Output pixels (row, column) where vectors `v..v + VB` start: each vector is a run of
+    /// `lanes` pixels of one output row; vectors past the last repeat the last (computed, not
+    /// stored).
+    pub fn vector_origins<const VB: usize>(&self, p: &QLinear, v: usize) -> [(usize, usize); VB] {
+        let per_row = p.win.ow.div_ceil(self.lanes).max(1);
+        let last = (p.win.oh * per_row).max(1) - 1;
+        core::array::from_fn(|i| {
+            let v = (v + i).min(last);
+            (v / per_row, v % per_row * self.lanes)
+        })
+    }
+
+    /// Output vectors of one image.
+    pub fn vectors(&self, p: &QLinear) -> usize {
+        p.win.oh * p.win.ow.div_ceil(self.lanes)
     }
 
     /// Byte offset of the first input of output pixel (`oy`, `ox`) for channel quad `q` and
