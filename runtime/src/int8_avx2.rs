@@ -43,7 +43,12 @@ enum Path {
 
 fn path(p: &QLinear) -> Option<Path> {
     let w = &p.win;
-    if p.w_stride_k != 1 || w.group != 1 || w.c == 0 || w.oc == 0 {
+    // Empty or degenerate windows (the geometry below subtracts 1 from them) stay with the
+    // reference kernel.
+    if p.w_stride_k != 1
+        || w.group != 1
+        || [w.n, w.c, w.oc, w.h, w.w, w.oh, w.ow, w.kh, w.kw].contains(&0)
+    {
         return None;
     }
     if w.h == 1 && w.w == 1 && w.kh == 1 && w.kw == 1 && w.oh == 1 && w.ow == 1 {

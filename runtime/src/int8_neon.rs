@@ -40,8 +40,8 @@ fn applies(p: &QLinear) -> bool {
     let w = &p.win;
     p.w_stride_k == 1
         && w.group == 1
-        && w.c > 0
-        && w.oc > 0
+        // Empty or degenerate windows stay with the reference kernel.
+        && ![w.n, w.c, w.oc, w.h, w.w, w.oh, w.ow, w.kh, w.kw].contains(&0)
         && w.sh >= 1
         && w.sw >= 1
         && w.dh >= 1
