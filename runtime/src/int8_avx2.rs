@@ -516,8 +516,7 @@ unsafe fn gemv<T: Q8>(
                 let s = hsum(acc[j])
                     .wrapping_add(tail[j])
                     .wrapping_add(bias[oc + j]);
-                let v = p.zy.saturating_add(rq.get(oc + j).apply(s));
-                y[n * win.oc + oc + j] = T::put(v.clamp(p.act_min, p.act_max));
+                y[n * win.oc + oc + j] = T::put(p.output(s, rq.get(oc + j)));
             }
             oc += rows;
         }
@@ -581,7 +580,7 @@ unsafe fn store8<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &mut 
         let mut acc = [0i32; LANES];
         _mm256_storeu_si256(acc.as_mut_ptr().cast(), a);
         for (d, a) in y.iter_mut().zip(acc) {
-            *d = T::put(p.zy.saturating_add(r.apply(a)).clamp(p.act_min, p.act_max));
+            *d = T::put(p.output(a, r));
         }
     }
 }
@@ -681,10 +680,7 @@ unsafe fn qadd_avx2(p: &QAdd, a: &[u8], b: &[u8], y: &mut [u8]) {
     }
     let get = |v: u8| if p.unsigned { v as i32 } else { v as i8 as i32 };
     for i in n..y.len() {
-        let va = p.ma.apply((get(a[i]) - p.za) << 20);
-        let vb = p.mb.apply((get(b[i]) - p.zb) << 20);
-        let v = p.zy.saturating_add(p.my.apply(va.saturating_add(vb)));
-        y[i] = v.clamp(p.act_min, p.act_max) as u8;
+        y[i] = p.output(get(a[i]), get(b[i])) as u8;
     }
 }
 

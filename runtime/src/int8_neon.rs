@@ -216,8 +216,7 @@ unsafe fn direct<T: Q8>(
                         let start = (oc * win.oh + oy) * win.ow + ox;
                         let n = (win.ow - ox).min(LANES);
                         for (d, a) in yn[start..start + n].iter_mut().zip(lanes) {
-                            let v = p.zy.saturating_add(rqo.apply(a.wrapping_add(b)));
-                            *d = T::put(v.clamp(p.act_min, p.act_max));
+                            *d = T::put(p.output(a.wrapping_add(b), rqo));
                         }
                     }
                 }

@@ -471,10 +471,8 @@ pub fn qconv_ref<T: Q8>(
                             }
                         }
                     }
-                    let v =
-                        p.zy.saturating_add(rq.get(oc).apply(acc))
-                            .clamp(p.act_min, p.act_max);
-                    y[((n * win.oc + oc) * win.oh + oy) * win.ow + ox] = T::put(v);
+                    y[((n * win.oc + oc) * win.oh + oy) * win.ow + ox] =
+                        T::put(p.output(acc, rq.get(oc)));
                 }
             }
         }
@@ -693,7 +691,7 @@ fn qconv_im2row_body<T: Q8>(
                     let r = rq.get(oc);
                     let yrow = ((n * win.oc + oc) * win.oh + oy) * ow;
                     for (o, &a) in y[yrow..yrow + ow].iter_mut().zip(acc.iter()) {
-                        *o = T::put(p.zy.saturating_add(r.apply(a)).clamp(p.act_min, p.act_max));
+                        *o = T::put(p.output(a, r));
                     }
                 }
             }
@@ -724,10 +722,7 @@ pub fn qadd<T: Q8>(p: &QAdd, a: &[T], b: &[T], y: &mut [T]) -> Result<()> {
 pub fn qadd_ref<T: Q8>(p: &QAdd, a: &[T], b: &[T], y: &mut [T]) -> Result<()> {
     check(broadcast_fits(&p.bc, a.len(), b.len(), y.len()))?;
     for_each_broadcast(&p.bc, |o, i, j| {
-        let va = p.ma.apply((a[i].get() - p.za) << 20);
-        let vb = p.mb.apply((b[j].get() - p.zb) << 20);
-        let v = p.zy.saturating_add(p.my.apply(va.saturating_add(vb)));
-        y[o] = T::put(v.clamp(p.act_min, p.act_max));
+        y[o] = T::put(p.output(a[i].get(), b[j].get()));
     });
     Ok(())
 }

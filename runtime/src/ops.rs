@@ -160,6 +160,18 @@ pub struct QLinear {
     pub unsigned: bool,
 }
 
+impl QLinear {
+    /// The output value of accumulator `acc` (bias included) under channel requantization
+    /// `r`: rescaled, shifted by the output zero point and clamped to the fused activation.
+    /// The one definition every kernel, reference or optimized, shares.
+    #[inline]
+    pub fn output(&self, acc: i32, r: Requant) -> i32 {
+        self.zy
+            .saturating_add(r.apply(acc))
+            .clamp(self.act_min, self.act_max)
+    }
+}
+
 /// Parameters of a fused int8 element-wise Add (residual connections).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QAdd {
@@ -183,6 +195,19 @@ pub struct QAdd {
     pub act_max: i32,
     /// uint8 tensors.
     pub unsigned: bool,
+}
+
+impl QAdd {
+    /// The output value for input values `a` and `b` (TFLite's scheme: both brought to a
+    /// common fixed-point scale, added, rescaled), clamped to the fused activation.
+    #[inline]
+    pub fn output(&self, a: i32, b: i32) -> i32 {
+        let va = self.ma.apply((a - self.za) << 20);
+        let vb = self.mb.apply((b - self.zb) << 20);
+        self.zy
+            .saturating_add(self.my.apply(va.saturating_add(vb)))
+            .clamp(self.act_min, self.act_max)
+    }
 }
 
 /// Quantize/Dequantize parameters: per-tensor (`axis_len == 1`) or per-axis.
