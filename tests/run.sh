@@ -40,6 +40,11 @@ if [ ${#need[@]} -gt 0 ]; then
     || die "apt-get install failed for: ${need[*]}"
 fi
 
+if ! command -v cargo-fuzz >/dev/null; then
+  say "installing cargo-fuzz (the fuzz target of sprig-runtime runs in this test command)"
+  cargo install cargo-fuzz --locked --quiet || die "could not install cargo-fuzz (cargo install cargo-fuzz --locked)"
+fi
+
 if ! .venv/bin/python -c "import onnx, onnxruntime, numpy" 2>/dev/null; then
   say "creating .venv with onnx, onnxruntime and numpy (the reference implementation in tests)"
   command -v python3 >/dev/null || { $SUDO apt-get install -y -qq python3 python3-venv >/dev/null || die "python3 is missing and could not be installed"; }
@@ -53,6 +58,7 @@ fi
 say "cargo fmt --check"
 cargo fmt --all -- --check
 (cd boards/cortex-m && cargo fmt -- --check)
+(cd runtime/fuzz && cargo fmt -- --check)
 
 say "cargo clippy -D warnings (workspace, firmware)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
@@ -66,3 +72,17 @@ cargo test -p sprig-runtime --target aarch64-unknown-linux-gnu --quiet
 
 say "cargo test --workspace (unit, doc, conformance, robustness, both boards under QEMU)"
 cargo test --workspace
+
+# libFuzzer with AddressSanitizer on parse -> plan -> invoke, seeded from the checked-in corpus.
+# RUSTC_BOOTSTRAP lets the stable toolchain pass -Zsanitizer (the one toolchain CI has).
+# New inputs go to a scratch directory so the checked-in corpus stays as it is; a crash leaves
+# its input under runtime/fuzz/artifacts/ -- copy it to runtime/fuzz/regressions/ (replayed by
+# tests/tests/robustness.rs) once fixed.
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+say "fuzzing parse + plan + invoke for ${FUZZ_SECONDS} s (cargo fuzz, AddressSanitizer)"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+(cd runtime/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s address parse_plan "$scratch" corpus/parse_plan \
+  -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 \
+  | grep -v '^#[0-9]' | tail -n 40) \
+  || die "the fuzzer found a failing input (see runtime/fuzz/artifacts/parse_plan/)"

@@ -91,6 +91,25 @@ fn random_mutations_never_panic() {
     );
 }
 
+/// The fuzz target's checked-in seed corpus and every input it once crashed on
+/// (runtime/fuzz/regressions): each must parse, plan and run or give a typed error.
+#[test]
+fn fuzz_corpus_and_regressions_replay() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/fuzz");
+    let mut n = 0;
+    for dir in ["corpus/parse_plan", "regressions"] {
+        for entry in std::fs::read_dir(fuzz.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                continue;
+            }
+            let _ = exercise(&std::fs::read(&path).unwrap());
+            n += 1;
+        }
+    }
+    assert!(n >= 100, "only {n} fuzz corpus files found");
+}
+
 #[test]
 fn small_arena_is_refused_with_sizes() {
     let all = seeds();
