@@ -96,22 +96,30 @@ fn plan_into<'m, const T: usize, const N: usize>(
             persist,
             fills: &mut *fills,
         };
-        let step = match try_fuse(&mut prep, &node, idx as u16)? {
-            Some((step, gone)) => {
-                for i in gone {
-                    if let Some(a) = absorbed.get_mut(i as usize) {
-                        *a = true;
+        let mut node_steps: heapless::Vec<Step, 3> = heapless::Vec::new();
+        if matches!(node.op_type, "RNN" | "GRU" | "LSTM") && node.domain.is_empty() {
+            node_steps = crate::rnn::prepare_rnn(&mut prep, &node, idx as u16)?;
+        } else {
+            let step = match try_fuse(&mut prep, &node, idx as u16)? {
+                Some((step, gone)) => {
+                    for i in gone {
+                        if let Some(a) = absorbed.get_mut(i as usize) {
+                            *a = true;
+                        }
                     }
+                    step
                 }
-                step
-            }
-            None => prepare_node(&mut prep, &node, idx as u16)?,
-        };
+                None => prepare_node(&mut prep, &node, idx as u16)?,
+            };
+            let _ = node_steps.push(step);
+        }
         persist = prep.persist;
-        steps.push(step).map_err(|_| Error::CapacityExceeded {
-            what: "steps",
-            capacity: N,
-        })?;
+        for step in node_steps {
+            steps.push(step).map_err(|_| Error::CapacityExceeded {
+                what: "steps",
+                capacity: N,
+            })?;
+        }
     }
     // Every graph output must be computed by a step.
     for &o in &g.outputs {
@@ -817,6 +825,11 @@ fn eval<const T: usize, const N: usize>(
                     bytemuck::cast_slice_mut(y),
                 )
             }
+        }
+        Op::Rnn(r) => {
+            let inputs =
+                crate::rnn::RnnInputs::from_step(&r, |i| f32s(get(i)?), |i| i32s(get(i)?))?;
+            crate::rnn::rnn_f32(&r, &inputs, f32s_mut(y)?, f32s_mut(scratch)?)
         }
     }
 }

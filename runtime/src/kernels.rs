@@ -147,46 +147,52 @@ fn tanh(x: f32) -> f32 {
 pub fn unary(u: Unary, x: &[f32], y: &mut [f32]) -> Result<()> {
     check(x.len() == y.len())?;
     for (o, &v) in y.iter_mut().zip(x) {
-        *o = match u {
-            Unary::Relu => {
-                if v > 0.0 {
-                    v
-                } else {
-                    0.0
-                }
-            }
-            Unary::Sigmoid => {
-                if v >= 0.0 {
-                    1.0 / (1.0 + exp(-v))
-                } else {
-                    let e = exp(v);
-                    e / (1.0 + e)
-                }
-            }
-            Unary::Tanh => tanh(v),
-            Unary::Abs => v.abs(),
-            Unary::Neg => -v,
-            Unary::Exp => exp(v),
-            Unary::Sqrt => sqrt(v),
-            Unary::LeakyRelu(a) => {
-                if v >= 0.0 {
-                    v
-                } else {
-                    a * v
-                }
-            }
-            Unary::Clip(lo, hi) => {
-                if v < lo {
-                    lo
-                } else if v > hi {
-                    hi
-                } else {
-                    v
-                }
-            }
-        };
+        *o = unary_one(u, v);
     }
     Ok(())
+}
+
+/// One element of a unary op (also the activations of the recurrent cells).
+#[inline]
+pub fn unary_one(u: Unary, v: f32) -> f32 {
+    match u {
+        Unary::Relu => {
+            if v > 0.0 {
+                v
+            } else {
+                0.0
+            }
+        }
+        Unary::Sigmoid => {
+            if v >= 0.0 {
+                1.0 / (1.0 + exp(-v))
+            } else {
+                let e = exp(v);
+                e / (1.0 + e)
+            }
+        }
+        Unary::Tanh => tanh(v),
+        Unary::Abs => v.abs(),
+        Unary::Neg => -v,
+        Unary::Exp => exp(v),
+        Unary::Sqrt => sqrt(v),
+        Unary::LeakyRelu(a) => {
+            if v >= 0.0 {
+                v
+            } else {
+                a * v
+            }
+        }
+        Unary::Clip(lo, hi) => {
+            if v < lo {
+                lo
+            } else if v > hi {
+                hi
+            } else {
+                v
+            }
+        }
+    }
 }
 
 /// Walks a broadcast, calling `f(out_index, a_index, b_index)`.

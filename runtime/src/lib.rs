@@ -45,6 +45,7 @@ mod prepare;
 pub mod proto;
 pub mod quad;
 pub mod quant;
+pub mod rnn;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod simd;
 pub mod tensor;

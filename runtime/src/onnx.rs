@@ -389,6 +389,19 @@ impl<'m> Attribute<'m> {
         self.tensor.map(TensorView::parse)
     }
 
+    /// Calls `f` with each entry of a STRINGS list, in order.
+    pub fn for_each_string(&self, mut f: impl FnMut(&'m [u8]) -> Result<()>) -> Result<()> {
+        if self.kind != 8 && self.kind != 0 {
+            return Err(invalid("expected a STRINGS attribute"));
+        }
+        for field in Fields::new(self.raw) {
+            if let (9, v) = field? {
+                f(v.as_bytes()?)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Copies an INTS list into `out` and returns its length.
     pub fn ints(&self, out: &mut [i64]) -> Result<usize> {
         if self.kind != 7 && self.kind != 0 {

@@ -23,14 +23,17 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Flatten",
     "Gather",
     "Gemm",
+    "GRU",
     "GlobalAveragePool",
     "Identity",
+    "LSTM",
     "LeakyRelu",
     "MatMul",
     "MaxPool",
     "Mul",
     "Neg",
     "QuantizeLinear",
+    "RNN",
     "Relu",
     "Reshape",
     "Sigmoid",
@@ -304,6 +307,8 @@ pub enum Op {
     },
     QConv(QLinear),
     QAdd(QAdd),
+    /// RNN, GRU or LSTM (one output per step).
+    Rnn(crate::rnn::RnnSpec),
 }
 
 /// Most inputs one step reads (Concat).
@@ -539,5 +544,10 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Dequantize { .. } => "DequantizeLinear",
         Op::QConv(_) => "QLinearConv",
         Op::QAdd(_) => "QLinearAdd",
+        Op::Rnn(r) => match r.cell {
+            crate::rnn::Cell::Rnn => "RNN",
+            crate::rnn::Cell::Gru => "GRU",
+            crate::rnn::Cell::Lstm => "LSTM",
+        },
     }
 }
