@@ -96,30 +96,29 @@ fn plan_into<'m, const T: usize, const N: usize>(
             persist,
             fills: &mut *fills,
         };
-        let mut node_steps: heapless::Vec<Step, 3> = heapless::Vec::new();
+        #[cfg(feature = "recurrent")]
         if matches!(node.op_type, "RNN" | "GRU" | "LSTM") && node.domain.is_empty() {
-            node_steps = crate::rnn::prepare_rnn(&mut prep, &node, idx as u16)?;
-        } else {
-            let step = match try_fuse(&mut prep, &node, idx as u16)? {
-                Some((step, gone)) => {
-                    for i in gone {
-                        if let Some(a) = absorbed.get_mut(i as usize) {
-                            *a = true;
-                        }
+            // One step per requested output.
+            crate::rnn::prepare_rnn(&mut prep, &node, idx as u16, steps)?;
+            persist = prep.persist;
+            continue;
+        }
+        let step = match try_fuse(&mut prep, &node, idx as u16)? {
+            Some((step, gone)) => {
+                for i in gone {
+                    if let Some(a) = absorbed.get_mut(i as usize) {
+                        *a = true;
                     }
-                    step
                 }
-                None => prepare_node(&mut prep, &node, idx as u16)?,
-            };
-            let _ = node_steps.push(step);
-        }
+                step
+            }
+            None => prepare_node(&mut prep, &node, idx as u16)?,
+        };
         persist = prep.persist;
-        for step in node_steps {
-            steps.push(step).map_err(|_| Error::CapacityExceeded {
-                what: "steps",
-                capacity: N,
-            })?;
-        }
+        steps.push(step).map_err(|_| Error::CapacityExceeded {
+            what: "steps",
+            capacity: N,
+        })?;
     }
     // Every graph output must be computed by a step.
     for &o in &g.outputs {
@@ -826,6 +825,36 @@ fn eval<const T: usize, const N: usize>(
                 )
             }
         }
+        #[cfg(not(feature = "integer-ops"))]
+        Op::IntLinear(_) => Err(Error::UnsupportedOp {
+            op: crate::error::Name::new("integer op (feature integer-ops)"),
+            node: crate::error::Name::new(""),
+        }),
+        #[cfg(not(feature = "recurrent"))]
+        Op::Rnn(_) => Err(Error::UnsupportedOp {
+            op: crate::error::Name::new("recurrent op (feature recurrent)"),
+            node: crate::error::Name::new(""),
+        }),
+        #[cfg(feature = "integer-ops")]
+        Op::IntLinear(l) => {
+            let ch = l.geom.channels();
+            let zw = i32s(persist_slice(persist, l.zw, ch * 4)?)?;
+            let bias = if l.bias == usize::MAX {
+                None
+            } else {
+                Some(i32s(persist_slice(persist, l.bias, ch * 4)?)?)
+            };
+            let rq = match l.out8 {
+                Some(o) => Some(RequantTable(i32s(persist_slice(
+                    persist,
+                    o.requant,
+                    ch * 8,
+                )?)?)),
+                None => None,
+            };
+            crate::intop::int_linear(&l, get(0)?, get(1)?, zw, bias, rq, y)
+        }
+        #[cfg(feature = "recurrent")]
         Op::Rnn(r) => {
             let inputs =
                 crate::rnn::RnnInputs::from_step(&r, |i| f32s(get(i)?), |i| i32s(get(i)?))?;
@@ -862,6 +891,23 @@ fn fill<const T: usize, const N: usize>(
     persist: &mut [u8],
 ) -> Result<()> {
     match *f {
+        #[cfg(not(feature = "integer-ops"))]
+        Fill::IntLinear { .. } => Err(Error::BadIo {
+            what: "integer ops are not compiled in",
+        }),
+        #[cfg(feature = "integer-ops")]
+        Fill::IntLinear {
+            zw,
+            bias,
+            sx,
+            sw,
+            sy,
+            p,
+        } => {
+            let k = |id: u16| if id == NONE { None } else { g.t(id).konst };
+            let scales = k(sw).map(|w| (sx, w, sy));
+            crate::intop::fill_int_linear(&p, k(zw), k(bias), scales, persist)
+        }
         Fill::Const { id, at } => {
             let t = g.t(id);
             let kv = t.konst.ok_or(Error::BadIo {
@@ -972,7 +1018,10 @@ fn fill<const T: usize, const N: usize>(
                     0.0
                 } else {
                     let bk = g.t(bias).konst.ok_or(Error::BadIo { what: "bias" })?;
-                    if bias_scale == NONE {
+                    if bias_scale == NONE && bk.dtype == DType::I32 {
+                        // QLinearConv's bias: int32 already in accumulator units.
+                        bk.i64_at(oc)? as f64 * acc_scale
+                    } else if bias_scale == NONE {
                         bk.f32_at(oc)? as f64
                     } else {
                         let bs = g

@@ -37,6 +37,7 @@ mod int8_avx2;
 #[cfg(all(feature = "std", target_arch = "aarch64"))]
 mod int8_neon;
 mod interp;
+pub mod intop;
 pub mod kernels;
 pub mod onnx;
 pub mod ops;

@@ -17,6 +17,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Clip",
     "Concat",
     "Conv",
+    "ConvInteger",
     "DequantizeLinear",
     "Div",
     "Exp",
@@ -29,9 +30,12 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LSTM",
     "LeakyRelu",
     "MatMul",
+    "MatMulInteger",
     "MaxPool",
     "Mul",
     "Neg",
+    "QLinearConv",
+    "QLinearMatMul",
     "QuantizeLinear",
     "RNN",
     "Relu",
@@ -309,6 +313,8 @@ pub enum Op {
     QAdd(QAdd),
     /// RNN, GRU or LSTM (one output per step).
     Rnn(crate::rnn::RnnSpec),
+    /// ConvInteger, MatMulInteger, or a QLinearConv/QLinearMatMul the int8 layer cannot take.
+    IntLinear(crate::intop::IntLinear),
 }
 
 /// Most inputs one step reads (Concat).
@@ -367,6 +373,16 @@ pub enum Fill {
         sy: f32,
         p: QLinear,
     },
+    /// Weight zero points, int32 biases and requantization of an integer op (scales unused
+    /// when it outputs int32).
+    IntLinear {
+        zw: u16,
+        bias: u16,
+        sx: f32,
+        sw: u16,
+        sy: f32,
+        p: crate::intop::IntLinear,
+    },
 }
 
 /// Context handed to `prepare`: the tensor table and a bump allocator for persistent bytes.
@@ -390,6 +406,14 @@ impl<'m, const T: usize, const N: usize> Prep<'_, 'm, T, N> {
             reason: "persistent size overflows",
         })?;
         Ok(at)
+    }
+
+    /// Reserves `count` elements of `elem` bytes (the product checked, for 32-bit targets).
+    pub fn reserve_n(&mut self, count: usize, elem: usize) -> Result<usize> {
+        let bytes = count.checked_mul(elem).ok_or(Error::InvalidModel {
+            reason: "persistent size overflows",
+        })?;
+        self.reserve(bytes)
     }
 
     /// Schedules a fill.
@@ -544,6 +568,12 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Dequantize { .. } => "DequantizeLinear",
         Op::QConv(_) => "QLinearConv",
         Op::QAdd(_) => "QLinearAdd",
+        Op::IntLinear(l) => match (l.geom, l.out8.is_some()) {
+            (crate::intop::IntGeom::Conv(_), true) => "QLinearConv",
+            (crate::intop::IntGeom::Conv(_), false) => "ConvInteger",
+            (_, true) => "QLinearMatMul",
+            (_, false) => "MatMulInteger",
+        },
         Op::Rnn(r) => match r.cell {
             crate::rnn::Cell::Rnn => "RNN",
             crate::rnn::Cell::Gru => "GRU",

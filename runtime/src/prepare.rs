@@ -104,6 +104,13 @@ pub fn prepare_node<const T: usize, const N: usize>(
             node: node.label(),
         });
     }
+    #[cfg(feature = "integer-ops")]
+    if matches!(
+        node.op_type,
+        "QLinearConv" | "QLinearMatMul" | "ConvInteger" | "MatMulInteger"
+    ) {
+        return crate::intop::prepare_intop(p, node, idx);
+    }
     if node.outputs.len() != 1 {
         if node.op_type == "BatchNormalization"
             || node.op_type == "MaxPool"

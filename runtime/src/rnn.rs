@@ -10,6 +10,10 @@
 //! `linear_before_reset`; activations Sigmoid, Tanh and Relu. Refused at plan time with a typed
 //! error: `clip`, `input_forget`, activations with alpha/beta, non-float32 weights.
 
+// The types are part of every build (the step table names them); the planning and kernel code
+// only with the feature.
+#![cfg_attr(not(feature = "recurrent"), allow(dead_code, unused_imports))]
+
 use crate::error::{Error, Result};
 use crate::kernels::unary_one;
 use crate::onnx::Node;
@@ -121,9 +125,13 @@ const P: usize = 4;
 impl RnnSpec {
     /// Scratch bytes a step needs: h and c per direction and batch, one time step's gates and
     /// one hidden-sized temporary.
-    pub fn scratch_bytes(&self) -> usize {
-        let state = self.dirs * self.batch * self.hidden;
-        4 * (2 * state + (self.cell.gates() + 1) * self.hidden)
+    pub fn scratch_bytes(&self) -> Option<usize> {
+        let state = self
+            .dirs
+            .checked_mul(self.batch)?
+            .checked_mul(self.hidden)?;
+        let gates = (self.cell.gates() + 1).checked_mul(self.hidden)?;
+        state.checked_mul(2)?.checked_add(gates)?.checked_mul(4)
     }
 
     fn act(&self, dir: usize, k: usize) -> Act {
@@ -208,12 +216,14 @@ fn push_f32<const T: usize, const N: usize>(
     Ok(pos)
 }
 
-/// Plans an `RNN`, `GRU` or `LSTM` node: one step per requested output.
+/// Plans an `RNN`, `GRU` or `LSTM` node: appends one step per requested output.
+#[inline(never)] // keeps this frame off the planner's stack on MCUs
 pub(crate) fn prepare_rnn<const T: usize, const N: usize>(
     p: &mut Prep<'_, '_, T, N>,
     node: &Node<'_>,
     idx: u16,
-) -> Result<heapless::Vec<Step, 3>> {
+    steps: &mut heapless::Vec<Step, N>,
+) -> Result<()> {
     let cell = match node.op_type {
         "RNN" => Cell::Rnn,
         "GRU" => Cell::Gru,
@@ -344,7 +354,7 @@ pub(crate) fn prepare_rnn<const T: usize, const N: usize>(
         acts,
         slots,
     };
-    let mut steps = heapless::Vec::new();
+    let mut added = 0;
     for (k, &name) in node.outputs.iter().enumerate() {
         if name.is_empty() {
             continue;
@@ -367,13 +377,19 @@ pub(crate) fn prepare_rnn<const T: usize, const N: usize>(
         o.known = true;
         let spec = RnnSpec { output, ..base };
         let mut st = make_step(idx, Op::Rnn(spec), &ins, out)?;
-        st.scratch = spec.scratch_bytes();
-        let _ = steps.push(st);
+        st.scratch = spec.scratch_bytes().ok_or(Error::BadDimension {
+            name: crate::error::Name::new(name),
+        })?;
+        steps.push(st).map_err(|_| Error::CapacityExceeded {
+            what: "steps",
+            capacity: N,
+        })?;
+        added += 1;
     }
-    if steps.is_empty() {
+    if added == 0 {
         return Err(unsupported(node, "recurrent node without outputs"));
     }
-    Ok(steps)
+    Ok(())
 }
 
 /// The inputs of one recurrent step, typed.

@@ -49,6 +49,13 @@ const CASES: &[&str] = &[
     "test_slice_neg_steps",
     "test_slice_negative_axes",
     "test_slice_start_out_of_bounds",
+    "test_basic_convinteger",
+    "test_convinteger_with_padding",
+    "test_convinteger_without_padding",
+    "test_matmulinteger",
+    "test_qlinearconv",
+    "test_qlinearmatmul_2D",
+    "test_qlinearmatmul_3D",
 ];
 
 fn repo() -> PathBuf {
