@@ -21,19 +21,20 @@ def load(model, samples):
     sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     shape = [d if isinstance(d, int) else 1 for d in inp.shape]
-    x = np.fromfile(samples, dtype="<f4").reshape([-1] + shape[1:])
+    # One sample = one whole input tensor (its first dimension is not always a batch: GRU).
+    x = np.fromfile(samples, dtype="<f4").reshape([-1] + shape)
     return sess, inp.name, x
 
 
 def run(model, samples, out):
     sess, name, x = load(model, samples)
-    ys = [sess.run(None, {name: x[i : i + 1]})[0].astype("<f4").ravel() for i in range(len(x))]
+    ys = [sess.run(None, {name: x[i]})[0].astype("<f4").ravel() for i in range(len(x))]
     np.concatenate(ys).tofile(out)
 
 
 class Reader(CalibrationDataReader):
     def __init__(self, name, x):
-        self.items = iter([{name: x[i : i + 1]} for i in range(len(x))])
+        self.items = iter([{name: x[i]} for i in range(len(x))])
 
     def get_next(self):
         return next(self.items, None)

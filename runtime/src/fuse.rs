@@ -1,5 +1,5 @@
-//! QDQ pattern fusion (DESIGN §3): `DQ → Conv/Gemm/MatMul → [Relu|Clip] → Q` and
-//! `DQ, DQ → Add → [Relu] → Q` become single int8 steps. Anything that does not match exactly
+//! QDQ pattern fusion (DESIGN §3): `DQ → Conv/Gemm/MatMul → [Relu|Clip] → Q`,
+//! `DQ, DQ → Add → [Relu] → Q` and `DQ, … → Concat → Q` become single int8 steps. Anything that does not match exactly
 //! falls back to the float path (DQ, float op, Q), which computes the same function, only slower.
 
 use crate::error::Result;
@@ -179,6 +179,8 @@ pub fn try_fuse<const T: usize, const N: usize>(
     match node.op_type {
         "Conv" | "Gemm" | "MatMul" => fuse_linear(p, node, idx),
         "Add" => fuse_add(p, node, idx),
+        "Concat" => fuse_concat(p, node, idx),
+        "AveragePool" | "GlobalAveragePool" => fuse_avgpool(p, node, idx),
         "MaxPool" | "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" | "Identity" => {
             fuse_passthrough(p, node, idx)
         }
@@ -464,4 +466,187 @@ fn fuse_passthrough<const T: usize, const N: usize>(
     y.shape = shape;
     y.known = true;
     Ok(Some((make_step(idx, op, &[x.id], y_id)?, absorbed)))
+}
+
+/// `DQ, DQ, … → Concat → Q` (DenseNet): the inputs stay int8 and are rescaled to the output's
+/// quantization while they are copied.
+fn fuse_concat<const T: usize, const N: usize>(
+    p: &mut Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    idx: u16,
+) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
+    let g = &*p.g;
+    let k = node.inputs.len();
+    if k == 0 || k > MAX_QCONCAT_INPUTS {
+        return Ok(None);
+    }
+    let mut acts: heapless::Vec<QAct, MAX_QCONCAT_INPUTS> = heapless::Vec::new();
+    for i in 0..k {
+        let Some(a) = dq_act(g, node.input(i))? else {
+            return Ok(None);
+        };
+        let _ = acts.push(a);
+    }
+    let unsigned = acts[0].unsigned;
+    if acts.iter().any(|a| a.unsigned != unsigned) {
+        return Ok(None);
+    }
+    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else {
+        return Ok(None);
+    };
+    if relu || clip.is_some() || absorbed.len() != 1 {
+        return Ok(None);
+    }
+    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else {
+        return Ok(None);
+    };
+    if (ydt == DType::U8) != unsigned {
+        return Ok(None);
+    }
+    let Some(y_id) = g.find(q.outputs[0]) else {
+        return Ok(None);
+    };
+    // Geometry as the float Concat has it.
+    let s0 = g.t(acts[0].id).shape;
+    let r = s0.rank();
+    let ax = node.attr_i("axis", 1)?;
+    let ax = if ax < 0 { ax + r as i64 } else { ax };
+    if ax < 0 || ax >= r as i64 {
+        return Ok(None);
+    }
+    let ax = ax as usize;
+    let mut total = 0usize;
+    for a in &acts {
+        let t = g.t(a.id).shape;
+        if t.rank() != r || (0..r).any(|d| d != ax && t.dim(d) != s0.dim(d)) {
+            return Ok(None);
+        }
+        total += t.dim(ax);
+    }
+    let mut d = [0usize; crate::tensor::MAX_RANK];
+    for (i, v) in s0.dims().iter().enumerate() {
+        d[i] = *v as usize;
+    }
+    d[ax] = total;
+    let outer: usize = d[..ax].iter().product();
+    let inner: usize = d[ax + 1..r].iter().product();
+    let mut inputs = [(0, Requant::default()); MAX_QCONCAT_INPUTS];
+    let mut ids: heapless::Vec<u16, MAX_QCONCAT_INPUTS> = heapless::Vec::new();
+    for (slot, a) in inputs.iter_mut().zip(&acts) {
+        *slot = if a.scale == sy && a.zp == zy {
+            (a.zp, Requant::default()) // multiplier 0: copy
+        } else {
+            (a.zp, Requant::from_f64(a.scale as f64 / sy as f64))
+        };
+        let _ = ids.push(a.id);
+    }
+    let qc = QConcat {
+        outer,
+        inner,
+        zy,
+        inputs,
+        unsigned,
+    };
+    let shape = Shape::from_usize(&d[..r], node.outputs[0])?;
+    let y = p.g.t_mut(y_id)?;
+    y.dtype = ydt;
+    y.shape = shape;
+    y.known = true;
+    Ok(Some((
+        make_step(idx, Op::QConcat(qc), &ids, y_id)?,
+        absorbed,
+    )))
+}
+
+/// `DQ → AveragePool|GlobalAveragePool → Q` when every window lies inside the unpadded input
+/// (the usual 2×2/stride-2 transition and global pooling): the sum stays integer and one
+/// requantization divides by the window size. Padded or partial windows use the float path.
+fn fuse_avgpool<const T: usize, const N: usize>(
+    p: &mut Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    idx: u16,
+) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
+    let g = &*p.g;
+    let Some(x) = dq_act(g, node.input(0))? else {
+        return Ok(None);
+    };
+    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else {
+        return Ok(None);
+    };
+    if relu || clip.is_some() || absorbed.len() != 1 {
+        return Ok(None);
+    }
+    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else {
+        return Ok(None);
+    };
+    if (ydt == DType::U8) != x.unsigned {
+        return Ok(None);
+    }
+    let Some(y_id) = g.find(q.outputs[0]) else {
+        return Ok(None);
+    };
+    let xs = g.t(x.id).shape;
+    let (win, shape) = if node.op_type == "GlobalAveragePool" {
+        if xs.rank() != 4 {
+            return Ok(None);
+        }
+        let (h, w) = (xs.dim(2), xs.dim(3));
+        let win = Window {
+            n: xs.dim(0),
+            c: xs.dim(1),
+            h,
+            w,
+            oc: xs.dim(1),
+            oh: 1,
+            ow: 1,
+            kh: h,
+            kw: w,
+            sh: 1,
+            sw: 1,
+            pt: 0,
+            pl: 0,
+            dh: 1,
+            dw: 1,
+            group: 1,
+        };
+        let shape = Shape::from_usize(&[win.n, win.c, 1, 1], node.outputs[0])?;
+        (win, shape)
+    } else {
+        let mut pads = [0i64; 8];
+        let padded = node.attr_ints("pads", &mut pads)?.is_some() && pads.iter().any(|&v| v != 0);
+        let auto = node.attr_s("auto_pad")?.unwrap_or(b"NOTSET");
+        if padded || !(auto == b"NOTSET" || auto == b"VALID" || auto.is_empty()) {
+            return Ok(None);
+        }
+        let win = pool_window(node, &xs)?;
+        (win, window_out_shape(&xs, &win, node)?)
+    };
+    // Every window whole and inside the input (no ceil-mode overhang, no dilation).
+    let inside =
+        |o: usize, s: usize, k: usize, d: usize, n: usize| d == 1 && o > 0 && (o - 1) * s + k <= n;
+    if !inside(win.oh, win.sh, win.kh, win.dh, win.h)
+        || !inside(win.ow, win.sw, win.kw, win.dw, win.w)
+    {
+        return Ok(None);
+    }
+    let count = (win.kh * win.kw) as f64;
+    // Σ over a window of (x − zx) must fit i32: 255 per element.
+    if count * 255.0 > i32::MAX as f64 {
+        return Ok(None);
+    }
+    let qp = QAvgPool {
+        win,
+        zx: x.zp,
+        zy,
+        rq: Requant::from_f64(x.scale as f64 / (sy as f64 * count)),
+        unsigned: x.unsigned,
+    };
+    let y = p.g.t_mut(y_id)?;
+    y.dtype = ydt;
+    y.shape = shape;
+    y.known = true;
+    Ok(Some((
+        make_step(idx, Op::QAvgPool(qp), &[x.id], y_id)?,
+        absorbed,
+    )))
 }

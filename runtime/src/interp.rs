@@ -825,6 +825,33 @@ fn eval<const T: usize, const N: usize>(
                 )
             }
         }
+        Op::QAvgPool(a) => {
+            if a.unsigned {
+                k::qavgpool::<u8>(&a, get(0)?, y)
+            } else {
+                k::qavgpool::<i8>(
+                    &a,
+                    bytemuck::cast_slice(get(0)?),
+                    bytemuck::cast_slice_mut(y),
+                )
+            }
+        }
+        Op::QConcat(c) => {
+            let mut xs: [&[u8]; crate::ops::MAX_QCONCAT_INPUTS] =
+                [&[]; crate::ops::MAX_QCONCAT_INPUTS];
+            let n = ins.len().min(xs.len());
+            xs[..n].copy_from_slice(&ins[..n]);
+            if c.unsigned {
+                k::qconcat::<u8>(&c, &xs[..n], y)
+            } else {
+                let mut xi: [&[i8]; crate::ops::MAX_QCONCAT_INPUTS] =
+                    [&[]; crate::ops::MAX_QCONCAT_INPUTS];
+                for (d, s) in xi.iter_mut().zip(&xs[..n]) {
+                    *d = bytemuck::cast_slice(s);
+                }
+                k::qconcat::<i8>(&c, &xi[..n], bytemuck::cast_slice_mut(y))
+            }
+        }
         #[cfg(not(feature = "integer-ops"))]
         Op::IntLinear(_) => Err(Error::UnsupportedOp {
             op: crate::error::Name::new("integer op (feature integer-ops)"),

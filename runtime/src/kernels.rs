@@ -52,13 +52,26 @@ pub fn kernel_set() -> &'static str {
 
 /// An 8-bit quantized element type.
 pub trait Q8: Copy + bytemuck::Pod {
+    /// The type's value range.
+    const RANGE: (i32, i32);
     /// Widens to i32.
     fn get(self) -> i32;
     /// Narrows an already clamped i32.
     fn put(v: i32) -> Self;
+    /// A 0..256 index of the value (its bit pattern), for lookup tables.
+    #[inline]
+    fn index(self) -> usize {
+        bytemuck::cast::<Self, u8>(self) as usize
+    }
+    /// The value whose bit pattern is `i` (inverse of [`Q8::index`]).
+    #[inline]
+    fn from_index(i: usize) -> i32 {
+        bytemuck::cast::<u8, Self>(i as u8).get()
+    }
 }
 
 impl Q8 for i8 {
+    const RANGE: (i32, i32) = (-128, 127);
     #[inline]
     fn get(self) -> i32 {
         self as i32
@@ -70,6 +83,7 @@ impl Q8 for i8 {
 }
 
 impl Q8 for u8 {
+    const RANGE: (i32, i32) = (0, 255);
     #[inline]
     fn get(self) -> i32 {
         self as i32
@@ -100,11 +114,24 @@ fn libm_exp(x: f32) -> f32 {
     let xd = x as f64;
     let k = round_ties_even((xd / ln2) as f32) as i32;
     let r = xd - k as f64 * ln2;
-    let mut p = 1.0f64;
-    let mut term = 1.0f64;
-    for i in 1..12 {
-        term *= r / i as f64;
-        p += term;
+    // Taylor series to r^11 (|r| ≤ ln2/2), Horner form: multiplies only, no divisions.
+    const INV_FACT: [f64; 12] = [
+        1.0,
+        1.0,
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0,
+        1.0 / 40320.0,
+        1.0 / 362880.0,
+        1.0 / 3628800.0,
+        1.0 / 39916800.0,
+    ];
+    let mut p = INV_FACT[11];
+    for &c in INV_FACT[..11].iter().rev() {
+        p = p * r + c;
     }
     // Multiply by 2^k in two steps to stay inside the f64 exponent range.
     let half = k / 2;
@@ -1200,6 +1227,66 @@ pub fn dequantize(
     Ok(())
 }
 
+/// Fused int8 Concat: each input rescaled to the output's quantization (or copied when it
+/// already has it), chunk by chunk along the axis.
+pub fn qconcat<T: Q8>(p: &crate::ops::QConcat, ins: &[&[T]], y: &mut [T]) -> Result<()> {
+    let (lo, hi) = T::RANGE;
+    let mut off = 0usize;
+    for o in 0..p.outer {
+        for (x, &(zx, rq)) in ins.iter().zip(&p.inputs) {
+            let chunk = x.len() / p.outer.max(1);
+            let src = x.get(o * chunk..(o + 1) * chunk);
+            let dst = y.get_mut(off..off + chunk);
+            let (Some(src), Some(dst)) = (src, dst) else {
+                return Err(Error::BadIo {
+                    what: "concat buffers differ from the plan",
+                });
+            };
+            if rq.multiplier == 0 {
+                dst.copy_from_slice(src);
+            } else {
+                // An 8-bit input has 256 values: rescale each once, then look them up.
+                let mut lut = [T::put(0); 256];
+                for (i, e) in lut.iter_mut().enumerate() {
+                    let v = T::from_index(i);
+                    *e = T::put(p.zy.saturating_add(rq.apply(v - zx)).clamp(lo, hi));
+                }
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = lut[T::index(*s)];
+                }
+            }
+            off += chunk;
+        }
+    }
+    check(off == y.len())
+}
+
+/// Fused int8 average pool over whole windows (see [`crate::ops::QAvgPool`]).
+pub fn qavgpool<T: Q8>(p: &crate::ops::QAvgPool, x: &[T], y: &mut [T]) -> Result<()> {
+    let w = &p.win;
+    check(x.len() == w.n * w.c * w.h * w.w && y.len() == w.n * w.c * w.oh * w.ow)?;
+    let (lo, hi) = T::RANGE;
+    for (xp, yp) in x
+        .chunks_exact((w.h * w.w).max(1))
+        .zip(y.chunks_exact_mut((w.oh * w.ow).max(1)))
+        .take(w.n * w.c)
+    {
+        for oy in 0..w.oh {
+            for ox in 0..w.ow {
+                let mut sum = 0i32;
+                for ky in 0..w.kh {
+                    let row = &xp[(oy * w.sh + ky) * w.w + ox * w.sw..][..w.kw];
+                    for v in row {
+                        sum += v.get() - p.zx;
+                    }
+                }
+                yp[oy * w.ow + ox] = T::put(p.zy.saturating_add(p.rq.apply(sum)).clamp(lo, hi));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1579,6 +1666,110 @@ mod tests {
         for i in 1..500 {
             let x = i as f32 * 1.7;
             assert_eq!(sqrt(x), x.sqrt());
+        }
+    }
+
+    #[test]
+    fn qconcat_lookup_equals_the_per_element_formula() {
+        let mut rng = Lcg(7);
+        for case in 0..200 {
+            let outer = rng.range(1, 3);
+            let lens = [rng.range(1, 40), rng.range(1, 40)];
+            let xs: std::vec::Vec<std::vec::Vec<i8>> = lens
+                .iter()
+                .map(|&l| (0..outer * l).map(|_| rng.next() as u8 as i8).collect())
+                .collect();
+            let mut inputs = [(0, Requant::default()); crate::ops::MAX_QCONCAT_INPUTS];
+            for slot in inputs.iter_mut().take(2) {
+                let m = (rng.next() % 4000) as f64 / 1000.0 + 0.01;
+                *slot = ((rng.next() % 256) as i32 - 128, Requant::from_f64(m));
+            }
+            if case % 5 == 0 {
+                inputs[1].1 = Requant::default(); // copy path
+            }
+            let p = crate::ops::QConcat {
+                outer,
+                inner: 1,
+                zy: (rng.next() % 256) as i32 - 128,
+                inputs,
+                unsigned: false,
+            };
+            let mut y = std::vec![0i8; outer * (lens[0] + lens[1])];
+            let ins: [&[i8]; 2] = [&xs[0], &xs[1]];
+            qconcat(&p, &ins, &mut y).unwrap();
+            let mut k = 0;
+            for o in 0..outer {
+                for (i, x) in xs.iter().enumerate() {
+                    for &v in &x[o * lens[i]..(o + 1) * lens[i]] {
+                        let (zx, rq) = p.inputs[i];
+                        let want = if rq.multiplier == 0 {
+                            v as i32
+                        } else {
+                            (p.zy + rq.apply(v as i32 - zx)).clamp(-128, 127)
+                        };
+                        assert_eq!(y[k] as i32, want, "case {case}");
+                        k += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn qavgpool_matches_a_float_average() {
+        let mut rng = Lcg(9);
+        for _ in 0..100 {
+            let (h, w) = (rng.range(2, 9), rng.range(2, 9));
+            let (kh, kw) = (rng.range(1, h), rng.range(1, w));
+            let (sh, sw) = (rng.range(1, 3), rng.range(1, 3));
+            let win = crate::ops::Window {
+                n: 1,
+                c: 2,
+                h,
+                w,
+                oc: 2,
+                oh: (h - kh) / sh + 1,
+                ow: (w - kw) / sw + 1,
+                kh,
+                kw,
+                sh,
+                sw,
+                pt: 0,
+                pl: 0,
+                dh: 1,
+                dw: 1,
+                group: 1,
+            };
+            let (sx, sy, zx, zy) = (0.05f64, 0.04f64, 3, 250);
+            let p = crate::ops::QAvgPool {
+                win,
+                zx,
+                zy,
+                rq: Requant::from_f64(sx / (sy * (kh * kw) as f64)),
+                unsigned: true,
+            };
+            let x: std::vec::Vec<u8> = (0..2 * h * w).map(|_| rng.next() as u8).collect();
+            let mut y = std::vec![0u8; 2 * win.oh * win.ow];
+            qavgpool(&p, &x, &mut y).unwrap();
+            for c in 0..2 {
+                for oy in 0..win.oh {
+                    for ox in 0..win.ow {
+                        let mut sum = 0.0f64;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let v = x[c * h * w + (oy * sh + ky) * w + ox * sw + kx];
+                                sum += (v as i32 - zx) as f64 * sx;
+                            }
+                        }
+                        let want = ((sum / (kh * kw) as f64) / sy).round() + zy as f64;
+                        let got = y[(c * win.oh + oy) * win.ow + ox] as f64;
+                        assert!(
+                            (got - want.clamp(0.0, 255.0)).abs() <= 1.0,
+                            "{got} vs {want}"
+                        );
+                    }
+                }
+            }
         }
     }
 }

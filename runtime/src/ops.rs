@@ -179,6 +179,44 @@ impl QLinear {
     }
 }
 
+/// Most inputs a fused int8 Concat takes (DenseNet concatenates two at a time); more fall back
+/// to the float path. Keeps the step table small.
+pub const MAX_QCONCAT_INPUTS: usize = 4;
+
+/// A fused int8 Concat (`DQ, DQ, … → Concat → Q`, DenseNet): each input is rescaled to the
+/// output's quantization, y = zy + requant(x − zx); inputs already on the output's scale and
+/// zero point are copied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QConcat {
+    /// Product of the dimensions before the axis.
+    pub outer: usize,
+    /// Product of the dimensions after the axis.
+    pub inner: usize,
+    /// Output zero point.
+    pub zy: i32,
+    /// Per input: zero point and rescale to the output (multiplier 0: plain copy).
+    pub inputs: [(i32, Requant); MAX_QCONCAT_INPUTS],
+    /// uint8 rather than int8.
+    pub unsigned: bool,
+}
+
+/// A fused int8 average pool (`DQ → AveragePool|GlobalAveragePool → Q`) whose windows all lie
+/// inside the input, so every window averages the same count: y = zy + requant(Σ (x − zx)),
+/// the requantization folding in sx / (sy · count).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QAvgPool {
+    /// Window geometry (GlobalAveragePool: one window the size of the map).
+    pub win: Window,
+    /// Input zero point.
+    pub zx: i32,
+    /// Output zero point.
+    pub zy: i32,
+    /// sx / (sy · window size).
+    pub rq: Requant,
+    /// uint8 rather than int8.
+    pub unsigned: bool,
+}
+
 /// Parameters of a fused int8 element-wise Add (residual connections).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QAdd {
@@ -313,6 +351,10 @@ pub enum Op {
     QAdd(QAdd),
     /// RNN, GRU or LSTM (one output per step).
     Rnn(crate::rnn::RnnSpec),
+    /// int8/uint8 Concat whose inputs are rescaled to the output's scale and zero point.
+    QConcat(QConcat),
+    /// int8/uint8 AveragePool or GlobalAveragePool over full windows.
+    QAvgPool(QAvgPool),
     /// ConvInteger, MatMulInteger, or a QLinearConv/QLinearMatMul the int8 layer cannot take.
     IntLinear(crate::intop::IntLinear),
 }
@@ -574,6 +616,8 @@ pub fn op_name(op: &Op) -> &'static str {
             (_, true) => "QLinearMatMul",
             (_, false) => "MatMulInteger",
         },
+        Op::QConcat(_) => "QLinearConcat",
+        Op::QAvgPool(_) => "QLinearAveragePool",
         Op::Rnn(r) => match r.cell {
             crate::rnn::Cell::Rnn => "RNN",
             crate::rnn::Cell::Gru => "GRU",

@@ -48,6 +48,58 @@ fn round_up(x: usize) -> Result<usize> {
 }
 
 impl<const N: usize> GreedyPlanner<N> {
+    /// First-fit placement in the order `strategy` picks (see [`MemoryPlanner::plan`]);
+    /// returns the total bytes.
+    fn place(&mut self, strategy: u8) -> Result<usize> {
+        let n = self.bufs.len();
+        let mut order: heapless::Vec<u16, N> = (0..n as u16).collect();
+        let bufs = &self.bufs;
+        let span = |b: &Buf| (b.last - b.first) as usize + 1;
+        order.sort_unstable_by(|&a, &b| {
+            let (a, b) = (&bufs[a as usize], &bufs[b as usize]);
+            let key = match strategy {
+                0 => b.size.cmp(&a.size),
+                1 => span(b).cmp(&span(a)).then(b.size.cmp(&a.size)),
+                2 => (b.size.saturating_mul(span(b))).cmp(&a.size.saturating_mul(span(a))),
+                _ => a.first.cmp(&b.first).then(b.size.cmp(&a.size)),
+            };
+            // Ties by earlier first use, then id: a stable, deterministic layout.
+            key.then(a.first.cmp(&b.first))
+                .then(a.last.cmp(&b.last))
+                .then(a.size.cmp(&b.size))
+        });
+        let mut placed: heapless::Vec<u16, N> = heapless::Vec::new();
+        let mut total = 0usize;
+        for &id in &order {
+            let me = self.bufs[id as usize];
+            // Conflicting buffers already placed, by offset.
+            let mut conflicts: heapless::Vec<(usize, usize), N> = heapless::Vec::new();
+            for &p in &placed {
+                let o = &self.bufs[p as usize];
+                if o.first <= me.last && me.first <= o.last {
+                    let _ = conflicts.push((o.offset, o.offset + o.size));
+                }
+            }
+            conflicts.sort_unstable();
+            let mut candidate = 0usize;
+            for &(start, end) in &conflicts {
+                if candidate.checked_add(me.size).ok_or(Error::InvalidModel {
+                    reason: "arena size overflows",
+                })? <= start
+                {
+                    break;
+                }
+                candidate = candidate.max(end);
+            }
+            self.bufs[id as usize].offset = candidate;
+            total = total.max(candidate.checked_add(me.size).ok_or(Error::InvalidModel {
+                reason: "arena size overflows",
+            })?);
+            let _ = placed.push(id);
+        }
+        Ok(total)
+    }
+
     /// Largest sum of sizes of buffers live at one step: no plan can use less.
     pub fn lower_bound(&self) -> usize {
         let mut best = 0usize;
@@ -84,42 +136,19 @@ impl<const N: usize> MemoryPlanner for GreedyPlanner<N> {
     }
 
     fn plan(&mut self) -> Result<usize> {
-        let n = self.bufs.len();
-        let mut order: heapless::Vec<u16, N> = (0..n as u16).collect();
-        // Largest first; ties by earlier first use, for a stable, deterministic layout.
-        order.sort_unstable_by(|&a, &b| {
-            let (a, b) = (&self.bufs[a as usize], &self.bufs[b as usize]);
-            b.size.cmp(&a.size).then(a.first.cmp(&b.first))
-        });
-        let mut placed: heapless::Vec<u16, N> = heapless::Vec::new();
-        let mut total = 0usize;
-        for &id in &order {
-            let me = self.bufs[id as usize];
-            // Conflicting buffers already placed, by offset.
-            let mut conflicts: heapless::Vec<(usize, usize), N> = heapless::Vec::new();
-            for &p in &placed {
-                let o = &self.bufs[p as usize];
-                if o.first <= me.last && me.first <= o.last {
-                    let _ = conflicts.push((o.offset, o.offset + o.size));
-                }
+        // First fit under several orders, keeping the smallest: largest first (TFLite Micro's),
+        // longest-lived first (long-lived buffers — DenseNet's growing concatenations — at
+        // the bottom), size × lifetime, and first use. Each is a few quadratic passes.
+        let mut best: Option<(usize, u8)> = None;
+        for strategy in 0..4u8 {
+            let total = self.place(strategy)?;
+            if best.is_none_or(|(t, _)| total < t) {
+                best = Some((total, strategy));
             }
-            conflicts.sort_unstable();
-            let mut candidate = 0usize;
-            for &(start, end) in &conflicts {
-                if candidate.checked_add(me.size).ok_or(Error::InvalidModel {
-                    reason: "arena size overflows",
-                })? <= start
-                {
-                    break;
-                }
-                candidate = candidate.max(end);
-            }
-            self.bufs[id as usize].offset = candidate;
-            total = total.max(candidate.checked_add(me.size).ok_or(Error::InvalidModel {
-                reason: "arena size overflows",
-            })?);
-            let _ = placed.push(id);
         }
+        let (total, strategy) = best.unwrap_or((0, 0));
+        let again = self.place(strategy)?;
+        debug_assert_eq!(again, total);
         Ok(total)
     }
 

@@ -110,6 +110,22 @@ fn main() {
             "ResNet-20 CIFAR shape (272k params) int8",
             "bench/models/resnet20.int8.onnx",
         ),
+        (
+            "DenseNet-BC shape (101k params) f32",
+            "bench/models/densenet_bc.f32.onnx",
+        ),
+        (
+            "DenseNet-BC shape (101k params) int8",
+            "bench/models/densenet_bc.int8.onnx",
+        ),
+        (
+            "GRU trajectory (14k params) f32",
+            "bench/models/gru_traj.f32.onnx",
+        ),
+        (
+            "GRU trajectory (14k params) int8 decoder",
+            "bench/models/gru_traj.int8.onnx",
+        ),
     ];
     println!("| model | sprig µs | tract µs | onnxruntime µs | sprig / tract | sprig / onnxruntime | arena bytes | working / liveness bound |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");

@@ -209,3 +209,53 @@ fn float_model_agrees_with_onnxruntime() {
         assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
     }
 }
+
+/// Seeded uniform [-1, 1) inputs for `model` (raw f32), `n` samples.
+fn random_samples(model: &[u8], n: usize, name: &str) -> PathBuf {
+    let m = Model::parse(model).unwrap();
+    let numel = m.inputs().next().unwrap().unwrap().shape.unwrap().numel();
+    let mut s = 0x2545f4914f6cdd1du64;
+    let bytes: Vec<u8> = (0..n * numel)
+        .flat_map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 23) as f32 - 1.0).to_le_bytes()
+        })
+        .collect();
+    let p = tmp(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// The benchmark models from `bench/make_models.py` (DenseNet-BC shape: int8 Concat, average
+/// pooling; GRU trajectory predictor) on 8 random inputs: int8 within one output step of
+/// onnxruntime, float32 within 1e-4 relative.
+#[test]
+fn benchmark_models_agree_with_onnxruntime() {
+    for name in ["densenet_bc", "gru_traj"] {
+        for kind in ["f32", "int8"] {
+            let path = repo().join(format!("bench/models/{name}.{kind}.onnx"));
+            let bytes = std::fs::read(&path).unwrap();
+            let samples = random_samples(&bytes, 8, &format!("{name}.{kind}.samples"));
+            let (want, got) = (
+                ort_outputs(&path, &samples),
+                sprig_outputs(&bytes, &samples),
+            );
+            assert_eq!(want.len(), got.len());
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let tol = if kind == "int8" {
+                output_step(&bytes) * 1.0001
+            } else {
+                1e-4 * scale.max(1.0)
+            };
+            let worst = want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            println!("{name}.{kind}: max |sprig − ort| = {worst:.6} (allowed {tol:.6})");
+            assert!(worst <= tol, "{name}.{kind}: max diff {worst} > {tol}");
+        }
+    }
+}
