@@ -163,6 +163,25 @@ fn plan_into<'m, const T: usize, const N: usize>(
             let size = (t.bytes() + ALIGN - 1) & !(ALIGN - 1);
             let loc = match (&mut s.op, pos, kv.raw()) {
                 (Op::QConv(_), 1, Some(raw)) => Loc::Model(raw),
+                // Recurrent weights the plan keeps transposed (see `RnnSpec::w_pre`).
+                (Op::Rnn(r), 1 | 2, _) if (pos == 1 && r.w_pre) || (pos == 2 && r.r_pre) => {
+                    let cols = if pos == 1 { r.input } else { r.hidden };
+                    fills
+                        .push(Fill::ConstTransposed {
+                            id: i,
+                            at,
+                            rows: r.cell.gates() * r.hidden,
+                            cols,
+                        })
+                        .map_err(|_| Error::CapacityExceeded {
+                            what: "prepared constants",
+                            capacity: N,
+                        })?;
+                    persist = persist.checked_add(size).ok_or(Error::InvalidModel {
+                        reason: "constant sizes overflow",
+                    })?;
+                    Loc::Persist(at)
+                }
                 (
                     Op::Gemm {
                         trans_a: false,
@@ -978,10 +997,13 @@ fn fill<const T: usize, const N: usize>(
                 what: "constant fill of a non-constant",
             })?;
             let mut res = Ok(());
+            // Several rows × cols blocks (a bidirectional layer's W) are transposed one by one.
+            let block = (rows * cols).max(1);
             kv.for_each_f32(|i, v| {
+                let (b, i) = (i / block, i % block);
                 let (r, c) = (i / cols.max(1), i % cols.max(1));
                 if res.is_ok() {
-                    res = put_f32(persist, at, c * rows + r, v);
+                    res = put_f32(persist, at, b * block + c * rows + r, v);
                 }
             })?;
             res

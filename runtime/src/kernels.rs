@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::ops::{Binary, Broadcast, QAdd, QLinear, QParams, Unary, Window};
-use crate::quant::{round_ties_even, RequantTable};
+use crate::quant::RequantTable;
 use crate::tensor::{DType, Shape, MAX_RANK};
 
 fn check(ok: bool) -> Result<()> {
@@ -94,12 +94,14 @@ impl Q8 for u8 {
     }
 }
 
+#[inline]
 fn exp(x: f32) -> f32 {
     libm_exp(x)
 }
 
 /// `exp` without libm: range reduction to 2^k·e^r with a degree-7 polynomial (< 2 ulp on the
 /// range softmax and sigmoid use).
+#[inline]
 fn libm_exp(x: f32) -> f32 {
     if x.is_nan() {
         return x;
@@ -110,12 +112,19 @@ fn libm_exp(x: f32) -> f32 {
     if x < -103.9 {
         return 0.0;
     }
-    let ln2 = core::f64::consts::LN_2;
-    let xd = x as f64;
-    let k = round_ties_even((xd / ln2) as f32) as i32;
-    let r = xd - k as f64 * ln2;
-    // Taylor series to r^11 (|r| ≤ ln2/2), Horner form: multiplies only, no divisions.
-    const INV_FACT: [f64; 12] = [
+    exp_f64(x as f64) as f32
+}
+
+/// e^x in f64 for x in [-104, 89] (the range f32 results need): range reduction to 2^k·e^r.
+#[inline(always)]
+fn exp_f64(xd: f64) -> f64 {
+    // 1.5·2^52: adding and subtracting it rounds an f64 to an integer (ties to even).
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    let k = (xd * core::f64::consts::LOG2_E + ROUND) - ROUND;
+    let r = xd - k * core::f64::consts::LN_2;
+    // Taylor series to r^7 (|r| ≤ ln2/2: truncation below 6e-9 relative, far under an f32
+    // ulp), Horner form.
+    const INV_FACT: [f64; 8] = [
         1.0,
         1.0,
         1.0 / 2.0,
@@ -124,20 +133,14 @@ fn libm_exp(x: f32) -> f32 {
         1.0 / 120.0,
         1.0 / 720.0,
         1.0 / 5040.0,
-        1.0 / 40320.0,
-        1.0 / 362880.0,
-        1.0 / 3628800.0,
-        1.0 / 39916800.0,
     ];
-    let mut p = INV_FACT[11];
-    for &c in INV_FACT[..11].iter().rev() {
+    let mut p = INV_FACT[7];
+    for &c in INV_FACT[..7].iter().rev() {
         p = p * r + c;
     }
-    // Multiply by 2^k in two steps to stay inside the f64 exponent range.
-    let half = k / 2;
-    let scale1 = f64::from_bits(((1023 + half as i64) as u64) << 52);
-    let scale2 = f64::from_bits(((1023 + (k - half) as i64) as u64) << 52);
-    (p * scale1 * scale2) as f32
+    // 2^k for k in [-150, 128] is a normal f64.
+    let scale = f64::from_bits(((1023 + k as i64) as u64) << 52);
+    p * scale
 }
 
 fn sqrt(x: f32) -> f32 {
@@ -156,6 +159,7 @@ fn sqrt(x: f32) -> f32 {
     g as f32
 }
 
+#[inline]
 fn tanh(x: f32) -> f32 {
     if x > 10.0 {
         return 1.0;
@@ -166,7 +170,8 @@ fn tanh(x: f32) -> f32 {
     if x.abs() < 1e-4 {
         return x;
     }
-    let e = libm_exp(2.0 * x) as f64;
+    // In f64 throughout: e − 1 keeps its precision for small x.
+    let e = exp_f64(2.0 * x as f64);
     ((e - 1.0) / (e + 1.0)) as f32
 }
 
@@ -180,7 +185,7 @@ pub fn unary(u: Unary, x: &[f32], y: &mut [f32]) -> Result<()> {
 }
 
 /// One element of a unary op (also the activations of the recurrent cells).
-#[inline]
+#[inline(always)]
 pub fn unary_one(u: Unary, v: f32) -> f32 {
     match u {
         Unary::Relu => {
@@ -1312,7 +1317,7 @@ mod tests {
         let bad32: [u8; 8] = bytemuck::cast([0i32, -3]);
         assert!(gather(4, d, &bad32, false, &xb, &mut y).is_err());
     }
-    use crate::quant::Requant;
+    use crate::quant::{round_ties_even, Requant};
 
     struct Lcg(u64);
     impl Lcg {

@@ -395,8 +395,9 @@ impl Step {
 pub enum Fill {
     /// Copy constant tensor `id` (converted to its dtype's little-endian layout).
     Const { id: u16, at: usize },
-    /// Copy the f32 matrix `id` (`rows × cols`) transposed, so Gemm with `transB = 1` runs the
-    /// row-broadcast kernel.
+    /// Copy the f32 matrix `id` (`rows × cols`, or a stack of such blocks) transposed, so Gemm
+    /// with `transB = 1` runs the row-broadcast kernel and recurrent layers update all gates
+    /// with contiguous rows.
     ConstTransposed {
         id: u16,
         at: usize,

@@ -64,15 +64,43 @@ pub enum Act {
 }
 
 impl Act {
-    #[inline]
+    #[inline(always)]
     fn apply(self, x: f32) -> f32 {
-        let u = match self {
-            Act::Sigmoid => Unary::Sigmoid,
-            Act::Tanh => Unary::Tanh,
-            Act::Relu => Unary::Relu,
-        };
-        unary_one(u, x)
+        match self {
+            Act::Sigmoid => sigmoid(x),
+            Act::Tanh => unary_one(Unary::Tanh, x),
+            Act::Relu => x.max(0.0),
+        }
     }
+
+    /// In place over a slice; one loop per function, so the sigmoid's vectorizes.
+    #[inline(always)]
+    fn apply_all(self, xs: &mut [f32]) {
+        match self {
+            Act::Sigmoid => xs.iter_mut().for_each(|v| *v = sigmoid(*v)),
+            Act::Tanh => xs.iter_mut().for_each(|v| *v = unary_one(Unary::Tanh, *v)),
+            Act::Relu => xs.iter_mut().for_each(|v| *v = v.max(0.0)),
+        }
+    }
+}
+
+/// 1 / (1 + e^−x), branch-free so loops over gates vectorize: e^−x as 2^k·p(r) in f32 with
+/// Cody–Waite reduction and a degree-6 polynomial (|r| ≤ ln2/2; a few ulp). x is clamped to
+/// ±87: above, the result is 1 in f32 anyway; below, it stays at e^-87 (about 1.6e-38) instead of going subnormal.
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let e = (-x).clamp(-87.0, 87.0);
+    let k = (e * core::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = (e - k * LN2_HI) - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    1.0 / (1.0 + p * scale)
 }
 
 /// Which output a step writes.
@@ -111,6 +139,11 @@ pub struct RnnSpec {
     pub linear_before_reset: bool,
     /// Activations per direction, in the spec's order (unused slots are Relu).
     pub acts: [Act; 6],
+    /// W is a constant the plan stores transposed (input × gates·hidden per direction), so
+    /// invoke reads it as is; otherwise the kernel transposes it into scratch.
+    pub w_pre: bool,
+    /// The same for R.
+    pub r_pre: bool,
     /// Positions of the optional inputs among the step inputs (0 = absent):
     /// bias, sequence_lens, initial_h, initial_c, peepholes.
     pub slots: [u8; 5],
@@ -123,15 +156,23 @@ const C0: usize = 3;
 const P: usize = 4;
 
 impl RnnSpec {
-    /// Scratch bytes a step needs: h and c per direction and batch, one time step's gates and
-    /// one hidden-sized temporary.
+    /// Scratch bytes a step needs: h and c per direction and batch, one time step's gates, two
+    /// hidden-sized temporaries, and W and R of one direction transposed.
     pub fn scratch_bytes(&self) -> Option<usize> {
         let state = self
             .dirs
             .checked_mul(self.batch)?
             .checked_mul(self.hidden)?;
-        let gates = (self.cell.gates() + 1).checked_mul(self.hidden)?;
-        state.checked_mul(2)?.checked_add(gates)?.checked_mul(4)
+        let gh = self.cell.gates().checked_mul(self.hidden)?;
+        let cols =
+            if self.w_pre { 0 } else { self.input } + if self.r_pre { 0 } else { self.hidden };
+        let weights = cols.checked_mul(gh)?;
+        state
+            .checked_mul(2)?
+            .checked_add(gh)?
+            .checked_add(2 * self.hidden)?
+            .checked_add(weights)?
+            .checked_mul(4)
     }
 
     fn act(&self, dir: usize, k: usize) -> Act {
@@ -264,7 +305,7 @@ pub(crate) fn prepare_rnn<const T: usize, const N: usize>(
     } else {
         (xt.shape.dim(0), xt.shape.dim(1), xt.shape.dim(2))
     };
-    let (_, rt) = input(p.g, node, 2)?;
+    let (r_id, rt) = input(p.g, node, 2)?;
     let hidden = match node.attr_i("hidden_size", -1)? {
         -1 if rt.shape.rank() == 3 => rt.shape.dim(2),
         h if h > 0 && h <= u32::MAX as i64 => h as usize,
@@ -340,6 +381,13 @@ pub(crate) fn prepare_rnn<const T: usize, const N: usize>(
             return Err(shape_err(node, "activations count differs from the cell's"));
         }
     }
+    // Constant weights read by this node only are transposed once, at plan time.
+    let plan_transposed = |id: u16| {
+        let t = p.g.t(id);
+        t.konst.is_some() && t.dtype == DType::F32 && t.uses == 1
+    };
+    let w_id = ins[1];
+    let (w_pre, r_pre) = (plan_transposed(w_id), plan_transposed(r_id));
     let base = RnnSpec {
         cell,
         output: RnnOutput::Y,
@@ -352,6 +400,8 @@ pub(crate) fn prepare_rnn<const T: usize, const N: usize>(
         batch_first,
         linear_before_reset: node.attr_i("linear_before_reset", 0)? != 0,
         acts,
+        w_pre,
+        r_pre,
         slots,
     };
     let mut added = 0;
@@ -439,34 +489,30 @@ impl<'a> RnnInputs<'a> {
     }
 }
 
-/// Dot product with eight independent partial sums, so the compiler can keep them in one
-/// vector register (a single running sum forbids reordering and stays scalar).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
 fn bad(what: &'static str) -> Error {
     Error::BadIo { what }
 }
 
-/// Runs the recurrence and writes the step's output (reference kernel; float32).
+/// Runs the recurrence and writes the step's output (float32): the portable kernel, compiled
+/// for AVX2 when the CPU has it (same code and order of operations, so bit-identical).
 pub fn rnn_f32(s: &RnnSpec, i: &RnnInputs<'_>, y: &mut [f32], scratch: &mut [f32]) -> Result<()> {
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    if crate::simd::has_avx2() {
+        return crate::simd::rnn_f32_avx2(s, i, y, scratch);
+    }
+    rnn_f32_portable(s, i, y, scratch)
+}
+
+/// The portable recurrence (see [`rnn_f32`]).
+#[inline(always)]
+pub fn rnn_f32_portable(
+    s: &RnnSpec,
+    i: &RnnInputs<'_>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<()> {
     let (hs, g) = (s.hidden, s.cell.gates());
+    let gh = g * hs;
     let state = s.dirs * s.batch * hs;
     let out_len = match s.output {
         RnnOutput::Y => s.seq * state,
@@ -474,31 +520,41 @@ pub fn rnn_f32(s: &RnnSpec, i: &RnnInputs<'_>, y: &mut [f32], scratch: &mut [f32
     };
     if y.len() != out_len
         || i.x.len() != s.seq * s.batch * s.input
-        || i.w.len() != s.dirs * g * hs * s.input
-        || i.r.len() != s.dirs * g * hs * hs
-        || scratch.len() < 2 * state + (g + 1) * hs
+        || i.w.len() != s.dirs * gh * s.input
+        || i.r.len() != s.dirs * gh * hs
+        || scratch.len() < scratch_floats(s)
     {
         return Err(bad("recurrent step buffers differ from the plan"));
     }
     let (h_all, rest) = scratch.split_at_mut(state);
     let (c_all, rest) = rest.split_at_mut(state);
-    let (gates, rest) = rest.split_at_mut(g * hs);
-    let tmp = &mut rest[..hs];
+    let (gates, rest) = rest.split_at_mut(gh);
+    let (hrec, rest) = rest.split_at_mut(hs);
+    let (tmp, rest) = rest.split_at_mut(hs);
+    let (wt_buf, rest) = rest.split_at_mut(if s.w_pre { 0 } else { s.input * gh });
+    let rt_buf = &mut rest[..if s.r_pre { 0 } else { hs * gh }];
     if s.output == RnnOutput::Y {
         y.fill(0.0); // steps past a sequence length stay zero
     }
     for d in 0..s.dirs {
         let backwards = s.reverse || d == 1;
-        let w = &i.w[d * g * hs * s.input..][..g * hs * s.input];
-        let r = &i.r[d * g * hs * hs..][..g * hs * hs];
-        let zeros = [0.0f32; 0];
-        let (wb, rb) = match i.b {
-            Some(b) => {
-                let b = &b[d * 2 * g * hs..][..2 * g * hs];
-                (&b[..g * hs], &b[g * hs..])
-            }
-            None => (&zeros[..], &zeros[..]),
+        // Transposed weights: the products become axpy updates of all gates at once
+        // (contiguous, vectorizable, and summed in the same order by every build).
+        let w_d = &i.w[d * gh * s.input..][..gh * s.input];
+        let wt: &[f32] = if s.w_pre {
+            w_d
+        } else {
+            transpose(w_d, gh, s.input, wt_buf);
+            wt_buf
         };
+        let r_d = &i.r[d * gh * hs..][..gh * hs];
+        let rt: &[f32] = if s.r_pre {
+            r_d
+        } else {
+            transpose(r_d, gh, hs, rt_buf);
+            rt_buf
+        };
+        let bias = i.b.map(|b| &b[d * 2 * gh..][..2 * gh]);
         for b in 0..s.batch {
             let len = match i.lens {
                 Some(l) => {
@@ -526,23 +582,54 @@ pub fn rnn_f32(s: &RnnSpec, i: &RnnInputs<'_>, y: &mut [f32], scratch: &mut [f32
             for step in 0..len {
                 let t = if backwards { len - 1 - step } else { step };
                 let x = &i.x[s.x_at(t, b)..][..s.input];
-                // Input and recurrent products, biases included (GRU's h gate: see below).
-                for (j, gv) in gates.iter_mut().enumerate() {
-                    let mut v = dot(&w[j * s.input..][..s.input], x);
-                    v += wb.get(j).copied().unwrap_or(0.0);
-                    let recurrent = !(s.cell == Cell::Gru && j >= 2 * hs);
-                    if recurrent {
-                        v += dot(&r[j * hs..][..hs], h) + rb.get(j).copied().unwrap_or(0.0);
-                    }
-                    *gv = v;
+                // Input part of every gate, with the input biases.
+                match bias {
+                    Some(bv) => gates.copy_from_slice(&bv[..gh]),
+                    None => gates.fill(0.0),
                 }
+                gemv_t(gates, x, wt, gh);
+                // Recurrent part: all gates, except GRU's h gate, which needs the reset gate
+                // first (kept apart in `hrec`).
+                let direct = if s.cell == Cell::Gru { 2 * hs } else { gh };
+                if let Some(bv) = bias {
+                    for (gv, &r) in gates[..direct].iter_mut().zip(&bv[gh..gh + direct]) {
+                        *gv += r;
+                    }
+                }
+                gemv_t(&mut gates[..direct], h, rt, gh);
                 match s.cell {
                     Cell::Rnn => {
-                        for (hv, &gv) in h.iter_mut().zip(gates.iter()) {
-                            *hv = s.act(d, 0).apply(gv);
+                        s.act(d, 0).apply_all(&mut gates[..hs]);
+                        h.copy_from_slice(&gates[..hs]);
+                    }
+                    Cell::Gru => {
+                        let (f, gfn) = (s.act(d, 0), s.act(d, 1));
+                        f.apply_all(&mut gates[..2 * hs]);
+                        match bias {
+                            Some(bv) => hrec.copy_from_slice(&bv[gh + 2 * hs..]),
+                            None => hrec.fill(0.0),
+                        }
+                        // linear_before_reset: r∘(Rh·h + Rbh); otherwise Rh·(r∘h) + Rbh.
+                        let src: &[f32] = if s.linear_before_reset {
+                            h
+                        } else {
+                            for j in 0..hs {
+                                tmp[j] = gates[hs + j] * h[j];
+                            }
+                            tmp
+                        };
+                        gemv_t(hrec, src, &rt[2 * hs..], gh);
+                        for j in 0..hs {
+                            let rec = if s.linear_before_reset {
+                                gates[hs + j] * hrec[j]
+                            } else {
+                                hrec[j]
+                            };
+                            let cand = gfn.apply(gates[2 * hs + j] + rec);
+                            let z = gates[j];
+                            h[j] = (1.0 - z) * cand + z * h[j];
                         }
                     }
-                    Cell::Gru => gru_update(s, d, r, rb, gates, tmp, h),
                     Cell::Lstm => {
                         let peep = i.p.map(|p| &p[d * 3 * hs..][..3 * hs]);
                         for j in 0..hs {
@@ -570,42 +657,74 @@ pub fn rnn_f32(s: &RnnSpec, i: &RnnInputs<'_>, y: &mut [f32], scratch: &mut [f32
     Ok(())
 }
 
-/// GRU state update from the gate pre-activations (z and r complete; h without its
-/// recurrent part, which depends on the reset gate and `linear_before_reset`).
-fn gru_update(
-    s: &RnnSpec,
-    d: usize,
-    r: &[f32],
-    rb: &[f32],
-    gates: &mut [f32],
-    tmp: &mut [f32],
-    h: &mut [f32],
-) {
-    let hs = s.hidden;
-    let (f, gfn) = (s.act(d, 0), s.act(d, 1));
-    for v in &mut gates[..2 * hs] {
-        *v = f.apply(*v);
+/// Floats of scratch a step needs (see [`RnnSpec::scratch_bytes`]).
+fn scratch_floats(s: &RnnSpec) -> usize {
+    let gh = s.cell.gates() * s.hidden;
+    let cols = if s.w_pre { 0 } else { s.input } + if s.r_pre { 0 } else { s.hidden };
+    2 * s.dirs * s.batch * s.hidden + gh + 2 * s.hidden + cols * gh
+}
+
+/// acc[j] += Σₖ v[k]·m[k·stride + j]: a product with a transposed matrix, 32 outputs at a time
+/// held in registers while k runs (each output still sums k in order, so every build agrees).
+#[inline(always)]
+fn gemv_t(acc: &mut [f32], v: &[f32], m: &[f32], stride: usize) {
+    const B: usize = 32;
+    let mut j0 = 0;
+    while j0 < acc.len() {
+        let n = B.min(acc.len() - j0);
+        if n == B {
+            let mut a = [0.0f32; B];
+            a.copy_from_slice(&acc[j0..j0 + B]);
+            for (k, &vk) in v.iter().enumerate() {
+                let row = &m[k * stride + j0..][..B];
+                for l in 0..B {
+                    a[l] += vk * row[l];
+                }
+            }
+            acc[j0..j0 + B].copy_from_slice(&a);
+        } else {
+            for (k, &vk) in v.iter().enumerate() {
+                let row = &m[k * stride + j0..][..n];
+                for (o, &r) in acc[j0..j0 + n].iter_mut().zip(row) {
+                    *o += vk * r;
+                }
+            }
+        }
+        j0 += n;
     }
-    let rh = &r[2 * hs * hs..];
-    let rbh = |j: usize| rb.get(2 * hs + j).copied().unwrap_or(0.0);
-    if s.linear_before_reset {
-        for j in 0..hs {
-            let rec = dot(&rh[j * hs..][..hs], h) + rbh(j);
-            tmp[j] = gates[hs + j] * rec;
+}
+
+/// `m` (rows × cols, row-major) transposed into `out` (cols × rows).
+fn transpose(m: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = m[r * cols + c];
         }
-    } else {
-        for j in 0..hs {
-            tmp[j] = gates[hs + j] * h[j];
-        }
-        // tmp now holds r∘h; the recurrent product of it goes into the h gate below.
-        for j in 0..hs {
-            gates[2 * hs + j] += dot(&rh[j * hs..][..hs], tmp) + rbh(j);
-        }
-        tmp.fill(0.0);
     }
-    for j in 0..hs {
-        let cand = gfn.apply(gates[2 * hs + j] + tmp[j]);
-        let z = gates[j];
-        h[j] = (1.0 - z) * cand + z * h[j];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_sigmoid_is_accurate_and_saturates() {
+        for i in -40_000..40_000 {
+            let x = i as f32 * 0.0025;
+            let want = 1.0 / (1.0 + (-(x as f64)).exp());
+            let got = sigmoid(x) as f64;
+            if x > -87.0 {
+                assert!(
+                    ((got - want) / want).abs() < 1e-6,
+                    "sigmoid({x}) = {got}, want {want}"
+                );
+            } else {
+                // Clamped at e^-87 instead of a subnormal.
+                assert!(got <= 2e-38, "sigmoid({x}) = {got}");
+            }
+        }
+        assert_eq!(sigmoid(200.0), 1.0);
+        assert!(sigmoid(-200.0) <= 2e-38);
+        assert!(sigmoid(f32::NAN).is_nan());
     }
 }

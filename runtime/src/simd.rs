@@ -75,3 +75,27 @@ pub fn conv_f32_rows_avx2(
     // SAFETY: callers check `has_avx2()` first.
     unsafe { conv_f32_avx2_impl(p, x, w, b, y, scratch) }
 }
+
+#[cfg(feature = "recurrent")]
+#[target_feature(enable = "avx2")]
+fn rnn_f32_avx2_impl(
+    s: &crate::rnn::RnnSpec,
+    i: &crate::rnn::RnnInputs<'_>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<()> {
+    crate::rnn::rnn_f32_portable(s, i, y, scratch)
+}
+
+/// [`crate::rnn::rnn_f32`] compiled for AVX2 (no FMA). Call only when [`has_avx2`] is true.
+#[cfg(feature = "recurrent")]
+pub fn rnn_f32_avx2(
+    s: &crate::rnn::RnnSpec,
+    i: &crate::rnn::RnnInputs<'_>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<()> {
+    debug_assert!(cpu_has_avx2());
+    // SAFETY: callers check `has_avx2()` first.
+    unsafe { rnn_f32_avx2_impl(s, i, y, scratch) }
+}
