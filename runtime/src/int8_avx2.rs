@@ -464,7 +464,7 @@ unsafe fn direct_vnni<T: Q8>(
                         let (oy, ox) = pos[i];
                         let start = (oc * win.oh + oy) * win.ow + ox;
                         let n = (win.ow - ox).min(LANES);
-                        store8(p, b, r, accj[i], &mut yn[start..start + n]);
+                        store8_vl(p, b, r, accj[i], &mut yn[start..start + n]);
                     }
                 }
             }
@@ -583,6 +583,45 @@ unsafe fn store8<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &mut 
             *d = T::put(p.output(a, r));
         }
     }
+}
+
+/// [`store8`] on AVX-512VL CPUs (the VNNI path): 64-bit arithmetic shifts make the rounding
+/// four instructions shorter; the same results.
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512vl")]
+unsafe fn store8_vl<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &mut [T]) {
+    let a = _mm256_add_epi32(a, _mm256_set1_epi32(bias));
+    if vector_exact(r) {
+        let v = clamp_zero_point(requant8_raw_vl(a, r), p.zy, p.act_min, p.act_max);
+        narrow_store8(p, v, y);
+    } else {
+        let mut acc = [0i32; LANES];
+        _mm256_storeu_si256(acc.as_mut_ptr().cast(), a);
+        for (d, a) in y.iter_mut().zip(acc) {
+            *d = T::put(p.output(a, r));
+        }
+    }
+}
+
+/// [`requant8_raw`] with AVX-512VL's arithmetic 64-bit shift (no bias needed).
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512vl")]
+unsafe fn requant8_raw_vl(x: __m256i, r: Requant) -> __m256i {
+    let right = (31 - r.shift) as i64;
+    let m = _mm256_set1_epi32(r.multiplier);
+    let count = _mm_set_epi64x(0, right);
+    let half_m1 = _mm256_set1_epi64x((1i64 << (right - 1)) - 1);
+    let one = _mm256_set1_epi64x(1);
+    let round = |prod: __m256i| {
+        let odd = _mm256_and_si256(_mm256_sra_epi64(prod, count), one);
+        _mm256_sra_epi64(
+            _mm256_add_epi64(_mm256_add_epi64(prod, half_m1), odd),
+            count,
+        )
+    };
+    let even = round(_mm256_mul_epi32(x, m));
+    let odd = round(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), m));
+    _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0b1010_1010)
 }
 
 /// [`Requant::apply`] on 8 lanes when [`vector_exact`] holds:

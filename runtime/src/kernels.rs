@@ -1266,26 +1266,61 @@ pub fn qconcat<T: Q8>(p: &crate::ops::QConcat, ins: &[&[T]], y: &mut [T]) -> Res
     check(off == y.len())
 }
 
-/// Fused int8 average pool over whole windows (see [`crate::ops::QAvgPool`]).
+/// Fused int8 average pool over whole windows (see [`crate::ops::QAvgPool`]). Small windows
+/// (sums spanning under 1,024 values, e.g. 2×2) requantize through a table built per call;
+/// larger ones (global pooling) requantize each sum.
+#[inline(never)] // the table stays in this frame, off the interpreter's
 pub fn qavgpool<T: Q8>(p: &crate::ops::QAvgPool, x: &[T], y: &mut [T]) -> Result<()> {
     let w = &p.win;
     check(x.len() == w.n * w.c * w.h * w.w && y.len() == w.n * w.c * w.oh * w.ow)?;
     let (lo, hi) = T::RANGE;
+    let count = (w.kh * w.kw) as i32;
+    let out = |sum: i32| T::put(p.zy.saturating_add(p.rq.apply(sum)).clamp(lo, hi));
+    const TABLE: usize = 1024;
+    let span = count as usize * (hi - lo) as usize;
+    let mut table = [T::put(0); TABLE];
+    let use_table = span < TABLE;
+    if use_table {
+        // Index Σ (x − lo) ∈ [0, span] stands for the sum Σ (x − zx) = index + count·(lo − zx).
+        for (i, e) in table.iter_mut().enumerate().take(span + 1) {
+            *e = out(i as i32 + count * (lo - p.zx));
+        }
+    }
     for (xp, yp) in x
         .chunks_exact((w.h * w.w).max(1))
         .zip(y.chunks_exact_mut((w.oh * w.ow).max(1)))
         .take(w.n * w.c)
     {
+        if use_table && (w.kh, w.kw, w.sh, w.sw) == (2, 2, 2, 2) {
+            // The DenseNet/ResNet transition: pairs of rows, pairs of columns.
+            for (oy, yr) in yp.chunks_exact_mut(w.ow.max(1)).enumerate() {
+                let r0 = &xp[2 * oy * w.w..][..2 * w.ow];
+                let r1 = &xp[(2 * oy + 1) * w.w..][..2 * w.ow];
+                for ((o, a), b) in yr
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    let idx = a[0].get() + a[1].get() + b[0].get() + b[1].get() - 4 * lo;
+                    *o = table[idx as usize];
+                }
+            }
+            continue;
+        }
         for oy in 0..w.oh {
             for ox in 0..w.ow {
-                let mut sum = 0i32;
+                let mut idx = 0i32;
                 for ky in 0..w.kh {
                     let row = &xp[(oy * w.sh + ky) * w.w + ox * w.sw..][..w.kw];
                     for v in row {
-                        sum += v.get() - p.zx;
+                        idx += v.get() - lo;
                     }
                 }
-                yp[oy * w.ow + ox] = T::put(p.zy.saturating_add(p.rq.apply(sum)).clamp(lo, hi));
+                yp[oy * w.ow + ox] = if use_table {
+                    table[idx as usize]
+                } else {
+                    out(idx + count * (lo - p.zx))
+                };
             }
         }
     }
@@ -1723,10 +1758,14 @@ mod tests {
     #[test]
     fn qavgpool_matches_a_float_average() {
         let mut rng = Lcg(9);
-        for _ in 0..100 {
+        for case in 0..100 {
             let (h, w) = (rng.range(2, 9), rng.range(2, 9));
-            let (kh, kw) = (rng.range(1, h), rng.range(1, w));
-            let (sh, sw) = (rng.range(1, 3), rng.range(1, 3));
+            let (mut kh, mut kw) = (rng.range(1, h), rng.range(1, w));
+            let (mut sh, mut sw) = (rng.range(1, 3), rng.range(1, 3));
+            if case % 4 == 0 {
+                // The 2×2 / stride-2 fast path.
+                (kh, kw, sh, sw) = (2, 2, 2, 2);
+            }
             let win = crate::ops::Window {
                 n: 1,
                 c: 2,
