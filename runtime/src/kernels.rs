@@ -32,8 +32,8 @@ pub fn optimized_allowed() -> bool {
     !PORTABLE_ONLY.load(core::sync::atomic::Ordering::Relaxed)
 }
 
-/// Which optimized kernel set this build picks on this CPU ("avx2+vnni", "avx2", "neon+dotprod"
-/// or "portable"): the results are the same either way, only the speed differs.
+/// Which optimized kernel set this build picks on this CPU ("avx2+vnni", "avx2", "neon+dotprod",
+/// "arm-dsp" or "portable"): the results are the same either way, only the speed differs.
 pub fn kernel_set() -> &'static str {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if crate::simd::has_avx2() {
@@ -46,6 +46,10 @@ pub fn kernel_set() -> &'static str {
     #[cfg(all(feature = "std", target_arch = "aarch64"))]
     if crate::int8_neon::has_dotprod() {
         return "neon+dotprod";
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if optimized_allowed() {
+        return "arm-dsp";
     }
     "portable"
 }
@@ -738,9 +742,14 @@ fn qconv_im2row_body<T: Q8>(
     Ok(())
 }
 
-/// Σ a·b with i32 accumulation, written so it vectorizes (pmaddwd on x86, smlal on Arm).
+/// Σ a·b with i32 accumulation, written so it vectorizes (pmaddwd on x86, smlal on Arm); SMLAD
+/// pairs on Cortex-M with the DSP extension ([`crate::int8_dsp`], bit-identical).
 #[inline]
 fn dot_i16_i8(a: &[i16], b: &[i8]) -> i32 {
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if optimized_allowed() {
+        return crate::int8_dsp::dot_i16_i8(a, b);
+    }
     a.iter()
         .zip(b)
         .fold(0i32, |s, (&x, &w)| s.wrapping_add(x as i32 * w as i32))

@@ -34,6 +34,7 @@ mod graph;
 pub mod hazard;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod int8_avx2;
+pub mod int8_dsp;
 #[cfg(all(feature = "std", target_arch = "aarch64"))]
 mod int8_neon;
 mod interp;

@@ -239,3 +239,15 @@ fn aarch64_sprig_edge_hazard_gives_the_host_alerts() {
     ]);
     assert_eq!(json_lines(&out.stdout), host_alerts());
 }
+
+/// The int8 kernel property test on the Cortex-M4: 300 random convolutions and fully connected
+/// layers through the firmware's kernel (im2row with SMLAD, `arm-dsp`) equal the reference.
+#[test]
+fn cortex_m4_dsp_kernel_is_bit_exact_with_the_reference() {
+    let out = run_firmware(&[], "kernels");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kernels arm-dsp: 300 random int8 convolutions, 0 differ from the reference"),
+        "{text}"
+    );
+}
