@@ -646,6 +646,57 @@ fn median(v: &mut [f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// The model's median latency through tract-onnx (optimized plan, one thread) on the inputs
+/// sprig's interpreter holds, or why tract could not run it.
+fn tract_median_us(
+    path: &std::path::Path,
+    it: &mut Interpreter<'_, '_>,
+    runs: usize,
+) -> std::result::Result<f64, String> {
+    use tract_onnx::prelude::*;
+    let mut inputs: TVec<TValue> = tvec!();
+    for i in 0..it.input_count() {
+        let (_, dtype, shape) = it.input_info(i).map_err(|e| e.to_string())?;
+        let dims: Vec<usize> = shape.dims().iter().map(|&d| d as usize).collect();
+        let bytes = it.input_mut(i).map_err(|e| e.to_string())?.to_vec();
+        let t: Tensor = match dtype {
+            sprig_runtime::DType::F32 => {
+                let v: Vec<f32> = bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                tract_ndarray::ArrayD::from_shape_vec(dims, v)
+                    .map_err(|e| e.to_string())?
+                    .into()
+            }
+            sprig_runtime::DType::U8 => tract_ndarray::ArrayD::from_shape_vec(dims, bytes)
+                .map_err(|e| e.to_string())?
+                .into(),
+            sprig_runtime::DType::I8 => tract_ndarray::ArrayD::from_shape_vec(
+                dims,
+                bytes.iter().map(|&b| b as i8).collect(),
+            )
+            .map_err(|e| e.to_string())?
+            .into(),
+            d => return Err(format!("input {i} has element type {d:?}")),
+        };
+        inputs.push(t.into());
+    }
+    let plan = tract_onnx::onnx()
+        .model_for_path(path)
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| format!("{e:#}"))?;
+    plan.run(inputs.clone()).map_err(|e| format!("{e:#}"))?; // warm-up
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        plan.run(inputs.clone()).map_err(|e| format!("{e:#}"))?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(median(&mut times))
+}
+
 fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
     let bytes = load(path)?;
     let (model, mut arena) = open(path, &bytes)?;
@@ -691,6 +742,7 @@ fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
         it.invoke_with(&mut timer)?;
     }
     let total = median(&mut totals);
+    let tract = tract_median_us(path, &mut it, runs);
     let ops: Vec<serde_json::Value> = timer
         .names
         .iter()
@@ -701,6 +753,8 @@ fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
         let v = serde_json::json!({
             "model": path.display().to_string(),
             "median_us": total,
+            "tract_median_us": tract.as_ref().ok(),
+            "tract_error": tract.as_ref().err(),
             "arena_bytes": report.total,
             "arena_persistent_bytes": report.persistent,
             "arena_working_bytes": report.working,
@@ -722,6 +776,13 @@ fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
             runs,
             sprig_runtime::kernels::kernel_set()
         );
+        match &tract {
+            Ok(t) => println!(
+                "tract 0.23, same inputs, same run: median {t:.1} µs (sprig / tract = {:.2})",
+                total / t
+            ),
+            Err(e) => println!("tract 0.23 could not run this model: {e}"),
+        }
         println!("arena {} bytes = {} persistent + {} working (liveness lower bound {}); weights {} bytes; heap allocations per inference: {}", report.total, report.persistent, report.working, report.working_lower_bound, weight_bytes, heap_allocations);
         println!("{:<4} {:<20} {:<24} {:>12}", "#", "op", "node", "median µs");
         for (i, o) in ops.iter().enumerate() {

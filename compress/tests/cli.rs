@@ -155,3 +155,36 @@ fn quantize_writes_an_int8_model_and_reports_accuracy() {
     let v: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
     assert!(v["top1"].as_f64().unwrap() > 0.9, "{v}");
 }
+
+/// `sprig profile --json` gives the contract's keys, with tract timed on the same model in the
+/// same run and zero heap allocations per inference.
+#[test]
+fn profile_json_has_the_contract_keys_and_a_tract_time() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../boards/cortex-m/models/digits_int8.onnx");
+    let o = sprig(&["profile", model.to_str().unwrap(), "--runs", "20", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in [
+        "median_us",
+        "tract_median_us",
+        "arena_bytes",
+        "arena_lower_bound_bytes",
+        "heap_allocations",
+        "ops",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    assert!(v["median_us"].as_f64().unwrap() > 0.0);
+    assert!(v["tract_median_us"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["heap_allocations"].as_u64(), Some(0));
+    let ops = v["ops"].as_array().unwrap();
+    assert!(!ops.is_empty());
+    for op in ops {
+        assert!(
+            op.get("name").is_some()
+                && op.get("op_type").is_some()
+                && op.get("median_us").is_some()
+        );
+    }
+}
