@@ -171,7 +171,7 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
                 });
             }
             t.konst = Some(init);
-            t.dtype = init.dtype;
+            t.dtype = init.dtype.computed();
             t.shape = init.shape;
             t.known = true;
         }
@@ -183,9 +183,12 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
             }
             let t = g.t_mut(id)?;
             t.is_input = true;
-            t.dtype = vi.dtype.ok_or(Error::InvalidModel {
-                reason: "graph input without an element type",
-            })?;
+            t.dtype = vi
+                .dtype
+                .ok_or(Error::InvalidModel {
+                    reason: "graph input without an element type",
+                })?
+                .computed();
             t.shape = vi.shape.ok_or(Error::BadDimension {
                 name: Name::new(vi.name),
             })?;

@@ -86,7 +86,7 @@ fn plan_into<'m, const T: usize, const N: usize>(
                     })?;
             let t = g.t_mut(id)?;
             t.konst = Some(v);
-            t.dtype = v.dtype;
+            t.dtype = v.dtype.computed();
             t.shape = v.shape;
             t.known = true;
             continue;
@@ -964,7 +964,17 @@ fn fill<const T: usize, const N: usize>(
                 what: "fill outside the arena",
             })?;
             match kv.raw() {
-                Some(raw) if raw.len() == len => dst.copy_from_slice(raw),
+                Some(raw) if raw.len() == len && kv.dtype == t.dtype => dst.copy_from_slice(raw),
+                _ if kv.dtype == DType::F16 => {
+                    // float16 constants are widened to float32 once, here.
+                    let mut res = Ok(());
+                    kv.for_each_f32(|i, v| {
+                        if res.is_ok() {
+                            res = put_f32(dst, 0, i, v);
+                        }
+                    })?;
+                    res?;
+                }
                 _ => {
                     let es = t.dtype.size();
                     let mut err = None;

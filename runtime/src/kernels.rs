@@ -219,6 +219,7 @@ pub fn unary_one(u: Unary, v: f32) -> f32 {
                 a * v
             }
         }
+        Unary::RoundF16 => half::f16::from_f32(v).to_f32(),
         Unary::Clip(lo, hi) => {
             if v < lo {
                 lo

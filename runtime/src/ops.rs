@@ -14,6 +14,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Add",
     "AveragePool",
     "BatchNormalization",
+    "Cast",
     "Clip",
     "Concat",
     "Conv",
@@ -64,6 +65,8 @@ pub enum Unary {
     Sqrt,
     LeakyRelu(f32),
     Clip(f32, f32),
+    /// `Cast` to float16: rounds to the nearest f16 value (kept as f32).
+    RoundF16,
 }
 
 /// Element-wise binary functions on f32.
@@ -588,6 +591,7 @@ pub fn op_name(op: &Op) -> &'static str {
             Unary::Sqrt => "Sqrt",
             Unary::LeakyRelu(_) => "LeakyRelu",
             Unary::Clip(..) => "Clip",
+            Unary::RoundF16 => "Cast",
         },
         Op::Binary(b, _) => match b {
             Binary::Add => "Add",

@@ -145,6 +145,23 @@ pub fn prepare_node<const T: usize, const N: usize>(
             };
             (Op::Unary(u), DType::F32, s)
         }
+        "Cast" => {
+            only_attrs(node, &["to", "saturate"])?;
+            let (x, t) = input(p.g, node, 0)?;
+            let to = DType::from_onnx(node.attr_i("to", 0)?, node.outputs[0])
+                .map_err(|_| unsupported(node, "Cast target type"))?;
+            let _ = ins.push(x);
+            match (t.dtype, to) {
+                (DType::F32, DType::F32) => (Op::Copy, DType::F32, t.shape),
+                (DType::F32, DType::F16) => (Op::Unary(Unary::RoundF16), DType::F32, t.shape),
+                _ => {
+                    return Err(unsupported(
+                        node,
+                        "Cast between these types (float32 and float16 are supported)",
+                    ))
+                }
+            }
+        }
         "Clip" => {
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);

@@ -26,6 +26,15 @@ pub enum DType {
 }
 
 impl DType {
+    /// The type a tensor of this type is computed and stored in: float16 widens to float32
+    /// (f16 models run in f32; a `Cast` to float16 rounds values to f16 precision).
+    pub fn computed(self) -> Self {
+        match self {
+            DType::F16 => DType::F32,
+            d => d,
+        }
+    }
+
     /// Maps an ONNX data type code; `name` is only used for the error.
     pub fn from_onnx(code: i64, name: &str) -> Result<Self> {
         Ok(match code {
