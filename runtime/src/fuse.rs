@@ -165,6 +165,42 @@ fn tail<'m, const T: usize, const N: usize>(
     Ok(Some((absorbed, n, relu, clip)))
 }
 
+/// The `→ Q` after an op that takes no fused activation (Concat, pooling, reshapes): the
+/// absorbed Q node, its per-tensor scale, zero point and type, and its output tensor.
+#[allow(clippy::type_complexity)]
+fn plain_q_tail<const T: usize, const N: usize>(
+    g: &Graph<'_, T, N>,
+    out: &str,
+) -> Result<Option<(heapless::Vec<u16, 2>, f32, i32, DType, u16)>> {
+    let Some((absorbed, q, relu, clip)) = tail(g, out)? else {
+        return Ok(None);
+    };
+    if relu || clip.is_some() || absorbed.len() != 1 {
+        return Ok(None);
+    }
+    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else {
+        return Ok(None);
+    };
+    let Some(y_id) = g.find(q.outputs[0]) else {
+        return Ok(None);
+    };
+    Ok(Some((absorbed, sy, zy, ydt, y_id)))
+}
+
+/// Types the fused step's output tensor.
+fn set_output<const T: usize, const N: usize>(
+    p: &mut Prep<'_, '_, T, N>,
+    y_id: u16,
+    dtype: DType,
+    shape: Shape,
+) -> Result<()> {
+    let y = p.g.t_mut(y_id)?;
+    y.dtype = dtype;
+    y.shape = shape;
+    y.known = true;
+    Ok(())
+}
+
 /// Tries to fuse the pattern centred on `node`. On success returns the step and the nodes it
 /// absorbed (to be skipped).
 #[inline(never)] // keeps this large frame off the caller's stack on MCUs
@@ -435,21 +471,12 @@ fn fuse_passthrough<const T: usize, const N: usize>(
     let Some(x) = dq_act(g, node.input(0))? else {
         return Ok(None);
     };
-    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else {
-        return Ok(None);
-    };
-    if relu || clip.is_some() || absorbed.len() != 1 {
-        return Ok(None);
-    }
-    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else {
+    let Some((absorbed, sy, zy, ydt, y_id)) = plain_q_tail(g, node.outputs[0])? else {
         return Ok(None);
     };
     if sy != x.scale || zy != x.zp || (ydt == DType::U8) != x.unsigned {
         return Ok(None);
     }
-    let Some(y_id) = g.find(q.outputs[0]) else {
-        return Ok(None);
-    };
     let xs = g.t(x.id).shape;
     let xdt = g.t(x.id).dtype;
     let (op, shape) = if node.op_type == "MaxPool" {
@@ -461,10 +488,7 @@ fn fuse_passthrough<const T: usize, const N: usize>(
     } else {
         (Op::Copy, reshape_like(p, node, &xs)?)
     };
-    let y = p.g.t_mut(y_id)?;
-    y.dtype = xdt;
-    y.shape = shape;
-    y.known = true;
+    set_output(p, y_id, xdt, shape)?;
     Ok(Some((make_step(idx, op, &[x.id], y_id)?, absorbed)))
 }
 
@@ -491,21 +515,12 @@ fn fuse_concat<const T: usize, const N: usize>(
     if acts.iter().any(|a| a.unsigned != unsigned) {
         return Ok(None);
     }
-    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else {
-        return Ok(None);
-    };
-    if relu || clip.is_some() || absorbed.len() != 1 {
-        return Ok(None);
-    }
-    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else {
+    let Some((absorbed, sy, zy, ydt, y_id)) = plain_q_tail(g, node.outputs[0])? else {
         return Ok(None);
     };
     if (ydt == DType::U8) != unsigned {
         return Ok(None);
     }
-    let Some(y_id) = g.find(q.outputs[0]) else {
-        return Ok(None);
-    };
     // Geometry as the float Concat has it.
     let s0 = g.t(acts[0].id).shape;
     let r = s0.rank();
@@ -548,10 +563,7 @@ fn fuse_concat<const T: usize, const N: usize>(
         unsigned,
     };
     let shape = Shape::from_usize(&d[..r], node.outputs[0])?;
-    let y = p.g.t_mut(y_id)?;
-    y.dtype = ydt;
-    y.shape = shape;
-    y.known = true;
+    set_output(p, y_id, ydt, shape)?;
     Ok(Some((
         make_step(idx, Op::QConcat(qc), &ids, y_id)?,
         absorbed,
@@ -570,21 +582,12 @@ fn fuse_avgpool<const T: usize, const N: usize>(
     let Some(x) = dq_act(g, node.input(0))? else {
         return Ok(None);
     };
-    let Some((absorbed, q, relu, clip)) = tail(g, node.outputs[0])? else {
-        return Ok(None);
-    };
-    if relu || clip.is_some() || absorbed.len() != 1 {
-        return Ok(None);
-    }
-    let Some((sy, zy, ydt)) = scalar_qparams(g, &q)? else {
+    let Some((absorbed, sy, zy, ydt, y_id)) = plain_q_tail(g, node.outputs[0])? else {
         return Ok(None);
     };
     if (ydt == DType::U8) != x.unsigned {
         return Ok(None);
     }
-    let Some(y_id) = g.find(q.outputs[0]) else {
-        return Ok(None);
-    };
     let xs = g.t(x.id).shape;
     let (win, shape) = if node.op_type == "GlobalAveragePool" {
         if xs.rank() != 4 {
@@ -641,10 +644,7 @@ fn fuse_avgpool<const T: usize, const N: usize>(
         rq: Requant::from_f64(x.scale as f64 / (sy as f64 * count)),
         unsigned: x.unsigned,
     };
-    let y = p.g.t_mut(y_id)?;
-    y.dtype = ydt;
-    y.shape = shape;
-    y.known = true;
+    set_output(p, y_id, ydt, shape)?;
     Ok(Some((
         make_step(idx, Op::QAvgPool(qp), &[x.id], y_id)?,
         absorbed,

@@ -919,7 +919,7 @@ fn put_f32(persist: &mut [u8], at: usize, i: usize, v: f32) -> Result<()> {
     Ok(())
 }
 
-fn put_i32(persist: &mut [u8], at: usize, i: usize, v: i32) -> Result<()> {
+pub(crate) fn put_i32(persist: &mut [u8], at: usize, i: usize, v: i32) -> Result<()> {
     persist
         .get_mut(at + 4 * i..at + 4 * i + 4)
         .ok_or(Error::BadIo {

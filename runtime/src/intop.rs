@@ -382,15 +382,7 @@ pub(crate) fn fill_int_linear(
     scales: Option<(f32, crate::onnx::TensorView<'_>, f32)>,
     persist: &mut [u8],
 ) -> Result<()> {
-    let put = |persist: &mut [u8], at: usize, i: usize, v: i32| -> Result<()> {
-        persist
-            .get_mut(at + 4 * i..at + 4 * i + 4)
-            .ok_or(Error::BadIo {
-                what: "fill outside the arena",
-            })?
-            .copy_from_slice(&v.to_le_bytes());
-        Ok(())
-    };
+    let put = crate::interp::put_i32;
     let ch = p.geom.channels();
     for c in 0..ch {
         let z = match zw {
