@@ -6,6 +6,8 @@
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, D};
 use candle_nn::{BatchNorm, Conv2dConfig, VarBuilder, VarMap};
 
+use crate::train_ops::{self, Kernels};
+
 /// One layer of a feed-forward classifier.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LayerSpec {
@@ -407,22 +409,42 @@ impl ConvUnit {
         })
     }
 
+    /// Convolution (+ bias) and batch norm, with sprig's kernels or candle's ops.
     fn forward(
         &self,
         x: &Tensor,
         train: bool,
+        kernels: Kernels,
         j: &mut usize,
         hooks: &mut dyn ForwardHooks,
     ) -> Result<Tensor> {
         let w = hooks.weight(*j, self.conv.weight())?;
         *j += 1;
         let cfg = self.conv.config();
-        let z = x.conv2d(&w, cfg.padding, cfg.stride, cfg.dilation, cfg.groups)?;
-        let z = match self.conv.bias() {
-            Some(b) => z.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
-            None => z,
+        let bias = self.conv.bias();
+        let z = match kernels {
+            Kernels::Sprig => train_ops::conv2d(x, &w, bias, cfg.padding, cfg.stride, cfg.groups)?,
+            Kernels::Candle => {
+                let z = x.conv2d(&w, cfg.padding, cfg.stride, cfg.dilation, cfg.groups)?;
+                match bias {
+                    Some(b) => z.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
+                    None => z,
+                }
+            }
         };
         match &self.bn {
+            Some(bn) if train && kernels == Kernels::Sprig => {
+                let (g, b) = bn.weight_and_bias().expect("affine batch norm");
+                train_ops::batch_norm_train(
+                    &z,
+                    g,
+                    b,
+                    bn.running_mean(),
+                    bn.running_var(),
+                    bn.momentum(),
+                    bn.eps(),
+                )
+            }
             Some(bn) => bn.forward_t(&z, train),
             None => Ok(z),
         }
@@ -491,6 +513,7 @@ pub struct CnnModel {
     /// The architecture.
     pub spec: ArchSpec,
     layers: Vec<CLayer>,
+    kernels: Kernels,
 }
 
 impl CnnModel {
@@ -530,7 +553,14 @@ impl CnnModel {
         Ok(CnnModel {
             spec: spec.clone(),
             layers,
+            kernels: Kernels::default(),
         })
+    }
+
+    /// Selects the training kernels (sprig's custom ops by default; candle's own for
+    /// comparisons). Both compute the same function.
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
     }
 
     /// Forward pass (inference mode) returning the logits and each named layer's feature
@@ -557,6 +587,11 @@ impl CnnModel {
         train: bool,
         hooks: &mut dyn ForwardHooks,
     ) -> Result<(Tensor, Vec<Tensor>)> {
+        let k = self.kernels;
+        let relu = |t: Tensor| match k {
+            Kernels::Sprig => train_ops::relu(&t),
+            Kernels::Candle => t.relu(),
+        };
         let mut h = hooks.activation(0, x.clone())?;
         let mut feats = Vec::new();
         let (mut p, mut j) = (1usize, 0usize);
@@ -567,40 +602,43 @@ impl CnnModel {
         };
         for l in &self.layers {
             h = match l {
-                CLayer::Conv(unit, relu) => {
-                    let z = unit.forward(&h, train, &mut j, hooks)?;
+                CLayer::Conv(unit, on) => {
+                    let z = unit.forward(&h, train, k, &mut j, hooks)?;
                     feats.push(z.clone());
-                    act(&mut p, if *relu { z.relu()? } else { z }, hooks)?
+                    act(&mut p, if *on { relu(z)? } else { z }, hooks)?
                 }
                 CLayer::Residual { c1, c2, shortcut } => {
-                    let a1 = c1.forward(&h, train, &mut j, hooks)?.relu()?;
+                    let a1 = relu(c1.forward(&h, train, k, &mut j, hooks)?)?;
                     let a1 = act(&mut p, a1, hooks)?;
-                    let z2 = c2.forward(&a1, train, &mut j, hooks)?;
+                    let z2 = c2.forward(&a1, train, k, &mut j, hooks)?;
                     let z2 = act(&mut p, z2, hooks)?;
                     let s = match shortcut {
                         Some(sc) => {
-                            let s = sc.forward(&h, train, &mut j, hooks)?;
+                            let s = sc.forward(&h, train, k, &mut j, hooks)?;
                             act(&mut p, s, hooks)?
                         }
                         None => h.clone(),
                     };
                     let sum = (z2 + s)?;
                     feats.push(sum.clone());
-                    act(&mut p, sum.relu()?, hooks)?
+                    act(&mut p, relu(sum)?, hooks)?
                 }
-                CLayer::Pool => h.max_pool2d(2)?,
+                CLayer::Pool => match k {
+                    Kernels::Sprig => train_ops::max_pool2x2(&h)?,
+                    Kernels::Candle => h.max_pool2d(2)?,
+                },
                 CLayer::Gap => {
                     let g = h.mean(D::Minus1)?.mean(D::Minus1)?;
                     act(&mut p, g, hooks)?
                 }
                 CLayer::Flatten => h.flatten_from(1)?,
-                CLayer::Dense(d, relu) => {
+                CLayer::Dense(d, on) => {
                     let w = hooks.weight(j, d.weight())?;
                     j += 1;
                     let b = d.bias().expect("dense has bias");
                     let z = h.matmul(&w.t()?)?.broadcast_add(b)?;
                     feats.push(z.clone());
-                    act(&mut p, if *relu { z.relu()? } else { z }, hooks)?
+                    act(&mut p, if *on { relu(z)? } else { z }, hooks)?
                 }
             };
         }
@@ -718,6 +756,61 @@ mod tests {
         // input, conv1, block1 (3 points), block2 and block3 (4 each), GAP, fc.
         assert_eq!(r.quant_points().len(), 1 + 1 + 3 + 4 + 4 + 1 + 1);
         assert!(r.has_bn() && !r.folded().has_bn());
+    }
+
+    /// A training step's logits, every gradient and the updated running statistics are the
+    /// same with sprig's kernels and candle's ops (ResNet: convolutions with stride and
+    /// shortcut, batch norm with fused ReLU, residual adds, global pooling).
+    #[test]
+    fn sprig_kernels_train_like_candle_ops() {
+        let dev = Device::Cpu;
+        let spec = ArchSpec::resnet("r", (2, 10, 10), 1, 4, 3);
+        let x = Tensor::randn(0f32, 1.0, (5, 2, 10, 10), &dev).unwrap();
+        let y = Tensor::new(&[0u32, 1, 2, 1, 0], &dev).unwrap();
+        let vars = VarMap::new();
+        let mut m = CnnModel::new(&spec, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
+        // Both sides start from the same initial values.
+        let start: Vec<(String, Tensor)> = vars
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().copy().unwrap()))
+            .collect();
+        let mut run = |k: Kernels| {
+            for (n, t) in &start {
+                vars.data().lock().unwrap()[n].set(t).unwrap();
+            }
+            m.set_kernels(k);
+            let logits = m.forward_t(&x, true, &mut NoHooks).unwrap().0;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
+            let grads = loss.backward().unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let mut named: Vec<(String, Vec<f32>, Option<Vec<f32>>)> = vars
+                .data()
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(n, v)| (n.clone(), flat(v.as_tensor()), grads.get(v).map(flat)))
+                .collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            (flat(&logits), named)
+        };
+        let (la, va) = run(Kernels::Sprig);
+        let (lb, vb) = run(Kernels::Candle);
+        let close = |a: &[f32], b: &[f32], tol: f32| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
+        };
+        assert!(close(&la, &lb, 1e-4), "logits {la:?} vs {lb:?}");
+        assert_eq!(va.len(), vb.len());
+        for ((name, a, ga), (_, b, gb)) in va.iter().zip(&vb) {
+            assert!(close(a, b, 1e-4), "{name} after the step");
+            match (ga, gb) {
+                (Some(ga), Some(gb)) => assert!(close(ga, gb, 1e-3), "{name} gradient"),
+                (None, None) => assert!(name.contains("running")),
+                _ => panic!("{name}: gradient on one side only"),
+            }
+        }
     }
 
     #[test]

@@ -9,4 +9,5 @@
 pub mod arch;
 pub mod datasets;
 pub mod predictors;
+pub mod train_ops;
 pub mod trajectory;
