@@ -172,30 +172,50 @@ impl Emitter<'_> {
         (k, pad, stride): (usize, usize, usize),
         relu: bool,
     ) -> Flow {
+        self.grouped_conv(x, cw, c_in, (k, pad, stride, 1), relu)
+    }
+
+    /// A convolution in `groups` groups (`groups` = `c_in`: depthwise).
+    fn grouped_conv(
+        &mut self,
+        x: &Flow,
+        cw: &ConvWeights,
+        c_in: usize,
+        (k, pad, stride, groups): (usize, usize, usize, usize),
+        relu: bool,
+    ) -> Flow {
         let oc = cw.b.len();
         let (k, p, s) = (k as i64, pad as i64, stride as i64);
-        let attrs = [
-            ("kernel_shape", Attr::Ints(&[k, k])),
-            ("pads", Attr::Ints(&[p, p, p, p])),
-            ("strides", Attr::Ints(&[s, s])),
+        let (ks, pads, strides) = ([k, k], [p, p, p, p], [s, s]);
+        let mut attrs = vec![
+            ("kernel_shape", Attr::Ints(&ks)),
+            ("pads", Attr::Ints(&pads)),
+            ("strides", Attr::Ints(&strides)),
         ];
+        if groups != 1 {
+            attrs.push(("group", Attr::Int(groups as i64)));
+        }
         self.weighted(
             x,
             "Conv",
             &attrs,
             &cw.w,
-            &[oc, c_in, k as usize, k as usize],
+            &[oc, c_in / groups, k as usize, k as usize],
             &cw.b,
             relu,
             None,
         )
     }
 
-    /// `relu(a + b)` with both inputs dequantized (int8 residual Add).
-    fn add_relu(&mut self, a: &Flow, b: &Flow) -> Flow {
+    /// `relu(a + b)` (or `a + b`) with both inputs dequantized (int8 residual Add).
+    fn add(&mut self, a: &Flow, b: &Flow, relu: bool) -> Flow {
         let (af, bf) = (self.dequant(a), self.dequant(b));
-        let (sum, r) = (self.fresh("sum"), self.fresh("r"));
+        let sum = self.fresh("sum");
         self.node("Add", &[&af, &bf], &[&sum], &[]);
+        if !relu {
+            return self.quant(&sum);
+        }
+        let r = self.fresh("r");
         self.node("Relu", &[&sum], &[&r], &[]);
         self.quant(&r)
     }
@@ -261,7 +281,28 @@ fn emit(spec: &ArchSpec, weights: &[LayerWeights], acts: Option<&[ActQuant]>) ->
                     Some(sw) => e.conv(&x, sw, c_in, (1, 0, stride), false),
                     None => x.clone(),
                 };
-                e.add_relu(&z2, &sc)
+                e.add(&z2, &sc, true)
+            }
+            (
+                &LayerSpec::InvertedResidual { stride, .. },
+                LayerWeights::InvertedResidual {
+                    expand,
+                    dw,
+                    project,
+                },
+            ) => {
+                let mut a = x.clone();
+                if let Some(ew) = expand {
+                    a = e.conv(&a, ew, c_in, (1, 0, 1), true);
+                }
+                let hid = dw.b.len();
+                let a = e.grouped_conv(&a, dw, hid, (3, 1, stride, hid), true);
+                let z = e.conv(&a, project, hid, (1, 0, 1), false);
+                if stride == 1 && c_in == s.0 {
+                    e.add(&z, &x, false)
+                } else {
+                    z
+                }
             }
             (&LayerSpec::Dense { out, relu }, LayerWeights::Dense { w, b }) => e.weighted(
                 &x,

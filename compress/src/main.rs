@@ -76,7 +76,7 @@ enum Cmd {
     Quantize {
         /// The float .onnx file (opset ≥ 13, one image input).
         model: PathBuf,
-        /// Calibration images, `KIND[:PATH]` (digits, mnist:DIR, fashion-mnist:DIR).
+        /// Calibration images, `KIND[:PATH]` (digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR).
         #[arg(long)]
         calib: String,
         /// Calibration images used (the first N of a seeded shuffle of the training split).
@@ -93,7 +93,7 @@ enum Cmd {
     Eval {
         /// The .onnx file.
         model: PathBuf,
-        /// `KIND[:PATH]`: digits, mnist:DIR, fashion-mnist:DIR (the test split is used).
+        /// `KIND[:PATH]`: digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR (the test split is used).
         #[arg(long)]
         dataset: String,
         /// Only the first N test images.

@@ -43,7 +43,7 @@ pub struct Recipe {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
-    /// `KIND[:PATH]`: digits, mnist:DIR, fashion-mnist:DIR.
+    /// `KIND[:PATH]`: digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR.
     pub dataset: String,
     /// Use only the first N training images (seeded order).
     pub train_limit: Option<usize>,
@@ -75,6 +75,10 @@ pub struct TrainSection {
     pub gamma: f64,
     /// Random-shift augmentation in pixels (random crop with padding).
     pub augment_shift: usize,
+    /// Random horizontal flips (natural images such as CIFAR-10; not digits or letters).
+    /// Left out of the stage fingerprint when off, so older checkpoints stay valid.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub augment_flip: bool,
 }
 
 impl Default for TrainSection {
@@ -90,6 +94,7 @@ impl Default for TrainSection {
             step_epochs: 10,
             gamma: 0.1,
             augment_shift: 0,
+            augment_flip: false,
         }
     }
 }
@@ -108,13 +113,15 @@ pub struct ModelSection {
     pub lr: Option<f64>,
 }
 
-/// `arch = { family = "small-cnn", c1 = .., c2 = .., hidden = .. }` or
-/// `arch = { family = "resnet", depth = 8|20|56|.., width = 16 }`.
+/// `arch = { family = "small-cnn", c1 = .., c2 = .., hidden = .. }`,
+/// `arch = { family = "resnet", depth = 8|20|56|.., width = 16 }` or
+/// `arch = { family = "mobilenetv2", width = 16 }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchSection {
     /// `small-cnn`: conv(c1)–pool–conv(c2)–pool–[dense(hidden)]–dense(classes);
-    /// `resnet`: ResNet-CIFAR of `depth` = 6n + 2 layers and base `width`.
+    /// `resnet`: ResNet-CIFAR of `depth` = 6n + 2 layers and base `width`;
+    /// `mobilenetv2`: inverted residual blocks with depthwise convolutions, base `width`.
     pub family: String,
     /// small-cnn: first conv width.
     pub c1: Option<usize>,
@@ -327,9 +334,33 @@ fn arch(
                 classes,
             ))
         }
+        "mobilenetv2" => {
+            unused(&[
+                ("c1", a.c1.is_some()),
+                ("c2", a.c2.is_some()),
+                ("hidden", a.hidden.is_some()),
+                ("depth", a.depth.is_some()),
+            ])?;
+            let width = a.width.unwrap_or(16);
+            if width < 4 {
+                return Err(bad(
+                    origin,
+                    format!("{name}: mobilenetv2 width {width} is below 4"),
+                ));
+            }
+            if input.1 < 4 || input.2 < 4 {
+                return Err(bad(
+                    origin,
+                    format!("{name}: mobilenetv2 needs images of at least 4×4"),
+                ));
+            }
+            Ok(ArchSpec::mobilenet_v2(name, input, width, classes))
+        }
         other => Err(bad(
             origin,
-            format!("{name}: unknown arch family '{other}' (expected small-cnn or resnet)"),
+            format!(
+                "{name}: unknown arch family '{other}' (expected small-cnn, resnet or mobilenetv2)"
+            ),
         )),
     }
 }
@@ -381,6 +412,7 @@ fn train_config(
         optimizer,
         weight_decay: t.weight_decay,
         augment_shift: t.augment_shift,
+        augment_flip: t.augment_flip,
         seed,
         progress: true,
         prune: None,

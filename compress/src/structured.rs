@@ -45,12 +45,15 @@ fn pick(v: &[f32], idx: &[usize]) -> Vec<f32> {
 }
 
 /// Whether layer `i`'s output may lose channels: its next weighted consumer must be a plain
-/// convolution or a dense layer (through pooling/flatten), never a residual block.
+/// convolution or a dense layer (through pooling/flatten), never a residual block (whose width
+/// is shared with its skip path).
 fn prunable(spec: &ArchSpec, i: usize) -> bool {
     for l in &spec.layers[i + 1..] {
         match l {
             LayerSpec::Conv { .. } | LayerSpec::Dense { .. } => return true,
-            LayerSpec::Residual { .. } | LayerSpec::GlobalAvgPool => return false,
+            LayerSpec::Residual { .. }
+            | LayerSpec::InvertedResidual { .. }
+            | LayerSpec::GlobalAvgPool => return false,
             LayerSpec::MaxPool2 | LayerSpec::Flatten => {}
         }
     }
@@ -118,6 +121,11 @@ pub fn prune_channels(
                     shortcut: shortcut.as_ref().map(|s| cut(s, &kept, c_in)),
                 });
                 kept = all;
+            }
+            (LayerSpec::InvertedResidual { .. }, w @ LayerWeights::InvertedResidual { .. }) => {
+                // Never fed a narrowed input (see `prunable`), and keeps its own width.
+                out_w.push(w.clone());
+                kept = (0..c_out).collect();
             }
             (LayerSpec::Flatten, _) => {
                 let spatial = c_in_spatial(&shapes, i, spec);

@@ -31,6 +31,8 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Random shifts of up to this many pixels (random crop with zero padding); 0 = off.
     pub augment_shift: usize,
+    /// Random horizontal flips (half the images, mirrored left to right).
+    pub augment_flip: bool,
     /// Seed for initialisation, shuffling and augmentation.
     pub seed: u64,
     /// Show a progress bar.
@@ -49,6 +51,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerKind::AdamW,
             weight_decay: 1e-4,
             augment_shift: 0,
+            augment_flip: false,
             seed: 0,
             progress: true,
             prune: None,
@@ -203,28 +206,41 @@ fn seeded_init_matching(
     Ok(())
 }
 
+/// Training-time image augmentation.
+#[derive(Debug, Clone, Copy)]
+struct Augment {
+    /// Random shift of up to this many pixels (random crop of the zero-padded image).
+    shift: usize,
+    /// Mirror half the images left to right.
+    flip: bool,
+}
+
 fn batch_tensors(
     data: &ImageSet,
     idx: &[usize],
-    shift: Option<(usize, &mut Rng)>,
+    aug: Option<(Augment, &mut Rng)>,
     dev: &Device,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let (c, h, w) = data.chw;
     let n = data.image_len();
     let mut xs = Vec::with_capacity(idx.len() * n);
     let mut ys = Vec::with_capacity(idx.len());
-    let mut shift = shift;
+    let mut aug = aug.filter(|(a, _)| a.shift > 0 || a.flip);
     for &i in idx {
         let img = data.image(i);
-        match shift.as_mut() {
-            Some((s, rng)) if *s > 0 => {
-                // Random crop of the zero-padded image = a shift by (dy, dx) in [−s, s].
-                let s = *s as i64;
-                let dy = rng.below(2 * s as usize + 1) as i64 - s;
-                let dx = rng.below(2 * s as usize + 1) as i64 - s;
+        match aug.as_mut() {
+            Some((a, rng)) => {
+                // Random crop of the zero-padded image = a shift by (dy, dx) in [−s, s]. The
+                // flip draw comes after the shift's, and only when flips are on, so shift-only
+                // runs see the same random sequence as before flips existed.
+                let s = a.shift as i64;
+                let dy = rng.below(2 * a.shift + 1) as i64 - s;
+                let dx = rng.below(2 * a.shift + 1) as i64 - s;
+                let flip = a.flip && rng.below(2) == 1;
                 for ch in 0..c {
                     for y in 0..h as i64 {
                         for x in 0..w as i64 {
+                            let x = if flip { w as i64 - 1 - x } else { x };
                             let (sy, sx) = (y + dy, x + dx);
                             let inside = sy >= 0 && sx >= 0 && sy < h as i64 && sx < w as i64;
                             xs.push(if inside {
@@ -236,7 +252,7 @@ fn batch_tensors(
                     }
                 }
             }
-            _ => xs.extend_from_slice(img),
+            None => xs.extend_from_slice(img),
         }
         ys.push(data.labels[i] as u32);
     }
@@ -426,7 +442,11 @@ pub fn train(
         let mut lr = cfg.lr;
         for chunk in idx.chunks(cfg.batch) {
             lr = cfg.schedule.lr(cfg.lr, step, total, steps_per_epoch);
-            let (x, y) = batch_tensors(data, chunk, Some((cfg.augment_shift, &mut aug_rng)), &dev)?;
+            let aug = Augment {
+                shift: cfg.augment_shift,
+                flip: cfg.augment_flip,
+            };
+            let (x, y) = batch_tensors(data, chunk, Some((aug, &mut aug_rng)), &dev)?;
             let hooks: &mut dyn ForwardHooks = match fq.as_mut() {
                 Some(f) => f,
                 None => &mut NoHooks,
@@ -578,4 +598,44 @@ pub fn accuracy(model: &CnnModel, data: &ImageSet) -> crate::Result<f64> {
             .count();
     }
     Ok(correct as f64 / data.len().max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flipped images are exact mirrors, unflipped ones untouched, and both occur.
+    #[test]
+    fn flip_augmentation_mirrors_about_half_the_images() {
+        let (c, h, w) = (2, 3, 4);
+        let n = 40;
+        let images: Vec<f32> = (0..n * c * h * w).map(|i| i as f32).collect();
+        let data = ImageSet {
+            images,
+            labels: vec![0; n],
+            chw: (c, h, w),
+            classes: 10,
+        };
+        let idx: Vec<usize> = (0..n).collect();
+        let aug = Augment {
+            shift: 0,
+            flip: true,
+        };
+        let (x, _) = batch_tensors(&data, &idx, Some((aug, &mut Rng(5))), &Device::Cpu).unwrap();
+        let x = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut flipped = 0;
+        for (i, out) in x.chunks(c * h * w).enumerate() {
+            let img = data.image(i);
+            let mirror: Vec<f32> = img
+                .chunks(w)
+                .flat_map(|row| row.iter().rev().copied())
+                .collect();
+            if out == mirror.as_slice() {
+                flipped += 1;
+            } else {
+                assert_eq!(out, img, "image {i} is neither itself nor its mirror");
+            }
+        }
+        assert!((10..=30).contains(&flipped), "{flipped} of {n} flipped");
+    }
 }

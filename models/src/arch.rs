@@ -1,7 +1,8 @@
 //! Architectures as layer lists. One [`ArchSpec`] builds the candle module for training
 //! ([`CnnModel`]) and, through the trained weights ([`LayerWeights`], batch norm folded into
-//! the convolutions), the ONNX export. Families: a plain small CNN ([`ArchSpec::small_cnn`]) and
-//! ResNet-CIFAR ([`ArchSpec::resnet`]: resnet8/20/56 shapes with a width multiplier).
+//! the convolutions), the ONNX export. Families: a plain small CNN ([`ArchSpec::small_cnn`]),
+//! ResNet-CIFAR ([`ArchSpec::resnet`]: resnet8/20/56 shapes with a width multiplier) and a
+//! MobileNetV2-style depthwise net ([`ArchSpec::mobilenet_v2`]).
 
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, D};
 use candle_nn::{BatchNorm, Conv2dConfig, VarBuilder, VarMap};
@@ -34,6 +35,20 @@ pub enum LayerSpec {
         /// Output channels.
         out: usize,
         /// Stride of the first convolution and the shortcut.
+        stride: usize,
+        /// Batch norm in the block.
+        bn: bool,
+    },
+    /// MobileNetV2 inverted residual (linear bottleneck): 1×1 expansion to `expand`·C channels
+    /// (left out when `expand` is 1)–BN–ReLU, 3×3 depthwise (`stride`)–BN–ReLU, 1×1 projection
+    /// to `out`–BN without ReLU; plus the input when the stride is 1 and the width unchanged.
+    /// ReLU rather than ReLU6: the int8 observers bound the range anyway.
+    InvertedResidual {
+        /// Expansion factor t.
+        expand: usize,
+        /// Output channels.
+        out: usize,
+        /// Stride of the depthwise convolution.
         stride: usize,
         /// Batch norm in the block.
         bn: bool,
@@ -152,13 +167,69 @@ impl ArchSpec {
         }
     }
 
+    /// A MobileNetV2-style net for small images: conv3×3(w)–BN–ReLU, inverted residual stages
+    /// (expansion t, width, repeats, first stride) (1, w/2, 1, 1), (6, 3w/4, 2, 2), (6, w, 2, 2),
+    /// (6, 3w/2, 1, 1), a 1×1 conv to 4w–BN–ReLU, global average pooling, a dense classifier.
+    /// `w` = 16 gives 19,578 parameters (10 classes); every 3×3 after the stem is depthwise.
+    pub fn mobilenet_v2(
+        name: &str,
+        input: (usize, usize, usize),
+        w: usize,
+        classes: usize,
+    ) -> Self {
+        let w = w.max(4);
+        let mut layers = vec![LayerSpec::Conv {
+            out: w,
+            k: 3,
+            pad: 1,
+            stride: 1,
+            bn: true,
+            relu: true,
+        }];
+        for (t, c, n, s) in [
+            (1, w / 2, 1, 1),
+            (6, 3 * w / 4, 2, 2),
+            (6, w, 2, 2),
+            (6, 3 * w / 2, 1, 1),
+        ] {
+            for i in 0..n {
+                layers.push(LayerSpec::InvertedResidual {
+                    expand: t,
+                    out: c,
+                    stride: if i == 0 { s } else { 1 },
+                    bn: true,
+                });
+            }
+        }
+        layers.push(LayerSpec::Conv {
+            out: 4 * w,
+            k: 1,
+            pad: 0,
+            stride: 1,
+            bn: true,
+            relu: true,
+        });
+        layers.push(LayerSpec::GlobalAvgPool);
+        layers.push(LayerSpec::Dense {
+            out: classes,
+            relu: false,
+        });
+        ArchSpec {
+            name: name.into(),
+            input,
+            layers,
+        }
+    }
+
     /// The same architecture with batch norm folded into the convolutions (what is exported
     /// and what quantization-aware training fine-tunes).
     pub fn folded(&self) -> ArchSpec {
         let mut s = self.clone();
         for l in &mut s.layers {
             match l {
-                LayerSpec::Conv { bn, .. } | LayerSpec::Residual { bn, .. } => *bn = false,
+                LayerSpec::Conv { bn, .. }
+                | LayerSpec::Residual { bn, .. }
+                | LayerSpec::InvertedResidual { bn, .. } => *bn = false,
                 _ => {}
             }
         }
@@ -170,7 +241,9 @@ impl ArchSpec {
         self.layers.iter().any(|l| {
             matches!(
                 l,
-                LayerSpec::Conv { bn: true, .. } | LayerSpec::Residual { bn: true, .. }
+                LayerSpec::Conv { bn: true, .. }
+                    | LayerSpec::Residual { bn: true, .. }
+                    | LayerSpec::InvertedResidual { bn: true, .. }
             )
         })
     }
@@ -193,7 +266,8 @@ impl ArchSpec {
                     conv_out(s.1, k, pad, stride),
                     conv_out(s.2, k, pad, stride),
                 ),
-                LayerSpec::Residual { out, stride, .. } => (
+                LayerSpec::Residual { out, stride, .. }
+                | LayerSpec::InvertedResidual { out, stride, .. } => (
                     out,
                     conv_out(s.1, 3, 1, stride),
                     conv_out(s.2, 3, 1, stride),
@@ -219,7 +293,7 @@ impl ArchSpec {
                     convs += 1;
                     Some(format!("conv{convs}"))
                 }
-                LayerSpec::Residual { .. } => {
+                LayerSpec::Residual { .. } | LayerSpec::InvertedResidual { .. } => {
                     blocks += 1;
                     Some(format!("block{blocks}"))
                 }
@@ -241,7 +315,10 @@ impl ArchSpec {
             .filter(|(l, _)| {
                 matches!(
                     l,
-                    LayerSpec::Conv { .. } | LayerSpec::Residual { .. } | LayerSpec::Dense { .. }
+                    LayerSpec::Conv { .. }
+                        | LayerSpec::Residual { .. }
+                        | LayerSpec::InvertedResidual { .. }
+                        | LayerSpec::Dense { .. }
                 )
             })
             .map(|(_, s)| s)
@@ -265,6 +342,21 @@ impl ArchSpec {
                         pts.push(false);
                     }
                     pts.push(true);
+                }
+                LayerSpec::InvertedResidual {
+                    expand,
+                    out,
+                    stride,
+                    ..
+                } => {
+                    // expansion (ReLU), depthwise (ReLU), projection, then the sum.
+                    if expand != 1 {
+                        pts.push(true);
+                    }
+                    pts.extend([true, false]);
+                    if stride == 1 && c == out {
+                        pts.push(false);
+                    }
                 }
                 LayerSpec::GlobalAvgPool => pts.push(false),
                 LayerSpec::MaxPool2 | LayerSpec::Flatten => {}
@@ -294,8 +386,11 @@ impl ArchSpec {
             (false, true) => 2 * out,
             (false, false) => out,
         };
+        let mut prev = self.input;
         for (l, s) in self.layers.iter().zip(self.shapes()) {
             let at = if macs { s.1 * s.2 } else { 1 };
+            let at_in = if macs { prev.1 * prev.2 } else { 1 };
+            prev = s;
             match *l {
                 LayerSpec::Conv { out, k, bn, .. } => n += out * c * k * k * at + extra(out, bn),
                 LayerSpec::Residual { out, stride, bn } => {
@@ -303,6 +398,15 @@ impl ArchSpec {
                     if stride != 1 || c != out {
                         n += out * c * at + extra(out, bn);
                     }
+                }
+                LayerSpec::InvertedResidual {
+                    expand, out, bn, ..
+                } => {
+                    let hid = c * expand;
+                    if expand != 1 {
+                        n += hid * c * at_in + extra(hid, bn);
+                    }
+                    n += hid * 9 * at + extra(hid, bn) + out * hid * at + extra(out, bn);
                 }
                 LayerSpec::Dense { out, .. } => n += out * c + extra(out, false),
                 _ => {}
@@ -341,6 +445,15 @@ pub enum LayerWeights {
         /// conv1×1 shortcut.
         shortcut: Option<ConvWeights>,
     },
+    /// An inverted residual block's convolutions.
+    InvertedResidual {
+        /// 1×1 expansion (absent when the factor is 1).
+        expand: Option<ConvWeights>,
+        /// 3×3 depthwise, weights `hidden × 1 × 3 × 3`.
+        dw: ConvWeights,
+        /// 1×1 projection.
+        project: ConvWeights,
+    },
     /// Weights `out × in` (ONNX Gemm with transB = 1) and bias.
     Dense {
         /// Weights.
@@ -364,6 +477,15 @@ impl LayerWeights {
                 }
                 v
             }
+            LayerWeights::InvertedResidual {
+                expand,
+                dw,
+                project,
+            } => expand
+                .iter()
+                .chain([dw, project])
+                .flat_map(|c| [c.w.as_slice(), c.b.as_slice()])
+                .collect(),
             LayerWeights::None => vec![],
         }
     }
@@ -380,9 +502,7 @@ impl ConvUnit {
     fn new(
         c: usize,
         out: usize,
-        k: usize,
-        pad: usize,
-        stride: usize,
+        (k, pad, stride, groups): (usize, usize, usize, usize),
         bn: bool,
         vb: VarBuilder,
         name: &str,
@@ -390,6 +510,7 @@ impl ConvUnit {
         let cfg = Conv2dConfig {
             padding: pad,
             stride,
+            groups,
             ..Default::default()
         };
         Ok(if bn {
@@ -483,6 +604,12 @@ enum CLayer {
         c2: ConvUnit,
         shortcut: Option<ConvUnit>,
     },
+    InvertedResidual {
+        expand: Option<ConvUnit>,
+        dw: ConvUnit,
+        project: ConvUnit,
+        skip: bool,
+    },
     Pool,
     Gap,
     Flatten,
@@ -531,16 +658,37 @@ impl CnnModel {
                     stride,
                     bn,
                     relu,
-                } => CLayer::Conv(ConvUnit::new(c, out, k, pad, stride, bn, vb, "conv")?, relu),
+                } => CLayer::Conv(
+                    ConvUnit::new(c, out, (k, pad, stride, 1), bn, vb, "conv")?,
+                    relu,
+                ),
                 LayerSpec::Residual { out, stride, bn } => CLayer::Residual {
-                    c1: ConvUnit::new(c, out, 3, 1, stride, bn, vb.clone(), "c1")?,
-                    c2: ConvUnit::new(out, out, 3, 1, 1, bn, vb.clone(), "c2")?,
+                    c1: ConvUnit::new(c, out, (3, 1, stride, 1), bn, vb.clone(), "c1")?,
+                    c2: ConvUnit::new(out, out, (3, 1, 1, 1), bn, vb.clone(), "c2")?,
                     shortcut: if stride != 1 || c != out {
-                        Some(ConvUnit::new(c, out, 1, 0, stride, bn, vb, "sc")?)
+                        Some(ConvUnit::new(c, out, (1, 0, stride, 1), bn, vb, "sc")?)
                     } else {
                         None
                     },
                 },
+                LayerSpec::InvertedResidual {
+                    expand,
+                    out,
+                    stride,
+                    bn,
+                } => {
+                    let hid = c * expand;
+                    CLayer::InvertedResidual {
+                        expand: if expand != 1 {
+                            Some(ConvUnit::new(c, hid, (1, 0, 1, 1), bn, vb.clone(), "exp")?)
+                        } else {
+                            None
+                        },
+                        dw: ConvUnit::new(hid, hid, (3, 1, stride, hid), bn, vb.clone(), "dw")?,
+                        project: ConvUnit::new(hid, out, (1, 0, 1, 1), bn, vb, "proj")?,
+                        skip: stride == 1 && c == out,
+                    }
+                }
                 LayerSpec::MaxPool2 => CLayer::Pool,
                 LayerSpec::GlobalAvgPool => CLayer::Gap,
                 LayerSpec::Flatten => CLayer::Flatten,
@@ -623,6 +771,29 @@ impl CnnModel {
                     feats.push(sum.clone());
                     act(&mut p, relu(sum)?, hooks)?
                 }
+                CLayer::InvertedResidual {
+                    expand,
+                    dw,
+                    project,
+                    skip,
+                } => {
+                    let mut a = h.clone();
+                    if let Some(e) = expand {
+                        let z = relu(e.forward(&a, train, k, &mut j, hooks)?)?;
+                        a = act(&mut p, z, hooks)?;
+                    }
+                    let z = relu(dw.forward(&a, train, k, &mut j, hooks)?)?;
+                    let a = act(&mut p, z, hooks)?;
+                    let z = project.forward(&a, train, k, &mut j, hooks)?;
+                    let z = act(&mut p, z, hooks)?;
+                    let out = if *skip { (z + &h)? } else { z };
+                    feats.push(out.clone());
+                    if *skip {
+                        act(&mut p, out, hooks)?
+                    } else {
+                        out
+                    }
+                }
                 CLayer::Pool => match k {
                     Kernels::Sprig => train_ops::max_pool2x2(&h)?,
                     Kernels::Candle => h.max_pool2d(2)?,
@@ -663,6 +834,16 @@ impl CnnModel {
                         c2: c2.folded()?,
                         shortcut: shortcut.as_ref().map(|s| s.folded()).transpose()?,
                     },
+                    CLayer::InvertedResidual {
+                        expand,
+                        dw,
+                        project,
+                        ..
+                    } => LayerWeights::InvertedResidual {
+                        expand: expand.as_ref().map(|e| e.folded()).transpose()?,
+                        dw: dw.folded()?,
+                        project: project.folded()?,
+                    },
                     CLayer::Dense(d, _) => LayerWeights::Dense {
                         w: flat(d.weight())?,
                         b: flat(d.bias().expect("dense has bias"))?,
@@ -700,6 +881,25 @@ pub fn load_folded(spec: &ArchSpec, weights: &[LayerWeights], vars: &VarMap) -> 
                     ("c1", Some(c1)),
                     ("c2", Some(c2)),
                     ("sc", shortcut.as_ref()),
+                ] {
+                    if let Some(cw) = cw {
+                        set(format!("l{i}.{name}.weight"), &cw.w)?;
+                        set(format!("l{i}.{name}.bias"), &cw.b)?;
+                    }
+                }
+            }
+            (
+                LayerSpec::InvertedResidual { .. },
+                LayerWeights::InvertedResidual {
+                    expand,
+                    dw,
+                    project,
+                },
+            ) => {
+                for (name, cw) in [
+                    ("exp", expand.as_ref()),
+                    ("dw", Some(dw)),
+                    ("proj", Some(project)),
                 ] {
                     if let Some(cw) = cw {
                         set(format!("l{i}.{name}.weight"), &cw.w)?;
@@ -760,15 +960,24 @@ mod tests {
 
     /// A training step's logits, every gradient and the updated running statistics are the
     /// same with sprig's kernels and candle's ops (ResNet: convolutions with stride and
-    /// shortcut, batch norm with fused ReLU, residual adds, global pooling).
+    /// shortcut, batch norm, residual adds, global pooling; MobileNetV2: 1×1 and depthwise
+    /// convolutions, linear bottlenecks).
     #[test]
     fn sprig_kernels_train_like_candle_ops() {
+        for spec in [
+            ArchSpec::resnet("r", (2, 10, 10), 1, 4, 3),
+            ArchSpec::mobilenet_v2("m", (2, 10, 10), 8, 3),
+        ] {
+            same_training_step(&spec);
+        }
+    }
+
+    fn same_training_step(spec: &ArchSpec) {
         let dev = Device::Cpu;
-        let spec = ArchSpec::resnet("r", (2, 10, 10), 1, 4, 3);
         let x = Tensor::randn(0f32, 1.0, (5, 2, 10, 10), &dev).unwrap();
         let y = Tensor::new(&[0u32, 1, 2, 1, 0], &dev).unwrap();
         let vars = VarMap::new();
-        let mut m = CnnModel::new(&spec, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
+        let mut m = CnnModel::new(spec, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
         // Both sides start from the same initial values.
         let start: Vec<(String, Tensor)> = vars
             .data()
@@ -814,11 +1023,55 @@ mod tests {
     }
 
     #[test]
-    fn folding_batch_norm_preserves_the_function() {
-        let dev = Device::Cpu;
-        let spec = ArchSpec::resnet("r", (1, 8, 8), 1, 4, 3);
+    fn mobilenet_shapes_and_counts() {
+        let m = ArchSpec::mobilenet_v2("m", (1, 28, 28), 16, 10);
+        let s = m.shapes();
+        assert_eq!(s[1], (8, 28, 28));
+        assert_eq!(s[3], (12, 14, 14));
+        assert_eq!(s[5], (16, 7, 7));
+        assert_eq!(s[6], (24, 7, 7));
+        assert_eq!(s[7], (64, 7, 7));
+        // stem 144+32; b1 dw 144+32, proj 128+16; b2 exp 384+96, dw 432+96, proj 576+24;
+        // b3 exp 864+144, dw 648+144, proj 864+24; b4 exp 864+144, dw 648+144, proj 1152+32;
+        // b5 exp 1536+192, dw 864+192, proj 1536+32; b6 exp 1536+192, dw 864+192, proj 2304+48;
+        // conv 1536+128; fc 650.
+        assert_eq!(m.param_count(), 19_578);
+        // The candle model has exactly those trainable values (BN γ, β counted; running
+        // statistics are not parameters).
         let vars = VarMap::new();
-        let m = CnnModel::new(&spec, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
+        CnnModel::new(&m, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
+        let trainable: usize = vars
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| !n.contains("running"))
+            .map(|(_, v)| v.elem_count())
+            .sum();
+        assert_eq!(trainable, 19_578);
+        // input, stem; b1: dw, proj; b2: exp, dw, proj; b3: + sum; b4; b5 (+ sum); b6; conv;
+        // GAP; fc.
+        assert_eq!(
+            m.quant_points().len(),
+            1 + 1 + 2 + 3 + 4 + 3 + 4 + 3 + 1 + 1 + 1
+        );
+        assert_eq!(m.layer_names()[1..3], ["block1", "block2"]);
+    }
+
+    #[test]
+    fn folding_batch_norm_preserves_the_function() {
+        for spec in [
+            ArchSpec::resnet("r", (1, 8, 8), 1, 4, 3),
+            ArchSpec::mobilenet_v2("m", (1, 8, 8), 8, 3),
+        ] {
+            folding_preserves(&spec);
+        }
+    }
+
+    fn folding_preserves(spec: &ArchSpec) {
+        let dev = Device::Cpu;
+        let vars = VarMap::new();
+        let m = CnnModel::new(spec, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
         let x = Tensor::randn(0f32, 1.0, (6, 1, 8, 8), &dev).unwrap();
         // A few training-mode passes move the running statistics away from (0, 1).
         for _ in 0..3 {

@@ -1,4 +1,5 @@
-//! Image classification datasets: the embedded 8×8 digits, MNIST / Fashion-MNIST IDX files.
+//! Image classification datasets: the embedded 8×8 digits, MNIST / Fashion-MNIST IDX files,
+//! CIFAR-10 in its binary format.
 
 use flate2::read::GzDecoder;
 use std::io::Read;
@@ -24,7 +25,7 @@ pub enum DatasetError {
         what: String,
     },
     /// A `KIND:PATH` spec with an unknown kind.
-    #[error("unknown dataset kind '{0}' (expected digits, mnist or fashion-mnist)")]
+    #[error("unknown dataset kind '{0}' (expected digits, mnist, fashion-mnist or cifar10)")]
     UnknownKind(String),
 }
 
@@ -242,6 +243,48 @@ pub fn load_idx(images: &Path, labels: &Path) -> Result<ImageSet, DatasetError> 
     })
 }
 
+/// Bytes of one CIFAR-10 record: the label, then 1024 red, 1024 green and 1024 blue pixels
+/// (each plane row-major 32×32).
+const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
+
+/// Reads CIFAR-10 binary batch files (`data_batch_1.bin` …, `test_batch.bin`: 10,000 records
+/// each) into one 3×32×32 set.
+pub fn load_cifar10(files: &[PathBuf]) -> Result<ImageSet, DatasetError> {
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for path in files {
+        let raw = std::fs::read(path).map_err(|err| DatasetError::Io {
+            path: path.clone(),
+            err,
+        })?;
+        if raw.is_empty() || raw.len() % CIFAR_RECORD != 0 {
+            return Err(DatasetError::Corrupt {
+                path: path.clone(),
+                what: format!(
+                    "expected a whole number of {CIFAR_RECORD}-byte CIFAR-10 records (1 label + \
+                     3×32×32 pixels), got {} bytes",
+                    raw.len()
+                ),
+            });
+        }
+        for (i, rec) in raw.chunks_exact(CIFAR_RECORD).enumerate() {
+            if rec[0] > 9 {
+                return Err(DatasetError::Corrupt {
+                    path: path.clone(),
+                    what: format!("record {i}: label {} is not a CIFAR-10 class (0–9)", rec[0]),
+                });
+            }
+            labels.push(rec[0]);
+            images.extend(rec[1..].iter().map(|&p| p as f32 / 255.0));
+        }
+    }
+    Ok(ImageSet {
+        images,
+        labels,
+        chw: (3, 32, 32),
+        classes: 10,
+    })
+}
+
 /// Which split of an IDX dataset directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
@@ -252,7 +295,8 @@ pub enum Split {
 }
 
 /// Loads `KIND:PATH`: `digits` (embedded; PATH ignored, the test split is a seeded 20%),
-/// `mnist:DIR` or `fashion-mnist:DIR` (IDX files, gz or raw, as Debian and the npm package ship).
+/// `mnist:DIR` or `fashion-mnist:DIR` (IDX files, gz or raw, as Debian and the npm package ship),
+/// `cifar10:DIR` (the binary version's `data_batch_1..5.bin` and `test_batch.bin`).
 pub fn load_spec(spec: &str, split: Split) -> Result<ImageSet, DatasetError> {
     let (kind, path) = spec.split_once(':').unwrap_or((spec, ""));
     match kind {
@@ -277,6 +321,16 @@ pub fn load_spec(spec: &str, split: Split) -> Result<ImageSet, DatasetError> {
             };
             load_idx(&find("images-idx3-ubyte"), &find("labels-idx1-ubyte"))
         }
+        "cifar10" => {
+            let dir = Path::new(path);
+            let files: Vec<PathBuf> = match split {
+                Split::Train => (1..=5)
+                    .map(|k| dir.join(format!("data_batch_{k}.bin")))
+                    .collect(),
+                Split::Test => vec![dir.join("test_batch.bin")],
+            };
+            load_cifar10(&files)
+        }
         other => Err(DatasetError::UnknownKind(other.into())),
     }
 }
@@ -294,6 +348,53 @@ mod tests {
         let (tr, te) = d.split(0.2, 1);
         assert_eq!(tr.len() + te.len(), 1797);
         assert_eq!(te.len(), 359);
+    }
+
+    /// Files written in the CIFAR-10 binary layout load with the right labels and channel
+    /// planes; truncated files and bad labels are refused naming the file.
+    #[test]
+    fn cifar10_binary_batches() {
+        let dir = std::env::temp_dir().join(format!("sprig-cifar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Record k: label k % 10, red plane k, green 100, blue 200 + pixel index % 50.
+        let record = |k: usize| -> Vec<u8> {
+            let mut r = vec![(k % 10) as u8];
+            r.extend(std::iter::repeat_n(k as u8, 1024));
+            r.extend(std::iter::repeat_n(100u8, 1024));
+            r.extend((0..1024).map(|i| (200 + i % 50) as u8));
+            r
+        };
+        for b in 1..=5 {
+            let bytes: Vec<u8> = (0..3).flat_map(|k| record(b * 3 + k)).collect();
+            std::fs::write(dir.join(format!("data_batch_{b}.bin")), bytes).unwrap();
+        }
+        std::fs::write(dir.join("test_batch.bin"), record(7)).unwrap();
+        let spec = format!("cifar10:{}", dir.display());
+        let train = load_spec(&spec, Split::Train).unwrap();
+        assert_eq!((train.len(), train.chw), (15, (3, 32, 32)));
+        assert_eq!(train.labels[..4], [3, 4, 5, 6]);
+        let img = train.image(1);
+        assert_eq!(img[0], 4.0 / 255.0);
+        assert_eq!(img[1024], 100.0 / 255.0);
+        assert_eq!(img[2048 + 49], 249.0 / 255.0);
+        let test = load_spec(&spec, Split::Test).unwrap();
+        assert_eq!((test.len(), test.labels[0]), (1, 7));
+
+        std::fs::write(dir.join("test_batch.bin"), &record(1)[..3000]).unwrap();
+        let e = load_spec(&spec, Split::Test).unwrap_err().to_string();
+        assert!(
+            e.contains("test_batch.bin") && e.contains("3000 bytes"),
+            "{e}"
+        );
+        let mut bad = record(1);
+        bad[0] = 12;
+        std::fs::write(dir.join("test_batch.bin"), bad).unwrap();
+        let e = load_spec(&spec, Split::Test).unwrap_err().to_string();
+        assert!(e.contains("record 0: label 12"), "{e}");
+        std::fs::remove_file(dir.join("data_batch_4.bin")).unwrap();
+        let e = load_spec(&spec, Split::Train).unwrap_err().to_string();
+        assert!(e.contains("data_batch_4.bin"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
