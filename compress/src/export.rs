@@ -4,9 +4,11 @@
 //! Add dequantized and its output quantized (the layout TensorRT expects). MaxPool and Flatten
 //! run directly on the int8 tensor (ONNX allows int8 for both, and they commute with
 //! quantization), so no extra Q/DQ is placed around them. One emitter writes both variants:
-//! in float mode its quantize/dequantize steps are the identity.
+//! in float mode its quantize/dequantize steps are the identity. The float16 variant is the
+//! float graph with half-precision weights, a Cast after the input and one before the output
+//! (the file's inputs and outputs stay float32, as onnxconverter's `keep_io_types` does).
 
-use crate::pb::{self, dtype, node, tensor, tensor_f32, value_info, Attr, Msg};
+use crate::pb::{self, dtype, node, tensor, tensor_f16, tensor_f32, value_info, Attr, Msg};
 use crate::quantize::{ActQuant, WeightQuant};
 use sprig_models::arch::{ArchSpec, ConvWeights, LayerSpec, LayerWeights};
 
@@ -30,6 +32,8 @@ struct Emitter<'a> {
     g: Msg,
     /// Activation quantization in [`ArchSpec::quant_points`] order; `None` = float export.
     acts: Option<&'a [ActQuant]>,
+    /// Float weights in half precision (the float16 export).
+    half: bool,
     next_act: usize,
     names: usize,
 }
@@ -106,7 +110,20 @@ impl Emitter<'_> {
         let oc = dims[0];
         let xf = self.dequant(x);
         let (wn, bn) = (self.fresh("w"), self.fresh("b"));
+        // tract cannot type a float16 Gemm (its expansion yields float32): the half-precision
+        // dense layer is MatMul with the transposed weights, then Add.
+        let half_dense = self.half && op == "Gemm";
         match x.q {
+            None if half_dense => {
+                let (o, i) = (dims[0], dims[1]);
+                let wt: Vec<f32> = (0..i * o).map(|k| w[(k % o) * i + k / o]).collect();
+                self.init(tensor_f16(&wn, &[i, o], &wt));
+                self.init(tensor_f16(&bn, &[oc], b));
+            }
+            None if self.half => {
+                self.init(tensor_f16(&wn, dims, w));
+                self.init(tensor_f16(&bn, &[oc], b));
+            }
             None => {
                 self.init(tensor_f32(&wn, dims, w));
                 self.init(tensor_f32(&bn, &[oc], b));
@@ -149,7 +166,13 @@ impl Emitter<'_> {
             (Some(o), false, None) => o.to_string(),
             _ => self.fresh("f"),
         };
-        self.node(op, &[&xf, &wn, &bn], &[&float_out], attrs);
+        if half_dense {
+            let prod = self.fresh("mm");
+            self.node("MatMul", &[&xf, &wn], &[&prod], &[]);
+            self.node("Add", &[&prod, &bn], &[&float_out], &[]);
+        } else {
+            self.node(op, &[&xf, &wn, &bn], &[&float_out], attrs);
+        }
         let act = if relu {
             let r = match (out, x.q) {
                 (Some(o), None) => o.to_string(),
@@ -236,16 +259,36 @@ fn out_features(spec: &ArchSpec) -> usize {
     spec.shapes().last().map(|s| s.0).unwrap_or(0)
 }
 
-fn emit(spec: &ArchSpec, weights: &[LayerWeights], acts: Option<&[ActQuant]>) -> Vec<u8> {
+fn emit(
+    spec: &ArchSpec,
+    weights: &[LayerWeights],
+    acts: Option<&[ActQuant]>,
+    half: bool,
+) -> Vec<u8> {
     let mut e = Emitter {
         g: Msg::new(),
         acts,
+        half,
         next_act: 0,
         names: 0,
     };
-    let suffix = if acts.is_some() { "-int8" } else { "" };
+    let suffix = match (acts.is_some(), half) {
+        (true, _) => "-int8",
+        (false, true) => "-f16",
+        (false, false) => "",
+    };
     e.g.str(2, &format!("{}{suffix}", spec.name));
     let mut x = e.quant(INPUT);
+    if half {
+        let h = e.fresh("input_f16");
+        e.node(
+            "Cast",
+            &[INPUT],
+            &[&h],
+            &[("to", Attr::Int(dtype::FLOAT16))],
+        );
+        x.name = h;
+    }
     let mut c_in = spec.input.0;
     let n_layers = spec.layers.len();
     for (i, ((l, w), s)) in spec
@@ -255,7 +298,8 @@ fn emit(spec: &ArchSpec, weights: &[LayerWeights], acts: Option<&[ActQuant]>) ->
         .zip(spec.shapes())
         .enumerate()
     {
-        let last = (i + 1 == n_layers).then_some(OUTPUT);
+        // The last layer writes the graph output directly, unless a Cast still follows.
+        let last = (i + 1 == n_layers && !half).then_some(OUTPUT);
         x = match (l, w) {
             (
                 &LayerSpec::Conv {
@@ -338,6 +382,13 @@ fn emit(spec: &ArchSpec, weights: &[LayerWeights], acts: Option<&[ActQuant]>) ->
         let q = x.q.expect("int8 graph ends quantized");
         let (s, z) = e.scale_zp(q);
         e.node("DequantizeLinear", &[&x.name, &s, &z], &[OUTPUT], &[]);
+    } else if half {
+        e.node(
+            "Cast",
+            &[&x.name],
+            &[OUTPUT],
+            &[("to", Attr::Int(dtype::FLOAT))],
+        );
     } else if x.name != OUTPUT {
         e.node("Identity", &[&x.name], &[OUTPUT], &[]);
     }
@@ -351,7 +402,14 @@ fn emit(spec: &ArchSpec, weights: &[LayerWeights], acts: Option<&[ActQuant]>) ->
 
 /// Float32 ONNX of the trained model.
 pub fn export_f32(spec: &ArchSpec, weights: &[LayerWeights]) -> Vec<u8> {
-    emit(spec, weights, None)
+    emit(spec, weights, None, false)
+}
+
+/// Float16 ONNX of the trained model: half-precision weights and computation, float32 input
+/// and output (half the float32 file; for GPUs and CPUs with half-precision arithmetic such as
+/// Xavier's).
+pub fn export_f16(spec: &ArchSpec, weights: &[LayerWeights]) -> Vec<u8> {
+    emit(spec, weights, None, true)
 }
 
 /// Int8 QDQ ONNX; `acts` quantizes the activations in [`ArchSpec::quant_points`] order
@@ -362,5 +420,5 @@ pub fn export_int8(spec: &ArchSpec, weights: &[LayerWeights], acts: &[ActQuant])
         spec.quant_points().len(),
         "one activation quantization per quantization point"
     );
-    emit(spec, weights, Some(acts))
+    emit(spec, weights, Some(acts), false)
 }

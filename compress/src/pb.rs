@@ -59,6 +59,8 @@ impl Msg {
 pub mod dtype {
     /// float32
     pub const FLOAT: i64 = 1;
+    /// float16
+    pub const FLOAT16: i64 = 10;
     /// int8
     pub const INT8: i64 = 3;
     /// int32
@@ -84,6 +86,18 @@ pub fn tensor_f32(name: &str, dims: &[usize], v: &[f32]) -> Msg {
         dtype::FLOAT,
         dims,
         &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>(),
+    )
+}
+
+/// A float16 `TensorProto` of `v` rounded to half precision.
+pub fn tensor_f16(name: &str, dims: &[usize], v: &[f32]) -> Msg {
+    tensor(
+        name,
+        dtype::FLOAT16,
+        dims,
+        &v.iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect::<Vec<_>>(),
     )
 }
 

@@ -6,7 +6,7 @@
 
 use crate::distill::KdTerm;
 use crate::eval::{argmax, evaluate};
-use crate::export::{export_f32, export_int8};
+use crate::export::{export_f16, export_f32, export_int8};
 use crate::plot::{chart_png, Series};
 use crate::quantize::{calibrate_ranges, ActQuant};
 use crate::recipe::Plan;
@@ -486,9 +486,14 @@ pub fn run(
             }
         }
         let base = combined.as_ref().or(distilled.as_ref()).unwrap_or(&alone);
+        let base_weights = base.model.weights()?;
         crate::write_file(
             &opts.out.join(format!("{}.f32.onnx", r.name)),
-            &export_f32(spec, &base.model.weights()?),
+            &export_f32(spec, &base_weights),
+        )?;
+        crate::write_file(
+            &opts.out.join(format!("{}.f16.onnx", r.name)),
+            &export_f16(spec, &base_weights),
         )?;
         if plan.quantize.is_some() {
             let (t, acts) = ctx.quantize(&format!("{sname}-all-int8"), base, terms, &trefs)?;

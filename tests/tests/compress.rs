@@ -630,3 +630,124 @@ fn post_training_quantization_of_float_onnx() {
         "{e}"
     );
 }
+
+/// Float16 export: half-precision weights (under 60% of the float32 file), onnx's checker passes, onnxruntime (computing in
+/// half precision) and tract agree with sprig-runtime, and the predictions stay those of the
+/// float32 file — for a ResNet (residual Adds) and the MobileNetV2-style net (depthwise `group`).
+#[test]
+fn float16_export_keeps_the_float32_predictions() {
+    use sprig_compress::export::{export_f16, export_f32};
+    let (train_set, test) = digits().split(0.2, 3);
+    let (train_set, test) = (subset(&train_set, 400), subset(&test, 60));
+    let out = tmp("f16");
+    for spec in [
+        ArchSpec::resnet("r8", (1, 8, 8), 1, 8, 10),
+        ArchSpec::mobilenet_v2("mnv2", (1, 8, 8), 8, 10),
+    ] {
+        let cfg = TrainConfig {
+            epochs: 3,
+            progress: false,
+            seed: 2,
+            ..Default::default()
+        };
+        let r = train(&spec, &train_set, &cfg, Run::default(), &spec.name).unwrap();
+        let w = r.model.weights().unwrap();
+        let (f32_bytes, f16_bytes) = (export_f32(&spec, &w), export_f16(&spec, &w));
+        // The weights halve; node and name bytes do not (a fifth of these tiny files).
+        assert!(
+            (f16_bytes.len() as f64) < 0.6 * f32_bytes.len() as f64,
+            "{}: f16 {} bytes vs f32 {}",
+            spec.name,
+            f16_bytes.len(),
+            f32_bytes.len()
+        );
+        let path = out.join(format!("{}.f16.onnx", spec.name));
+        std::fs::write(&path, &f16_bytes).unwrap();
+        let run = |bytes: &[u8]| {
+            let m = Model::parse(bytes).unwrap();
+            let mut arena = vec![0u8; m.arena_bytes().unwrap()];
+            let mut it = Interpreter::new(&m, &mut arena).unwrap();
+            let mut out = Vec::new();
+            for i in 0..test.len() {
+                it.set_input_f32(0, test.image(i)).unwrap();
+                it.invoke().unwrap();
+                out.extend_from_slice(it.output(0).unwrap().as_f32().unwrap());
+            }
+            out
+        };
+        let (half, full) = (run(&f16_bytes), run(&f32_bytes));
+        let close = |a: &[f32], b: &[f32], tol: f32| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+                .fold(0f32, f32::max)
+                <= tol
+        };
+        assert!(close(&half, &full, 2e-2), "{}: f16 vs f32", spec.name);
+        let argmax = sprig_compress::eval::argmax;
+        let same = half
+            .chunks(10)
+            .zip(full.chunks(10))
+            .filter(|(a, b)| argmax(a) == argmax(b))
+            .count();
+        assert!(
+            same >= test.len() - 1,
+            "{}: {same} of {} same class",
+            spec.name,
+            test.len()
+        );
+        // onnx checker + onnxruntime, which rounds every intermediate to half precision.
+        let check = Command::new(python())
+            .args([
+                "-c",
+                "import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let (x, y) = (out.join("samples.f32"), out.join("ort.f32"));
+        let raw: Vec<u8> = test.images.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&x, raw).unwrap();
+        let o = Command::new(python())
+            .arg(repo().join("tests/ort_reference.py"))
+            .arg("run")
+            .args([&path, &x, &y])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let ort: Vec<f32> = std::fs::read(&y)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert!(
+            close(&half, &ort, 2e-2),
+            "{}: sprig vs onnxruntime",
+            spec.name
+        );
+        // tract.
+        use tract_onnx::prelude::*;
+        let tract = tract_onnx::onnx()
+            .model_for_path(&path)
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let mut t = Vec::new();
+        for i in 0..test.len() {
+            let x: Tensor =
+                tract_ndarray::Array4::from_shape_vec((1, 1, 8, 8), test.image(i).to_vec())
+                    .unwrap()
+                    .into();
+            let y = tract.run(tvec!(x.into())).unwrap();
+            t.extend(y[0].to_plain_array_view::<f32>().unwrap().iter().copied());
+        }
+        assert!(close(&half, &t, 2e-2), "{}: sprig vs tract", spec.name);
+    }
+}
