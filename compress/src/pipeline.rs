@@ -271,6 +271,7 @@ impl Ctx<'_> {
                     .freeze_observers_after
                     .unwrap_or(q.epochs.saturating_sub(1).max(1)),
                 initial_ranges: ranges,
+                lsq: q.lsq,
             }),
             checkpoint: None,
         };

@@ -3,9 +3,15 @@
 //! channel, activations int8 per tensor at exactly the points the int8 export quantizes, with
 //! EMA min/max observers that can be frozen. The ranges the observers end with are the ones the
 //! exported QDQ file uses, so sprig-runtime reproduces the fake-quant model up to rounding.
+//!
+//! Optionally the activation scales are learned instead (LSQ, Esser et al., ICLR 2020): each is
+//! a model variable initialised from the calibrated range and trained through the quantizer,
+//! whose gradient with respect to the scale is round(x/s) − x/s inside the range and the clip
+//! level outside it, scaled by 1/√(N·Q_P) (N activations per sample, Q_P = 127).
 
 use crate::quantize::ActQuant;
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{Init, VarMap};
 use sprig_models::arch::{ArchSpec, ForwardHooks};
 
 /// Running min/max of one activation.
@@ -28,6 +34,16 @@ pub struct FakeQuant {
     pub observing: bool,
     /// Zero point 0 on every activation (what TensorRT expects).
     pub symmetric: bool,
+    /// Learned step sizes (LSQ) instead of observed ranges.
+    #[serde(default)]
+    pub lsq: bool,
+    /// LSQ: the zero points, fixed where calibration put them.
+    #[serde(default)]
+    lsq_zero_points: Vec<i8>,
+    /// LSQ: the learned scales, variables `lsq.act<p>` of the model (see
+    /// [`FakeQuant::attach_lsq`]).
+    #[serde(skip)]
+    lsq_scales: Vec<Tensor>,
 }
 
 impl FakeQuant {
@@ -47,7 +63,33 @@ impl FakeQuant {
             momentum: 0.99,
             observing: true,
             symmetric,
+            lsq: false,
+            lsq_zero_points: Vec::new(),
+            lsq_scales: Vec::new(),
         }
+    }
+
+    /// Turns on learned step sizes: one scale variable per quantization point in `vars`
+    /// (created from the current ranges, or kept when `vars` already has it — a resumed run),
+    /// which the optimizer then trains with the model. Call after seeding the ranges.
+    pub fn attach_lsq(&mut self, vars: &VarMap) -> Result<()> {
+        if let Some(p) = self.observers.iter().position(|o| !o.seen) {
+            candle_core::bail!(
+                "learned step sizes start from calibrated ranges, but quantization point {p} has none"
+            )
+        }
+        self.lsq = true;
+        self.lsq_scales.clear();
+        let n = self.observers.len();
+        if self.lsq_zero_points.len() != n {
+            self.lsq_zero_points = (0..n).map(|p| self.quant(p).zero_point).collect();
+        }
+        for p in 0..n {
+            let init = Init::Const(self.quant(p).scale as f64);
+            let s = vars.get((), &format!("lsq.act{p}"), init, DType::F32, &Device::Cpu)?;
+            self.lsq_scales.push(s);
+        }
+        Ok(())
     }
 
     /// Seeds every observer from calibration ranges (as post-training quantization computes
@@ -68,6 +110,13 @@ impl FakeQuant {
     }
 
     fn quant(&self, p: usize) -> ActQuant {
+        if let Some(s) = self.lsq_scales.get(p) {
+            let scale = s.to_scalar::<f32>().map(f32::abs).unwrap_or(1.0).max(1e-8);
+            return ActQuant {
+                scale,
+                zero_point: self.lsq_zero_points[p],
+            };
+        }
         let o = self.observers[p];
         let lo = if self.after_relu[p] { 0.0 } else { o.min };
         if self.symmetric {
@@ -81,6 +130,25 @@ impl FakeQuant {
 /// `x + (q(x) − x).detach()`: forward the quantized value, backward the identity.
 fn straight_through(x: &Tensor, q: &Tensor) -> Result<Tensor> {
     x + (q - x)?.detach()
+}
+
+/// LSQ fake quantization of `a` with the learned scale `s` and zero point `z`: the value is
+/// `(clamp(round(a/s) + z, −128, 127) − z)·s`; the gradient reaches `a` straight through inside
+/// the range and `s` as LSQ prescribes.
+fn lsq_fake_quant(a: &Tensor, s: &Tensor, z: i8) -> Result<Tensor> {
+    let per_sample = if a.rank() > 1 {
+        a.elem_count() / a.dim(0)?.max(1)
+    } else {
+        a.elem_count()
+    };
+    let g = 1.0 / ((per_sample.max(1) * 127) as f64).sqrt();
+    // Same value as s; gradient scaled by g.
+    let sg = (((s * g)? - (s * g)?.detach())? + s.detach())?;
+    let v = a.broadcast_div(&sg)?;
+    let v = (&v + (v.round()? - &v)?.detach())?;
+    let z = z as f64;
+    let q = (v + z)?.clamp(-128f32, 127f32)?;
+    (q - z)?.broadcast_mul(&sg)
 }
 
 /// Int8 symmetric per-output-channel fake quantization of `w` (axis 0), as
@@ -121,6 +189,9 @@ impl ForwardHooks for FakeQuant {
                     seen: true,
                 };
             }
+        }
+        if let Some(s) = self.lsq_scales.get(p) {
+            return lsq_fake_quant(&a, s, self.lsq_zero_points[p]);
         }
         let q = self.quant(p);
         let (s, z) = (q.scale as f64, q.zero_point as f64);
@@ -165,6 +236,33 @@ mod tests {
         let g = loss.backward().unwrap();
         let gw = g.get(w.as_tensor()).unwrap().flatten_all().unwrap();
         assert_eq!(gw.to_vec1::<f32>().unwrap(), vec![2.0; 4]);
+    }
+
+    /// The LSQ scale gradient: g·Σ(round(x/s) − x/s) inside the range, g·(clip level − z)
+    /// outside; the input gradient passes inside the range only.
+    #[test]
+    fn lsq_gradients_follow_the_paper() {
+        let dev = Device::Cpu;
+        let s = candle_core::Var::new(0.1f32, &dev).unwrap();
+        let x = candle_core::Var::new(&[0.234f32, -0.051, 13.0, -0.3], &dev).unwrap();
+        let z = 3i8;
+        let y = lsq_fake_quant(x.as_tensor(), s.as_tensor(), z).unwrap();
+        let yv = y.to_vec1::<f32>().unwrap();
+        // round(2.34) = 2 → 0.2; round(−0.51) = −1 → −0.1; 130 + 3 clips to 127 → 12.4.
+        for (got, want) in yv.iter().zip([0.2f32, -0.1, 12.4, -0.3]) {
+            assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        }
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        let g = 1.0 / (4.0f64 * 127.0).sqrt();
+        let want_s = g * ((2.0 - 2.34) + (-1.0 + 0.51) + (127.0 - 3.0) + (-3.0 + 3.0));
+        let got_s = grads
+            .get(s.as_tensor())
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((got_s as f64 - want_s).abs() < 1e-4, "{got_s} vs {want_s}");
+        let gx = grads.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(gx, vec![1.0, 1.0, 0.0, 1.0]);
     }
 
     #[test]

@@ -238,6 +238,9 @@ pub struct QuantizeSection {
     /// Zero point 0 on activations (TensorRT).
     #[serde(default)]
     pub symmetric: bool,
+    /// Learned step sizes (LSQ) for the activation scales instead of frozen observers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lsq: bool,
     /// Calibration images.
     #[serde(default = "calib")]
     pub calib_samples: usize,

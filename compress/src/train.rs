@@ -116,6 +116,8 @@ pub struct QatConfig {
     pub freeze_observers_after: usize,
     /// Starting ranges per quantization point (from calibration), if any.
     pub initial_ranges: Vec<(f32, f32)>,
+    /// Learn the activation scales (LSQ), starting from `initial_ranges`.
+    pub lsq: bool,
 }
 
 /// Where a run keeps its per-epoch checkpoint.
@@ -376,19 +378,26 @@ pub fn train(
         vb.clone(),
     )?;
     seeded_init_matching(&vars, cfg.seed.wrapping_add(1), |n| n.starts_with("kd_"))?;
+    let mut fq = match run.qat.as_ref() {
+        Some(q) => {
+            let mut f = FakeQuant::new(spec, q.symmetric);
+            if !q.initial_ranges.is_empty() {
+                f.seed_ranges(&q.initial_ranges);
+            }
+            // The learned scales are model variables: created before the optimizer sees them.
+            if q.lsq {
+                f.attach_lsq(&vars)?;
+            }
+            Some(f)
+        }
+        None => None,
+    };
     let mut opt = Optim::new(&vars, cfg.optimizer, cfg.weight_decay)?;
     let mut pruner = match (cfg.prune, run.init) {
         (Some((sched, scope)), _) => Some(crate::prune::Pruner::new(&vars, sched, scope)),
         (None, Some(_)) => Some(crate::prune::Pruner::keep_zeros(&vars)?),
         (None, None) => None,
     };
-    let mut fq = run.qat.as_ref().map(|q| {
-        let mut f = FakeQuant::new(spec, q.symmetric);
-        if !q.initial_ranges.is_empty() {
-            f.seed_ranges(&q.initial_ranges);
-        }
-        f
-    });
     let steps_per_epoch = data.len().div_ceil(cfg.batch);
     let total = steps_per_epoch * cfg.epochs;
     let mut history = Vec::new();
@@ -405,6 +414,10 @@ pub fn train(
                 }
                 if let (Some(f), Some(saved)) = (fq.as_mut(), state.fake_quant) {
                     *f = saved;
+                    if f.lsq {
+                        // Re-binds the scales to the restored variables.
+                        f.attach_lsq(&vars)?;
+                    }
                 }
                 first_epoch = state.epochs_done;
                 step = state.step;

@@ -4,9 +4,11 @@
 //! its float model's accuracy; QAT's fake-quant model is what sprig-runtime computes; a run
 //! stopped mid-way resumes to exactly the result of an uninterrupted one.
 
+use candle_core::Device;
 use sprig_compress::distill::{KdLoss, KdTerm};
 use sprig_compress::export::export_int8;
 use sprig_compress::pipeline::{self, Goal, Options, Report};
+use sprig_compress::quantize::{calibrate_ranges, ActQuant};
 use sprig_compress::recipe::Plan;
 use sprig_compress::train::{logits, train, QatConfig, Run, TrainConfig};
 use sprig_models::arch::ArchSpec;
@@ -330,7 +332,11 @@ fn qat_model_is_what_sprig_runtime_computes() {
         lr: 3e-4,
         ..cfg
     };
-    for symmetric in [false, true] {
+    let ranges = calibrate_ranges(&float.model, &subset(&train_set, 200), &Device::Cpu).unwrap();
+    let calibrated = ranges.iter().map(|&(lo, hi)| ActQuant::from_range(lo, hi));
+    let calibrated: Vec<ActQuant> = calibrated.collect();
+    // Observed ranges (asymmetric, symmetric) and learned step sizes.
+    for (symmetric, lsq) in [(false, false), (true, false), (false, true)] {
         let q = train(
             &spec,
             &train_set,
@@ -340,7 +346,8 @@ fn qat_model_is_what_sprig_runtime_computes() {
                 qat: Some(QatConfig {
                     symmetric,
                     freeze_observers_after: 1,
-                    initial_ranges: vec![],
+                    initial_ranges: if lsq { ranges.clone() } else { vec![] },
+                    lsq,
                 }),
                 ..Default::default()
             },
@@ -351,6 +358,23 @@ fn qat_model_is_what_sprig_runtime_computes() {
         let acts = fq.act_quants();
         if symmetric {
             assert!(acts.iter().all(|a| a.zero_point == 0));
+        }
+        if lsq {
+            // The scales moved away from calibration; the zero points stayed.
+            let moved = acts
+                .iter()
+                .zip(&calibrated)
+                .filter(|(a, c)| (a.scale / c.scale - 1.0).abs() > 1e-3)
+                .count();
+            assert!(
+                moved > acts.len() / 2,
+                "{moved} of {} scales learned",
+                acts.len()
+            );
+            assert!(acts
+                .iter()
+                .zip(&calibrated)
+                .all(|(a, c)| a.zero_point == c.zero_point));
         }
         let bytes = export_int8(&spec, &q.model.weights().unwrap(), &acts);
         let (got, step) = run_sprig(&bytes, &test);
@@ -366,9 +390,12 @@ fn qat_model_is_what_sprig_runtime_computes() {
         // boundary; the result stays within one output step almost everywhere.
         assert!(
             within_one >= 0.99,
-            "symmetric={symmetric}: {within_one:.4} within one step, worst {worst}"
+            "symmetric={symmetric} lsq={lsq}: {within_one:.4} within one step, worst {worst}"
         );
-        assert!(worst <= 3.0, "symmetric={symmetric}: worst {worst} steps");
+        assert!(
+            worst <= 3.0,
+            "symmetric={symmetric} lsq={lsq}: worst {worst} steps"
+        );
     }
 }
 
@@ -526,6 +553,7 @@ fn bn_net_folds_and_exports_int8(spec: ArchSpec, epochs: usize, steps: usize) {
                 symmetric: false,
                 freeze_observers_after: 1,
                 initial_ranges: vec![],
+                lsq: false,
             }),
             ..Default::default()
         },
