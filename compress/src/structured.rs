@@ -3,7 +3,9 @@
 //! convolution's input channels, or the columns of the dense layer after a flatten — so the
 //! exported model is physically smaller and faster, not just sparse. Works on the folded model
 //! (batch norm already inside the convolution), so BN needs no separate bookkeeping. Channels
-//! that feed a residual sum are kept: both sides of an Add must stay aligned.
+//! that feed a residual sum are kept — both sides of an Add must stay aligned — but a residual
+//! block is narrowed inside: its first convolution loses filters and its second the matching
+//! input channels, and the sum never sees the difference.
 
 use sprig_models::arch::{ArchSpec, ConvWeights, LayerSpec, LayerWeights};
 
@@ -109,17 +111,28 @@ pub fn prune_channels(
                 kept = rows;
             }
             (LayerSpec::Residual { .. }, LayerWeights::Residual { c1, c2, shortcut }) => {
-                // The block keeps its width; only a narrowed input is followed.
+                // The block keeps its output width (the sum's); inside, the first convolution
+                // keeps its strongest filters and the second reads only those.
                 let all: Vec<usize> = (0..c_out).collect();
-                let cut = |cw: &ConvWeights, ins: &[usize], in_ch: usize| ConvWeights {
-                    w: select(&cw.w, c_out, in_ch, &all, ins),
-                    b: cw.b.clone(),
+                let mid = c1.b.len();
+                let keep = ((mid as f64) * (1.0 - amount)).round().max(1.0) as usize;
+                let inner = strongest(&c1.w, mid, keep);
+                let c1 = ConvWeights {
+                    w: select(&c1.w, mid, c_in, &inner, &kept),
+                    b: pick(&c1.b, &inner),
                 };
-                out_w.push(LayerWeights::Residual {
-                    c1: cut(c1, &kept, c_in),
-                    c2: c2.clone(),
-                    shortcut: shortcut.as_ref().map(|s| cut(s, &kept, c_in)),
+                let c2 = ConvWeights {
+                    w: select(&c2.w, c_out, mid, &all, &inner),
+                    b: c2.b.clone(),
+                };
+                let shortcut = shortcut.as_ref().map(|s| ConvWeights {
+                    w: select(&s.w, c_out, c_in, &all, &kept),
+                    b: s.b.clone(),
                 });
+                if let LayerSpec::Residual { mid, .. } = &mut out_spec.layers[i] {
+                    *mid = inner.len();
+                }
+                out_w.push(LayerWeights::Residual { c1, c2, shortcut });
                 kept = all;
             }
             (LayerSpec::InvertedResidual { .. }, w @ LayerWeights::InvertedResidual { .. }) => {
@@ -206,6 +219,74 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(d < 1e-5, "slim model differs by {d}");
+    }
+
+    /// A ResNet's blocks narrow inside (first convolution's filters, second's inputs) while
+    /// their outputs and the sums stay; with the removed filters dead, nothing changes.
+    #[test]
+    fn narrowing_residual_blocks_preserves_the_function() {
+        let dev = Device::Cpu;
+        let spec = ArchSpec::resnet("r", (1, 8, 8), 1, 4, 3).folded();
+        let vars = VarMap::new();
+        let m = CnnModel::new(&spec, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
+        let mut w = m.weights().unwrap();
+        for lw in &mut w {
+            if let LayerWeights::Residual { c1, .. } = lw {
+                let rows = c1.b.len();
+                let per = c1.w.len() / rows;
+                for r in (0..rows).filter(|r| r % 2 == 0) {
+                    c1.w[r * per..(r + 1) * per]
+                        .iter_mut()
+                        .for_each(|v| *v = 0.0);
+                    c1.b[r] = 0.0;
+                }
+            }
+        }
+        load_folded(&spec, &w, &vars).unwrap();
+        let (slim, sw) = prune_channels(&spec, &w, 0.5).unwrap();
+        let mids: Vec<(usize, usize)> = slim
+            .layers
+            .iter()
+            .filter_map(|l| match *l {
+                LayerSpec::Residual { out, mid, .. } => Some((out, mid)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mids, [(4, 2), (8, 4), (16, 8)]);
+        assert!(slim.param_count() < spec.param_count() * 6 / 10);
+        let svars = VarMap::new();
+        let sm = CnnModel::new(&slim, VarBuilder::from_varmap(&svars, DType::F32, &dev)).unwrap();
+        load_folded(&slim, &sw, &svars).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (4, 1, 8, 8), &dev).unwrap();
+        let a = m.forward_features(&x).unwrap().0;
+        let b = sm.forward_features(&x).unwrap().0;
+        let d = (a - &b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "slim model differs by {d}");
+        // Its float export computes the same on sprig-runtime.
+        let onnx = crate::export::export_f32(&slim, &sw);
+        let model = sprig_runtime::Model::parse(&onnx).unwrap();
+        let mut arena = vec![0u8; model.arena_bytes().unwrap()];
+        let mut it = sprig_runtime::Interpreter::new(&model, &mut arena).unwrap();
+        let x0 = x
+            .get(0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        it.set_input_f32(0, &x0).unwrap();
+        it.invoke().unwrap();
+        let want = b.get(0).unwrap().to_vec1::<f32>().unwrap();
+        for (g, w) in it.output(0).unwrap().as_f32().unwrap().iter().zip(&want) {
+            assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+        }
     }
 
     #[test]

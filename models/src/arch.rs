@@ -28,12 +28,15 @@ pub enum LayerSpec {
         /// ReLU at the end.
         relu: bool,
     },
-    /// ResNet basic block: conv3×3(stride)–BN–ReLU–conv3×3–BN, plus the shortcut (identity, or
-    /// conv1×1(stride)–BN when the shape changes), added, then ReLU. Without `bn` (after
-    /// folding) the convolutions carry the biases.
+    /// ResNet basic block: conv3×3(stride, `mid` channels)–BN–ReLU–conv3×3(`out`)–BN, plus the
+    /// shortcut (identity, or conv1×1(stride)–BN when the shape changes), added, then ReLU.
+    /// Without `bn` (after folding) the convolutions carry the biases.
     Residual {
         /// Output channels.
         out: usize,
+        /// Channels between the two convolutions (= `out` in ResNet; fewer after structured
+        /// pruning, which can narrow the block inside without touching the sum).
+        mid: usize,
         /// Stride of the first convolution and the shortcut.
         stride: usize,
         /// Batch norm in the block.
@@ -150,6 +153,7 @@ impl ArchSpec {
             for b in 0..n.max(1) {
                 layers.push(LayerSpec::Residual {
                     out: width,
+                    mid: width,
                     stride: if stage > 0 && b == 0 { 2 } else { 1 },
                     bn: true,
                 });
@@ -393,8 +397,13 @@ impl ArchSpec {
             prev = s;
             match *l {
                 LayerSpec::Conv { out, k, bn, .. } => n += out * c * k * k * at + extra(out, bn),
-                LayerSpec::Residual { out, stride, bn } => {
-                    n += (out * c * 9 + out * out * 9) * at + 2 * extra(out, bn);
+                LayerSpec::Residual {
+                    out,
+                    mid,
+                    stride,
+                    bn,
+                } => {
+                    n += (mid * c * 9 + out * mid * 9) * at + extra(mid, bn) + extra(out, bn);
                     if stride != 1 || c != out {
                         n += out * c * at + extra(out, bn);
                     }
@@ -662,9 +671,14 @@ impl CnnModel {
                     ConvUnit::new(c, out, (k, pad, stride, 1), bn, vb, "conv")?,
                     relu,
                 ),
-                LayerSpec::Residual { out, stride, bn } => CLayer::Residual {
-                    c1: ConvUnit::new(c, out, (3, 1, stride, 1), bn, vb.clone(), "c1")?,
-                    c2: ConvUnit::new(out, out, (3, 1, 1, 1), bn, vb.clone(), "c2")?,
+                LayerSpec::Residual {
+                    out,
+                    mid,
+                    stride,
+                    bn,
+                } => CLayer::Residual {
+                    c1: ConvUnit::new(c, mid, (3, 1, stride, 1), bn, vb.clone(), "c1")?,
+                    c2: ConvUnit::new(mid, out, (3, 1, 1, 1), bn, vb.clone(), "c2")?,
                     shortcut: if stride != 1 || c != out {
                         Some(ConvUnit::new(c, out, (1, 0, stride, 1), bn, vb, "sc")?)
                     } else {
