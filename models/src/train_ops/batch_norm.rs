@@ -33,53 +33,67 @@ fn channel_sums(
     })
 }
 
-/// Sum and sum of squares of one plane.
-fn plane_moments(p: &[f32]) -> (f32, f32) {
+/// Σ(x − k) and Σ(x − k)² of one plane. Shifting by a value `k` near the mean keeps the
+/// one-pass variance E[(x−k)²] − E[x−k]² from cancelling when the mean is large.
+fn plane_moments(p: &[f32], k: f32) -> (f32, f32) {
     // Eight lanes let the compiler vectorise the reduction.
     let (mut s, mut q) = ([0f32; 8], [0f32; 8]);
     let mut it = p.chunks_exact(8);
     for ch in &mut it {
-        for k in 0..8 {
-            s[k] += ch[k];
-            q[k] += ch[k] * ch[k];
+        for l in 0..8 {
+            let v = ch[l] - k;
+            s[l] += v;
+            q[l] += v * v;
         }
     }
     let (mut s, mut q) = (s.iter().sum::<f32>(), q.iter().sum::<f32>());
     for &v in it.remainder() {
-        s += v;
-        q += v * v;
+        s += v - k;
+        q += (v - k) * (v - k);
     }
     (s, q)
 }
 
-/// Σdy and Σdy·x of one plane.
-fn plane_grad_sums(x: &[f32], dy: &[f32]) -> (f32, f32) {
+/// Σdy and Σdy·(x − k) of one plane.
+fn plane_grad_sums(x: &[f32], dy: &[f32], k: f32) -> (f32, f32) {
     let (mut s, mut q) = ([0f32; 8], [0f32; 8]);
     let (mut xi, mut gi) = (x.chunks_exact(8), dy.chunks_exact(8));
     for (xc, gc) in (&mut xi).zip(&mut gi) {
-        for k in 0..8 {
-            s[k] += gc[k];
-            q[k] += gc[k] * xc[k];
+        for l in 0..8 {
+            s[l] += gc[l];
+            q[l] += gc[l] * (xc[l] - k);
         }
     }
     let (mut s, mut q) = (s.iter().sum::<f32>(), q.iter().sum::<f32>());
     for (&xv, &g) in xi.remainder().iter().zip(gi.remainder()) {
         s += g;
-        q += g * xv;
+        q += g * (xv - k);
     }
     (s, q)
+}
+
+/// Each channel's first value: the shift for [`plane_moments`] and [`plane_grad_sums`].
+fn shifts(x: &[f32], c: usize, hw: usize) -> Vec<f32> {
+    (0..c)
+        .map(|ch| x.get(ch * hw).copied().unwrap_or(0.0))
+        .collect()
 }
 
 /// Per-channel mean and biased variance.
 fn stats(x: &[f32], n: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
     let m = (n * hw) as f64;
+    let k = shifts(x, c, hw);
     channel_sums(n, c, |i, ch| {
-        plane_moments(&x[(i * c + ch) * hw..(i * c + ch + 1) * hw])
+        plane_moments(&x[(i * c + ch) * hw..(i * c + ch + 1) * hw], k[ch])
     })
     .into_iter()
-    .map(|(s, q)| {
-        let mean = s / m;
-        (mean, (q / m - mean * mean).max(0.0))
+    .zip(&k)
+    .map(|((s, q), &k)| {
+        let shifted_mean = s / m;
+        (
+            k as f64 + shifted_mean,
+            (q / m - shifted_mean * shifted_mean).max(0.0),
+        )
     })
     .collect()
 }
@@ -209,8 +223,9 @@ impl CustomOp3 for BnTrainGrad {
         let m = (n * hw) as f64;
         let st = stats(x, n, c, hw);
         let plane = |i: usize, ch: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
+        let k = shifts(x, c, hw);
         let grad_sums = channel_sums(n, c, |i, ch| {
-            plane_grad_sums(&x[plane(i, ch)], &dy[plane(i, ch)])
+            plane_grad_sums(&x[plane(i, ch)], &dy[plane(i, ch)], k[ch])
         });
         // Per channel: dγ, dβ, and dx = A·dy + B·x + C, expanded from
         // γ/(σ·M)·(M·dy − dβ − x̂·dγ) with x̂ = (x − μ)/σ.
@@ -218,9 +233,11 @@ impl CustomOp3 for BnTrainGrad {
             .iter()
             .zip(&grad_sums)
             .zip(gamma)
-            .map(|((&(mean, var), &(sdy, sdyx)), &g)| {
+            .zip(&k)
+            .map(|(((&(mean, var), &(sdy, sdyx)), &g), &k)| {
+                // Σdy·(x − μ) = Σdy·(x − k) − (μ − k)·Σdy.
                 let istd = 1.0 / (var + self.eps).sqrt();
-                let (db, dg) = (sdy, (sdyx - mean * sdy) * istd);
+                let (db, dg) = (sdy, (sdyx - (mean - k as f64) * sdy) * istd);
                 let k = g as f64 * istd / m;
                 let b = -k * istd * dg;
                 (
@@ -300,6 +317,26 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
+    }
+
+    /// A large mean with a tiny spread (where E[x²] − E[x]² cancels) still gives the variance
+    /// a two-pass f64 computation gives.
+    #[test]
+    fn variance_survives_a_large_mean() {
+        let (n, c, hw) = (4, 2, 50);
+        let x: Vec<f32> = (0..n * c * hw)
+            .map(|i| 1000.0 + ((i * 7919) % 101) as f32 * 1e-3)
+            .collect();
+        for (ch, (mean, var)) in stats(&x, n, c, hw).into_iter().enumerate() {
+            let v: Vec<f64> = (0..n)
+                .flat_map(|i| &x[(i * c + ch) * hw..(i * c + ch + 1) * hw])
+                .map(|&v| v as f64)
+                .collect();
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            let want = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64;
+            assert!((mean - m).abs() < 1e-4, "{mean} vs {m}");
+            assert!((var - want).abs() < 1e-3 * want, "{var} vs {want}");
+        }
     }
 
     /// Output, all three gradients and the running statistics equal candle's BatchNorm.

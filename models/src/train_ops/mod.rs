@@ -1,15 +1,16 @@
 //! Training kernels as candle custom ops: convolution (forward, input gradient, weight
-//! gradient; any groups, so depthwise too), 2×2 max pooling and batch normalisation in training
-//! mode.
+//! gradient; any groups, so depthwise too; bias fused), 2×2 max pooling, batch normalisation in
+//! training mode and ReLU.
 //!
 //! Why: candle's CPU convolution backward goes through a transposed convolution and a
 //! re-laid-out forward convolution, its max-pool backward through upsampling and masks, and its
 //! batch norm through a dozen element-wise passes; a training step of a small CNN spent ~9×
 //! PyTorch's time. These ops do im2col + the `gemm` crate's packed matrix product (what candle
-//! itself multiplies with) with the batch split across threads, and direct loops for pooling and
-//! batch norm. Each op is checked against candle's own composition in the tests (values and
-//! gradients), and [`Kernels::Candle`] keeps candle's path selectable for comparisons
-//! (`cargo run --release -p sprig-compress --example train_speed`).
+//! itself multiplies with) with the batch split across threads, and direct loops for the rest.
+//! Each op is checked in its tests against the definition and against candle's own op (values
+//! and gradients; candle's max-pool gradient is a quarter of the true one, so there only the
+//! definition counts), and [`Kernels::Candle`] keeps candle's path selectable for comparisons
+//! (`bench/train_speed.sh`).
 
 mod batch_norm;
 mod conv;
