@@ -1,7 +1,7 @@
 //! 2-D convolution (NCHW input, OIHW weights, zero padding, stride, groups) with its two
 //! gradients, each an im2col + packed matrix product per image and group; images are spread
-//! over the rayon pool. A 1×1 stride-1 convolution skips im2col (the image is its own column
-//! matrix).
+//! over candle's worker threads. A 1×1 stride-1 convolution skips im2col (the image is its own
+//! column matrix).
 
 use super::{f32_slice, par_chunks_mut, par_ranges, threads};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
