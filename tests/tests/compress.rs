@@ -165,8 +165,8 @@ fn check_with_onnxruntime(model: &Path, samples: &ImageSet) {
     );
 }
 
-/// sprig-runtime's outputs for every image, and the output quantization step.
-fn run_sprig(bytes: &[u8], set: &ImageSet) -> (Vec<f32>, f32) {
+/// sprig-runtime's outputs for every image, concatenated.
+fn outputs(bytes: &[u8], set: &ImageSet) -> Vec<f32> {
     let m = Model::parse(bytes).unwrap();
     let mut arena = vec![0u8; m.arena_bytes().unwrap()];
     let mut it = Interpreter::new(&m, &mut arena).unwrap();
@@ -176,6 +176,13 @@ fn run_sprig(bytes: &[u8], set: &ImageSet) -> (Vec<f32>, f32) {
         it.invoke().unwrap();
         out.extend_from_slice(it.output(0).unwrap().as_f32().unwrap());
     }
+    out
+}
+
+/// sprig-runtime's outputs for every image, and the output quantization step.
+fn run_sprig(bytes: &[u8], set: &ImageSet) -> (Vec<f32>, f32) {
+    let out = outputs(bytes, set);
+    let m = Model::parse(bytes).unwrap();
     let name = m.outputs().next().unwrap().unwrap().name;
     let step = m
         .nodes()
@@ -691,19 +698,7 @@ fn float16_export_keeps_the_float32_predictions() {
         );
         let path = out.join(format!("{}.f16.onnx", spec.name));
         std::fs::write(&path, &f16_bytes).unwrap();
-        let run = |bytes: &[u8]| {
-            let m = Model::parse(bytes).unwrap();
-            let mut arena = vec![0u8; m.arena_bytes().unwrap()];
-            let mut it = Interpreter::new(&m, &mut arena).unwrap();
-            let mut out = Vec::new();
-            for i in 0..test.len() {
-                it.set_input_f32(0, test.image(i)).unwrap();
-                it.invoke().unwrap();
-                out.extend_from_slice(it.output(0).unwrap().as_f32().unwrap());
-            }
-            out
-        };
-        let (half, full) = (run(&f16_bytes), run(&f32_bytes));
+        let (half, full) = (outputs(&f16_bytes, &test), outputs(&f32_bytes, &test));
         let close = |a: &[f32], b: &[f32], tol: f32| {
             a.iter()
                 .zip(b)

@@ -303,21 +303,9 @@ pub fn batch_norm_train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, ModuleT, D};
+    use crate::train_ops::test_util::max_diff;
+    use candle_core::{DType, Device, ModuleT};
     use candle_nn::{VarBuilder, VarMap};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(D::Minus1)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// A large mean with a tiny spread (where E[x²] − E[x]² cancels) still gives the variance
     /// a two-pass f64 computation gives.

@@ -561,7 +561,8 @@ pub fn conv2d(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var, D};
+    use crate::train_ops::test_util::max_diff;
+    use candle_core::{Device, Var};
 
     fn rand(shape: &[usize], seed: u64) -> Tensor {
         // A fixed LCG keeps the cases identical run to run without a rand dependency.
@@ -578,19 +579,6 @@ mod tests {
             })
             .collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(D::Minus1)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     /// Direct-loop convolution and its two gradients for `r` = dL/dout: the definition.

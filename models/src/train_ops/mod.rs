@@ -112,3 +112,23 @@ impl SyncPtr {
         self.0
     }
 }
+
+/// Helpers shared by the kernels' tests.
+#[cfg(test)]
+mod test_util {
+    use candle_core::{Tensor, D};
+
+    /// The largest absolute element-wise difference.
+    pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(D::Minus1)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+}
