@@ -4,6 +4,7 @@
 //! features onto the teacher's width where a loss needs equal shapes.
 
 use crate::kd;
+use crate::teacher::TeacherLayout;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use sprig_models::arch::{ArchSpec, CnnModel};
@@ -73,20 +74,20 @@ pub struct KdTerm {
 }
 
 /// Why a term cannot connect `student` to `teacher`, or `None` if it can.
-pub fn connect_error(term: &KdTerm, student: &ArchSpec, teacher: &ArchSpec) -> Option<String> {
+pub fn connect_error(term: &KdTerm, student: &ArchSpec, teacher: &TeacherLayout) -> Option<String> {
+    let name = term.loss.name();
+    if let KdLoss::Hinton { .. } = term.loss {
+        let (so, to) = (student.shapes().last()?.0, teacher.outputs);
+        return (so != to).then(|| format!("{name}: student has {so} outputs, teacher {to}"));
+    }
     let (Some(&s), Some(&t)) = (
         student.feature_shapes().get(term.student_layer),
-        teacher.feature_shapes().get(term.teacher_layer),
+        teacher.shapes.get(term.teacher_layer),
     ) else {
         return Some("layer index out of range".into());
     };
     let conv = |x: (usize, usize, usize)| x.1 > 1 || x.2 > 1;
-    let name = term.loss.name();
     match term.loss {
-        KdLoss::Hinton { .. } => {
-            let (so, to) = (student.shapes().last()?.0, teacher.shapes().last()?.0);
-            (so != to).then(|| format!("{name}: student has {so} outputs, teacher {to}"))
-        }
         KdLoss::FitNets | KdLoss::ActivationBoundary { .. } | KdLoss::Attention
             if (s.1, s.2) != (t.1, t.2) =>
         {
@@ -132,7 +133,7 @@ impl Distiller {
         ce_weight: f64,
         terms: &[KdTerm],
         student: &ArchSpec,
-        teachers: &[&ArchSpec],
+        teachers: &[TeacherLayout],
         vb: VarBuilder,
     ) -> crate::Result<Self> {
         let mut out = Vec::new();
@@ -150,7 +151,7 @@ impl Distiller {
             }
             let conn = if term.loss.needs_connector() {
                 let s = student.feature_shapes()[term.student_layer];
-                let t = teacher.feature_shapes()[term.teacher_layer];
+                let t = teacher.shapes[term.teacher_layer];
                 let vb = vb.pp(format!("kd_{i}"));
                 Some(if s.1 > 1 || s.2 > 1 {
                     Connector::Conv(candle_nn::conv2d(s.0, t.0, 1, Default::default(), vb)?)

@@ -24,6 +24,7 @@ pub mod qat;
 pub mod quantize;
 pub mod recipe;
 pub mod structured;
+pub mod teacher;
 pub mod train;
 pub mod trajectory;
 

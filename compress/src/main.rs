@@ -165,11 +165,7 @@ fn run_recipe(args: RecipeArgs, goal: sprig_compress::pipeline::Goal) -> Result<
     let src = String::from_utf8(read_file(&args.recipe)?)
         .with_context(|| format!("{origin}: not UTF-8 text"))?;
     let recipe = Plan::peek(&src, &origin)?;
-    let (train, test) = pipeline::load_data(
-        &recipe.data.dataset,
-        recipe.data.train_limit,
-        recipe.data.test_limit,
-    )?;
+    let (train, test) = pipeline::load_recipe_data(&recipe.data)?;
     let plan = Plan::parse(&src, &origin, train.chw, train.classes, train.len())?;
     let out = args
         .out

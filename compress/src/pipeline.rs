@@ -9,10 +9,12 @@ use crate::eval::{argmax, evaluate};
 use crate::export::{export_f16, export_f32, export_int8};
 use crate::plot::{chart_png, Series};
 use crate::quantize::{calibrate_ranges, ActQuant};
-use crate::recipe::Plan;
+use crate::recipe::{DataSection, Plan, TeacherPlan};
 use crate::structured::prune_channels;
+use crate::teacher::{OnnxTeacher, Teacher};
 use crate::train::{
-    fold_bn, logits, train, Checkpointing, EpochLog, QatConfig, Run, TrainConfig, Trained,
+    fold_bn, image_batch, logits, train, Checkpointing, EpochLog, QatConfig, Run, TrainConfig,
+    Trained,
 };
 use candle_core::Device;
 use serde::Serialize;
@@ -111,10 +113,29 @@ pub fn load_data(
     ))
 }
 
+/// [`load_data`] for a recipe's `[data]`, with its privileged channels when it has them.
+pub fn load_recipe_data(data: &DataSection) -> crate::Result<(ImageSet, ImageSet)> {
+    let (train, test) = load_data(&data.dataset, data.train_limit, data.test_limit)?;
+    Ok(match data.privileged.as_deref() {
+        Some(_) => (
+            train.with_privileged_clean(PRIVILEGED_NOISE, 21),
+            test.with_privileged_clean(PRIVILEGED_NOISE, 22),
+        ),
+        None => (train, test),
+    })
+}
+
+/// Noise of the degraded (deployable) view of `[data] privileged = "clean"`.
+const PRIVILEGED_NOISE: f32 = 0.2;
+
 struct Ctx<'a> {
     plan: &'a Plan,
+    /// Training data with every channel (training narrows each model's input to its own).
     train: &'a ImageSet,
+    /// The deployable view of the test set.
     test: &'a ImageSet,
+    /// The test set with privileged channels, for privileged teachers.
+    full_test: &'a ImageSet,
     opts: &'a Options,
     rows: Vec<Row>,
     curves: Vec<(String, Vec<EpochLog>)>,
@@ -128,7 +149,7 @@ fn nonzeros(w: &[LayerWeights]) -> usize {
         .sum()
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     fn fingerprint(&self, stage: &str, parts: serde_json::Value) -> String {
         let r = &self.plan.recipe;
         json!({"stage": stage, "data": r.data, "train": r.train, "seed": r.seed, "parts": parts})
@@ -179,14 +200,15 @@ impl Ctx<'_> {
             None => export_f32(spec, &w),
         };
         crate::write_file(&self.opts.out.join(file), &bytes)?;
-        let stats = evaluate(&bytes, self.test, self.opts.latency_runs)?;
+        let test = self.test_for(spec.input.0);
+        let stats = evaluate(&bytes, test, self.opts.latency_runs)?;
         let fq = t.fake_quant.as_ref().filter(|_| acts.is_some());
-        let candle_logits = logits(&t.model, self.test, fq)?;
+        let candle_logits = logits(&t.model, test, fq)?;
         let preds: Vec<usize> = candle_logits.iter().map(|l| argmax(l)).collect();
         let candle_top1 = (acts.is_none() || fq.is_some()).then(|| {
             preds
                 .iter()
-                .zip(&self.test.labels)
+                .zip(&test.labels)
                 .filter(|(p, y)| **p == **y as usize)
                 .count() as f64
                 / self.test.len().max(1) as f64
@@ -209,10 +231,67 @@ impl Ctx<'_> {
         Ok(bytes)
     }
 
+    /// The test set a model with `channels` input channels reads.
+    fn test_for(&self, channels: usize) -> &'a ImageSet {
+        if channels == self.test.chw.0 {
+            self.test
+        } else {
+            self.full_test
+        }
+    }
+
+    /// Measures a frozen ONNX teacher: on sprig-runtime when it runs the file, else through
+    /// tract (no latency then). Returns its test-set predictions.
+    fn measure_onnx_teacher(
+        &mut self,
+        label: &str,
+        path: &str,
+        t: &OnnxTeacher,
+    ) -> crate::Result<Vec<usize>> {
+        let bytes = crate::read_file(Path::new(path))?;
+        let test = self.test_for(t.layout().input_channels);
+        let mut preds = Vec::with_capacity(test.len());
+        let idx: Vec<usize> = (0..test.len()).collect();
+        for chunk in idx.chunks(256) {
+            let x = image_batch(test, chunk)?;
+            let l = t.forward_features(&x)?.0.to_vec2::<f32>()?;
+            preds.extend(l.iter().map(|l| argmax(l)));
+        }
+        let tract_top1 = preds
+            .iter()
+            .zip(&test.labels)
+            .filter(|(p, y)| **p == **y as usize)
+            .count() as f64
+            / test.len().max(1) as f64;
+        let params = sprig_runtime::Model::parse(&bytes)
+            .ok()
+            .map(|m| {
+                m.initializers()
+                    .filter_map(|t| t.ok())
+                    .map(|t| t.shape.numel())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let stats = evaluate(&bytes, test, self.opts.latency_runs).ok();
+        self.rows.push(Row {
+            model: label.into(),
+            file: path.into(),
+            params,
+            nonzeros: params,
+            file_bytes: bytes.len(),
+            arena_bytes: stats.as_ref().map_or(0, |s| s.arena_bytes),
+            latency_us: stats.as_ref().map_or(f64::NAN, |s| s.median_us),
+            candle_top1: Some(tract_top1),
+            top1: stats.as_ref().map_or(tract_top1, |s| s.top1),
+            teacher_agreement: None,
+        });
+        Ok(preds)
+    }
+
     /// Top-1 of a float model on sprig-runtime without recording a row (sweep points).
     fn top1_only(&self, t: &Trained) -> crate::Result<f64> {
         let bytes = export_f32(&t.model.spec, &t.model.weights()?);
-        Ok(evaluate(&bytes, self.test, 0)?.top1)
+        Ok(evaluate(&bytes, self.test_for(t.model.spec.input.0), 0)?.top1)
     }
 
     /// Int8 activation quantization of `from`: QAT fine-tuning (with the KD `terms` when
@@ -222,13 +301,16 @@ impl Ctx<'_> {
         stage: &str,
         from: &Trained,
         terms: &[KdTerm],
-        teachers: &[&CnnModel],
+        teachers: &[&dyn Teacher],
     ) -> crate::Result<(Trained, Vec<ActQuant>)> {
         let q = self.plan.quantize.clone().expect("called with [quantize]");
         let folded = fold_bn(from)?;
         let from = &folded;
         let n = q.calib_samples.min(self.train.len());
-        let calib = self.train.subset(&(0..n).collect::<Vec<_>>());
+        let calib = self
+            .train
+            .subset(&(0..n).collect::<Vec<_>>())
+            .channels(0, from.model.spec.input.0);
         let ranges = calibrate_ranges(&from.model, &calib, &Device::Cpu)?;
         if q.mode == "ptq" {
             let acts = ranges
@@ -289,6 +371,13 @@ impl Ctx<'_> {
     }
 }
 
+/// A teacher ready for distillation.
+#[allow(clippy::large_enum_variant)] // a few per run
+enum HeldTeacher {
+    Trained(Trained),
+    Onnx(std::sync::Arc<OnnxTeacher>),
+}
+
 /// Runs `plan` up to `goal`, writing the ONNX files, checkpoints and the report under
 /// `opts.out`.
 pub fn run(
@@ -299,38 +388,56 @@ pub fn run(
     opts: &Options,
 ) -> crate::Result<Report> {
     let r = &plan.recipe;
+    // Deployed models read the first channels; privileged teachers all of them.
+    let deploy = plan.student.0.input.0;
+    let view = (deploy < test_set.chw.0).then(|| test_set.channels(0, deploy));
     let mut ctx = Ctx {
         plan,
         train: train_set,
-        test: test_set,
+        test: view.as_ref().unwrap_or(test_set),
+        full_test: test_set,
         opts,
         rows: Vec::new(),
         curves: Vec::new(),
         teacher_preds: None,
     };
     let mut teachers = Vec::new();
-    for (i, (spec, cfg)) in plan.teachers.iter().enumerate() {
+    for (i, tp) in plan.teachers.iter().enumerate() {
         let name = &r.teacher[i].name;
-        let t = ctx.stage(
-            name,
-            spec,
-            cfg,
-            Run::default(),
-            json!({"teacher": r.teacher[i]}),
-        )?;
         let label = if name.contains("teacher") {
             format!("{name} f32")
         } else {
             format!("{name} (teacher) f32")
         };
-        ctx.measure(&label, &format!("{name}.f32.onnx"), &t, None)?;
-        if i == 0 {
-            let preds = logits(&t.model, test_set, None)?;
-            ctx.teacher_preds = Some(preds.iter().map(|l| argmax(l)).collect());
-        }
-        teachers.push(t);
+        let held = match tp {
+            TeacherPlan::Train(spec, cfg) => {
+                let parts = json!({"teacher": r.teacher[i]});
+                let t = ctx.stage(name, spec, cfg, Run::default(), parts)?;
+                ctx.measure(&label, &format!("{name}.f32.onnx"), &t, None)?;
+                if i == 0 {
+                    let preds = logits(&t.model, ctx.test_for(spec.input.0), None)?;
+                    ctx.teacher_preds = Some(preds.iter().map(|l| argmax(l)).collect());
+                }
+                HeldTeacher::Trained(t)
+            }
+            TeacherPlan::Onnx(t) => {
+                let path = r.teacher[i].onnx.clone().unwrap_or_default();
+                let preds = ctx.measure_onnx_teacher(&label, &path, t)?;
+                if i == 0 {
+                    ctx.teacher_preds = Some(preds);
+                }
+                HeldTeacher::Onnx(t.clone())
+            }
+        };
+        teachers.push(held);
     }
-    let trefs: Vec<&CnnModel> = teachers.iter().map(|t| &t.model).collect();
+    let trefs: Vec<&dyn Teacher> = teachers
+        .iter()
+        .map(|t| match t {
+            HeldTeacher::Trained(t) => &t.model as &dyn Teacher,
+            HeldTeacher::Onnx(t) => t.as_ref() as &dyn Teacher,
+        })
+        .collect();
     let (spec, cfg) = &plan.student;
     let sname = r.student.name.clone();
     let (ce, terms) = (plan.kd.0, plan.kd.1.as_slice());

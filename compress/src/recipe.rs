@@ -7,9 +7,11 @@
 use crate::distill::{connect_error, KdLoss, KdTerm};
 use crate::optim::{OptimizerKind, Schedule};
 use crate::prune::{GradualSchedule, Scope};
+use crate::teacher::{OnnxTeacher, Teacher, TeacherLayout};
 use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 use sprig_models::arch::ArchSpec;
+use std::sync::Arc;
 use toml::Spanned;
 
 /// A recipe as written.
@@ -49,6 +51,12 @@ pub struct DataSection {
     pub train_limit: Option<usize>,
     /// Use only the first N test images.
     pub test_limit: Option<usize>,
+    /// `"clean"`: the student and every deployed model see a degraded view of each image (half
+    /// the resolution, seeded noise) while the clean image is an extra input channel only
+    /// `privileged = true` teachers see — learning using privileged information, the
+    /// EO+SAR → EO setting with a better sensor that is there in training only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<String>,
 }
 
 /// `[train]`: hyper-parameters (each model may override epochs and lr).
@@ -105,8 +113,18 @@ impl Default for TrainSection {
 pub struct ModelSection {
     /// Label in reports and file names.
     pub name: String,
-    /// Architecture.
-    pub arch: ArchSection,
+    /// Architecture (a teacher may give `onnx` instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<ArchSection>,
+    /// Teachers only: a frozen float ONNX model run through tract instead of a trained `arch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<String>,
+    /// ONNX teachers: tensor names the feature losses may use as `teacher_layer`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+    /// Teachers only: sees the privileged channels of `[data] privileged` too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
     /// Overrides `[train] epochs`.
     pub epochs: Option<usize>,
     /// Overrides `[train] lr`.
@@ -256,13 +274,33 @@ fn calib() -> usize {
     256
 }
 
+/// A teacher of a plan.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a few per run
+pub enum TeacherPlan {
+    /// A sprig architecture the pipeline trains first.
+    Train(ArchSpec, TrainConfig),
+    /// A frozen float ONNX model, run through tract.
+    Onnx(Arc<OnnxTeacher>),
+}
+
+impl TeacherPlan {
+    /// Its layers, feature shapes and outputs.
+    pub fn layout(&self) -> TeacherLayout {
+        match self {
+            TeacherPlan::Train(spec, _) => TeacherLayout::of(spec),
+            TeacherPlan::Onnx(t) => t.layout(),
+        }
+    }
+}
+
 /// A checked recipe, ready to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// The recipe as written.
     pub recipe: Recipe,
-    /// Teacher architectures, in recipe order.
-    pub teachers: Vec<(ArchSpec, TrainConfig)>,
+    /// Teachers, in recipe order.
+    pub teachers: Vec<TeacherPlan>,
     /// Student architecture and training settings.
     pub student: (ArchSpec, TrainConfig),
     /// Cross-entropy weight and KD terms (empty without `[distill]`).
@@ -459,22 +497,85 @@ impl Plan {
                 return Err(bad(origin, format!("two models are named '{}'", m.name)));
             }
         }
+        // With privileged data the loaded images carry the deployable view and the privileged
+        // channels side by side; only privileged teachers read the latter.
+        let deploy = match recipe.data.privileged.as_deref() {
+            None => input,
+            Some("clean") => (input.0 / 2, input.1, input.2),
+            Some(other) => {
+                return Err(bad(
+                    origin,
+                    format!("data.privileged '{other}' (expected clean)"),
+                ))
+            }
+        };
         let mut teachers = Vec::new();
         for t in &recipe.teacher {
-            teachers.push((
-                arch(&t.arch, &t.name, input, classes, origin)?,
-                train_config(&recipe.train, t, recipe.seed, origin)?,
-            ));
+            if t.privileged && recipe.data.privileged.is_none() {
+                return Err(bad(
+                    origin,
+                    format!(
+                        "teacher '{}' is privileged but [data] has no privileged channels",
+                        t.name
+                    ),
+                ));
+            }
+            let chw = if t.privileged { input } else { deploy };
+            teachers.push(match (&t.arch, &t.onnx) {
+                (Some(a), None) if t.features.is_empty() => TeacherPlan::Train(
+                    arch(a, &t.name, chw, classes, origin)?,
+                    train_config(&recipe.train, t, recipe.seed, origin)?,
+                ),
+                (Some(_), None) => {
+                    return Err(bad(
+                        origin,
+                        format!(
+                            "teacher '{}': features name tensors of an onnx teacher; a trained arch's layers are named by the losses",
+                            t.name
+                        ),
+                    ))
+                }
+                (None, Some(path)) => {
+                    let model = OnnxTeacher::load(std::path::Path::new(path), chw, &t.features)
+                        .map_err(|e| bad(origin, format!("teacher '{}': {e}", t.name)))?
+                        .named(&t.name);
+                    if model.layout().outputs != classes {
+                        return Err(bad(
+                            origin,
+                            format!(
+                                "teacher '{}': {path} has {} outputs, the dataset {classes} classes",
+                                t.name,
+                                model.layout().outputs
+                            ),
+                        ));
+                    }
+                    TeacherPlan::Onnx(Arc::new(model))
+                }
+                _ => {
+                    return Err(bad(
+                        origin,
+                        format!("teacher '{}' needs exactly one of arch or onnx", t.name),
+                    ))
+                }
+            });
         }
-        let student = (
-            arch(
-                &recipe.student.arch,
-                &recipe.student.name,
-                input,
-                classes,
+        let s = &recipe.student;
+        let Some(student_arch) = s
+            .arch
+            .as_ref()
+            .filter(|_| s.onnx.is_none() && s.features.is_empty() && !s.privileged)
+        else {
+            return Err(bad(
                 origin,
-            )?,
-            train_config(&recipe.train, &recipe.student, recipe.seed, origin)?,
+                format!(
+                    "student '{}' needs an arch (and no onnx, features or privileged)",
+                    s.name
+                ),
+            ));
+        };
+        let student = (
+            arch(student_arch, &s.name, deploy, classes, origin)?,
+            train_config(&recipe.train, s, recipe.seed, origin)?,
         );
         let mut terms = Vec::new();
         let mut ce_weight = 1.0;
@@ -575,7 +676,7 @@ fn kd_term(
     origin: &str,
     student: &ArchSpec,
     recipe: &Recipe,
-    teachers: &[(ArchSpec, TrainConfig)],
+    teachers: &[TeacherPlan],
 ) -> crate::Result<KdTerm> {
     let kind = l.kind.get_ref().as_str();
     let loss = match kind {
@@ -619,9 +720,12 @@ fn kd_term(
             })?,
         None => 0,
     };
-    let tspec = &teachers[teacher].0;
-    let layer = |key: &str, v: &Option<Spanned<String>>, spec: &ArchSpec| -> crate::Result<usize> {
-        let names = spec.layer_names();
+    let tlayout = teachers[teacher].layout();
+    let layer = |key: &str,
+                 v: &Option<Spanned<String>>,
+                 model: &str,
+                 names: &[String]|
+     -> crate::Result<usize> {
         match v {
             Some(n) => names.iter().position(|x| x == n.get_ref()).ok_or_else(|| {
                 at(
@@ -631,12 +735,12 @@ fn kd_term(
                     format!(
                         "{key} '{}' does not exist in {} (its layers: {})",
                         n.get_ref(),
-                        spec.name,
+                        model,
                         names.join(", ")
                     ),
                 )
             }),
-            None if matches!(loss, KdLoss::Hinton { .. }) => Ok(names.len() - 1),
+            None if matches!(loss, KdLoss::Hinton { .. }) => Ok(names.len().saturating_sub(1)),
             None => Err(at(
                 src,
                 origin,
@@ -649,10 +753,20 @@ fn kd_term(
         loss,
         weight: l.weight,
         teacher,
-        student_layer: layer("student_layer", &l.student_layer, student)?,
-        teacher_layer: layer("teacher_layer", &l.teacher_layer, tspec)?,
+        student_layer: layer(
+            "student_layer",
+            &l.student_layer,
+            &student.name,
+            &student.layer_names(),
+        )?,
+        teacher_layer: layer(
+            "teacher_layer",
+            &l.teacher_layer,
+            &tlayout.name,
+            &tlayout.layers,
+        )?,
     };
-    if let Some(e) = connect_error(&term, student, tspec) {
+    if let Some(e) = connect_error(&term, student, &tlayout) {
         let span = l
             .student_layer
             .as_ref()
@@ -662,7 +776,7 @@ fn kd_term(
             src,
             origin,
             span,
-            format!("cannot connect {} to {}: {e}", student.name, tspec.name),
+            format!("cannot connect {} to {}: {e}", student.name, tlayout.name),
         ));
     }
     Ok(term)

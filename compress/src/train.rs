@@ -6,6 +6,7 @@
 use crate::distill::{Distiller, KdTerm};
 use crate::optim::{Optim, OptimizerKind, Schedule};
 use crate::qat::FakeQuant;
+use crate::teacher::{Teacher, TeacherLayout};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{loss, VarBuilder, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -144,7 +145,7 @@ pub struct Run<'a> {
     /// Weight of the cross-entropy (1 when `None`).
     pub ce_weight: Option<f64>,
     /// The teachers the terms refer to.
-    pub teachers: &'a [&'a CnnModel],
+    pub teachers: &'a [&'a dyn Teacher],
     /// Start from these weights (fine-tuning) instead of a fresh initialisation; their zeros
     /// are kept as pruning masks when `cfg.prune` is `None`.
     pub init: Option<&'a Trained>,
@@ -215,6 +216,21 @@ struct Augment {
     shift: usize,
     /// Mirror half the images left to right.
     flip: bool,
+}
+
+/// The first `c` channels of an image batch — the deployable view when the data also carries
+/// privileged channels.
+fn first_channels(x: &Tensor, c: usize) -> candle_core::Result<Tensor> {
+    if x.dim(1)? == c {
+        Ok(x.clone())
+    } else {
+        x.narrow(1, 0, c)
+    }
+}
+
+/// The images `idx` of `data` as one `[N, C, H, W]` batch, without augmentation.
+pub fn image_batch(data: &ImageSet, idx: &[usize]) -> candle_core::Result<Tensor> {
+    Ok(batch_tensors(data, idx, None, &Device::Cpu)?.0)
 }
 
 fn batch_tensors(
@@ -361,6 +377,15 @@ pub fn train(
             "{label}: quantization-aware training runs on the batch-norm-folded model (see fold_bn)"
         )));
     }
+    let short = std::iter::once(spec.input.0)
+        .chain(run.teachers.iter().map(|t| t.layout().input_channels))
+        .find(|&c| c > data.chw.0);
+    if let Some(c) = short {
+        return Err(crate::Error::Invalid(format!(
+            "{label}: a model reads {c} input channels, the data has {}",
+            data.chw.0
+        )));
+    }
     let dev = Device::Cpu;
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, &dev);
@@ -369,12 +394,12 @@ pub fn train(
         Some(init) => load_vars(&vars, &var_tensors(&init.vars))?,
         None => seeded_init(&vars, cfg.seed)?,
     }
-    let teacher_specs: Vec<&ArchSpec> = run.teachers.iter().map(|t| &t.spec).collect();
+    let layouts: Vec<TeacherLayout> = run.teachers.iter().map(|t| t.layout()).collect();
     let distiller = Distiller::new(
         run.ce_weight.unwrap_or(1.0),
         run.kd,
         spec,
-        &teacher_specs,
+        &layouts,
         vb.clone(),
     )?;
     seeded_init_matching(&vars, cfg.seed.wrapping_add(1), |n| n.starts_with("kd_"))?;
@@ -459,7 +484,8 @@ pub fn train(
                 shift: cfg.augment_shift,
                 flip: cfg.augment_flip,
             };
-            let (x, y) = batch_tensors(data, chunk, Some((aug, &mut aug_rng)), &dev)?;
+            let (x_all, y) = batch_tensors(data, chunk, Some((aug, &mut aug_rng)), &dev)?;
+            let x = first_channels(&x_all, spec.input.0)?;
             let hooks: &mut dyn ForwardHooks = match fq.as_mut() {
                 Some(f) => f,
                 None => &mut NoHooks,
@@ -470,10 +496,8 @@ pub fn train(
                 let teachers = run
                     .teachers
                     .iter()
-                    .map(|t| {
-                        let (o, f) = t.forward_features(&x)?;
-                        Ok((o.detach(), f.into_iter().map(|t| t.detach()).collect()))
-                    })
+                    .zip(&layouts)
+                    .map(|(t, l)| t.forward_features(&first_channels(&x_all, l.input_channels)?))
                     .collect::<candle_core::Result<Vec<_>>>()?;
                 if let Some(kd) = distiller.kd_loss(&student, &teachers)? {
                     kd_sum += kd.to_scalar::<f32>()? as f64 * chunk.len() as f64;

@@ -78,6 +78,58 @@ impl ImageSet {
         }
     }
 
+    /// Channels `[from, from + n)` of every image (e.g. the deployable view of a set that also
+    /// carries privileged channels).
+    pub fn channels(&self, from: usize, n: usize) -> ImageSet {
+        let (c, h, w) = self.chw;
+        assert!(from + n <= c, "channels {from}..{} of {c}", from + n);
+        let plane = h * w;
+        let mut images = Vec::with_capacity(self.len() * n * plane);
+        for i in 0..self.len() {
+            images.extend_from_slice(&self.image(i)[from * plane..(from + n) * plane]);
+        }
+        ImageSet {
+            images,
+            labels: self.labels.clone(),
+            chw: (n, h, w),
+            classes: self.classes,
+        }
+    }
+
+    /// Learning-using-privileged-information data: every image becomes a degraded view (2×2
+    /// block average at half the resolution, shown at full size, plus seeded uniform noise of
+    /// ±`noise`, clipped to [0, 1]) followed by the clean image as extra channels. Models that
+    /// will be deployed read the first half of the channels; a privileged teacher reads all.
+    pub fn with_privileged_clean(&self, noise: f32, seed: u64) -> ImageSet {
+        let (c, h, w) = self.chw;
+        let plane = h * w;
+        let mut images = Vec::with_capacity(2 * self.images.len());
+        for i in 0..self.len() {
+            let img = self.image(i);
+            let mut rng = Rng(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            for ch in 0..c {
+                let p = &img[ch * plane..(ch + 1) * plane];
+                for y in 0..h {
+                    for x in 0..w {
+                        let (y0, x0) = (y & !1, x & !1);
+                        let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+                        let avg = 0.25
+                            * (p[y0 * w + x0] + p[y0 * w + x1] + p[y1 * w + x0] + p[y1 * w + x1]);
+                        let u = rng.below(1 << 16) as f32 / 65535.0;
+                        images.push((avg + noise * (2.0 * u - 1.0)).clamp(0.0, 1.0));
+                    }
+                }
+            }
+            images.extend_from_slice(img);
+        }
+        ImageSet {
+            images,
+            labels: self.labels.clone(),
+            chw: (2 * c, h, w),
+            classes: self.classes,
+        }
+    }
+
     /// A seeded shuffle split into (train, test) with `test_fraction` of the samples in test.
     pub fn split(&self, test_fraction: f64, seed: u64) -> (ImageSet, ImageSet) {
         let mut idx: Vec<usize> = (0..self.len()).collect();
@@ -348,6 +400,33 @@ mod tests {
         let (tr, te) = d.split(0.2, 1);
         assert_eq!(tr.len() + te.len(), 1797);
         assert_eq!(te.len(), 359);
+    }
+
+    /// The privileged layout: degraded view first (each 2×2 block one value up to the noise,
+    /// seeded), the clean image after it; `channels` takes either back out.
+    #[test]
+    fn privileged_clean_channels() {
+        let d = digits().subset(&[0, 1, 2]);
+        let p = d.with_privileged_clean(0.1, 7);
+        assert_eq!(p.chw, (2, 8, 8));
+        assert_eq!(p.labels, d.labels);
+        assert_eq!(p.channels(1, 1).images, d.images);
+        assert_eq!(p.images, d.with_privileged_clean(0.1, 7).images);
+        assert_ne!(p.images, d.with_privileged_clean(0.1, 8).images);
+        let view = p.channels(0, 1);
+        assert_eq!(view.chw, (1, 8, 8));
+        for i in 0..3 {
+            let (v, c) = (view.image(i), d.image(i));
+            assert!(v.iter().all(|x| (0.0..=1.0).contains(x)));
+            for (y, x) in [(0, 0), (2, 4), (6, 6)] {
+                let avg =
+                    (c[y * 8 + x] + c[y * 8 + x + 1] + c[y * 8 + 8 + x] + c[y * 8 + 9 + x]) / 4.0;
+                for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let got = v[(y + dy) * 8 + x + dx];
+                    assert!((got - avg).abs() <= 0.1 + 1e-6 || got == 0.0 || got == 1.0);
+                }
+            }
+        }
     }
 
     /// Files written in the CIFAR-10 binary layout load with the right labels and channel
