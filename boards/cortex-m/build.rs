@@ -1,7 +1,10 @@
 //! Puts the board's memory map where the linker finds it as `memory.x` (no file of that name
 //! may sit in the crate root: the linker would find it first) (the 256 KB / 64 KB
 //! budget by default, the nRF52840's with `--features nrf52840`) and rebuilds when a model
-//! changes.
+//! changes. For the `profile` firmware it also stages the model, the sample inputs and the
+//! table sizes `sprig profile --board cortex-m-qemu` chose (`SPRIG_PROFILE_MODEL`,
+//! `SPRIG_PROFILE_SAMPLES`, `SPRIG_PROFILE_ARENA`, `SPRIG_PROFILE_TENSORS`,
+//! `SPRIG_PROFILE_NODES`); without them, the digits model and its samples.
 use std::{env, fs, path::PathBuf};
 
 fn main() {
@@ -16,4 +19,31 @@ fn main() {
     println!("cargo:rerun-if-changed=memory-64k.x");
     println!("cargo:rerun-if-changed=memory-nrf52840.x");
     println!("cargo:rerun-if-changed=models");
+
+    let var = |k: &str, default: &str| {
+        println!("cargo:rerun-if-env-changed={k}");
+        env::var(k).unwrap_or_else(|_| default.to_string())
+    };
+    let model = var("SPRIG_PROFILE_MODEL", "models/digits_int8.onnx");
+    let samples = var("SPRIG_PROFILE_SAMPLES", "models/digits_samples.f32");
+    println!("cargo:rerun-if-changed={model}");
+    println!("cargo:rerun-if-changed={samples}");
+    fs::copy(&model, out.join("profile_model.onnx"))
+        .unwrap_or_else(|e| panic!("SPRIG_PROFILE_MODEL {model}: {e}"));
+    fs::copy(&samples, out.join("profile_samples.bin"))
+        .unwrap_or_else(|e| panic!("SPRIG_PROFILE_SAMPLES {samples}: {e}"));
+    let num = |k: &str, default: &str| -> usize {
+        let v = var(k, default);
+        v.parse().unwrap_or_else(|_| panic!("{k}={v} is not a number"))
+    };
+    fs::write(
+        out.join("profile_config.rs"),
+        format!(
+            "/// Arena bytes the host planned for this model.\nconst ARENA_BYTES: usize = {};\n/// Tensor table size.\nconst MAX_TENSORS: usize = {};\n/// Node table size.\nconst MAX_NODES: usize = {};\n",
+            num("SPRIG_PROFILE_ARENA", "2048"),
+            num("SPRIG_PROFILE_TENSORS", "64"),
+            num("SPRIG_PROFILE_NODES", "32"),
+        ),
+    )
+    .unwrap();
 }

@@ -119,10 +119,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: HazardCmd,
     },
-    /// Per-op latency, arena bytes and heap allocations of a model on sprig-runtime (host).
+    /// Per-op latency, arena bytes and heap allocations of a model on sprig-runtime — on this
+    /// host, or built into a board's firmware/daemon and run under emulation (flash, RAM,
+    /// instructions, outputs compared with the host).
     Profile {
         /// The .onnx file.
         model: PathBuf,
+        /// host, jetson-qemu (sprig-edge under qemu-aarch64) or cortex-m-qemu (firmware under
+        /// qemu-system-arm, 256 KB / 64 KB budget).
+        #[arg(long, value_enum, default_value = "host")]
+        board: sprig_compress::boards::Board,
         /// Timed inferences.
         #[arg(long, default_value_t = 200)]
         runs: usize,
@@ -549,14 +555,89 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         } => run(&model, &inputs, output.as_deref()),
         Cmd::Profile {
             model,
+            board,
             runs,
             json,
             portable,
         } => {
             sprig_runtime::kernels::set_portable_only(portable);
-            profile(&model, runs, json)
+            match board {
+                sprig_compress::boards::Board::Host => profile(&model, runs, json),
+                b => board_profile(&model, b, json),
+            }
         }
     }
+}
+
+/// `sprig profile --board jetson-qemu|cortex-m-qemu`.
+fn board_profile(
+    path: &std::path::Path,
+    board: sprig_compress::boards::Board,
+    json: bool,
+) -> Result<()> {
+    use sprig_compress::boards::{self, Board};
+    let bytes = load(path)?;
+    let name = clap::ValueEnum::to_possible_value(&board)
+        .map_or(String::new(), |v| v.get_name().to_string());
+    eprintln!("building and running {} on {name}…", path.display());
+    let r = match board {
+        Board::CortexMQemu => boards::profile_cortex_m_qemu(path, &bytes)?,
+        Board::JetsonQemu => boards::profile_jetson_qemu(path, &bytes)?,
+        Board::Host => unreachable!("host profiles run in-process"),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let opt = |v: Option<u64>| v.map_or("—".to_string(), |v| v.to_string());
+    println!("{} on {}", path.display(), r.board);
+    println!(
+        "  flash: code {} bytes, model {} bytes",
+        opt(r.flash_code_bytes),
+        r.flash_model_bytes
+    );
+    println!(
+        "  RAM: arena {} bytes, other static {} bytes, {} {} bytes",
+        r.arena_bytes,
+        opt(r.static_ram_bytes),
+        if r.board == "cortex-m-qemu" {
+            "stack high-water"
+        } else {
+            "peak resident"
+        },
+        opt(r.stack_bytes)
+    );
+    if let Some(i) = r.instructions {
+        println!("  {i} instructions per inference (median of {})", r.samples);
+    }
+    if let Some(us) = r.median_us {
+        println!(
+            "  {us:.1} µs per inference (emulated; median of {})",
+            r.samples
+        );
+    }
+    println!("  cycles: {}", opt(r.cycles));
+    println!(
+        "  outputs {} the host's on {} inputs",
+        if r.outputs_match_host {
+            "match"
+        } else {
+            "DIFFER FROM"
+        },
+        r.samples
+    );
+    println!("  {:<4} {:<20} {:<24} {:>14}", "#", "op", "node", r.unit);
+    for (i, s) in r.steps.iter().enumerate() {
+        println!(
+            "  {:<4} {:<20} {:<24} {:>14.1}",
+            i, s.op_type, s.name, s.value
+        );
+    }
+    println!("note: {}", r.note);
+    if !r.outputs_match_host {
+        bail!("outputs on {} differ from the host's", r.board);
+    }
+    Ok(())
 }
 
 fn load(path: &std::path::Path) -> Result<Vec<u8>> {
@@ -759,6 +840,12 @@ fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
     if json {
         let v = serde_json::json!({
             "model": path.display().to_string(),
+            "board": "host",
+            "flash_code_bytes": null,
+            "flash_model_bytes": bytes.len(),
+            "stack_bytes": null,
+            "cycles": null,
+            "outputs_match_host": true,
             "median_us": total,
             "tract_median_us": tract.as_ref().ok(),
             "tract_error": tract.as_ref().err(),

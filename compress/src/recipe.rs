@@ -818,6 +818,29 @@ teacher_layer = "conv2"
         assert_eq!(p.kd.0, 0.3);
     }
 
+    /// Every recipe shipped in `recipes/` is valid for its dataset's shape (image channels
+    /// doubled by `[data] privileged`).
+    #[test]
+    fn shipped_recipes_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let src = std::fs::read_to_string(&path).unwrap();
+            let r = Plan::peek(&src, "r.toml").unwrap();
+            let hw = if r.data.dataset.starts_with("digits") {
+                8
+            } else {
+                28
+            };
+            let c = if r.data.privileged.is_some() { 2 } else { 1 };
+            Plan::parse(&src, &path.display().to_string(), (c, hw, hw), 10, 60000)
+                .unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+        assert!(n >= 3);
+    }
+
     #[test]
     fn errors_name_the_key_and_line() {
         let e = |s: String| parse(&s).unwrap_err().to_string();

@@ -251,3 +251,61 @@ fn cortex_m4_dsp_kernel_is_bit_exact_with_the_reference() {
         "{text}"
     );
 }
+
+/// `sprig profile --board cortex-m-qemu`: the digits model built into the profile firmware runs
+/// under QEMU with the host's outputs, and every figure the report gives is there and sane.
+#[test]
+fn profile_on_the_cortex_m_board_reports_flash_ram_and_instructions() {
+    use sprig_compress::boards::{profile_cortex_m_qemu, SAMPLES};
+    let path = fixture("digits_int8.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    let r = profile_cortex_m_qemu(&path, &bytes).unwrap();
+    assert!(r.outputs_match_host, "{r:?}");
+    assert_eq!(r.samples, SAMPLES);
+    assert_eq!(r.flash_model_bytes, bytes.len() as u64);
+    let code = r.flash_code_bytes.unwrap();
+    assert!((4_000..256 * 1024).contains(&code), "code {code}");
+    let model = sprig_runtime::Model::parse(&bytes).unwrap();
+    let steps = {
+        let mut arena = vec![0u8; model.arena_bytes().unwrap()];
+        sprig_runtime::Interpreter::new(&model, &mut arena)
+            .unwrap()
+            .arena_report()
+            .steps
+    };
+    assert_eq!(r.steps.len(), steps);
+    assert!(
+        r.arena_bytes > 0
+            && r.arena_bytes <= sprig_compress::eval::portable_arena_bytes(&model).unwrap()
+    );
+    let stack = r.stack_bytes.unwrap();
+    assert!((1_000..64 * 1024).contains(&stack), "stack {stack}");
+    // QEMU has no cycle counter. The steps' instructions add up to most of the inference's
+    // (the rest is the interpreter between steps and the timer reads).
+    assert_eq!(r.cycles, None);
+    let inst = r.instructions.unwrap();
+    let sum: f64 = r.steps.iter().map(|s| s.value).sum();
+    assert!(
+        inst > 10_000 && (sum - inst as f64).abs() < 0.1 * inst as f64,
+        "{inst} vs steps {sum}"
+    );
+}
+
+/// `sprig profile --board jetson-qemu`: sprig-edge's profile under qemu-aarch64 gives the
+/// host's outputs (the dotprod kernels are bit-exact), its arena and per-step times.
+#[test]
+fn profile_on_the_jetson_board_matches_the_host() {
+    use sprig_compress::boards::{profile_jetson_qemu, SAMPLES};
+    let path = fixture("digits_int8.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    let r = profile_jetson_qemu(&path, &bytes).unwrap();
+    assert!(r.outputs_match_host, "{r:?}");
+    assert_eq!(r.samples, SAMPLES);
+    assert!(
+        r.note.contains("sdot") || r.note.contains("dotprod"),
+        "{}",
+        r.note
+    );
+    assert!(r.arena_bytes > 0 && !r.steps.is_empty());
+    assert!(r.median_us.unwrap() > 0.0 && r.stack_bytes.unwrap() > 0);
+}

@@ -2,6 +2,8 @@
 //!
 //! - `classify MODEL SAMPLES.f32` runs an int8 classifier on raw f32 images and prints each
 //!   output's bytes (the Cortex-M firmware's format, so tests compare boards with the host).
+//! - `profile MODEL SAMPLES` prints the arena, per-inference and per-step times, the outputs
+//!   and the peak resident memory (what `sprig profile --board jetson-qemu` reads).
 //! - `hazard MODEL ZONES.toml DETECTIONS|-` runs the pedestrian hazard pipeline (64 tracks) on
 //!   detection lines `TIME_S X Y` from a file or stdin and prints alerts as JSON lines, exactly
 //!   the loop `sprig hazard run` runs on the host. (GPIO, UDP input and profiling: the boards
@@ -82,14 +84,87 @@ fn run(model_path: &str, samples_path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Times each step of an inference (`sprig profile --board jetson-qemu` reads the lines).
+struct StepClock {
+    start: std::time::Instant,
+    us: Vec<f64>,
+}
+
+impl sprig_runtime::StepObserver for StepClock {
+    fn before(&mut self, _: usize, _: &str, _: &str) {
+        self.start = std::time::Instant::now();
+    }
+    fn after(&mut self, _: usize) {
+        self.us.push(self.start.elapsed().as_secs_f64() * 1e6);
+    }
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), bytes.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// `profile MODEL SAMPLES`: the arena, each inference's and (for the first) each step's time,
+/// every output's bytes and the peak resident memory, one fact per line.
+fn profile(model_path: &str, samples_path: &str) -> Result<(), String> {
+    let bytes = std::fs::read(model_path).map_err(|e| format!("{model_path}: {e}"))?;
+    let samples = std::fs::read(samples_path).map_err(|e| format!("{samples_path}: {e}"))?;
+    let model = Model::parse(&bytes).map_err(|e| format!("{model_path}: {e}"))?;
+    let mut arena = vec![0u8; model.arena_bytes().map_err(|e| e.to_string())?];
+    let mut it = Interpreter::new(&model, &mut arena).map_err(|e| e.to_string())?;
+    let report = it.arena_report();
+    println!("kernels {}", sprig_runtime::kernels::kernel_set());
+    println!(
+        "arena {} bytes (persistent {}, working {}), {} steps",
+        report.total, report.persistent, report.working, report.steps
+    );
+    let per = it.input_mut(0).map_err(|e| e.to_string())?.len();
+    if per == 0 || samples.len() % per != 0 {
+        return Err(format!(
+            "{samples_path}: {} bytes is not a whole number of {per}-byte inputs",
+            samples.len()
+        ));
+    }
+    for (i, s) in samples.chunks_exact(per).enumerate() {
+        it.set_input(0, s).map_err(|e| e.to_string())?;
+        let mut clock = StepClock {
+            start: std::time::Instant::now(),
+            us: Vec::new(),
+        };
+        let t = std::time::Instant::now();
+        it.invoke_with(&mut clock).map_err(|e| e.to_string())?;
+        println!("inference {i}: us {:.1}", t.elapsed().as_secs_f64() * 1e6);
+        if i == 0 {
+            for (k, us) in clock.us.iter().enumerate() {
+                println!("step {k}: us {us:.1}");
+            }
+        }
+        let out = it.output(0).map_err(|e| e.to_string())?;
+        println!("out {}: {:02x?}", i, out.data);
+    }
+    if let Some(b) = peak_rss() {
+        println!("peak resident memory: {b} bytes");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let r = match args.as_slice() {
         [_, cmd, model, samples] if cmd == "classify" => run(model, samples),
+        [_, cmd, model, samples] if cmd == "profile" => profile(model, samples),
         [_, cmd, model, zones, det] if cmd == "hazard" => hazard(model, zones, det),
         _ => {
             eprintln!(
-                "usage: sprig-edge classify MODEL.onnx SAMPLES.f32\n       sprig-edge hazard MODEL.onnx ZONES.toml DETECTIONS|-"
+                "usage: sprig-edge classify MODEL.onnx SAMPLES.f32\n       sprig-edge profile MODEL.onnx SAMPLES.bin\n       sprig-edge hazard MODEL.onnx ZONES.toml DETECTIONS|-"
             );
             return ExitCode::from(2);
         }

@@ -1,0 +1,151 @@
+//! Profiles any model on the board: `sprig profile MODEL.onnx --board cortex-m-qemu` builds this
+//! firmware with the model, sample inputs and table sizes it chose (`SPRIG_PROFILE_*`, see
+//! build.rs; the digits model by default), boots it and reads back what it prints over
+//! semihosting: the arena plan, each step's and each inference's time, every output's bytes
+//! (compared with the host's) and the stack high-water mark.
+//!
+//! Time is read from the DWT cycle counter on real boards and from SysTick as well: QEMU does not
+//! model DWT (CYCCNT stays 0), but with `-icount` its SysTick advances with executed
+//! instructions, which makes it an instruction counter there.
+#![no_std]
+#![no_main]
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU32, Ordering};
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::{DWT, SYST};
+use cortex_m_rt::{entry, exception};
+use cortex_m_semihosting::{debug, hprintln};
+use panic_semihosting as _;
+use sprig_runtime::{InterpreterWith, Model, StepObserver};
+
+include!(concat!(env!("OUT_DIR"), "/profile_config.rs"));
+
+/// The model lives in flash and is read in place.
+static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/profile_model.onnx"));
+/// Sample inputs, back to back in the model's input layout.
+static SAMPLES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/profile_samples.bin"));
+
+/// Tables sized by the host for this model.
+type Interp<'m, 'a> = InterpreterWith<'m, 'a, MAX_TENSORS, MAX_NODES>;
+
+/// The arena in .bss (RAM the linker accounts for), not on the stack.
+struct Arena(UnsafeCell<[u8; ARENA_BYTES]>);
+// SAFETY: only `run` touches it, once, from the main thread; no interrupt handler does.
+unsafe impl Sync for Arena {}
+static ARENA: Arena = Arena(UnsafeCell::new([0; ARENA_BYTES]));
+
+/// SysTick wraps every 2^24 ticks; the exception counts the wraps.
+static WRAPS: AtomicU32 = AtomicU32::new(0);
+
+#[exception]
+fn SysTick() {
+    WRAPS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Ticks since start: wraps · 2^24 + how far the down-counter has run.
+fn ticks() -> u64 {
+    loop {
+        let w = WRAPS.load(Ordering::Relaxed);
+        let cvr = SYST::get_current();
+        if WRAPS.load(Ordering::Relaxed) == w {
+            return ((w as u64) << 24) + (0x00ff_ffff - cvr) as u64;
+        }
+    }
+}
+
+/// (SysTick ticks, DWT cycles) now.
+fn now() -> (u64, u32) {
+    (ticks(), DWT::cycle_count())
+}
+
+/// Per-step times of one inference.
+struct StepTimer {
+    start: (u64, u32),
+    steps: heapless::Vec<(u64, u32), MAX_NODES>,
+}
+
+impl StepObserver for StepTimer {
+    fn before(&mut self, _: usize, _: &str, _: &str) {
+        self.start = now();
+    }
+
+    fn after(&mut self, _: usize) {
+        let (t, c) = now();
+        let _ = self
+            .steps
+            .push((t - self.start.0, c.wrapping_sub(self.start.1)));
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    let mut cp = cortex_m::Peripherals::take().unwrap();
+    cp.DCB.enable_trace();
+    cp.DWT.enable_cycle_counter();
+    cp.SYST.set_clock_source(SystClkSource::Core);
+    cp.SYST.set_reload(0x00ff_ffff);
+    cp.SYST.clear_current();
+    cp.SYST.enable_interrupt();
+    cp.SYST.enable_counter();
+    let code = match run() {
+        Ok(()) => debug::EXIT_SUCCESS,
+        Err(e) => {
+            hprintln!("error: {}", e);
+            debug::EXIT_FAILURE
+        }
+    };
+    debug::exit(code);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+fn run() -> Result<(), sprig_runtime::Error> {
+    let model = Model::parse(MODEL)?;
+    // SAFETY: see `Arena`; this is the only reference ever made.
+    let arena = unsafe { &mut *ARENA.0.get() };
+    // Kept inside the Result (no move out with `?`): the tables are large.
+    let mut planned = Interp::new(&model, &mut arena[..]);
+    let it = match planned.as_mut() {
+        Ok(it) => it,
+        Err(e) => return Err(e.clone()),
+    };
+    let report = it.arena_report();
+    hprintln!(
+        "arena {} bytes (persistent {}, working {}), {} steps",
+        report.total,
+        report.persistent,
+        report.working,
+        report.steps
+    );
+    let per = it.input_mut(0)?.len();
+    for (i, sample) in SAMPLES.chunks_exact(per).enumerate() {
+        it.set_input(0, sample)?;
+        let mut timer = StepTimer {
+            start: now(),
+            steps: heapless::Vec::new(),
+        };
+        let start = now();
+        it.invoke_with(&mut timer)?;
+        let end = now();
+        hprintln!(
+            "inference {}: ticks {} cycles {}",
+            i,
+            end.0 - start.0,
+            end.1.wrapping_sub(start.1)
+        );
+        if i == 0 {
+            for (k, (t, c)) in timer.steps.iter().enumerate() {
+                hprintln!("step {}: ticks {} cycles {}", k, t, c);
+            }
+        }
+        let out = it.output(0)?;
+        hprintln!("out {}: {:02x?}", i, out.data);
+    }
+    hprintln!(
+        "stack high-water mark: {} bytes",
+        sprig_cortex_m::stack_high_water()
+    );
+    Ok(())
+}
