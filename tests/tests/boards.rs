@@ -286,7 +286,7 @@ fn profile_on_the_cortex_m_board_reports_flash_ram_and_instructions() {
     let inst = r.instructions.unwrap();
     let sum: f64 = r.steps.iter().map(|s| s.value).sum();
     assert!(
-        inst > 10_000 && (sum - inst as f64).abs() < 0.1 * inst as f64,
+        inst > 10_000 && sum <= inst as f64 && sum >= 0.7 * inst as f64,
         "{inst} vs steps {sum}"
     );
 }
