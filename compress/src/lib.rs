@@ -9,6 +9,7 @@
 pub mod boards;
 pub mod demo;
 pub mod demo_hazard;
+pub mod deploy;
 pub mod distill;
 pub mod eval;
 pub mod export;

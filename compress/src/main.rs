@@ -119,6 +119,36 @@ enum Cmd {
         #[command(subcommand)]
         cmd: HazardCmd,
     },
+    /// Install sprig-edge, a model and (with --zones) the hazard service on a Jetson over
+    /// ssh/scp, switching the model atomically.
+    Deploy {
+        /// The board kind (jetson: aarch64 Linux with systemd).
+        #[arg(long, value_parser = ["jetson"])]
+        board: String,
+        /// USER@ADDR or an ssh config alias.
+        #[arg(long)]
+        host: String,
+        /// The int8 model.
+        model: PathBuf,
+        /// Zone file: install and (re)start the hazard service.
+        #[arg(long)]
+        zones: Option<PathBuf>,
+        /// Where the service reads detection lines on the board (a named pipe is made).
+        #[arg(long, default_value = "/run/sprig/detections")]
+        input: String,
+        /// Install folder on the board.
+        #[arg(long, default_value = "/opt/sprig")]
+        prefix: String,
+        /// systemd unit folder on the board.
+        #[arg(long, default_value = "/etc/systemd/system")]
+        unit_dir: String,
+        /// Use this aarch64 sprig-edge instead of cross-building one.
+        #[arg(long)]
+        edge_binary: Option<PathBuf>,
+        /// Install files only; leave the service as it is.
+        #[arg(long)]
+        no_restart: bool,
+    },
     /// Per-op latency, arena bytes and heap allocations of a model on sprig-runtime — on this
     /// host, or built into a board's firmware/daemon and run under emulation (flash, RAM,
     /// instructions, outputs compared with the host).
@@ -553,6 +583,32 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             inputs,
             output,
         } => run(&model, &inputs, output.as_deref()),
+        Cmd::Deploy {
+            board: _,
+            host,
+            model,
+            zones,
+            input,
+            prefix,
+            unit_dir,
+            edge_binary,
+            no_restart,
+        } => {
+            let d = sprig_compress::deploy::Deploy {
+                host,
+                model,
+                zones,
+                input,
+                prefix,
+                unit_dir,
+                edge_binary,
+                no_restart,
+            };
+            for line in sprig_compress::deploy::deploy(&d)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Cmd::Profile {
             model,
             board,

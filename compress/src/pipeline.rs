@@ -418,7 +418,9 @@ pub fn run(
                     let preds = logits(&t.model, ctx.test_for(spec.input.0), None)?;
                     ctx.teacher_preds = Some(preds.iter().map(|l| argmax(l)).collect());
                 }
-                HeldTeacher::Trained(t)
+                // A frozen teacher needs no batch statistics: folded into its convolutions,
+                // batch norm costs nothing in the forward passes distillation makes every step.
+                HeldTeacher::Trained(if spec.has_bn() { fold_bn(&t)? } else { t })
             }
             TeacherPlan::Onnx(t) => {
                 let path = r.teacher[i].onnx.clone().unwrap_or_default();
