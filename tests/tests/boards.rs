@@ -94,9 +94,8 @@ fn stack_bytes(text: &str) -> usize {
         .expect("firmware reports its stack use")
 }
 
-/// Cross-builds `sprig-edge` for aarch64 and runs it under qemu-aarch64 (cortex-a76, which has
-/// dotprod like Jetson Xavier) with `args`.
-fn run_sprig_edge(args: &[&std::ffi::OsStr]) -> std::process::Output {
+/// Cross-builds `sprig-edge` (debug) for aarch64; returns the executable.
+fn build_sprig_edge() -> PathBuf {
     let build = Command::new(cargo())
         .args([
             "build",
@@ -113,6 +112,13 @@ fn run_sprig_edge(args: &[&std::ffi::OsStr]) -> std::process::Output {
     let target_dir = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo().join("target"));
+    target_dir.join("aarch64-unknown-linux-gnu/debug/sprig-edge")
+}
+
+/// Cross-builds `sprig-edge` for aarch64 and runs it under qemu-aarch64 (cortex-a76, which has
+/// dotprod like Jetson Xavier) with `args`.
+fn run_sprig_edge(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let exe = build_sprig_edge();
     let out = Command::new("timeout")
         .args([
             "300",
@@ -122,7 +128,7 @@ fn run_sprig_edge(args: &[&std::ffi::OsStr]) -> std::process::Output {
             "-L",
             "/usr/aarch64-linux-gnu",
         ])
-        .arg(target_dir.join("aarch64-unknown-linux-gnu/debug/sprig-edge"))
+        .arg(exe)
         .args(args)
         .output()
         .expect("qemu-aarch64 is installed (tests/run.sh installs it)");
@@ -308,4 +314,69 @@ fn profile_on_the_jetson_board_matches_the_host() {
     );
     assert!(r.arena_bytes > 0 && !r.steps.is_empty());
     assert!(r.median_us.unwrap() > 0.0 && r.stack_bytes.unwrap() > 0);
+}
+
+/// `sprig-edge hazard … udp:ADDR:PORT` under qemu-aarch64: the demo scene's detections sent
+/// as datagrams of whole frames over loopback give the host's alerts.
+#[test]
+fn aarch64_sprig_edge_hazard_reads_detections_from_udp() {
+    use std::io::{BufRead, BufReader};
+    let exe = build_sprig_edge();
+    let (m, z) = (
+        fixture("traj_int8.onnx"),
+        repo().join("scenes/demo/zones.toml"),
+    );
+    let mut child = Command::new("timeout")
+        .args([
+            "300",
+            "qemu-aarch64",
+            "-cpu",
+            "cortex-a76",
+            "-L",
+            "/usr/aarch64-linux-gnu",
+        ])
+        .arg(exe)
+        .arg("hazard")
+        .arg(&m)
+        .arg(&z)
+        .arg("udp:127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on udp ")
+        .unwrap_or_else(|| panic!("sprig-edge said {line:?}"))
+        .to_string();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let det = std::fs::read_to_string(repo().join("scenes/demo/detections.txt")).unwrap();
+    // Twenty frames (lines sharing a time stamp) per datagram: 15 datagrams, well inside the
+    // socket's receive buffer even while the emulated daemon is still busy.
+    let mut frames: Vec<String> = Vec::new();
+    let mut last_t = "";
+    for l in det.lines() {
+        let t = l.split_whitespace().next().unwrap_or("");
+        if t != last_t || frames.is_empty() {
+            frames.push(String::new());
+        }
+        last_t = t;
+        let f = frames.last_mut().unwrap();
+        f.push_str(l);
+        f.push('\n');
+    }
+    for chunk in frames.chunks(20) {
+        sock.send_to(chunk.concat().as_bytes(), &addr).unwrap();
+    }
+    sock.send_to(b"", &addr).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sprig-edge over udp: {:?}",
+        out.status
+    );
+    assert_eq!(json_lines(&out.stdout), host_alerts());
 }

@@ -4,10 +4,10 @@
 //!   output's bytes (the Cortex-M firmware's format, so tests compare boards with the host).
 //! - `profile MODEL SAMPLES` prints the arena, per-inference and per-step times, the outputs
 //!   and the peak resident memory (what `sprig profile --board jetson-qemu` reads).
-//! - `hazard MODEL ZONES.toml DETECTIONS|-` runs the pedestrian hazard pipeline (64 tracks) on
-//!   detection lines `TIME_S X Y` from a file or stdin and prints alerts as JSON lines, exactly
-//!   the loop `sprig hazard run` runs on the host. (GPIO, UDP input and profiling: the boards
-//!   issue.)
+//! - `hazard MODEL ZONES.toml DETECTIONS|-|udp:ADDR:PORT` runs the pedestrian hazard pipeline
+//!   (64 tracks) on detection lines `TIME_S X Y` from a file, stdin or UDP datagrams (whole lines
+//!   per datagram; an empty one ends the stream) and prints alerts as JSON lines, exactly the
+//!   loop `sprig hazard run` runs on the host.
 
 use sprig_runtime::hazard::{
     io::write_alert_json, stream, AlertPolicy, Decode, HazardPipeline, ModelPredictor, Point,
@@ -16,6 +16,39 @@ use sprig_runtime::hazard::{
 use sprig_runtime::{Interpreter, Model};
 use std::io::Write;
 use std::process::ExitCode;
+
+/// Detection lines from UDP datagrams (`udp:ADDR:PORT`): a datagram carries whole lines (one
+/// frame or several); an empty datagram ends the stream, like end of file.
+struct UdpLines {
+    sock: std::net::UdpSocket,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl std::io::Read for UdpLines {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.buf.resize(65_536, 0);
+            let n = self.sock.recv(&mut self.buf)?;
+            self.buf.truncate(n);
+            self.pos = 0;
+            if n == 0 {
+                self.done = true;
+            } else if self.buf.last() != Some(&b'\n') {
+                // A datagram ends its last line.
+                self.buf.push(b'\n');
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
 
 fn hazard(model_path: &str, zones_path: &str, detections: &str) -> Result<(), String> {
     let bytes = std::fs::read(model_path).map_err(|e| format!("{model_path}: {e}"))?;
@@ -35,6 +68,16 @@ fn hazard(model_path: &str, zones_path: &str, detections: &str) -> Result<(), St
     .map_err(|e| e.to_string())?;
     let input: Box<dyn std::io::BufRead> = if detections == "-" {
         Box::new(std::io::stdin().lock())
+    } else if let Some(addr) = detections.strip_prefix("udp:") {
+        let sock = std::net::UdpSocket::bind(addr).map_err(|e| format!("{detections}: {e}"))?;
+        let local = sock.local_addr().map_err(|e| e.to_string())?;
+        eprintln!("listening on udp {local}");
+        Box::new(std::io::BufReader::new(UdpLines {
+            sock,
+            buf: Vec::new(),
+            pos: 0,
+            done: false,
+        }))
     } else {
         let f = std::fs::File::open(detections).map_err(|e| format!("{detections}: {e}"))?;
         Box::new(std::io::BufReader::new(f))
@@ -164,7 +207,7 @@ fn main() -> ExitCode {
         [_, cmd, model, zones, det] if cmd == "hazard" => hazard(model, zones, det),
         _ => {
             eprintln!(
-                "usage: sprig-edge classify MODEL.onnx SAMPLES.f32\n       sprig-edge profile MODEL.onnx SAMPLES.bin\n       sprig-edge hazard MODEL.onnx ZONES.toml DETECTIONS|-"
+                "usage: sprig-edge classify MODEL.onnx SAMPLES.f32\n       sprig-edge profile MODEL.onnx SAMPLES.bin\n       sprig-edge hazard MODEL.onnx ZONES.toml DETECTIONS|-|udp:ADDR:PORT"
             );
             return ExitCode::from(2);
         }
