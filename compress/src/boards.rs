@@ -47,6 +47,8 @@ pub struct BoardReport {
     pub flash_code_bytes: Option<u64>,
     /// The model file, stored in flash as it is.
     pub flash_model_bytes: u64,
+    /// Of `flash_code_bytes`, sprig-runtime's own functions and tables (Cortex-M).
+    pub runtime_code_bytes: Option<u64>,
     /// Arena the interpreter planned on the board.
     pub arena_bytes: usize,
     /// Statically allocated RAM besides the arena (.data + .bss, Cortex-M).
@@ -190,6 +192,51 @@ pub fn elf_sections(elf: &[u8]) -> crate::Result<Vec<(String, bool, bool, u64)>>
         out.push((name, flags & SHF_ALLOC != 0, kind != SHT_NOBITS, size));
     }
     Ok(out)
+}
+
+/// Bytes of the function and data symbols of a little-endian ELF32 file whose (mangled) names
+/// contain `needle` — e.g. `sprig_runtime` for the runtime's own share of a firmware's flash.
+pub fn elf32_symbol_bytes(elf: &[u8], needle: &str) -> crate::Result<u64> {
+    let bad = || err("not a little-endian ELF32 file".into());
+    if elf.len() < 52 || &elf[..4] != b"\x7fELF" || elf[4] != 1 || elf[5] != 1 {
+        return Err(bad());
+    }
+    let rd = |off: usize, n: usize| -> crate::Result<usize> {
+        let b = elf.get(off..off + n).ok_or_else(bad)?;
+        Ok(b.iter().rev().fold(0usize, |a, &x| (a << 8) | x as usize))
+    };
+    let (shoff, shentsize, shnum) = (rd(0x20, 4)?, rd(0x2e, 2)?, rd(0x30, 2)?);
+    let sh = |i: usize, field: usize| rd(shoff + i * shentsize + field, 4);
+    let mut total = 0u64;
+    for i in 0..shnum {
+        const SHT_SYMTAB: usize = 2;
+        if sh(i, 4)? != SHT_SYMTAB {
+            continue;
+        }
+        let (off, size, link) = (sh(i, 0x10)?, sh(i, 0x14)?, sh(i, 0x18)?);
+        let str_off = sh(link, 0x10)?;
+        for k in 0..size / 16 {
+            let e = off + k * 16;
+            let (name, sym_size, info, shndx) =
+                (rd(e, 4)?, rd(e + 8, 4)?, rd(e + 12, 1)?, rd(e + 14, 2)?);
+            // STT_OBJECT = 1, STT_FUNC = 2; defined in some section.
+            if !matches!(info & 0xf, 1 | 2) || shndx == 0 || shndx >= 0xff00 {
+                continue;
+            }
+            let start = str_off + name;
+            let end = elf[start.min(elf.len())..]
+                .iter()
+                .position(|&b| b == 0)
+                .map_or(elf.len(), |p| start + p);
+            if elf
+                .get(start..end)
+                .is_some_and(|n| n.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                total += sym_size as u64;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// The value after `key` on a line starting with `prefix`, e.g. `ticks` in
@@ -362,6 +409,7 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
         board: "cortex-m-qemu".into(),
         flash_code_bytes: Some(flash.saturating_sub((bytes.len() + samples.len()) as u64)),
         flash_model_bytes: bytes.len() as u64,
+        runtime_code_bytes: Some(elf32_symbol_bytes(&elf, "sprig_runtime")?),
         arena_bytes,
         static_ram_bytes: Some(ram_static.saturating_sub(arena as u64)),
         stack_bytes: stack,
@@ -482,6 +530,7 @@ pub fn profile_jetson_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<Boa
         board: "jetson-qemu".into(),
         flash_code_bytes: exe_bytes,
         flash_model_bytes: bytes.len() as u64,
+        runtime_code_bytes: None,
         arena_bytes,
         static_ram_bytes: None,
         stack_bytes: rss,

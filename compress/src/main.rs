@@ -648,8 +648,10 @@ fn board_profile(
     let opt = |v: Option<u64>| v.map_or("—".to_string(), |v| v.to_string());
     println!("{} on {}", path.display(), r.board);
     println!(
-        "  flash: code {} bytes, model {} bytes",
+        "  flash: code {} bytes{}, model {} bytes",
         opt(r.flash_code_bytes),
+        r.runtime_code_bytes
+            .map_or(String::new(), |b| format!(" (sprig-runtime's own {b})")),
         r.flash_model_bytes
     );
     println!(

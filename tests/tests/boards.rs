@@ -271,6 +271,8 @@ fn profile_on_the_cortex_m_board_reports_flash_ram_and_instructions() {
     assert_eq!(r.flash_model_bytes, bytes.len() as u64);
     let code = r.flash_code_bytes.unwrap();
     assert!((4_000..256 * 1024).contains(&code), "code {code}");
+    let own = r.runtime_code_bytes.unwrap();
+    assert!(own > 10_000 && own < code, "runtime {own} of {code}");
     let model = sprig_runtime::Model::parse(&bytes).unwrap();
     let steps = {
         let mut arena = vec![0u8; model.arena_bytes().unwrap()];
