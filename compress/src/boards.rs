@@ -63,7 +63,8 @@ pub struct BoardReport {
     pub median_us: Option<f64>,
     /// Unit of `steps[].value`.
     pub unit: String,
-    /// Per-step cost of the first inference.
+    /// Per-step cost of one inference (the first on Cortex-M, whose instruction counts do not
+    /// depend on caches; the last, after a warm-up, on Linux).
     pub steps: Vec<StepTime>,
     /// Inferences compared.
     pub samples: usize,
