@@ -65,22 +65,25 @@ def table(out: Path, prefix: str = "seed") -> None:
         params[key] = row["params"]
 
     for s in seeds:
+        first = True
         for m in METHODS:
             f = s / f"kd-{m}.json"
             if not f.exists():
                 continue
             r = rows(f)
-            teacher = next(v for k, v in r.items() if "teacher" in k)
-            alone = next(v for k, v in r.items() if k.endswith(" f32") and "KD" not in k and "teacher" not in k)
+            if first:  # teacher and student alone once per seed (every run reuses them)
+                first = False
+                add("teacher (ResNet-8)", next(v for k, v in r.items() if "teacher" in k))
+                alone = (v for k, v in r.items() if k.endswith(" f32") and "KD" not in k and "teacher" not in k)
+                add("student alone", next(alone))
             kd = next(v for k, v in r.items() if "+ KD" in k)
-            if m == "hinton":  # teacher and student alone once per seed
-                add("teacher (ResNet-8)", teacher)
-                add("student alone", alone)
             add(f"student + {m}" if m != "combined" else "student + Hinton + activation boundary (combined)", kd)
-    print(f"| model | params | top-1 % (test, {len(seeds)} seed{'s' if len(seeds) > 1 else ''}: mean ± std) | seeds |")
-    print("|---|---:|---:|---:|")
+    print(f"| model | params | top-1 % (10k test images; mean ± std over seeds) | seeds | vs student alone |")
+    print("|---|---:|---:|---:|---:|")
+    base = statistics.mean(acc["student alone"]) if "student alone" in acc else None
     for k in order:
-        print(f"| {k} | {params[k]:,} | {cell(acc[k])} | {len(acc[k])} |")
+        delta = "" if base is None or k.startswith("teacher") or k == "student alone" else f"{100 * (statistics.mean(acc[k]) - base):+.2f}"
+        print(f"| {k} | {params[k]:,} | {cell(acc[k])} | {len(acc[k])} | {delta} |")
 
 
 if __name__ == "__main__":

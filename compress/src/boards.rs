@@ -421,7 +421,7 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
         steps,
         samples: outs.len(),
         outputs_match_host: outs.len() == host.len() && outs == host,
-        note: "QEMU MPS2-AN386 (Cortex-M4F), 256 KB flash / 64 KB RAM link budget: instruction counts from SysTick under -icount shift=0, not cycles (QEMU does not model the DWT cycle counter; on a real board the firmware prints DWT cycles)".into(),
+        note: format!("QEMU MPS2-AN386 (Cortex-M4F), 256 KB flash / 64 KB RAM link budget, built with SPRIG_PROFILE_ARENA={arena} SPRIG_PROFILE_TENSORS={tensors} SPRIG_PROFILE_NODES={nodes}: instruction counts from SysTick under -icount shift=0, not cycles (QEMU does not model the DWT cycle counter; on a real board the firmware prints DWT cycles)"),
     })
 }
 
