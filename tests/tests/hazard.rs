@@ -171,3 +171,41 @@ fn int8_student_tracks_its_float_model_and_onnxruntime() {
         100.0 * off
     );
 }
+
+/// The per-frame hook of the stream loop (what drives sprig-edge's alarm pin): called once per
+/// processed frame, its alert counts add up to the alerts emitted.
+#[test]
+fn the_stream_reports_every_frame_and_its_alerts() {
+    use sprig_runtime::hazard::{
+        stream, AlertPolicy, ConstantVelocity, HazardPipeline, Point, TrackerConfig,
+    };
+    let zones = sprig_compress::hazard::load_zones(&repo().join("scenes/demo/zones.toml")).unwrap();
+    let det = std::fs::read(repo().join("scenes/demo/detections.txt")).unwrap();
+    let mut p = HazardPipeline::<_, 64>::new(
+        ConstantVelocity,
+        &zones,
+        TrackerConfig::default(),
+        AlertPolicy::default(),
+    )
+    .unwrap();
+    let (mut emitted, mut frames, mut counted, mut last_t) = (0u64, 0u64, 0u64, f64::MIN);
+    let sum = stream::run_frames(
+        &mut p,
+        std::io::Cursor::new(det),
+        false,
+        &|x, y| Point::new(x, y),
+        |_| emitted += 1,
+        |t, alerts| {
+            assert!(t > last_t, "frames in time order");
+            last_t = t;
+            frames += 1;
+            counted += alerts as u64;
+        },
+    )
+    .unwrap();
+    assert!(sum.alerts > 0);
+    assert_eq!(
+        (frames, counted, emitted),
+        (sum.frames, sum.alerts, sum.alerts)
+    );
+}

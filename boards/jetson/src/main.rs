@@ -7,8 +7,10 @@
 //! - `hazard MODEL ZONES.toml DETECTIONS|-|udp:ADDR:PORT` runs the pedestrian hazard pipeline
 //!   (64 tracks) on detection lines `TIME_S X Y` from a file, stdin or UDP datagrams (whole lines
 //!   per datagram; an empty one ends the stream) and prints alerts as JSON lines, exactly the
-//!   loop `sprig hazard run` runs on the host.
+//!   loop `sprig hazard run` runs on the host. `--alarm-gpio /dev/gpiochip0:17` drives a buzzer
+//!   or LED (linux-embedded-hal's character-device pin): on while frames raise alerts.
 
+use embedded_hal::digital::OutputPin;
 use sprig_runtime::hazard::{
     io::write_alert_json, stream, AlertPolicy, Decode, HazardPipeline, ModelPredictor, Point,
     TrackerConfig,
@@ -50,7 +52,82 @@ impl std::io::Read for UdpLines {
     }
 }
 
-fn hazard(model_path: &str, zones_path: &str, detections: &str) -> Result<(), String> {
+/// The alarm output (buzzer/LED): on while frames raise alerts. Any embedded-hal pin.
+struct Alarm<P: OutputPin> {
+    pin: P,
+    on: bool,
+    errors: u64,
+}
+
+impl<P: OutputPin> Alarm<P> {
+    fn frame(&mut self, alerts: usize) {
+        let on = alerts > 0;
+        if on != self.on {
+            let r = if on {
+                self.pin.set_high()
+            } else {
+                self.pin.set_low()
+            };
+            // A failing pin must not stop the alerts on stdout: counted, reported at the end.
+            match r {
+                Ok(()) => self.on = on,
+                Err(_) => self.errors += 1,
+            }
+        }
+    }
+}
+
+/// No pin: `--alarm-gpio` not given.
+struct NoPin;
+
+impl embedded_hal::digital::ErrorType for NoPin {
+    type Error = core::convert::Infallible;
+}
+
+impl OutputPin for NoPin {
+    fn set_low(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn set_high(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// `CHIP:LINE` (e.g. `/dev/gpiochip0:17`) as an output line through the GPIO character device,
+/// starting low.
+fn gpio_pin(spec: &str) -> Result<linux_embedded_hal::CdevPin, String> {
+    use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
+    let (chip, line) = spec
+        .rsplit_once(':')
+        .and_then(|(c, l)| Some((c, l.parse::<u32>().ok()?)))
+        .ok_or_else(|| {
+            format!("--alarm-gpio {spec}: expected CHIP:LINE, e.g. /dev/gpiochip0:17")
+        })?;
+    let handle = Chip::new(chip)
+        .and_then(|mut c| c.get_line(line))
+        .and_then(|l| l.request(LineRequestFlags::OUTPUT, 0, "sprig-edge alarm"))
+        .map_err(|e| format!("--alarm-gpio {spec}: {e}"))?;
+    linux_embedded_hal::CdevPin::new(handle).map_err(|e| format!("--alarm-gpio {spec}: {e}"))
+}
+
+fn hazard(
+    model_path: &str,
+    zones_path: &str,
+    detections: &str,
+    alarm_gpio: Option<&str>,
+) -> Result<(), String> {
+    match alarm_gpio {
+        Some(spec) => hazard_with(model_path, zones_path, detections, gpio_pin(spec)?),
+        None => hazard_with(model_path, zones_path, detections, NoPin),
+    }
+}
+
+fn hazard_with<P: OutputPin>(
+    model_path: &str,
+    zones_path: &str,
+    detections: &str,
+    pin: P,
+) -> Result<(), String> {
     let bytes = std::fs::read(model_path).map_err(|e| format!("{model_path}: {e}"))?;
     let text = std::fs::read_to_string(zones_path).map_err(|e| format!("{zones_path}: {e}"))?;
     let zones = sprig_runtime::hazard::zones_toml::parse(&text)
@@ -84,14 +161,30 @@ fn hazard(model_path: &str, zones_path: &str, detections: &str) -> Result<(), St
     };
     let mut out = std::io::stdout().lock();
     let mut line = String::new();
-    let sum = stream::run(&mut p, input, false, &|x, y| Point::new(x, y), |a| {
-        line.clear();
-        let _ = write_alert_json(&mut line, a, zones[a.zone].name());
-        // Alerts go out as they happen; a closed stdout ends nothing but the printing.
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-    })
+    let mut alarm = Alarm {
+        pin,
+        on: false,
+        errors: 0,
+    };
+    let sum = stream::run_frames(
+        &mut p,
+        input,
+        false,
+        &|x, y| Point::new(x, y),
+        |a| {
+            line.clear();
+            let _ = write_alert_json(&mut line, a, zones[a.zone].name());
+            // Alerts go out as they happen; a closed stdout ends nothing but the printing.
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        },
+        |_, alerts| alarm.frame(alerts),
+    )
     .map_err(|e| format!("{e:?}"))?;
+    alarm.frame(0);
+    if alarm.errors > 0 {
+        eprintln!("alarm pin: {} writes failed", alarm.errors);
+    }
     eprintln!(
         "{} frames, {} detections, {} alerts; skipped: {} malformed lines, {} non-finite detections, {} out-of-order frames, {} over the track table",
         sum.frames, sum.detections, sum.alerts, sum.malformed_lines, sum.non_finite,
@@ -210,10 +303,13 @@ fn main() -> ExitCode {
     let r = match args.as_slice() {
         [_, cmd, model, samples] if cmd == "classify" => run(model, samples),
         [_, cmd, model, samples] if cmd == "profile" => profile(model, samples),
-        [_, cmd, model, zones, det] if cmd == "hazard" => hazard(model, zones, det),
+        [_, cmd, model, zones, det] if cmd == "hazard" => hazard(model, zones, det, None),
+        [_, cmd, model, zones, det, flag, pin] if cmd == "hazard" && flag == "--alarm-gpio" => {
+            hazard(model, zones, det, Some(pin))
+        }
         _ => {
             eprintln!(
-                "usage: sprig-edge classify MODEL.onnx SAMPLES.f32\n       sprig-edge profile MODEL.onnx SAMPLES.bin\n       sprig-edge hazard MODEL.onnx ZONES.toml DETECTIONS|-|udp:ADDR:PORT"
+                "usage: sprig-edge classify MODEL.onnx SAMPLES.f32\n       sprig-edge profile MODEL.onnx SAMPLES.bin\n       sprig-edge hazard MODEL.onnx ZONES.toml DETECTIONS|-|udp:ADDR:PORT [--alarm-gpio CHIP:LINE]"
             );
             return ExitCode::from(2);
         }
@@ -224,5 +320,74 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records every level written; fails when told to.
+    struct Recorder {
+        levels: Vec<bool>,
+        fail: bool,
+    }
+
+    impl embedded_hal::digital::ErrorType for Recorder {
+        type Error = embedded_hal::digital::ErrorKind;
+    }
+
+    impl OutputPin for Recorder {
+        fn set_low(&mut self) -> Result<(), Self::Error> {
+            self.write(false)
+        }
+        fn set_high(&mut self) -> Result<(), Self::Error> {
+            self.write(true)
+        }
+    }
+
+    impl Recorder {
+        fn write(&mut self, level: bool) -> Result<(), embedded_hal::digital::ErrorKind> {
+            if self.fail {
+                return Err(embedded_hal::digital::ErrorKind::Other);
+            }
+            self.levels.push(level);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_alarm_is_on_while_frames_raise_alerts() {
+        let mut a = Alarm {
+            pin: Recorder {
+                levels: Vec::new(),
+                fail: false,
+            },
+            on: false,
+            errors: 0,
+        };
+        for alerts in [0, 2, 1, 0, 0, 3, 0] {
+            a.frame(alerts);
+        }
+        assert_eq!(a.pin.levels, [true, false, true, false]);
+        let mut broken = Alarm {
+            pin: Recorder {
+                levels: Vec::new(),
+                fail: true,
+            },
+            on: false,
+            errors: 0,
+        };
+        broken.frame(1);
+        broken.frame(1);
+        assert_eq!(broken.errors, 2);
+    }
+
+    #[test]
+    fn gpio_specs_are_checked() {
+        let e = gpio_pin("17").err().unwrap();
+        assert!(e.contains("expected CHIP:LINE"), "{e}");
+        let e = gpio_pin("/dev/no-such-gpiochip:3").err().unwrap();
+        assert!(e.contains("/dev/no-such-gpiochip:3"), "{e}");
     }
 }

@@ -45,7 +45,20 @@ pub fn run<P: Predictor, const N: usize>(
     input: impl std::io::BufRead,
     with_id: bool,
     map: &dyn Fn(f32, f32) -> Point,
+    emit: impl FnMut(&Alert),
+) -> Result<RunSummary, StreamError> {
+    run_frames(p, input, with_id, map, emit, |_, _| {})
+}
+
+/// [`run`], also calling `on_frame(time, alerts)` after each frame — what drives an alarm
+/// output that is on while frames raise alerts.
+pub fn run_frames<P: Predictor, const N: usize>(
+    p: &mut HazardPipeline<P, N>,
+    input: impl std::io::BufRead,
+    with_id: bool,
+    map: &dyn Fn(f32, f32) -> Point,
     mut emit: impl FnMut(&Alert),
+    mut on_frame: impl FnMut(f64, usize),
 ) -> Result<RunSummary, StreamError> {
     let mut sum = RunSummary::default();
     let mut alerts = heapless::Vec::new();
@@ -72,6 +85,7 @@ pub fn run<P: Predictor, const N: usize>(
                     emit(a);
                     sum.alerts += 1;
                 }
+                on_frame(t, alerts.len());
                 Ok(())
             }
             Err(HazardError::Frame(_)) => {
