@@ -30,11 +30,14 @@ def variant(seed: int, method: str, student_epochs: str = "") -> str:
     if student_epochs:
         head, rest = src.split("[student]\n", 1)
         rest = re.sub(r"(?m)^epochs = \d+", f"epochs = {int(student_epochs)}", rest, count=1)
+        # Distillation only: the pruning schedule is the full budget's.
+        if "\n[prune]" in rest:
+            rest = rest[: rest.index("\n[prune]")] + "\n"
         src = f"{head}[student]\n{rest}"
     body = METHODS[method]
     if body is not None:
         head, rest = src.split("[distill]\n", 1)
-        tail = rest[rest.index("\n[prune]") :]
+        tail = rest[rest.index("\n[prune]") :] if "\n[prune]" in rest else "\n"
         src = f"{head}[distill]\n{body}{tail}"
     return src
 

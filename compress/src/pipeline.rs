@@ -211,7 +211,7 @@ impl<'a> Ctx<'a> {
                 .zip(&test.labels)
                 .filter(|(p, y)| **p == **y as usize)
                 .count() as f64
-                / self.test.len().max(1) as f64
+                / test.len().max(1) as f64
         });
         let teacher_agreement = self.teacher_preds.as_ref().map(|tp| {
             tp.iter().zip(&preds).filter(|(a, b)| a == b).count() as f64 / tp.len().max(1) as f64
@@ -263,24 +263,28 @@ impl<'a> Ctx<'a> {
             .filter(|(p, y)| **p == **y as usize)
             .count() as f64
             / test.len().max(1) as f64;
-        let params = sprig_runtime::Model::parse(&bytes)
+        // (parameters, non-zeros) over the float initializers.
+        let (params, nonzeros) = sprig_runtime::Model::parse(&bytes)
             .ok()
             .map(|m| {
-                m.initializers()
-                    .filter_map(|t| t.ok())
-                    .map(|t| t.shape.numel())
-                    .sum()
+                let mut counts = (0usize, 0usize);
+                for t in m.initializers().filter_map(|t| t.ok()) {
+                    counts.0 += t.shape.numel();
+                    let _ = t.for_each_f32(|_, v| counts.1 += (v != 0.0) as usize);
+                }
+                counts
             })
-            .unwrap_or(0);
+            .unwrap_or((0, 0));
         let stats = evaluate(&bytes, test, self.opts.latency_runs).ok();
         self.rows.push(Row {
             model: label.into(),
             file: path.into(),
             params,
-            nonzeros: params,
+            nonzeros,
             file_bytes: bytes.len(),
             arena_bytes: stats.as_ref().map_or(0, |s| s.arena_bytes),
             latency_us: stats.as_ref().map_or(f64::NAN, |s| s.median_us),
+            // The reference top-1 here is tract's (the file has no candle model).
             candle_top1: Some(tract_top1),
             top1: stats.as_ref().map_or(tract_top1, |s| s.top1),
             teacher_agreement: None,

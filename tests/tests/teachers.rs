@@ -179,6 +179,7 @@ teacher_layer = "conv2"
     let (ta, tb) = (row(&a, "teacher"), row(&b, "frozen"));
     assert_eq!(tb.top1, ta.top1);
     assert_eq!(tb.params, ta.params);
+    assert_eq!(tb.nonzeros, ta.nonzeros);
     assert_eq!(tb.file_bytes, ta.file_bytes);
     // Same student alone (nothing changed) and, through tract instead of candle, the same
     // distillation up to float rounding carried through 10 epochs.
