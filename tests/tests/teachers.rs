@@ -223,7 +223,7 @@ teacher_layer = "conv2"
     );
     let e = bad("kind = \"fitnets\"", "kind = \"area-rkd\"\ngrid = 3");
     assert!(
-        e.contains("cannot connect student to teacher") && e.contains("grid 3"),
+        e.contains("cannot connect student to frozen") && e.contains("grid 3"),
         "{e}"
     );
 }
