@@ -34,7 +34,8 @@ fn main() {
         .unwrap_or_else(|e| panic!("SPRIG_PROFILE_SAMPLES {samples}: {e}"));
     let num = |k: &str, default: &str| -> usize {
         let v = var(k, default);
-        v.parse().unwrap_or_else(|_| panic!("{k}={v} is not a number"))
+        v.parse()
+            .unwrap_or_else(|_| panic!("{k}={v} is not a number"))
     };
     fs::write(
         out.join("profile_config.rs"),
