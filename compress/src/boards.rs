@@ -425,31 +425,32 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
     })
 }
 
-/// Cross-builds `sprig-edge` for aarch64 Linux, runs `sprig-edge profile` under qemu-aarch64
-/// and reads its report.
-pub fn profile_jetson_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<BoardReport> {
+/// Cross-builds `sprig-edge` for aarch64 Linux (`release`, or the debug build the tests already
+/// have), runs `sprig-edge profile` under qemu-aarch64 and reads its report.
+pub fn profile_jetson_qemu(
+    model_path: &Path,
+    bytes: &[u8],
+    release: bool,
+) -> crate::Result<BoardReport> {
     let model = Model::parse(bytes)?;
     let samples = sample_inputs(&model, SAMPLES)?;
     let host = host_output_lines(&model, &samples)?;
     let root = boards_dir().join("..");
     run_checked(
         Command::new(cargo())
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "-p",
-                "sprig-jetson",
-                "--target",
-                "aarch64-unknown-linux-gnu",
-            ])
+            .args(["build", "--quiet", "-p", "sprig-jetson"])
+            .args(["--target", "aarch64-unknown-linux-gnu"])
+            .args(release.then_some("--release"))
             .current_dir(&root),
         "cross-building sprig-edge for aarch64-unknown-linux-gnu",
     )?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let exe = target_dir.join("aarch64-unknown-linux-gnu/release/sprig-edge");
+    let exe = target_dir
+        .join("aarch64-unknown-linux-gnu")
+        .join(if release { "release" } else { "debug" })
+        .join("sprig-edge");
     let work = target_dir.join("sprig-profile");
     std::fs::create_dir_all(&work).map_err(|e| err(format!("{}: {e}", work.display())))?;
     let sample_file = work.join("samples.bin");
@@ -542,6 +543,6 @@ pub fn profile_jetson_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<Boa
         steps,
         samples: outs.len(),
         outputs_match_host: outs.len() == host.len() && outs == host,
-        note: format!("sprig-edge (aarch64, release) under qemu-aarch64 -cpu cortex-a76, {kernels} kernels: code = the daemon's file size; stack_bytes = peak resident memory of the process; times are emulated (qemu-user translates every instruction), not Jetson timings"),
+        note: format!("sprig-edge (aarch64, {}) under qemu-aarch64 -cpu cortex-a76, {kernels} kernels: code = the daemon's file size; stack_bytes = peak resident memory of the process; times are emulated (qemu-user translates every instruction), not Jetson timings", if release { "release" } else { "debug" }),
     })
 }

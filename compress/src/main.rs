@@ -638,7 +638,7 @@ fn board_profile(
     eprintln!("building and running {} on {name}…", path.display());
     let r = match board {
         Board::CortexMQemu => boards::profile_cortex_m_qemu(path, &bytes)?,
-        Board::JetsonQemu => boards::profile_jetson_qemu(path, &bytes)?,
+        Board::JetsonQemu => boards::profile_jetson_qemu(path, &bytes, true)?,
         Board::Host => unreachable!("host profiles run in-process"),
     };
     if json {

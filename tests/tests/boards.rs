@@ -306,7 +306,8 @@ fn profile_on_the_jetson_board_matches_the_host() {
     use sprig_compress::boards::{profile_jetson_qemu, SAMPLES};
     let path = fixture("digits_int8.onnx");
     let bytes = std::fs::read(&path).unwrap();
-    let r = profile_jetson_qemu(&path, &bytes).unwrap();
+    // The debug build the other aarch64 tests use (a release build is what the CLI runs).
+    let r = profile_jetson_qemu(&path, &bytes, false).unwrap();
     assert!(r.outputs_match_host, "{r:?}");
     assert_eq!(r.samples, SAMPLES);
     assert!(

@@ -774,3 +774,8 @@ fn float16_export_keeps_the_float32_predictions() {
         assert!(close(&half, &t, 2e-2), "{}: sprig vs tract", spec.name);
     }
 }
+
+/// Frozen ONNX and privileged teachers (one test binary with this file: each binary links the
+/// whole training stack, which costs CI time).
+#[path = "compress/teachers.rs"]
+mod teachers;
