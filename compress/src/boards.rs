@@ -252,6 +252,23 @@ fn field(line: &str, key: &str) -> Option<u64> {
     None
 }
 
+/// The `out I: [..]` lines both boards print (compared with the host's).
+fn output_lines(lines: &[&str]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with("out "))
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// Bytes from the `arena N bytes (…)` line both boards print.
+fn arena_line(lines: &[&str]) -> Option<usize> {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("arena ").and_then(|r| r.split(' ').next()))
+        .and_then(|n| n.parse().ok())
+}
+
 fn median(v: &mut [f64]) -> Option<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied()
@@ -364,11 +381,7 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
     )?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
-    let outs: Vec<String> = lines
-        .iter()
-        .filter(|l| l.starts_with("out "))
-        .map(|l| l.to_string())
-        .collect();
+    let outs = output_lines(&lines);
     let mut inst: Vec<f64> = lines
         .iter()
         .filter(|l| l.starts_with("inference "))
@@ -390,10 +403,7 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
             }
         })
         .collect();
-    let arena_bytes = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("arena ").and_then(|r| r.split(' ').next()))
-        .and_then(|n| n.parse().ok())
+    let arena_bytes = arena_line(&lines)
         .ok_or_else(|| err(format!("the firmware printed no arena line:\n{text}")))?;
     let stack = lines
         .iter()
@@ -473,11 +483,7 @@ pub fn profile_jetson_qemu(
     )?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
-    let outs: Vec<String> = lines
-        .iter()
-        .filter(|l| l.starts_with("out "))
-        .map(|l| l.to_string())
-        .collect();
+    let outs = output_lines(&lines);
     let mut us: Vec<f64> = lines
         .iter()
         .filter(|l| l.starts_with("inference "))
@@ -512,10 +518,7 @@ pub fn profile_jetson_qemu(
             }
         })
         .collect();
-    let arena_bytes = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("arena ").and_then(|r| r.split(' ').next()))
-        .and_then(|n| n.parse().ok())
+    let arena_bytes = arena_line(&lines)
         .ok_or_else(|| err(format!("sprig-edge printed no arena line:\n{text}")))?;
     let rss = lines
         .iter()
