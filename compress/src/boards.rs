@@ -296,6 +296,16 @@ fn step_names(model: &Model<'_>) -> crate::Result<Vec<(String, String)>> {
     r
 }
 
+/// How the report says an int8-only model's firmware was built.
+pub const FLOAT_KERNELS_LEFT_OUT: &str =
+    "without the float32 kernels (every layer runs in int8; feature float-ops off)";
+
+/// The sprig-runtime op families the model's plan uses (the firmware is built with just these).
+fn op_features(model: &Model<'_>) -> crate::Result<Vec<&'static str>> {
+    let mut arena = vec![0u8; model.arena_bytes()?];
+    Ok(Interpreter::new(model, &mut arena)?.op_features().to_vec())
+}
+
 fn run_checked(cmd: &mut Command, what: &str) -> crate::Result<std::process::Output> {
     let out = cmd.output().map_err(|e| {
         err(format!(
@@ -329,6 +339,7 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
     let (tensors, nodes) = table_sizes(&model)?;
     let samples = sample_inputs(&model, SAMPLES)?;
     let host = host_output_lines(&model, &samples)?;
+    let features = op_features(&model)?;
     let dir = boards_dir().join("cortex-m");
     let work = dir.join("target/sprig-profile");
     std::fs::create_dir_all(&work).map_err(|e| err(format!("{}: {e}", work.display())))?;
@@ -339,6 +350,7 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
     run_checked(
         Command::new(cargo())
             .args(["build", "--release", "--quiet", "--bin", "profile"])
+            .args(["--no-default-features", "--features", &features.join(",")])
             .current_dir(&dir)
             .env_remove("CARGO_TARGET_DIR")
             .env("SPRIG_PROFILE_MODEL", &staged)
@@ -431,7 +443,7 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
         steps,
         samples: outs.len(),
         outputs_match_host: outs.len() == host.len() && outs == host,
-        note: format!("QEMU MPS2-AN386 (Cortex-M4F), 256 KB flash / 64 KB RAM link budget, built with SPRIG_PROFILE_ARENA={arena} SPRIG_PROFILE_TENSORS={tensors} SPRIG_PROFILE_NODES={nodes}: instruction counts from SysTick under -icount shift=0, not cycles (QEMU does not model the DWT cycle counter; on a real board the firmware prints DWT cycles)"),
+        note: format!("QEMU MPS2-AN386 (Cortex-M4F), 256 KB flash / 64 KB RAM link budget, {}; sprig-runtime op families built: {}; built with SPRIG_PROFILE_ARENA={arena} SPRIG_PROFILE_TENSORS={tensors} SPRIG_PROFILE_NODES={nodes}: instruction counts from SysTick under -icount shift=0, not cycles (QEMU does not model the DWT cycle counter; on a real board the firmware prints DWT cycles)", if features.contains(&"float-ops") { "with the float32 kernels (the model computes in float)" } else { FLOAT_KERNELS_LEFT_OUT }, if features.is_empty() { "none beyond the int8 core".to_string() } else { features.join(", ") }),
     })
 }
 

@@ -1,7 +1,7 @@
 //! ONNX export of a trained [`ArchSpec`] (batch norm folded): float32, and int8 QDQ following
 //! DESIGN §3 — int8 symmetric per-output-channel weights with DequantizeLinear on axis 0, int32
 //! bias, activations wrapped in QuantizeLinear/DequantizeLinear pairs, both inputs of a residual
-//! Add dequantized and its output quantized (the layout TensorRT expects). MaxPool and Flatten
+//! Add or a DenseNet Concat dequantized and its output quantized (the layout TensorRT expects). MaxPool and Flatten
 //! run directly on the int8 tensor (ONNX allows int8 for both, and they commute with
 //! quantization), so no extra Q/DQ is placed around them. One emitter writes both variants:
 //! in float mode its quantize/dequantize steps are the identity. The float16 variant is the
@@ -243,6 +243,15 @@ impl Emitter<'_> {
         self.quant(&r)
     }
 
+    /// `x` and `new` concatenated along the channels (a DenseNet layer), both inputs
+    /// dequantized and the result quantized at its own point.
+    fn concat(&mut self, x: &Flow, new: &Flow) -> Flow {
+        let (xf, nf) = (self.dequant(x), self.dequant(new));
+        let cat = self.fresh("cat");
+        self.node("Concat", &[&xf, &nf], &[&cat], &[("axis", Attr::Int(1))]);
+        self.quant(&cat)
+    }
+
     /// An op that commutes with quantization, applied to the int8 tensor directly.
     fn passthrough(&mut self, x: &Flow, op: &str, attrs: &[(&str, Attr)]) -> Flow {
         let out = self.fresh(&op.to_lowercase());
@@ -327,6 +336,11 @@ fn emit(
                 };
                 e.add(&z2, &sc, true)
             }
+            (LayerSpec::DenseLayer { .. }, LayerWeights::DenseLayer { c1, c2 }) => {
+                let a1 = e.conv(&x, c1, c_in, (1, 0, 1), true);
+                let a2 = e.conv(&a1, c2, c1.b.len(), (3, 1, 1), true);
+                e.concat(&x, &a2)
+            }
             (
                 &LayerSpec::InvertedResidual { stride, .. },
                 LayerWeights::InvertedResidual {
@@ -366,6 +380,20 @@ fn emit(
                     ("strides", Attr::Ints(&[2, 2])),
                 ],
             ),
+            (LayerSpec::AvgPool2, _) => {
+                let xf = e.dequant(&x);
+                let p = e.fresh("avgpool");
+                e.node(
+                    "AveragePool",
+                    &[&xf],
+                    &[&p],
+                    &[
+                        ("kernel_shape", Attr::Ints(&[2, 2])),
+                        ("strides", Attr::Ints(&[2, 2])),
+                    ],
+                );
+                e.quant(&p)
+            }
             (LayerSpec::Flatten, _) => e.passthrough(&x, "Flatten", &[("axis", Attr::Int(1))]),
             (LayerSpec::GlobalAvgPool, _) => {
                 let xf = e.dequant(&x);

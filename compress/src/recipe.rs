@@ -132,14 +132,16 @@ pub struct ModelSection {
 }
 
 /// `arch = { family = "small-cnn", c1 = .., c2 = .., hidden = .. }`,
-/// `arch = { family = "resnet", depth = 8|20|56|.., width = 16 }` or
-/// `arch = { family = "mobilenetv2", width = 16 }`.
+/// `arch = { family = "resnet", depth = 8|20|56|.., width = 16 }`,
+/// `arch = { family = "mobilenetv2", width = 16 }` or
+/// `arch = { family = "densenet-bc", depth = 10|16|..|100, growth = 12 }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchSection {
     /// `small-cnn`: conv(c1)–pool–conv(c2)–pool–[dense(hidden)]–dense(classes);
     /// `resnet`: ResNet-CIFAR of `depth` = 6n + 2 layers and base `width`;
-    /// `mobilenetv2`: inverted residual blocks with depthwise convolutions, base `width`.
+    /// `mobilenetv2`: inverted residual blocks with depthwise convolutions, base `width`;
+    /// `densenet-bc`: three dense blocks of (`depth` − 4)/6 bottleneck layers, `growth` rate.
     pub family: String,
     /// small-cnn: first conv width.
     pub c1: Option<usize>,
@@ -147,10 +149,13 @@ pub struct ArchSection {
     pub c2: Option<usize>,
     /// small-cnn: optional hidden dense layer.
     pub hidden: Option<usize>,
-    /// resnet: depth 6n + 2 (8, 14, 20, 32, 44, 56, …).
+    /// resnet: depth 6n + 2 (8, 14, 20, 32, 44, 56, …); densenet-bc: 6n + 4 (10, 16, …, 100).
     pub depth: Option<usize>,
     /// resnet: channels of the first stage (16 in the paper).
     pub width: Option<usize>,
+    /// densenet-bc: channels each bottleneck layer adds (k; 12 in the paper).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<usize>,
 }
 
 /// `[distill]`.
@@ -340,7 +345,11 @@ fn arch(
     };
     match a.family.as_str() {
         "small-cnn" => {
-            unused(&[("depth", a.depth.is_some()), ("width", a.width.is_some())])?;
+            unused(&[
+                ("depth", a.depth.is_some()),
+                ("width", a.width.is_some()),
+                ("growth", a.growth.is_some()),
+            ])?;
             let (c1, c2) = (need(a.c1, "c1")?, need(a.c2, "c2")?);
             if a.hidden == Some(0) {
                 return Err(bad(origin, format!("{name}: hidden must be at least 1")));
@@ -358,6 +367,7 @@ fn arch(
                 ("c1", a.c1.is_some()),
                 ("c2", a.c2.is_some()),
                 ("hidden", a.hidden.is_some()),
+                ("growth", a.growth.is_some()),
             ])?;
             let depth = need(a.depth, "depth")?;
             if depth < 8 || (depth - 2) % 6 != 0 {
@@ -381,6 +391,7 @@ fn arch(
                 ("c2", a.c2.is_some()),
                 ("hidden", a.hidden.is_some()),
                 ("depth", a.depth.is_some()),
+                ("growth", a.growth.is_some()),
             ])?;
             let width = a.width.unwrap_or(16);
             if width < 4 {
@@ -397,10 +408,34 @@ fn arch(
             }
             Ok(ArchSpec::mobilenet_v2(name, input, width, classes))
         }
+        "densenet-bc" => {
+            unused(&[
+                ("c1", a.c1.is_some()),
+                ("c2", a.c2.is_some()),
+                ("hidden", a.hidden.is_some()),
+                ("width", a.width.is_some()),
+            ])?;
+            let depth = need(a.depth, "depth")?;
+            if depth < 10 || (depth - 4) % 6 != 0 {
+                return Err(bad(
+                    origin,
+                    format!("{name}: densenet-bc depth {depth} is not 6n + 4 (10, 16, 22, …)"),
+                ));
+            }
+            if input.1 < 4 || input.2 < 4 {
+                return Err(bad(
+                    origin,
+                    format!("{name}: densenet-bc needs images of at least 4×4"),
+                ));
+            }
+            let growth = need(a.growth.or(Some(12)), "growth")?;
+            Ok(ArchSpec::densenet_bc(name, input, depth, growth, classes))
+        }
         other => Err(bad(
             origin,
             format!(
-                "{name}: unknown arch family '{other}' (expected small-cnn, resnet or mobilenetv2)"
+                "{name}: unknown arch family '{other}' (expected small-cnn, resnet, mobilenetv2 \
+                 or densenet-bc)"
             ),
         )),
     }
@@ -880,5 +915,41 @@ teacher_layer = "conv2"
             teacher.contains("teacher 'huge' is not a [[teacher]]"),
             "{teacher}"
         );
+    }
+
+    /// DenseNet-BC from a recipe: depth and growth reach the architecture, and its bottleneck
+    /// layers are named blocks the losses can pick; bad depths and foreign keys are named.
+    #[test]
+    fn densenet_bc_from_a_recipe() {
+        // The student's conv2 (4×4) distils from the second dense block's first layer.
+        let dn = |arch: &str| {
+            GOOD.replace(
+                r#"arch = { family = "small-cnn", c1 = 8, c2 = 16, hidden = 32 }"#,
+                arch,
+            )
+            .replace(r#"teacher_layer = "conv2""#, r#"teacher_layer = "block3""#)
+        };
+        let p = parse(&dn(
+            r#"arch = { family = "densenet-bc", depth = 16, growth = 6 }"#,
+        ))
+        .unwrap();
+        let TeacherPlan::Train(spec, _) = &p.teachers[0] else {
+            panic!("a trained teacher");
+        };
+        assert_eq!(spec, &ArchSpec::densenet_bc("big", (1, 8, 8), 16, 6, 10));
+        assert_eq!(
+            p.kd.1[1].teacher_layer, 4,
+            "conv1 block1 block2 conv2 block3"
+        );
+        let e = |s: String| parse(&s).unwrap_err().to_string();
+        let depth = e(dn(r#"arch = { family = "densenet-bc", depth = 12 }"#));
+        assert!(
+            depth.contains("densenet-bc depth 12 is not 6n + 4"),
+            "{depth}"
+        );
+        let key = e(dn(
+            r#"arch = { family = "densenet-bc", depth = 10, width = 3 }"#,
+        ));
+        assert!(key.contains("big: densenet-bc has no 'width'"), "{key}");
     }
 }

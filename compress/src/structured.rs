@@ -5,7 +5,11 @@
 //! (batch norm already inside the convolution), so BN needs no separate bookkeeping. Channels
 //! that feed a residual sum are kept — both sides of an Add must stay aligned — but a residual
 //! block is narrowed inside: its first convolution loses filters and its second the matching
-//! input channels, and the sum never sees the difference.
+//! input channels, and the sum never sees the difference. A DenseNet layer loses bottleneck
+//! filters (its 3×3 reads only the kept ones) and growth filters: the concatenation then
+//! carries fewer channels, and every later consumer of it — the following dense layers and the
+//! transition convolution, which all read the whole concatenation — drops the matching input
+//! channels.
 
 use sprig_models::arch::{ArchSpec, ConvWeights, LayerSpec, LayerWeights};
 
@@ -47,16 +51,19 @@ fn pick(v: &[f32], idx: &[usize]) -> Vec<f32> {
 }
 
 /// Whether layer `i`'s output may lose channels: its next weighted consumer must be a plain
-/// convolution or a dense layer (through pooling/flatten), never a residual block (whose width
-/// is shared with its skip path).
+/// convolution, a DenseNet layer or a dense layer (through pooling/flatten), never a residual
+/// block (whose width is shared with its skip path).
 fn prunable(spec: &ArchSpec, i: usize) -> bool {
     for l in &spec.layers[i + 1..] {
         match l {
-            LayerSpec::Conv { .. } | LayerSpec::Dense { .. } => return true,
-            LayerSpec::Residual { .. }
-            | LayerSpec::InvertedResidual { .. }
-            | LayerSpec::GlobalAvgPool => return false,
-            LayerSpec::MaxPool2 | LayerSpec::Flatten => {}
+            LayerSpec::Conv { .. } | LayerSpec::Dense { .. } | LayerSpec::DenseLayer { .. } => {
+                return true
+            }
+            LayerSpec::Residual { .. } | LayerSpec::InvertedResidual { .. } => return false,
+            LayerSpec::MaxPool2
+            | LayerSpec::AvgPool2
+            | LayerSpec::GlobalAvgPool
+            | LayerSpec::Flatten => {}
         }
     }
     false
@@ -135,6 +142,34 @@ pub fn prune_channels(
                 out_w.push(LayerWeights::Residual { c1, c2, shortcut });
                 kept = all;
             }
+            (LayerSpec::DenseLayer { .. }, LayerWeights::DenseLayer { c1, c2 }) => {
+                // Bottleneck: the strongest filters of the 1×1, and the 3×3 reads only those.
+                let mid = c1.b.len();
+                let keep = ((mid as f64) * (1.0 - amount)).round().max(1.0) as usize;
+                let inner = strongest(&c1.w, mid, keep);
+                // Growth: the strongest filters of the 3×3, when what follows can narrow too.
+                let growth = c2.b.len();
+                let new = if prunable(spec, i) {
+                    let keep = ((growth as f64) * (1.0 - amount)).round().max(1.0) as usize;
+                    strongest(&c2.w, growth, keep)
+                } else {
+                    (0..growth).collect()
+                };
+                let c1 = ConvWeights {
+                    w: select(&c1.w, mid, c_in, &inner, &kept),
+                    b: pick(&c1.b, &inner),
+                };
+                let c2 = ConvWeights {
+                    w: select(&c2.w, growth, mid, &new, &inner),
+                    b: pick(&c2.b, &new),
+                };
+                if let LayerSpec::DenseLayer { mid, growth, .. } = &mut out_spec.layers[i] {
+                    (*mid, *growth) = (inner.len(), new.len());
+                }
+                out_w.push(LayerWeights::DenseLayer { c1, c2 });
+                // The concatenation: the surviving input channels, then the new ones.
+                kept.extend(new.iter().map(|&r| c_in + r));
+            }
             (LayerSpec::InvertedResidual { .. }, w @ LayerWeights::InvertedResidual { .. }) => {
                 // Never fed a narrowed input (see `prunable`), and keeps its own width.
                 out_w.push(w.clone());
@@ -148,7 +183,9 @@ pub fn prune_channels(
                     .collect();
                 out_w.push(LayerWeights::None);
             }
-            (LayerSpec::MaxPool2 | LayerSpec::GlobalAvgPool, _) => out_w.push(LayerWeights::None),
+            (LayerSpec::MaxPool2 | LayerSpec::AvgPool2 | LayerSpec::GlobalAvgPool, _) => {
+                out_w.push(LayerWeights::None)
+            }
             _ => {
                 return Err(crate::Error::Invalid(format!(
                     "weights do not match layer {i} of {}",
@@ -286,6 +323,89 @@ mod tests {
         let want = b.get(0).unwrap().to_vec1::<f32>().unwrap();
         for (g, w) in it.output(0).unwrap().as_f32().unwrap().iter().zip(&want) {
             assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+        }
+    }
+
+    /// Half of a DenseNet's filters dead everywhere — stem, transitions, bottlenecks and growth —
+    /// are removed: every concatenation narrows and each later layer reads only what is left,
+    /// and the slim model (and its float export on sprig-runtime) computes the same.
+    #[test]
+    fn narrowing_densenet_concatenations_preserves_the_function() {
+        let dev = Device::Cpu;
+        let spec = ArchSpec::densenet_bc("d", (1, 8, 8), 16, 4, 3).folded();
+        let vars = VarMap::new();
+        let m = CnnModel::new(&spec, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
+        let kill_odd_rows = |cw: &mut ConvWeights| {
+            let rows = cw.b.len();
+            let per = cw.w.len() / rows;
+            for r in (0..rows).filter(|r| r % 2 == 1) {
+                cw.w[r * per..(r + 1) * per]
+                    .iter_mut()
+                    .for_each(|v| *v = 0.0);
+                cw.b[r] = 0.0;
+            }
+        };
+        let mut w = m.weights().unwrap();
+        for lw in &mut w {
+            match lw {
+                LayerWeights::Conv { w, b } => {
+                    let mut cw = ConvWeights {
+                        w: w.clone(),
+                        b: b.clone(),
+                    };
+                    kill_odd_rows(&mut cw);
+                    (*w, *b) = (cw.w, cw.b);
+                }
+                LayerWeights::DenseLayer { c1, c2 } => {
+                    kill_odd_rows(c1);
+                    kill_odd_rows(c2);
+                }
+                _ => {}
+            }
+        }
+        load_folded(&spec, &w, &vars).unwrap();
+        let (slim, sw) = prune_channels(&spec, &w, 0.5).unwrap();
+        // stem 8 → 4; each layer: bottleneck 16 → 8, growth 4 → 2, so a block adds 4; each
+        // transition 8 → 4 (then its pool).
+        let widths: Vec<usize> = slim.shapes().iter().map(|s| s.0).collect();
+        assert_eq!(widths[..12], [4, 6, 8, 4, 4, 6, 8, 4, 4, 6, 8, 8]);
+        let dense: Vec<(usize, usize)> = slim
+            .layers
+            .iter()
+            .filter_map(|l| match *l {
+                LayerSpec::DenseLayer { mid, growth, .. } => Some((mid, growth)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dense, [(8, 2); 6]);
+        assert!(slim.param_count() < spec.param_count() * 4 / 10);
+        let svars = VarMap::new();
+        let sm = CnnModel::new(&slim, VarBuilder::from_varmap(&svars, DType::F32, &dev)).unwrap();
+        load_folded(&slim, &sw, &svars).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (4, 1, 8, 8), &dev).unwrap();
+        let a = m.forward_features(&x).unwrap().0;
+        let b = sm.forward_features(&x).unwrap().0;
+        let d = (a - &b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "slim model differs by {d}");
+        let onnx = crate::export::export_f32(&slim, &sw);
+        let model = sprig_runtime::Model::parse(&onnx).unwrap();
+        let mut arena = vec![0u8; model.arena_bytes().unwrap()];
+        let mut it = sprig_runtime::Interpreter::new(&model, &mut arena).unwrap();
+        for n in 0..4 {
+            let xn = x.get(n).unwrap().flatten_all().unwrap();
+            it.set_input_f32(0, &xn.to_vec1::<f32>().unwrap()).unwrap();
+            it.invoke().unwrap();
+            let want = b.get(n).unwrap().to_vec1::<f32>().unwrap();
+            for (g, w) in it.output(0).unwrap().as_f32().unwrap().iter().zip(&want) {
+                assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+            }
         }
     }
 

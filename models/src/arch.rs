@@ -2,7 +2,8 @@
 //! ([`CnnModel`]) and, through the trained weights ([`LayerWeights`], batch norm folded into
 //! the convolutions), the ONNX export. Families: a plain small CNN ([`ArchSpec::small_cnn`]),
 //! ResNet-CIFAR ([`ArchSpec::resnet`]: resnet8/20/56 shapes with a width multiplier) and a
-//! MobileNetV2-style depthwise net ([`ArchSpec::mobilenet_v2`]).
+//! MobileNetV2-style depthwise net ([`ArchSpec::mobilenet_v2`]) and DenseNet-BC
+//! ([`ArchSpec::densenet_bc`]: bottleneck layers whose outputs are concatenated).
 
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, D};
 use candle_nn::{BatchNorm, Conv2dConfig, VarBuilder, VarMap};
@@ -56,8 +57,20 @@ pub enum LayerSpec {
         /// Batch norm in the block.
         bn: bool,
     },
+    /// DenseNet-BC bottleneck layer: conv1×1(`mid`)–BN–ReLU–conv3×3(`growth`)–BN–ReLU, its
+    /// output concatenated after the layer's input (C → C + `growth` channels).
+    DenseLayer {
+        /// Bottleneck channels (4·growth in the paper; fewer after structured pruning).
+        mid: usize,
+        /// Channels the layer adds to the concatenation (the growth rate k).
+        growth: usize,
+        /// Batch norm in the layer.
+        bn: bool,
+    },
     /// 2×2 max pooling, stride 2.
     MaxPool2,
+    /// 2×2 average pooling, stride 2 (DenseNet's transitions).
+    AvgPool2,
     /// Mean over H×W: N×C×H×W → N×C.
     GlobalAvgPool,
     /// N×C×H×W → N×(C·H·W).
@@ -225,6 +238,66 @@ impl ArchSpec {
         }
     }
 
+    /// DenseNet-BC for small images (Huang et al. 2017): conv3×3(2k)–BN–ReLU, three dense
+    /// blocks of (`depth` − 4)/6 bottleneck layers of growth rate k = `growth` (bottleneck
+    /// 4k), between blocks a transition conv1×1 halving the channels (compression θ = 0.5)
+    /// then 2×2 average pooling; global average pooling, a dense classifier. Unlike the
+    /// paper's pre-activation BN–ReLU–conv order, every convolution is followed by its batch
+    /// norm and ReLU, so batch norm folds into the convolutions for export and int8 (the
+    /// runtime then sees Conv–ReLU and Concat only). The paper's DenseNet-BC (L = 100,
+    /// k = 12) is `depth` 100, `growth` 12; `depth` 10, `growth` 4 has 2,484 parameters.
+    pub fn densenet_bc(
+        name: &str,
+        input: (usize, usize, usize),
+        depth: usize,
+        growth: usize,
+        classes: usize,
+    ) -> Self {
+        let n = (depth.saturating_sub(4) / 6).max(1);
+        let k = growth.max(1);
+        let mut c = 2 * k;
+        let mut layers = vec![LayerSpec::Conv {
+            out: c,
+            k: 3,
+            pad: 1,
+            stride: 1,
+            bn: true,
+            relu: true,
+        }];
+        for block in 0..3 {
+            for _ in 0..n {
+                layers.push(LayerSpec::DenseLayer {
+                    mid: 4 * k,
+                    growth: k,
+                    bn: true,
+                });
+                c += k;
+            }
+            if block < 2 {
+                c /= 2;
+                layers.push(LayerSpec::Conv {
+                    out: c,
+                    k: 1,
+                    pad: 0,
+                    stride: 1,
+                    bn: true,
+                    relu: true,
+                });
+                layers.push(LayerSpec::AvgPool2);
+            }
+        }
+        layers.push(LayerSpec::GlobalAvgPool);
+        layers.push(LayerSpec::Dense {
+            out: classes,
+            relu: false,
+        });
+        ArchSpec {
+            name: name.into(),
+            input,
+            layers,
+        }
+    }
+
     /// The same architecture with batch norm folded into the convolutions (what is exported
     /// and what quantization-aware training fine-tunes).
     pub fn folded(&self) -> ArchSpec {
@@ -233,7 +306,8 @@ impl ArchSpec {
             match l {
                 LayerSpec::Conv { bn, .. }
                 | LayerSpec::Residual { bn, .. }
-                | LayerSpec::InvertedResidual { bn, .. } => *bn = false,
+                | LayerSpec::InvertedResidual { bn, .. }
+                | LayerSpec::DenseLayer { bn, .. } => *bn = false,
                 _ => {}
             }
         }
@@ -248,6 +322,7 @@ impl ArchSpec {
                 LayerSpec::Conv { bn: true, .. }
                     | LayerSpec::Residual { bn: true, .. }
                     | LayerSpec::InvertedResidual { bn: true, .. }
+                    | LayerSpec::DenseLayer { bn: true, .. }
             )
         })
     }
@@ -276,7 +351,8 @@ impl ArchSpec {
                     conv_out(s.1, 3, 1, stride),
                     conv_out(s.2, 3, 1, stride),
                 ),
-                LayerSpec::MaxPool2 => (s.0, s.1 / 2, s.2 / 2),
+                LayerSpec::DenseLayer { growth, .. } => (s.0 + growth, s.1, s.2),
+                LayerSpec::MaxPool2 | LayerSpec::AvgPool2 => (s.0, s.1 / 2, s.2 / 2),
                 LayerSpec::GlobalAvgPool => (s.0, 1, 1),
                 LayerSpec::Flatten => (s.0 * s.1 * s.2, 1, 1),
                 LayerSpec::Dense { out, .. } => (out, 1, 1),
@@ -287,7 +363,8 @@ impl ArchSpec {
     }
 
     /// Names of the layers distillation and reports can refer to, in order — `conv1`, …,
-    /// `block1`, …, `fc1`, … (convolutions, residual blocks, dense layers).
+    /// `block1`, …, `fc1`, … (convolutions; residual, inverted residual and DenseNet
+    /// bottleneck blocks; dense layers).
     pub fn layer_names(&self) -> Vec<String> {
         let (mut convs, mut blocks, mut fcs) = (0, 0, 0);
         self.layers
@@ -297,7 +374,9 @@ impl ArchSpec {
                     convs += 1;
                     Some(format!("conv{convs}"))
                 }
-                LayerSpec::Residual { .. } | LayerSpec::InvertedResidual { .. } => {
+                LayerSpec::Residual { .. }
+                | LayerSpec::InvertedResidual { .. }
+                | LayerSpec::DenseLayer { .. } => {
                     blocks += 1;
                     Some(format!("block{blocks}"))
                 }
@@ -311,7 +390,8 @@ impl ArchSpec {
     }
 
     /// Shape (C, H, W) of each named layer's feature (before its final ReLU; H = W = 1 for
-    /// dense layers), in the order of [`ArchSpec::layer_names`].
+    /// dense layers; a DenseNet layer's input followed by its new channels before their
+    /// ReLU), in the order of [`ArchSpec::layer_names`].
     pub fn feature_shapes(&self) -> Vec<(usize, usize, usize)> {
         self.layers
             .iter()
@@ -322,6 +402,7 @@ impl ArchSpec {
                     LayerSpec::Conv { .. }
                         | LayerSpec::Residual { .. }
                         | LayerSpec::InvertedResidual { .. }
+                        | LayerSpec::DenseLayer { .. }
                         | LayerSpec::Dense { .. }
                 )
             })
@@ -332,11 +413,14 @@ impl ArchSpec {
     /// The activation quantization points in forward order, each flagged when it follows a
     /// ReLU: the input; each conv and dense output; in a residual block the first conv's
     /// output, the second conv's (before the sum), the projection shortcut's, and the block
-    /// output; each global-average-pool output. The int8 export and fake quantization share
-    /// this order.
+    /// output; in a DenseNet layer both convolutions' outputs and the concatenation; each
+    /// average-pool output. The int8 export and fake quantization share this order.
     pub fn quant_points(&self) -> Vec<bool> {
         let mut c = self.input.0;
         let mut pts = vec![false];
+        // Whether the current activation is non-negative (a concatenation or a pooling of
+        // non-negative tensors is too).
+        let nonneg = |pts: &Vec<bool>| *pts.last().expect("the input point");
         for (l, s) in self.layers.iter().zip(self.shapes()) {
             match *l {
                 LayerSpec::Conv { relu, .. } | LayerSpec::Dense { relu, .. } => pts.push(relu),
@@ -362,6 +446,11 @@ impl ArchSpec {
                         pts.push(false);
                     }
                 }
+                LayerSpec::DenseLayer { .. } => {
+                    let concat = nonneg(&pts);
+                    pts.extend([true, true, concat]);
+                }
+                LayerSpec::AvgPool2 => pts.push(nonneg(&pts)),
                 LayerSpec::GlobalAvgPool => pts.push(false),
                 LayerSpec::MaxPool2 | LayerSpec::Flatten => {}
             }
@@ -417,6 +506,9 @@ impl ArchSpec {
                     }
                     n += hid * 9 * at + extra(hid, bn) + out * hid * at + extra(out, bn);
                 }
+                LayerSpec::DenseLayer { mid, growth, bn } => {
+                    n += (mid * c + growth * mid * 9) * at + extra(mid, bn) + extra(growth, bn);
+                }
                 LayerSpec::Dense { out, .. } => n += out * c + extra(out, false),
                 _ => {}
             }
@@ -454,6 +546,13 @@ pub enum LayerWeights {
         /// conv1×1 shortcut.
         shortcut: Option<ConvWeights>,
     },
+    /// A DenseNet bottleneck layer's convolutions.
+    DenseLayer {
+        /// conv1×1 to the bottleneck.
+        c1: ConvWeights,
+        /// conv3×3 to the growth channels.
+        c2: ConvWeights,
+    },
     /// An inverted residual block's convolutions.
     InvertedResidual {
         /// 1×1 expansion (absent when the factor is 1).
@@ -486,6 +585,7 @@ impl LayerWeights {
                 }
                 v
             }
+            LayerWeights::DenseLayer { c1, c2 } => vec![&c1.w, &c1.b, &c2.w, &c2.b],
             LayerWeights::InvertedResidual {
                 expand,
                 dw,
@@ -619,7 +719,12 @@ enum CLayer {
         project: ConvUnit,
         skip: bool,
     },
+    DenseLayer {
+        c1: ConvUnit,
+        c2: ConvUnit,
+    },
     Pool,
+    AvgPool,
     Gap,
     Flatten,
     Dense(candle_nn::Linear, bool),
@@ -703,7 +808,12 @@ impl CnnModel {
                         skip: stride == 1 && c == out,
                     }
                 }
+                LayerSpec::DenseLayer { mid, growth, bn } => CLayer::DenseLayer {
+                    c1: ConvUnit::new(c, mid, (1, 0, 1, 1), bn, vb.clone(), "c1")?,
+                    c2: ConvUnit::new(mid, growth, (3, 1, 1, 1), bn, vb, "c2")?,
+                },
                 LayerSpec::MaxPool2 => CLayer::Pool,
+                LayerSpec::AvgPool2 => CLayer::AvgPool,
                 LayerSpec::GlobalAvgPool => CLayer::Gap,
                 LayerSpec::Flatten => CLayer::Flatten,
                 LayerSpec::Dense { out, relu } => {
@@ -808,10 +918,19 @@ impl CnnModel {
                         out
                     }
                 }
+                CLayer::DenseLayer { c1, c2 } => {
+                    let a1 = relu(c1.forward(&h, train, k, &mut j, hooks)?)?;
+                    let a1 = act(&mut p, a1, hooks)?;
+                    let z2 = c2.forward(&a1, train, k, &mut j, hooks)?;
+                    feats.push(Tensor::cat(&[&h, &z2], 1)?);
+                    let a2 = act(&mut p, relu(z2)?, hooks)?;
+                    act(&mut p, Tensor::cat(&[&h, &a2], 1)?, hooks)?
+                }
                 CLayer::Pool => match k {
                     Kernels::Sprig => train_ops::max_pool2x2(&h)?,
                     Kernels::Candle => h.max_pool2d(2)?,
                 },
+                CLayer::AvgPool => act(&mut p, h.avg_pool2d(2)?, hooks)?,
                 CLayer::Gap => {
                     let g = h.mean(D::Minus1)?.mean(D::Minus1)?;
                     act(&mut p, g, hooks)?
@@ -843,6 +962,10 @@ impl CnnModel {
                         let ConvWeights { w, b } = u.folded()?;
                         LayerWeights::Conv { w, b }
                     }
+                    CLayer::DenseLayer { c1, c2 } => LayerWeights::DenseLayer {
+                        c1: c1.folded()?,
+                        c2: c2.folded()?,
+                    },
                     CLayer::Residual { c1, c2, shortcut } => LayerWeights::Residual {
                         c1: c1.folded()?,
                         c2: c2.folded()?,
@@ -900,6 +1023,12 @@ pub fn load_folded(spec: &ArchSpec, weights: &[LayerWeights], vars: &VarMap) -> 
                         set(format!("l{i}.{name}.weight"), &cw.w)?;
                         set(format!("l{i}.{name}.bias"), &cw.b)?;
                     }
+                }
+            }
+            (LayerSpec::DenseLayer { .. }, LayerWeights::DenseLayer { c1, c2 }) => {
+                for (name, cw) in [("c1", c1), ("c2", c2)] {
+                    set(format!("l{i}.{name}.weight"), &cw.w)?;
+                    set(format!("l{i}.{name}.bias"), &cw.b)?;
                 }
             }
             (
@@ -981,6 +1110,7 @@ mod tests {
         for spec in [
             ArchSpec::resnet("r", (2, 10, 10), 1, 4, 3),
             ArchSpec::mobilenet_v2("m", (2, 10, 10), 8, 3),
+            ArchSpec::densenet_bc("d", (2, 10, 10), 10, 3, 3),
         ] {
             same_training_step(&spec);
         }
@@ -1073,10 +1203,56 @@ mod tests {
     }
 
     #[test]
+    fn densenet_shapes_and_counts() {
+        let d = ArchSpec::densenet_bc("d", (1, 8, 8), 10, 4, 10);
+        let s = d.shapes();
+        // stem 8; block 8 → 12; transition 6, pool; block → 10; transition 5, pool; block → 9.
+        assert_eq!(
+            s[..8],
+            [
+                (8, 8, 8),
+                (12, 8, 8),
+                (6, 8, 8),
+                (6, 4, 4),
+                (10, 4, 4),
+                (5, 4, 4),
+                (5, 2, 2),
+                (9, 2, 2)
+            ]
+        );
+        assert_eq!(
+            d.layer_names(),
+            ["conv1", "block1", "conv2", "block2", "conv3", "block3", "fc1"]
+        );
+        // stem 72+16; layer 1: 1×1 128+32, 3×3 576+8; transition 72+12; layer 2: 96+32,
+        // 576+8; transition 50+10; layer 3: 80+32, 576+8; fc 90+10.
+        assert_eq!(d.param_count(), 2_484);
+        let vars = VarMap::new();
+        CnnModel::new(&d, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
+        let trainable: usize = vars
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| !n.contains("running"))
+            .map(|(_, v)| v.elem_count())
+            .sum();
+        assert_eq!(trainable, 2_484);
+        // input; stem; 3 per dense layer (both convolutions, the concatenation), all after
+        // ReLU; transition conv and its pool; GAP; fc.
+        let q = d.quant_points();
+        assert_eq!(q.len(), 1 + 1 + 3 + 2 + 3 + 2 + 3 + 1 + 1);
+        assert_eq!(q[..6], [false, true, true, true, true, true]);
+        // The features of a dense layer: its input then the new channels.
+        assert_eq!(d.feature_shapes()[1], (12, 8, 8));
+    }
+
+    #[test]
     fn folding_batch_norm_preserves_the_function() {
         for spec in [
             ArchSpec::resnet("r", (1, 8, 8), 1, 4, 3),
             ArchSpec::mobilenet_v2("m", (1, 8, 8), 8, 3),
+            ArchSpec::densenet_bc("d", (1, 8, 8), 10, 4, 3),
         ] {
             folding_preserves(&spec);
         }

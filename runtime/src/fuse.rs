@@ -214,9 +214,13 @@ pub fn try_fuse<const T: usize, const N: usize>(
     }
     match node.op_type {
         "Conv" | "Gemm" | "MatMul" => fuse_linear(p, node, idx),
-        "Add" => fuse_add(p, node, idx),
-        "Concat" => fuse_concat(p, node, idx),
-        "AveragePool" | "GlobalAveragePool" => fuse_avgpool(p, node, idx),
+        // Families a build leaves out are not fused (and their code drops out); the plain
+        // step then needs float-ops, or the plan refuses the node.
+        "Add" if cfg!(feature = "int8-residual") => fuse_add(p, node, idx),
+        "Concat" if cfg!(feature = "int8-concat") => fuse_concat(p, node, idx),
+        "AveragePool" | "GlobalAveragePool" if cfg!(feature = "int8-avgpool") => {
+            fuse_avgpool(p, node, idx)
+        }
         "MaxPool" | "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" | "Identity" => {
             fuse_passthrough(p, node, idx)
         }

@@ -57,6 +57,56 @@ pub struct ArenaReport {
 
 /// Plans `model` into tables the caller owns (filled in place: on a microcontroller these
 /// tables are most of the stack, so they must not be built here and then moved).
+/// The op families a build may leave out, each with whether this build has it.
+pub const OP_FAMILIES: [(&str, bool); 8] = [
+    ("float-ops", cfg!(feature = "float-ops")),
+    ("layout-ops", cfg!(feature = "layout-ops")),
+    ("int8-residual", cfg!(feature = "int8-residual")),
+    ("int8-concat", cfg!(feature = "int8-concat")),
+    ("int8-avgpool", cfg!(feature = "int8-avgpool")),
+    ("recurrent", cfg!(feature = "recurrent")),
+    ("integer-ops", cfg!(feature = "integer-ops")),
+    ("uint8", cfg!(feature = "uint8")),
+];
+
+/// Which of [`OP_FAMILIES`] the steps use.
+fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[Step]) -> [bool; 8] {
+    let mut used = [false; 8];
+    for s in steps {
+        let family = match s.op {
+            Op::Unary(_)
+            | Op::Binary(..)
+            | Op::Conv(_)
+            | Op::Gemm { .. }
+            | Op::MatMul { .. }
+            | Op::AveragePool { .. }
+            | Op::GlobalAveragePool { .. }
+            | Op::Softmax { .. }
+            | Op::BatchNorm { .. } => Some(0),
+            Op::MaxPool(_) if g.t(s.out).dtype == DType::F32 => Some(0),
+            Op::Slice { .. } | Op::Gather { .. } | Op::Transpose { .. } => Some(1),
+            Op::QAdd(_) => Some(2),
+            Op::QConcat(_) => Some(3),
+            Op::QAvgPool(_) => Some(4),
+            Op::Rnn(_) => Some(5),
+            Op::IntLinear(_) => Some(6),
+            _ => None,
+        };
+        if let Some(f) = family {
+            used[f] = true;
+        }
+        // Unsigned 8-bit activations (onnxruntime's default QUInt8) instead of int8.
+        if s.inputs()
+            .iter()
+            .chain([&s.out])
+            .any(|&t| g.t(t).dtype == DType::U8)
+        {
+            used[7] = true;
+        }
+    }
+    used
+}
+
 #[inline(never)] // keeps this large frame off the caller's stack on MCUs
 fn plan_into<'m, const T: usize, const N: usize>(
     model: &Model<'m>,
@@ -149,6 +199,15 @@ fn plan_into<'m, const T: usize, const N: usize>(
         si += 1;
         keep[si - 1]
     });
+    // A family this build left out refuses the plan here, before anything runs.
+    for (used, (name, built)) in families_used(g, steps).iter().zip(OP_FAMILIES) {
+        if *used && !built {
+            return Err(Error::UnsupportedOp {
+                op: Name::new(name),
+                node: Name::new("(op family not built: enable the feature)"),
+            });
+        }
+    }
     // Constant inputs: int8 weights of fused ops stay in the model bytes; everything else is
     // copied (aligned, converted) into the persistent area once.
     for s in steps.iter_mut() {
@@ -422,6 +481,21 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
         }
     }
 
+    /// The op-family features of sprig-runtime this plan uses ([`OP_FAMILIES`] order:
+    /// `float-ops`, `layout-ops`, `int8-residual`, `int8-concat`, `int8-avgpool`, `recurrent`,
+    /// `integer-ops`, `uint8`). A firmware built with just these runs the model with the same
+    /// outputs and leaves every other family's code out of flash — int8 convolutions and dense
+    /// layers, Quantize/Dequantize, MaxPool, Concat and reshapes are always built. An int8 QDQ
+    /// model whose layers all fuse needs no `float-ops`.
+    pub fn op_features(&self) -> heapless::Vec<&'static str, 8> {
+        families_used(&self.g, &self.steps)
+            .iter()
+            .zip(OP_FAMILIES)
+            .filter(|(used, _)| **used)
+            .map(|(_, (name, _))| name)
+            .collect()
+    }
+
     /// Name, type and shape of input `i`.
     pub fn input_info(&self, i: usize) -> Result<(&'m str, DType, Shape)> {
         let id = *self.g.inputs.get(i).ok_or(Error::BadIo {
@@ -603,6 +677,30 @@ fn persist_slice(persist: &[u8], at: usize, len: usize) -> Result<&[u8]> {
     })
 }
 
+/// A float32 step in a build without the float kernels (plans refuse these first).
+#[cfg(not(feature = "float-ops"))]
+fn no_float_ops() -> Error {
+    Error::UnsupportedOp {
+        op: crate::error::Name::new("float32 op (feature float-ops)"),
+        node: crate::error::Name::new(""),
+    }
+}
+
+/// Refuses a step whose op family this build left out (`feature` off): the check is a
+/// compile-time constant, so the family's kernels drop out of the binary with it.
+#[inline(always)]
+fn built(on: bool, feature: &'static str) -> Result<()> {
+    if on {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedOp {
+            op: crate::error::Name::new(feature),
+            node: crate::error::Name::new("(op family not built)"),
+        })
+    }
+}
+
+#[inline(never)] // one body per interpreter, measurable on its own in a firmware image
 fn eval<const T: usize, const N: usize>(
     op: &Op,
     ins: &[&[u8]],
@@ -628,8 +726,11 @@ fn eval<const T: usize, const N: usize>(
             y.copy_from_slice(x);
             Ok(())
         }
+        #[cfg(feature = "float-ops")]
         Op::Unary(u) => k::unary(u, f32s(get(0)?)?, f32s_mut(y)?),
+        #[cfg(feature = "float-ops")]
         Op::Binary(b, bc) => k::binary(b, &bc, f32s(get(0)?)?, f32s(get(1)?)?, f32s_mut(y)?),
+        #[cfg(feature = "float-ops")]
         Op::Conv(w) => {
             let b = if ins.len() > 2 {
                 Some(f32s(get(2)?)?)
@@ -642,6 +743,7 @@ fn eval<const T: usize, const N: usize>(
                 k::conv_f32(&w, f32s(get(0)?)?, f32s(get(1)?)?, b, f32s_mut(y)?)
             }
         }
+        #[cfg(feature = "float-ops")]
         Op::Gemm {
             m,
             k: kk,
@@ -685,6 +787,7 @@ fn eval<const T: usize, const N: usize>(
                 )
             }
         }
+        #[cfg(feature = "float-ops")]
         Op::MatMul {
             batch,
             m,
@@ -710,17 +813,37 @@ fn eval<const T: usize, const N: usize>(
                 bytemuck::cast_slice(get(0)?),
                 bytemuck::cast_slice_mut(y),
             ),
-            DType::U8 => k::maxpool::<u8>(&w, 0, get(0)?, y),
+            DType::U8 => {
+                built(cfg!(feature = "uint8"), "uint8")?;
+                k::maxpool::<u8>(&w, 0, get(0)?, y)
+            }
+            #[cfg(feature = "float-ops")]
             _ => k::maxpool::<f32>(&w, f32::NEG_INFINITY, f32s(get(0)?)?, f32s_mut(y)?),
+            #[cfg(not(feature = "float-ops"))]
+            _ => Err(no_float_ops()),
         },
+        #[cfg(not(feature = "float-ops"))]
+        Op::Unary(_)
+        | Op::Binary(..)
+        | Op::Conv(_)
+        | Op::Gemm { .. }
+        | Op::MatMul { .. }
+        | Op::AveragePool { .. }
+        | Op::GlobalAveragePool { .. }
+        | Op::Softmax { .. }
+        | Op::BatchNorm { .. } => Err(no_float_ops()),
+        #[cfg(feature = "float-ops")]
         Op::AveragePool {
             win,
             count_include_pad,
         } => k::avgpool(&win, count_include_pad, f32s(get(0)?)?, f32s_mut(y)?),
+        #[cfg(feature = "float-ops")]
         Op::GlobalAveragePool { nc, hw } => k::global_avg(nc, hw, f32s(get(0)?)?, f32s_mut(y)?),
+        #[cfg(feature = "float-ops")]
         Op::Softmax { outer, len, inner } => {
             k::softmax(outer, len, inner, f32s(get(0)?)?, f32s_mut(y)?)
         }
+        #[cfg(feature = "float-ops")]
         Op::BatchNorm { c, inner, n, eps } => k::batchnorm(
             n,
             c,
@@ -756,35 +879,42 @@ fn eval<const T: usize, const N: usize>(
             in_shape,
             starts,
             steps,
-        } => k::slice(
-            g.t(s.out).dtype.size(),
-            &in_shape,
-            &starts,
-            &steps,
-            &g.t(s.out).shape,
-            get(0)?,
-            y,
-        ),
+        } => {
+            built(cfg!(feature = "layout-ops"), "layout-ops")?;
+            k::slice(
+                g.t(s.out).dtype.size(),
+                &in_shape,
+                &starts,
+                &steps,
+                &g.t(s.out).shape,
+                get(0)?,
+                y,
+            )
+        }
         Op::Gather {
             outer,
             axis_len,
             inner,
             indices,
             wide,
-        } => k::gather(
-            g.t(s.out).dtype.size(),
-            k::GatherDims {
-                outer,
-                axis_len,
-                inner,
-                indices,
-            },
-            get(1)?,
-            wide,
-            get(0)?,
-            y,
-        ),
+        } => {
+            built(cfg!(feature = "layout-ops"), "layout-ops")?;
+            k::gather(
+                g.t(s.out).dtype.size(),
+                k::GatherDims {
+                    outer,
+                    axis_len,
+                    inner,
+                    indices,
+                },
+                get(1)?,
+                wide,
+                get(0)?,
+                y,
+            )
+        }
         Op::Transpose { in_shape, perm } => {
+            built(cfg!(feature = "layout-ops"), "layout-ops")?;
             k::transpose(g.t(s.out).dtype.size(), &in_shape, &perm, get(0)?, y)
         }
         Op::Quantize { q, out } => {
@@ -806,6 +936,7 @@ fn eval<const T: usize, const N: usize>(
             if s.scratch > 0 {
                 let packed = persist_slice(persist, p.packed, p.packed_len)?;
                 if p.unsigned {
+                    built(cfg!(feature = "uint8"), "uint8")?;
                     k::qconv_im2row::<u8>(&p, x, w, bias, packed, rq, y, scratch)
                 } else {
                     k::qconv_im2row::<i8>(
@@ -820,6 +951,7 @@ fn eval<const T: usize, const N: usize>(
                     )
                 }
             } else if p.unsigned {
+                built(cfg!(feature = "uint8"), "uint8")?;
                 k::qconv_ref::<u8>(&p, x, w, bias, rq, y)
             } else {
                 k::qconv_ref::<i8>(
@@ -833,7 +965,9 @@ fn eval<const T: usize, const N: usize>(
             }
         }
         Op::QAdd(p) => {
+            built(cfg!(feature = "int8-residual"), "int8-residual")?;
             if p.unsigned {
+                built(cfg!(feature = "uint8"), "uint8")?;
                 k::qadd::<u8>(&p, get(0)?, get(1)?, y)
             } else {
                 k::qadd::<i8>(
@@ -845,7 +979,9 @@ fn eval<const T: usize, const N: usize>(
             }
         }
         Op::QAvgPool(a) => {
+            built(cfg!(feature = "int8-avgpool"), "int8-avgpool")?;
             if a.unsigned {
+                built(cfg!(feature = "uint8"), "uint8")?;
                 k::qavgpool::<u8>(&a, get(0)?, y)
             } else {
                 k::qavgpool::<i8>(
@@ -856,11 +992,13 @@ fn eval<const T: usize, const N: usize>(
             }
         }
         Op::QConcat(c) => {
+            built(cfg!(feature = "int8-concat"), "int8-concat")?;
             let mut xs: [&[u8]; crate::ops::MAX_QCONCAT_INPUTS] =
                 [&[]; crate::ops::MAX_QCONCAT_INPUTS];
             let n = ins.len().min(xs.len());
             xs[..n].copy_from_slice(&ins[..n]);
             if c.unsigned {
+                built(cfg!(feature = "uint8"), "uint8")?;
                 k::qconcat::<u8>(&c, &xs[..n], y)
             } else {
                 let mut xi: [&[i8]; crate::ops::MAX_QCONCAT_INPUTS] =

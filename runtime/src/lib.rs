@@ -55,7 +55,7 @@ pub mod tensor;
 pub mod testutil;
 
 pub use error::{Error, Name, Result};
-pub use interp::{ArenaReport, Interpreter, InterpreterWith, StepObserver, TensorRef};
+pub use interp::{ArenaReport, Interpreter, InterpreterWith, StepObserver, TensorRef, OP_FAMILIES};
 pub use onnx::Model;
 pub use tensor::{DType, Shape};
 

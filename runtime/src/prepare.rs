@@ -27,6 +27,7 @@ pub(crate) fn make_step(node_idx: u16, op: Op, ins: &[u16], out: u16) -> Result<
     Ok(s)
 }
 
+#[cfg(feature = "float-ops")]
 fn only_attrs(node: &Node<'_>, allowed: &[&str]) -> Result<()> {
     for a in node.attr_names() {
         let a = a?;
@@ -40,6 +41,7 @@ fn only_attrs(node: &Node<'_>, allowed: &[&str]) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "float-ops")]
 fn f32_input<const T: usize, const N: usize>(
     p: &Prep<'_, '_, T, N>,
     node: &Node<'_>,
@@ -91,6 +93,10 @@ fn const_ints<const T: usize, const N: usize>(
     Ok(Some(v))
 }
 
+/// Why a float32 op is refused by a build without the `float-ops` feature (int8-only
+/// firmware leaves the float kernels out of flash).
+const NO_FLOAT_OPS: &str = "float32 computation (sprig-runtime built without feature float-ops)";
+
 /// Prepares one node as a plain step. Returns the step; sets its output's type and shape.
 #[inline(never)] // keeps this large frame off the caller's stack on MCUs
 pub fn prepare_node<const T: usize, const N: usize>(
@@ -130,6 +136,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
     })?;
     let mut ins: heapless::Vec<u16, MAX_STEP_INPUTS> = heapless::Vec::new();
     let (op, dtype, shape): Out = match node.op_type {
+        #[cfg(feature = "float-ops")]
         "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Neg" | "Exp" | "Sqrt" | "LeakyRelu" => {
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);
@@ -145,6 +152,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
             };
             (Op::Unary(u), DType::F32, s)
         }
+        #[cfg(feature = "float-ops")]
         "Cast" => {
             only_attrs(node, &["to", "saturate"])?;
             let (x, t) = input(p.g, node, 0)?;
@@ -162,6 +170,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 }
             }
         }
+        #[cfg(feature = "float-ops")]
         "Clip" => {
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);
@@ -185,6 +194,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
             }
             (Op::Unary(Unary::Clip(lo, hi)), DType::F32, s)
         }
+        #[cfg(feature = "float-ops")]
         "Add" | "Sub" | "Mul" | "Div" => {
             let (a, sa) = f32_input(p, node, 0)?;
             let (b, sb) = f32_input(p, node, 1)?;
@@ -209,6 +219,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
             let s = reshape_like(p, node, &t.shape)?;
             (Op::Copy, t.dtype, s)
         }
+        #[cfg(feature = "float-ops")]
         "Conv" => {
             let (x, sx) = f32_input(p, node, 0)?;
             let (w, sw) = f32_input(p, node, 1)?;
@@ -228,6 +239,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 window_out_shape(&sx, &win, node)?,
             )
         }
+        #[cfg(feature = "float-ops")]
         "Gemm" => {
             only_attrs(node, &["alpha", "beta", "transA", "transB"])?;
             let (a, sa) = f32_input(p, node, 0)?;
@@ -279,6 +291,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 out,
             )
         }
+        #[cfg(feature = "float-ops")]
         "MatMul" => {
             let (a, sa) = f32_input(p, node, 0)?;
             let (b, sb) = f32_input(p, node, 1)?;
@@ -295,6 +308,9 @@ pub fn prepare_node<const T: usize, const N: usize>(
             {
                 return Err(unsupported(node, "element type"));
             }
+            if t.dtype == DType::F32 && !cfg!(feature = "float-ops") {
+                return Err(unsupported(node, NO_FLOAT_OPS));
+            }
             let _ = ins.push(x);
             let win = pool_window(node, &t.shape)?;
             let s = window_out_shape(&t.shape, &win, node)?;
@@ -308,6 +324,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
             };
             (op, t.dtype, s)
         }
+        #[cfg(feature = "float-ops")]
         "GlobalAveragePool" => {
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);
@@ -327,6 +344,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Shape::new(&o[..s.rank()], out_name)?,
             )
         }
+        #[cfg(feature = "float-ops")]
         "Softmax" => {
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);
@@ -351,6 +369,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
             };
             (op, DType::F32, s)
         }
+        #[cfg(feature = "float-ops")]
         "BatchNormalization" => {
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);
@@ -417,7 +436,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Shape::new(&d[..t0.shape.rank()], out_name)?,
             )
         }
-        "Slice" => {
+        "Slice" if cfg!(feature = "layout-ops") => {
             let (x, t) = input(p.g, node, 0)?;
             let _ = ins.push(x);
             let r = t.shape.rank();
@@ -497,7 +516,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Shape::new(&d[..r], out_name)?,
             )
         }
-        "Gather" => {
+        "Gather" if cfg!(feature = "layout-ops") => {
             let (x, t) = input(p.g, node, 0)?;
             let (ix, ti) = input(p.g, node, 1)?;
             let _ = ins.push(x);
@@ -543,7 +562,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Shape::new(&d[..k], out_name)?,
             )
         }
-        "Transpose" => {
+        "Transpose" if cfg!(feature = "layout-ops") => {
             let (x, t) = input(p.g, node, 0)?;
             let _ = ins.push(x);
             let r = t.shape.rank();
@@ -577,6 +596,18 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 t.dtype,
                 Shape::new(&d[..r], out_name)?,
             )
+        }
+        #[cfg(not(feature = "float-ops"))]
+        "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Neg" | "Exp" | "Sqrt" | "LeakyRelu" | "Cast"
+        | "Clip" | "Add" | "Sub" | "Mul" | "Div" | "Conv" | "Gemm" | "MatMul"
+        | "GlobalAveragePool" | "Softmax" | "BatchNormalization" => {
+            return Err(unsupported(node, NO_FLOAT_OPS));
+        }
+        "Slice" | "Gather" | "Transpose" => {
+            return Err(unsupported(
+                node,
+                "layout op (sprig-runtime built without feature layout-ops)",
+            ));
         }
         "QuantizeLinear" | "DequantizeLinear" => {
             let quantize = node.op_type == "QuantizeLinear";
@@ -798,6 +829,7 @@ pub(crate) fn reshape_like<const T: usize, const N: usize>(
     }
 }
 
+#[cfg(feature = "float-ops")]
 fn matmul_shape(node: &Node<'_>, a: &Shape, b: &Shape, name: &str) -> Result<(Op, Shape)> {
     if a.rank() == 0 || b.rank() == 0 {
         return Err(shape_err(node, "MatMul of a scalar"));

@@ -258,6 +258,39 @@ fn cortex_m4_dsp_kernel_is_bit_exact_with_the_reference() {
     );
 }
 
+/// The op families a plan uses, which is what a firmware for it is built with: int8 QDQ models
+/// whose layers all fuse (sprig's exports, onnxruntime's quantized CNNs) need no float kernels —
+/// just the fused int8 families they use — and float models do.
+#[test]
+fn plans_name_the_op_families_they_use() {
+    let features = |rel: &str| {
+        let bytes = std::fs::read(repo().join(rel)).unwrap();
+        let model = sprig_runtime::Model::parse(&bytes).unwrap();
+        let mut arena = vec![0u8; model.arena_bytes().unwrap()];
+        let it = sprig_runtime::Interpreter::new(&model, &mut arena).unwrap();
+        it.op_features().to_vec()
+    };
+    let cases: [(&str, &[&str]); 8] = [
+        ("boards/cortex-m/models/digits_int8.onnx", &[]),
+        ("boards/cortex-m/models/traj_int8.onnx", &[]),
+        ("bench/models/fashion_cnn.int8.onnx", &[]),
+        (
+            "bench/models/resnet20.int8.onnx",
+            &["int8-residual", "int8-avgpool"],
+        ),
+        (
+            "bench/models/densenet_bc.int8.onnx",
+            &["int8-concat", "int8-avgpool"],
+        ),
+        ("bench/models/gru_traj.int8.onnx", &["recurrent"]),
+        ("tests/fixtures/digits_student.f32.onnx", &["float-ops"]),
+        ("bench/models/densenet_bc.f32.onnx", &["float-ops"]),
+    ];
+    for (rel, want) in cases {
+        assert_eq!(features(rel), want, "{rel}");
+    }
+}
+
 /// `sprig profile --board cortex-m-qemu`: the digits model built into the profile firmware runs
 /// under QEMU with the host's outputs, and every figure the report gives is there and sane.
 #[test]
@@ -267,6 +300,14 @@ fn profile_on_the_cortex_m_board_reports_flash_ram_and_instructions() {
     let bytes = std::fs::read(&path).unwrap();
     let r = profile_cortex_m_qemu(&path, &bytes).unwrap();
     assert!(r.outputs_match_host, "{r:?}");
+    // Every layer fuses to int8, so the firmware was built without the float kernels — and
+    // still gives the host's outputs.
+    assert!(
+        r.note
+            .contains(sprig_compress::boards::FLOAT_KERNELS_LEFT_OUT),
+        "{}",
+        r.note
+    );
     assert_eq!(r.samples, SAMPLES);
     assert_eq!(r.flash_model_bytes, bytes.len() as u64);
     let code = r.flash_code_bytes.unwrap();

@@ -499,6 +499,13 @@ fn mobilenet_folds_batch_norm_and_exports_int8_depthwise() {
     bn_net_folds_and_exports_int8(ArchSpec::mobilenet_v2("mnv2", (1, 8, 8), 8, 10), 10, 3);
 }
 
+/// The same for DenseNet-BC: bottleneck layers whose Concat has both inputs dequantized and
+/// its own quantization point, and 2×2 average-pool transitions.
+#[test]
+fn densenet_folds_batch_norm_and_exports_int8_concats() {
+    bn_net_folds_and_exports_int8(ArchSpec::densenet_bc("dn", (1, 8, 8), 10, 6, 10), 10, 2);
+}
+
 /// Trains `spec` for `epochs`, checks the folded float export, then QAT and the int8 export:
 /// onnxruntime agrees, and 97% of sprig-runtime's outputs are within `steps` output steps of
 /// the fake-quant model.
@@ -668,7 +675,8 @@ fn post_training_quantization_of_float_onnx() {
 
 /// Float16 export: half-precision weights (under 60% of the float32 file), onnx's checker passes, onnxruntime (computing in
 /// half precision) and tract agree with sprig-runtime, and the predictions stay those of the
-/// float32 file — for a ResNet (residual Adds) and the MobileNetV2-style net (depthwise `group`).
+/// float32 file — for a ResNet (residual Adds), the MobileNetV2-style net (depthwise `group`) and
+/// DenseNet-BC (Concat, AveragePool).
 #[test]
 fn float16_export_keeps_the_float32_predictions() {
     use sprig_compress::export::{export_f16, export_f32};
@@ -678,6 +686,7 @@ fn float16_export_keeps_the_float32_predictions() {
     for spec in [
         ArchSpec::resnet("r8", (1, 8, 8), 1, 8, 10),
         ArchSpec::mobilenet_v2("mnv2", (1, 8, 8), 8, 10),
+        ArchSpec::densenet_bc("dn", (1, 8, 8), 10, 6, 10),
     ] {
         let cfg = TrainConfig {
             epochs: 3,
