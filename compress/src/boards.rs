@@ -372,7 +372,7 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
         .filter(|s| s.1 && (s.0 == ".data" || s.0 == ".bss" || s.0 == ".uninit"))
         .map(|s| s.3)
         .sum();
-    let out = run_checked(
+    let ran = run_checked(
         Command::new("timeout")
             .args([
                 "600",
@@ -390,7 +390,24 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
             ])
             .arg(&elf_path),
         "running the firmware under qemu-system-arm",
-    )?;
+    );
+    let out = match ran {
+        // The stack ran past the bottom of RAM: the fault handler could not even start.
+        Err(e) if e.to_string().contains("Lockup") => {
+            return Err(err(format!(
+                "{} does not fit the 64 KB RAM budget as built: the firmware's stack overflowed \
+                 (the interpreter's tables for {tensors} tensors / {nodes} nodes and the planning \
+                 frames live on the stack, beside the {arena}-byte arena); QEMU: {}",
+                model_path.display(),
+                e.to_string()
+                    .lines()
+                    .find_map(|l| l.find("Lockup").map(|at| &l[at..]))
+                    .and_then(|l| l.split("  ").next())
+                    .unwrap_or("lockup")
+            )))
+        }
+        r => r?,
+    };
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
     let outs = output_lines(&lines);

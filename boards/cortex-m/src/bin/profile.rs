@@ -14,7 +14,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::{DWT, SYST};
-use cortex_m_rt::{entry, exception};
+use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprintln};
 use panic_semihosting as _;
 use sprig_runtime::{InterpreterWith, Model, StepObserver};
@@ -75,6 +75,24 @@ impl StepObserver for StepTimer {
         let _ = self
             .steps
             .push((t - self.start.0, c.wrapping_sub(self.start.1)));
+    }
+}
+
+/// A fault ends the run with a message instead of QEMU's silent lockup loop. The usual cause
+/// here: the interpreter's tables (sized for the model) and the frames planning needs overran
+/// the stack into the arena below it.
+#[exception]
+unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
+    hprintln!(
+        "hard fault at pc {:#x}: the stack (tables for {} tensors / {} nodes) ran into the {}-byte arena below it?",
+        ef.pc(),
+        MAX_TENSORS,
+        MAX_NODES,
+        ARENA_BYTES
+    );
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
     }
 }
 
