@@ -392,18 +392,21 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
         "running the firmware under qemu-system-arm",
     );
     let out = match ran {
-        // The stack ran past the bottom of RAM: the fault handler could not even start.
-        Err(e) if e.to_string().contains("Lockup") => {
+        // The stack ran into the statics (the fault handler reports it) or past the bottom of
+        // RAM (QEMU locks up: the handler could not even start).
+        Err(e) if e.to_string().contains("Lockup") || e.to_string().contains("hard fault") => {
             return Err(err(format!(
                 "{} does not fit the 64 KB RAM budget as built: the firmware's stack overflowed \
-                 (the interpreter's tables for {tensors} tensors / {nodes} nodes and the planning \
-                 frames live on the stack, beside the {arena}-byte arena); QEMU: {}",
+                 into its {ram_static} bytes of statics (the {arena}-byte arena and the \
+                 interpreter's tables for {tensors} tensors / {nodes} nodes); QEMU: {}",
                 model_path.display(),
                 e.to_string()
                     .lines()
-                    .find_map(|l| l.find("Lockup").map(|at| &l[at..]))
+                    .find_map(|l| ["Lockup", "hard fault"]
+                        .iter()
+                        .find_map(|k| l.find(k).map(|at| &l[at..])))
                     .and_then(|l| l.split("  ").next())
-                    .unwrap_or("lockup")
+                    .unwrap_or("fault")
             )))
         }
         r => r?,

@@ -1,6 +1,9 @@
 //! The interpreter: plans a model into one caller-given arena once, then runs it any number of
 //! times without allocating.
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
 use crate::error::{Error, Name, Result};
 use crate::fuse::try_fuse;
 use crate::graph::{Graph, Loc, NONE};
@@ -16,7 +19,7 @@ use crate::tensor::{DType, Shape};
 pub type Interpreter<'m, 'a> = InterpreterWith<'m, 'a, 512, 256>;
 
 /// Sizes of a plan, computed by [`plan_into`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Sizes {
     persist: usize,
     work: usize,
@@ -417,21 +420,53 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
     /// work that does not depend on input values happens here, once.
     #[inline(never)] // keeps this large frame off the caller's stack on MCUs
     pub fn new(model: &Model<'m>, arena: &'a mut [u8]) -> Result<Self> {
-        // Build the tables in their final place (see `plan_into`).
         let mut me = InterpreterWith {
             g: Graph::empty(),
             steps: heapless::Vec::new(),
             persist: &mut [],
             work: &mut [],
-            report: Sizes {
-                persist: 0,
-                work: 0,
-                lower_bound: 0,
-            }
-            .report(0),
+            report: Sizes::default().report(0),
         };
+        me.plan(model, arena)?;
+        Ok(me)
+    }
+
+    /// [`InterpreterWith::new`] with the interpreter's tables built directly in `slot` — a
+    /// `static` on a microcontroller — instead of on the stack and moved: its tensor and node
+    /// tables grow with the model (tens of KB for a hundred nodes), and the linker then counts
+    /// them in RAM like the arena, so a model that does not fit fails to link instead of
+    /// overflowing the stack at run time.
+    #[inline(never)]
+    #[allow(unsafe_code)] // field-wise initialisation of a MaybeUninit (see SAFETY below)
+    pub fn new_in<'s>(
+        slot: &'s mut MaybeUninit<Self>,
+        model: &Model<'m>,
+        arena: &'a mut [u8],
+    ) -> Result<&'s mut Self> {
+        let p = slot.as_mut_ptr();
+        // SAFETY: every field is written before the reference is made; the heapless tables
+        // only set their lengths, their buffers stay uninitialised (no large temporary).
+        let me = unsafe {
+            addr_of_mut!((*p).g.tensors).write(heapless::Vec::new());
+            addr_of_mut!((*p).g.nodes).write(heapless::Vec::new());
+            addr_of_mut!((*p).g.inputs).write(heapless::Vec::new());
+            addr_of_mut!((*p).g.outputs).write(heapless::Vec::new());
+            addr_of_mut!((*p).g.opset).write(0);
+            addr_of_mut!((*p).steps).write(heapless::Vec::new());
+            addr_of_mut!((*p).persist).write(&mut []);
+            addr_of_mut!((*p).work).write(&mut []);
+            addr_of_mut!((*p).report).write(Sizes::default().report(0));
+            slot.assume_init_mut()
+        };
+        me.plan(model, arena)?;
+        Ok(me)
+    }
+
+    /// Fills the (empty) tables from `model` and lays the arena out.
+    #[inline(never)]
+    fn plan(&mut self, model: &Model<'m>, arena: &'a mut [u8]) -> Result<()> {
         let mut fills = heapless::Vec::new();
-        let sizes = plan_into(model, &mut me.g, &mut me.steps, &mut fills)?;
+        let sizes = plan_into(model, &mut self.g, &mut self.steps, &mut fills)?;
         let given = arena.len();
         let pad = arena.as_ptr().align_offset(ALIGN).min(ALIGN);
         if given < pad + sizes.persist + sizes.work {
@@ -443,12 +478,12 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
         let arena = &mut arena[pad..pad + sizes.persist + sizes.work];
         let (persist, work) = arena.split_at_mut(sizes.persist);
         for f in fills.iter() {
-            fill(&me.g, f, persist)?;
+            fill(&self.g, f, persist)?;
         }
-        me.persist = persist;
-        me.work = work;
-        me.report = sizes.report(me.steps.len());
-        Ok(me)
+        self.persist = persist;
+        self.work = work;
+        self.report = sizes.report(self.steps.len());
+        Ok(())
     }
 
     /// Sizes of the plan.

@@ -11,6 +11,7 @@
 #![no_main]
 
 use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::{DWT, SYST};
@@ -34,6 +35,13 @@ struct Arena(UnsafeCell<[u8; ARENA_BYTES]>);
 // SAFETY: only `run` touches it, once, from the main thread; no interrupt handler does.
 unsafe impl Sync for Arena {}
 static ARENA: Arena = Arena(UnsafeCell::new([0; ARENA_BYTES]));
+
+/// The interpreter's tables (sized for the model) in .bss too: built in place by
+/// `InterpreterWith::new_in`, so the linker counts them and the stack stays small.
+struct Slot(UnsafeCell<MaybeUninit<Interp<'static, 'static>>>);
+// SAFETY: as for `Arena`.
+unsafe impl Sync for Slot {}
+static INTERP: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
 
 /// SysTick wraps every 2^24 ticks; the exception counts the wraps.
 static WRAPS: AtomicU32 = AtomicU32::new(0);
@@ -78,17 +86,13 @@ impl StepObserver for StepTimer {
     }
 }
 
-/// A fault ends the run with a message instead of QEMU's silent lockup loop. The usual cause
-/// here: the interpreter's tables (sized for the model) and the frames planning needs overran
-/// the stack into the arena below it.
+/// A fault ends the run with a message instead of QEMU's silent lockup loop (a stack that ran
+/// into the statics below it would be the usual cause).
 #[exception]
 unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
     hprintln!(
-        "hard fault at pc {:#x}: the stack (tables for {} tensors / {} nodes) ran into the {}-byte arena below it?",
-        ef.pc(),
-        MAX_TENSORS,
-        MAX_NODES,
-        ARENA_BYTES
+        "hard fault at pc {:#x} (a stack overflow into the statics?)",
+        ef.pc()
     );
     debug::exit(debug::EXIT_FAILURE);
     loop {
@@ -123,12 +127,9 @@ fn run() -> Result<(), sprig_runtime::Error> {
     let model = Model::parse(MODEL)?;
     // SAFETY: see `Arena`; this is the only reference ever made.
     let arena = unsafe { &mut *ARENA.0.get() };
-    // Kept inside the Result (no move out with `?`): the tables are large.
-    let mut planned = Interp::new(&model, &mut arena[..]);
-    let it = match planned.as_mut() {
-        Ok(it) => it,
-        Err(e) => return Err(e.clone()),
-    };
+    // SAFETY: see `Slot`; this is the only reference ever made.
+    let slot = unsafe { &mut *INTERP.0.get() };
+    let it = Interp::new_in(slot, &model, &mut arena[..])?;
     let report = it.arena_report();
     hprintln!(
         "arena {} bytes (persistent {}, working {}), {} steps",
