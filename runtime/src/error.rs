@@ -30,6 +30,12 @@ pub enum Error {
         /// Node name (or first output name when the node has no name).
         node: Name,
     },
+    /// The model needs an op family this build of sprig-runtime leaves out (a Cargo feature
+    /// such as `float-ops` or `int8-concat`, off to save flash on a microcontroller).
+    FamilyNotBuilt {
+        /// The feature to enable.
+        feature: &'static str,
+    },
     /// An attribute value or input combination the implementation of an op does not cover.
     Unsupported {
         /// Node name.
@@ -141,6 +147,7 @@ impl fmt::Display for Error {
             Error::Malformed { what } => write!(f, "malformed protobuf: {what}"),
             Error::InvalidModel { reason } => write!(f, "invalid ONNX model: {reason}"),
             Error::UnsupportedOp { op, node } => write!(f, "unsupported operator {op} (node {node})"),
+            Error::FamilyNotBuilt { feature } => write!(f, "the model needs op family {feature}, which this build of sprig-runtime leaves out (enable its feature `{feature}`)"),
             Error::Unsupported { node, what } => write!(f, "node {node}: unsupported {what}"),
             Error::UndefinedTensor { name } => write!(f, "tensor {name} is used before it is defined (or the graph has a cycle)"),
             Error::DuplicateTensor { name } => write!(f, "tensor {name} is defined twice"),

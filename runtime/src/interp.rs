@@ -205,10 +205,7 @@ fn plan_into<'m, const T: usize, const N: usize>(
     // A family this build left out refuses the plan here, before anything runs.
     for (used, (name, built)) in families_used(g, steps).iter().zip(OP_FAMILIES) {
         if *used && !built {
-            return Err(Error::UnsupportedOp {
-                op: Name::new(name),
-                node: Name::new("(op family not built: enable the feature)"),
-            });
+            return Err(Error::FamilyNotBuilt { feature: name });
         }
     }
     // Constant inputs: int8 weights of fused ops stay in the model bytes; everything else is
@@ -715,9 +712,8 @@ fn persist_slice(persist: &[u8], at: usize, len: usize) -> Result<&[u8]> {
 /// A float32 step in a build without the float kernels (plans refuse these first).
 #[cfg(not(feature = "float-ops"))]
 fn no_float_ops() -> Error {
-    Error::UnsupportedOp {
-        op: crate::error::Name::new("float32 op (feature float-ops)"),
-        node: crate::error::Name::new(""),
+    Error::FamilyNotBuilt {
+        feature: "float-ops",
     }
 }
 
@@ -728,10 +724,7 @@ fn built(on: bool, feature: &'static str) -> Result<()> {
     if on {
         Ok(())
     } else {
-        Err(Error::UnsupportedOp {
-            op: crate::error::Name::new(feature),
-            node: crate::error::Name::new("(op family not built)"),
-        })
+        Err(Error::FamilyNotBuilt { feature })
     }
 }
 
