@@ -4,6 +4,8 @@
 #![no_std]
 #![no_main]
 
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprintln};
 use panic_semihosting as _;
@@ -59,6 +61,21 @@ const ARENA: usize = 4800;
 /// Tracks held at once.
 const TRACKS: usize = 64;
 
+type Interp = InterpreterWith<'static, 'static, 64, 32>;
+
+/// The arena (the plan needs 4,703 bytes: Model::arena_bytes on the host) and the interpreter's
+/// tables in .bss, where the linker counts them, rather than on the stack.
+struct Statics {
+    arena: UnsafeCell<[u8; ARENA]>,
+    interp: UnsafeCell<MaybeUninit<Interp>>,
+}
+// SAFETY: only `run` touches them, once, from the main thread; no interrupt handler does.
+unsafe impl Sync for Statics {}
+static STATICS: Statics = Statics {
+    arena: UnsafeCell::new([0; ARENA]),
+    interp: UnsafeCell::new(MaybeUninit::uninit()),
+};
+
 #[entry]
 fn main() -> ! {
     let code = match run() {
@@ -102,15 +119,10 @@ fn zones() -> Result<[Zone; 2], sprig_runtime::hazard::ZoneError> {
 fn run() -> Result<(), sprig_runtime::Error> {
     let zones = zones().map_err(|_| sprig_runtime::Error::BadIo { what: "zone" })?;
     let model = Model::parse(MODEL)?;
-    // The plan needs 4,703 bytes (Model::arena_bytes on the host).
-    let mut arena = [0u8; ARENA];
-    // The interpreter stays inside its Result (a move would copy its ~15 KB of tables); the
-    // predictor only borrows it.
-    let mut planned = InterpreterWith::<64, 32>::new(&model, &mut arena);
-    let it = match planned.as_mut() {
-        Ok(it) => it,
-        Err(e) => return Err(e.clone()),
-    };
+    // SAFETY: see `Statics`; `run` is entered once and these are the only references made.
+    let (arena, slot) = unsafe { (&mut *STATICS.arena.get(), &mut *STATICS.interp.get()) };
+    // The interpreter's tables are built in their static (the predictor only borrows them).
+    let it = Interp::new_in(slot, &model, &mut arena[..])?;
     let predictor = ModelPredictor::new(it, Decode::of(&model))?;
     // Used in place inside its Result too, for the same reason.
     let mut pipeline = HazardPipeline::<_, TRACKS>::new(
