@@ -241,21 +241,7 @@ mod tests {
             "conv1, conv2, hidden halved; classifier kept"
         );
         assert!(slim.param_count() < spec.param_count() / 2);
-        let svars = VarMap::new();
-        let sm = CnnModel::new(&slim, VarBuilder::from_varmap(&svars, DType::F32, &dev)).unwrap();
-        load_folded(&slim, &sw, &svars).unwrap();
-        let x = Tensor::randn(0f32, 1.0, (4, 1, 8, 8), &dev).unwrap();
-        let a = m.forward_features(&x).unwrap().0;
-        let b = sm.forward_features(&x).unwrap().0;
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(d < 1e-5, "slim model differs by {d}");
+        same_function(&m, &slim, &sw, 0);
     }
 
     /// A ResNet's blocks narrow inside (first convolution's filters, second's inputs) while
@@ -291,39 +277,8 @@ mod tests {
             .collect();
         assert_eq!(mids, [(4, 2), (8, 4), (16, 8)]);
         assert!(slim.param_count() < spec.param_count() * 6 / 10);
-        let svars = VarMap::new();
-        let sm = CnnModel::new(&slim, VarBuilder::from_varmap(&svars, DType::F32, &dev)).unwrap();
-        load_folded(&slim, &sw, &svars).unwrap();
-        let x = Tensor::randn(0f32, 1.0, (4, 1, 8, 8), &dev).unwrap();
-        let a = m.forward_features(&x).unwrap().0;
-        let b = sm.forward_features(&x).unwrap().0;
-        let d = (a - &b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(d < 1e-5, "slim model differs by {d}");
         // Its float export computes the same on sprig-runtime.
-        let onnx = crate::export::export_f32(&slim, &sw);
-        let model = sprig_runtime::Model::parse(&onnx).unwrap();
-        let mut arena = vec![0u8; model.arena_bytes().unwrap()];
-        let mut it = sprig_runtime::Interpreter::new(&model, &mut arena).unwrap();
-        let x0 = x
-            .get(0)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        it.set_input_f32(0, &x0).unwrap();
-        it.invoke().unwrap();
-        let want = b.get(0).unwrap().to_vec1::<f32>().unwrap();
-        for (g, w) in it.output(0).unwrap().as_f32().unwrap().iter().zip(&want) {
-            assert!((g - w).abs() < 1e-4, "{g} vs {w}");
-        }
+        same_function(&m, &slim, &sw, 1);
     }
 
     /// Half of a DenseNet's filters dead everywhere — stem, transitions, bottlenecks and growth —
@@ -379,9 +334,16 @@ mod tests {
             .collect();
         assert_eq!(dense, [(8, 2); 6]);
         assert!(slim.param_count() < spec.param_count() * 4 / 10);
+        same_function(&m, &slim, &sw, 4);
+    }
+
+    /// The slim model (`slim`, `sw`) computes what `m` does on random images (within 1e-5), and
+    /// so does its float export on sprig-runtime for the first `on_runtime` of them.
+    fn same_function(m: &CnnModel, slim: &ArchSpec, sw: &[LayerWeights], on_runtime: usize) {
+        let dev = Device::Cpu;
         let svars = VarMap::new();
-        let sm = CnnModel::new(&slim, VarBuilder::from_varmap(&svars, DType::F32, &dev)).unwrap();
-        load_folded(&slim, &sw, &svars).unwrap();
+        let sm = CnnModel::new(slim, VarBuilder::from_varmap(&svars, DType::F32, &dev)).unwrap();
+        load_folded(slim, sw, &svars).unwrap();
         let x = Tensor::randn(0f32, 1.0, (4, 1, 8, 8), &dev).unwrap();
         let a = m.forward_features(&x).unwrap().0;
         let b = sm.forward_features(&x).unwrap().0;
@@ -394,11 +356,14 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(d < 1e-5, "slim model differs by {d}");
-        let onnx = crate::export::export_f32(&slim, &sw);
+        if on_runtime == 0 {
+            return;
+        }
+        let onnx = crate::export::export_f32(slim, sw);
         let model = sprig_runtime::Model::parse(&onnx).unwrap();
         let mut arena = vec![0u8; model.arena_bytes().unwrap()];
         let mut it = sprig_runtime::Interpreter::new(&model, &mut arena).unwrap();
-        for n in 0..4 {
+        for n in 0..on_runtime {
             let xn = x.get(n).unwrap().flatten_all().unwrap();
             it.set_input_f32(0, &xn.to_vec1::<f32>().unwrap()).unwrap();
             it.invoke().unwrap();

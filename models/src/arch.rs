@@ -1166,6 +1166,26 @@ mod tests {
         }
     }
 
+    /// Trainable values of the candle model of `spec` (BN γ, β counted; running statistics are
+    /// not parameters) — what `param_count` must equal.
+    fn trainable(spec: &ArchSpec) -> usize {
+        let vars = VarMap::new();
+        CnnModel::new(
+            spec,
+            VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let n = vars
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| !n.contains("running"))
+            .map(|(_, v)| v.elem_count())
+            .sum();
+        n
+    }
+
     #[test]
     fn mobilenet_shapes_and_counts() {
         let m = ArchSpec::mobilenet_v2("m", (1, 28, 28), 16, 10);
@@ -1182,17 +1202,7 @@ mod tests {
         assert_eq!(m.param_count(), 19_578);
         // The candle model has exactly those trainable values (BN γ, β counted; running
         // statistics are not parameters).
-        let vars = VarMap::new();
-        CnnModel::new(&m, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
-        let trainable: usize = vars
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| !n.contains("running"))
-            .map(|(_, v)| v.elem_count())
-            .sum();
-        assert_eq!(trainable, 19_578);
+        assert_eq!(trainable(&m), 19_578);
         // input, stem; b1: dw, proj; b2: exp, dw, proj; b3: + sum; b4; b5 (+ sum); b6; conv;
         // GAP; fc.
         assert_eq!(
@@ -1227,17 +1237,7 @@ mod tests {
         // stem 72+16; layer 1: 1×1 128+32, 3×3 576+8; transition 72+12; layer 2: 96+32,
         // 576+8; transition 50+10; layer 3: 80+32, 576+8; fc 90+10.
         assert_eq!(d.param_count(), 2_484);
-        let vars = VarMap::new();
-        CnnModel::new(&d, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
-        let trainable: usize = vars
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| !n.contains("running"))
-            .map(|(_, v)| v.elem_count())
-            .sum();
-        assert_eq!(trainable, 2_484);
+        assert_eq!(trainable(&d), 2_484);
         // input; stem; 3 per dense layer (both convolutions, the concatenation), all after
         // ReLU; transition conv and its pool; GAP; fc.
         let q = d.quant_points();
