@@ -19,6 +19,11 @@ fn main() {
     println!("cargo:rerun-if-changed=memory-64k.x");
     println!("cargo:rerun-if-changed=memory-nrf52840.x");
     println!("cargo:rerun-if-changed=models");
+    // defmt's linker script (its crate puts it on the search path) keeps the format-string
+    // table in the ELF, where the host-side decoder reads it.
+    if env::var_os("CARGO_FEATURE_DEFMT").is_some() {
+        println!("cargo:rustc-link-arg=-Tdefmt.x");
+    }
 
     let var = |k: &str, default: &str| {
         println!("cargo:rerun-if-env-changed={k}");

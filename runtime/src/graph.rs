@@ -46,6 +46,9 @@ pub struct TensorInfo<'m> {
     pub consumer: u16,
     /// Needed by a kept step or as a graph output.
     pub needed: bool,
+    /// Float16 in the model (a float16 initializer or input, or computed from one): with
+    /// [`crate::PlanOptions::half_arithmetic`] its values are computed in half precision.
+    pub half: bool,
     /// Storage.
     pub loc: Loc<'m>,
     /// First and last step that touch it (planning).
@@ -68,6 +71,7 @@ impl<'m> TensorInfo<'m> {
             uses: 0,
             consumer: NONE,
             needed: false,
+            half: false,
             loc: Loc::None,
             first: u16::MAX,
             last: 0,
@@ -171,6 +175,7 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
                 });
             }
             t.konst = Some(init);
+            t.half = init.dtype == DType::F16;
             t.dtype = init.dtype.computed();
             t.shape = init.shape;
             t.known = true;
@@ -183,12 +188,11 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
             }
             let t = g.t_mut(id)?;
             t.is_input = true;
-            t.dtype = vi
-                .dtype
-                .ok_or(Error::InvalidModel {
-                    reason: "graph input without an element type",
-                })?
-                .computed();
+            let dtype = vi.dtype.ok_or(Error::InvalidModel {
+                reason: "graph input without an element type",
+            })?;
+            t.half = dtype == DType::F16;
+            t.dtype = dtype.computed();
             t.shape = vi.shape.ok_or(Error::BadDimension {
                 name: Name::new(vi.name),
             })?;

@@ -18,6 +18,18 @@ use crate::tensor::{DType, Shape};
 /// Default interpreter: up to 512 tensors and 256 nodes (host, Jetson).
 pub type Interpreter<'m, 'a> = InterpreterWith<'m, 'a, 512, 256>;
 
+/// How a model is planned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PlanOptions {
+    /// Compute the float16 part of the model (tensors that are float16 in the file) in half
+    /// precision — f16 multiply-accumulate in convolutions and Gemm, every other result rounded
+    /// to f16 — instead of widening it to float32: the f16 path for CPUs with float16
+    /// arithmetic (see [`crate::half_ops`]; the aarch64 FP16 kernels are bit-exact with the
+    /// portable ones). float32 and int8 parts of a model are unchanged. Off by default.
+    pub half_arithmetic: bool,
+}
+
 /// Sizes of a plan, computed by [`plan_into`].
 #[derive(Debug, Clone, Copy, Default)]
 struct Sizes {
@@ -80,7 +92,9 @@ fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[S
             Op::Unary(_)
             | Op::Binary(..)
             | Op::Conv(_)
+            | Op::ConvF16(_)
             | Op::Gemm { .. }
+            | Op::GemmF16 { .. }
             | Op::MatMul { .. }
             | Op::AveragePool { .. }
             | Op::GlobalAveragePool { .. }
@@ -110,12 +124,102 @@ fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[S
     used
 }
 
+/// The half-arithmetic pass ([`PlanOptions::half_arithmetic`]): marks which float results are
+/// float16 in the model (propagated from float16 inputs and initializers; a `Cast` decides for
+/// itself), turns their convolutions and Gemms with constant weights into the f16 kernels and
+/// has every other float16 result rounded to f16.
+#[cfg(feature = "float-ops")]
+fn plan_half<const T: usize, const N: usize>(
+    g: &mut Graph<'_, T, N>,
+    steps: &mut heapless::Vec<Step, N>,
+) -> Result<()> {
+    use crate::ops::Unary;
+    for s in steps.iter_mut() {
+        if g.t(s.out).dtype != DType::F32 {
+            continue;
+        }
+        let half = match s.op {
+            Op::Unary(Unary::RoundF16) => true,
+            // Cast to float32 (a copy here), or any other op on float32 data.
+            _ if g.node(s.node)?.op_type == "Cast" => false,
+            _ => s.inputs().first().is_some_and(|&i| g.t(i).half),
+        };
+        g.t_mut(s.out)?.half = half;
+        if !half {
+            continue;
+        }
+        // A constant, read by this step only, that can be stored as f16.
+        let own = |g: &Graph<'_, T, N>, pos: usize| {
+            s.inputs().get(pos).is_some_and(|&i| {
+                let t = g.t(i);
+                t.konst.is_some() && t.uses == 1 && t.loc == Loc::None
+            })
+        };
+        let bias_ok = s.n_in < 3 || own(g, 2);
+        let op = match s.op {
+            Op::Conv(w) if own(g, 1) && bias_ok => Some(Op::ConvF16(w)),
+            Op::Gemm {
+                m,
+                k,
+                n,
+                trans_a: false,
+                trans_b,
+                alpha,
+                beta,
+                c,
+            } if alpha == 1.0
+                && beta == 1.0
+                && own(g, 1)
+                && bias_ok
+                // C, if any, is one value per output column.
+                && c.is_none_or(|_| s.n_in == 3 && g.t(s.ins[2]).shape.numel() == n) =>
+            {
+                Some(Op::GemmF16 { m, k, n, trans_b })
+            }
+            _ => None,
+        };
+        match op {
+            Some(op) => {
+                s.op = op;
+                for &i in &s.ins[1..s.n_in as usize] {
+                    g.t_mut(i)?.dtype = DType::F16;
+                }
+                s.scratch = match op {
+                    Op::ConvF16(w) => crate::half_ops::conv_scratch_bytes(&w),
+                    _ => 0,
+                };
+            }
+            // Max, ReLU, reshapes and copies of f16 values are f16 values already.
+            None => {
+                s.round_f16 = !matches!(
+                    s.op,
+                    Op::Copy
+                        | Op::MaxPool(_)
+                        | Op::Concat { .. }
+                        | Op::Unary(Unary::Relu | Unary::Abs | Unary::Neg | Unary::RoundF16)
+                )
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Without the float kernels there is no float16 part to compute.
+#[cfg(not(feature = "float-ops"))]
+fn plan_half<const T: usize, const N: usize>(
+    _: &mut Graph<'_, T, N>,
+    _: &mut heapless::Vec<Step, N>,
+) -> Result<()> {
+    Ok(())
+}
+
 #[inline(never)] // keeps this large frame off the caller's stack on MCUs
 fn plan_into<'m, const T: usize, const N: usize>(
     model: &Model<'m>,
     g: &mut Graph<'m, T, N>,
     steps: &mut heapless::Vec<Step, N>,
     fills: &mut heapless::Vec<Fill, N>,
+    opts: PlanOptions,
 ) -> Result<Sizes> {
     g.load(model)?;
     steps.clear();
@@ -139,6 +243,7 @@ fn plan_into<'m, const T: usize, const N: usize>(
                     })?;
             let t = g.t_mut(id)?;
             t.konst = Some(v);
+            t.half = v.dtype == DType::F16;
             t.dtype = v.dtype.computed();
             t.shape = v.shape;
             t.known = true;
@@ -208,6 +313,9 @@ fn plan_into<'m, const T: usize, const N: usize>(
             return Err(Error::FamilyNotBuilt { feature: name });
         }
     }
+    if opts.half_arithmetic {
+        plan_half(g, steps)?;
+    }
     // Constant inputs: int8 weights of fused ops stay in the model bytes; everything else is
     // copied (aligned, converted) into the persistent area once.
     for s in steps.iter_mut() {
@@ -222,6 +330,38 @@ fn plan_into<'m, const T: usize, const N: usize>(
             let size = (t.bytes() + ALIGN - 1) & !(ALIGN - 1);
             let loc = match (&mut s.op, pos, kv.raw()) {
                 (Op::QConv(_), 1, Some(raw)) => Loc::Model(raw),
+                // Half weights: stored as f16 (the step's tensor type), each output channel's
+                // (or column's) weights contiguous per k for the vector kernels.
+                (Op::ConvF16(_) | Op::GemmF16 { .. }, 1, _) => {
+                    let (rows, cols) = match s.op {
+                        Op::ConvF16(w) => {
+                            (w.oc / w.group.max(1), w.c / w.group.max(1) * w.kh * w.kw)
+                        }
+                        Op::GemmF16 {
+                            k,
+                            n,
+                            trans_b: true,
+                            ..
+                        } => (n, k),
+                        // Already [k][n]: a transpose of 1 × (k·n) blocks is a copy.
+                        _ => (1, t.shape.numel()),
+                    };
+                    fills
+                        .push(Fill::ConstTransposed {
+                            id: i,
+                            at,
+                            rows,
+                            cols,
+                        })
+                        .map_err(|_| Error::CapacityExceeded {
+                            what: "prepared constants",
+                            capacity: N,
+                        })?;
+                    persist = persist.checked_add(size).ok_or(Error::InvalidModel {
+                        reason: "constant sizes overflow",
+                    })?;
+                    Loc::Persist(at)
+                }
                 // Recurrent weights the plan keeps transposed (see `RnnSpec::w_pre`).
                 (Op::Rnn(r), 1 | 2, _) if (pos == 1 && r.w_pre) || (pos == 2 && r.r_pre) => {
                     let cols = if pos == 1 { r.input } else { r.hidden };
@@ -341,16 +481,29 @@ fn plan_into<'m, const T: usize, const N: usize>(
 impl<'m> Model<'m> {
     /// Plans the model without an arena and reports the bytes it needs.
     pub fn arena_report<const T: usize, const N: usize>(&self) -> Result<ArenaReport> {
+        self.arena_report_with::<T, N>(PlanOptions::default())
+    }
+
+    /// [`Model::arena_report`] for a plan made with `opts`.
+    pub fn arena_report_with<const T: usize, const N: usize>(
+        &self,
+        opts: PlanOptions,
+    ) -> Result<ArenaReport> {
         let mut g = Graph::<T, N>::empty();
         let mut steps = heapless::Vec::new();
         let mut fills = heapless::Vec::new();
-        let sizes = plan_into(self, &mut g, &mut steps, &mut fills)?;
+        let sizes = plan_into(self, &mut g, &mut steps, &mut fills, opts)?;
         Ok(sizes.report(steps.len()))
     }
 
     /// Arena bytes [`Interpreter::new`] needs for this model (default capacities).
     pub fn arena_bytes(&self) -> Result<usize> {
-        Ok(self.arena_report::<512, 256>()?.total)
+        self.arena_bytes_with(PlanOptions::default())
+    }
+
+    /// Arena bytes [`InterpreterWith::new_with`] needs with `opts` (default capacities).
+    pub fn arena_bytes_with(&self, opts: PlanOptions) -> Result<usize> {
+        Ok(self.arena_report_with::<512, 256>(opts)?.total)
     }
 }
 
@@ -417,6 +570,12 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
     /// work that does not depend on input values happens here, once.
     #[inline(never)] // keeps this large frame off the caller's stack on MCUs
     pub fn new(model: &Model<'m>, arena: &'a mut [u8]) -> Result<Self> {
+        Self::new_with(model, arena, PlanOptions::default())
+    }
+
+    /// [`InterpreterWith::new`] with plan options (e.g. half-precision arithmetic).
+    #[inline(never)]
+    pub fn new_with(model: &Model<'m>, arena: &'a mut [u8], opts: PlanOptions) -> Result<Self> {
         let mut me = InterpreterWith {
             g: Graph::empty(),
             steps: heapless::Vec::new(),
@@ -424,7 +583,7 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
             work: &mut [],
             report: Sizes::default().report(0),
         };
-        me.plan(model, arena)?;
+        me.plan(model, arena, opts)?;
         Ok(me)
     }
 
@@ -455,15 +614,15 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
             addr_of_mut!((*p).report).write(Sizes::default().report(0));
             slot.assume_init_mut()
         };
-        me.plan(model, arena)?;
+        me.plan(model, arena, PlanOptions::default())?;
         Ok(me)
     }
 
     /// Fills the (empty) tables from `model` and lays the arena out.
     #[inline(never)]
-    fn plan(&mut self, model: &Model<'m>, arena: &'a mut [u8]) -> Result<()> {
+    fn plan(&mut self, model: &Model<'m>, arena: &'a mut [u8], opts: PlanOptions) -> Result<()> {
         let mut fills = heapless::Vec::new();
-        let sizes = plan_into(model, &mut self.g, &mut self.steps, &mut fills)?;
+        let sizes = plan_into(model, &mut self.g, &mut self.steps, &mut fills, opts)?;
         let given = arena.len();
         let pad = arena.as_ptr().align_offset(ALIGN).min(ALIGN);
         if given < pad + sizes.persist + sizes.work {
@@ -645,7 +804,12 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
             };
         }
         let n_in = s.n_in as usize;
-        eval(&s.op, &ins[..n_in], &self.g, s, persist, y, scratch)
+        eval(&s.op, &ins[..n_in], &self.g, s, persist, y, scratch)?;
+        #[cfg(feature = "float-ops")]
+        if s.round_f16 {
+            crate::half_ops::round_all(f32s_mut(y)?);
+        }
+        Ok(())
     }
 }
 
@@ -694,6 +858,13 @@ fn f32s(b: &[u8]) -> Result<&[f32]> {
 fn f32s_mut(b: &mut [u8]) -> Result<&mut [f32]> {
     bytemuck::try_cast_slice_mut(b).map_err(|_| Error::BadIo {
         what: "misaligned float buffer",
+    })
+}
+
+#[cfg(feature = "float-ops")]
+fn f16s(b: &[u8]) -> Result<&[u16]> {
+    bytemuck::try_cast_slice(b).map_err(|_| Error::BadIo {
+        what: "misaligned float16 buffer",
     })
 }
 
@@ -770,6 +941,24 @@ fn eval<const T: usize, const N: usize>(
             } else {
                 k::conv_f32(&w, f32s(get(0)?)?, f32s(get(1)?)?, b, f32s_mut(y)?)
             }
+        }
+        #[cfg(feature = "float-ops")]
+        Op::ConvF16(w) => {
+            let b = if ins.len() > 2 {
+                Some(f16s(get(2)?)?)
+            } else {
+                None
+            };
+            crate::half_ops::conv(&w, f32s(get(0)?)?, f16s(get(1)?)?, b, f32s_mut(y)?, scratch)
+        }
+        #[cfg(feature = "float-ops")]
+        Op::GemmF16 { m, k: kk, n, .. } => {
+            let c = if ins.len() > 2 {
+                Some(f16s(get(2)?)?)
+            } else {
+                None
+            };
+            crate::half_ops::gemm(m, kk, n, f32s(get(0)?)?, f16s(get(1)?)?, c, f32s_mut(y)?)
         }
         #[cfg(feature = "float-ops")]
         Op::Gemm {
@@ -854,7 +1043,9 @@ fn eval<const T: usize, const N: usize>(
         Op::Unary(_)
         | Op::Binary(..)
         | Op::Conv(_)
+        | Op::ConvF16(_)
         | Op::Gemm { .. }
+        | Op::GemmF16 { .. }
         | Op::MatMul { .. }
         | Op::AveragePool { .. }
         | Op::GlobalAveragePool { .. }
@@ -1085,6 +1276,17 @@ fn put_f32(persist: &mut [u8], at: usize, i: usize, v: f32) -> Result<()> {
     Ok(())
 }
 
+/// Stores `v` (a float16 value, or rounded to one) as f16 bits at element `i`.
+fn put_f16(persist: &mut [u8], at: usize, i: usize, v: f32) -> Result<()> {
+    persist
+        .get_mut(at + 2 * i..at + 2 * i + 2)
+        .ok_or(Error::BadIo {
+            what: "fill outside the arena",
+        })?
+        .copy_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes());
+    Ok(())
+}
+
 pub(crate) fn put_i32(persist: &mut [u8], at: usize, i: usize, v: i32) -> Result<()> {
     persist
         .get_mut(at + 4 * i..at + 4 * i + 4)
@@ -1131,6 +1333,16 @@ fn fill<const T: usize, const N: usize>(
             })?;
             match kv.raw() {
                 Some(raw) if raw.len() == len && kv.dtype == t.dtype => dst.copy_from_slice(raw),
+                // Kept as float16 (half-arithmetic weights) whatever the file's encoding.
+                _ if t.dtype == DType::F16 => {
+                    let mut res = Ok(());
+                    kv.for_each_f32(|i, v| {
+                        if res.is_ok() {
+                            res = put_f16(dst, 0, i, v);
+                        }
+                    })?;
+                    res?;
+                }
                 _ if kv.dtype == DType::F16 => {
                     // float16 constants are widened to float32 once, here.
                     let mut res = Ok(());
@@ -1172,6 +1384,12 @@ fn fill<const T: usize, const N: usize>(
             let kv = g.t(id).konst.ok_or(Error::BadIo {
                 what: "constant fill of a non-constant",
             })?;
+            // float16 storage for half-arithmetic weights, float32 otherwise.
+            let put = if g.t(id).dtype == DType::F16 {
+                put_f16
+            } else {
+                put_f32
+            };
             let mut res = Ok(());
             // Several rows × cols blocks (a bidirectional layer's W) are transposed one by one.
             let block = (rows * cols).max(1);
@@ -1179,7 +1397,7 @@ fn fill<const T: usize, const N: usize>(
                 let (b, i) = (i / block, i % block);
                 let (r, c) = (i / cols.max(1), i % cols.max(1));
                 if res.is_ok() {
-                    res = put_f32(persist, at, b * block + c * rows + r, v);
+                    res = put(persist, at, b * block + c * rows + r, v);
                 }
             })?;
             res

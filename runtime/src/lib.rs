@@ -31,6 +31,9 @@ extern crate std;
 mod error;
 mod fuse;
 mod graph;
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
+mod half_neon;
+pub mod half_ops;
 pub mod hazard;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod int8_avx2;
@@ -55,7 +58,9 @@ pub mod tensor;
 pub mod testutil;
 
 pub use error::{Error, Name, Result};
-pub use interp::{ArenaReport, Interpreter, InterpreterWith, StepObserver, TensorRef, OP_FAMILIES};
+pub use interp::{
+    ArenaReport, Interpreter, InterpreterWith, PlanOptions, StepObserver, TensorRef, OP_FAMILIES,
+};
 pub use onnx::Model;
 pub use tensor::{DType, Shape};
 

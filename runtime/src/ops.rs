@@ -280,6 +280,18 @@ pub enum Op {
     Unary(Unary),
     Binary(Binary, Broadcast),
     Conv(Window),
+    /// Half-precision convolution ([`crate::half_ops::conv`]): f16 weights in the
+    /// `[group][k][oc]` layout, optional f16 bias.
+    ConvF16(Window),
+    /// Half-precision `Y = A·B + C` ([`crate::half_ops::gemm`]): f16 `B` as `[k][n]`, optional
+    /// f16 `C` of `n` values.
+    /// `trans_b`: `B` is `[n][k]` in the file (the plan stores it transposed).
+    GemmF16 {
+        m: usize,
+        k: usize,
+        n: usize,
+        trans_b: bool,
+    },
     /// Y = alpha·A'·B' + beta·C with A' [m,k], B' [k,n].
     Gemm {
         m: usize,
@@ -382,6 +394,9 @@ pub struct Step {
     pub scratch: usize,
     /// Planned offset of that scratch in the working arena.
     pub scratch_at: usize,
+    /// Round the float32 result to float16 (a float16 op computed in f32 in a half-arithmetic
+    /// plan).
+    pub round_f16: bool,
 }
 
 impl Step {
@@ -599,8 +614,8 @@ pub fn op_name(op: &Op) -> &'static str {
             Binary::Mul => "Mul",
             Binary::Div => "Div",
         },
-        Op::Conv(_) => "Conv",
-        Op::Gemm { .. } => "Gemm",
+        Op::Conv(_) | Op::ConvF16(_) => "Conv",
+        Op::Gemm { .. } | Op::GemmF16 { .. } => "Gemm",
         Op::MatMul { .. } => "MatMul",
         Op::MaxPool(_) => "MaxPool",
         Op::AveragePool { .. } => "AveragePool",

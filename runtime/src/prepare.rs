@@ -15,6 +15,7 @@ pub(crate) fn make_step(node_idx: u16, op: Op, ins: &[u16], out: u16) -> Result<
         n_in: ins.len() as u8,
         scratch: 0,
         scratch_at: 0,
+        round_f16: false,
         out,
     };
     s.ins

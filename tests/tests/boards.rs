@@ -2,7 +2,7 @@
 //! and inputs: the Cortex-M4 firmware under qemu-system-arm and `sprig-edge` cross-built for
 //! aarch64 under qemu-aarch64 (cortex-a76, which has dotprod like Jetson Xavier).
 
-use sprig_runtime::{Interpreter, Model};
+use sprig_runtime::{Interpreter, Model, PlanOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,11 +19,16 @@ fn fixture(name: &str) -> PathBuf {
 
 /// What the host runtime prints for the fixture model and samples, line by line.
 fn host_lines() -> Vec<String> {
-    let bytes = std::fs::read(fixture("digits_int8.onnx")).unwrap();
+    host_lines_for(&fixture("digits_int8.onnx"), PlanOptions::default())
+}
+
+/// What the host runtime prints for `model` planned with `opts` on the fixture samples.
+fn host_lines_for(model: &Path, opts: PlanOptions) -> Vec<String> {
+    let bytes = std::fs::read(model).unwrap();
     let samples = std::fs::read(fixture("digits_samples.f32")).unwrap();
     let model = Model::parse(&bytes).unwrap();
-    let mut arena = vec![0u8; model.arena_bytes().unwrap()];
-    let mut it = Interpreter::new(&model, &mut arena).unwrap();
+    let mut arena = vec![0u8; model.arena_bytes_with(opts).unwrap()];
+    let mut it = Interpreter::new_with(&model, &mut arena, opts).unwrap();
     let per = it.input_mut(0).unwrap().len();
     samples
         .chunks_exact(per)
@@ -51,9 +56,15 @@ fn cargo() -> String {
 /// Builds a firmware binary (release, in its own workspace) and runs it on QEMU's MPS2-AN386
 /// Cortex-M4; returns its output after checking it exited cleanly.
 fn run_firmware(extra: &[&str], bin: &str) -> std::process::Output {
+    run_firmware_in("target", extra, bin)
+}
+
+/// [`run_firmware`] with its own target directory (a build with other features must not
+/// replace the binary another test is about to run).
+fn run_firmware_in(target: &str, extra: &[&str], bin: &str) -> std::process::Output {
     let dir = repo().join("boards/cortex-m");
     let build = Command::new(cargo())
-        .args(["build", "--release", "--quiet"])
+        .args(["build", "--release", "--quiet", "--target-dir", target])
         .args(extra)
         .current_dir(&dir)
         .env_remove("CARGO_TARGET_DIR")
@@ -73,7 +84,11 @@ fn run_firmware(extra: &[&str], bin: &str) -> std::process::Output {
             "enable=on,target=native",
             "-kernel",
         ])
-        .arg(dir.join("target/thumbv7em-none-eabihf/release").join(bin))
+        .arg(
+            dir.join(target)
+                .join("thumbv7em-none-eabihf/release")
+                .join(bin),
+        )
         .output()
         .expect("qemu-system-arm is installed (tests/run.sh installs it)");
     assert!(
@@ -166,6 +181,53 @@ fn aarch64_sprig_edge_under_qemu_matches_host() {
     assert_eq!(out_lines(&out.stdout), host_lines());
 }
 
+/// A float16 classifier for the fixture samples: a small CNN trained one epoch on 300 digits,
+/// in sprig's float16 export (float16 weights and body, float32 input and output).
+fn f16_model() -> PathBuf {
+    use sprig_compress::train::{train, Run, TrainConfig};
+    use sprig_models::arch::ArchSpec;
+    let (train_set, _) = sprig_models::datasets::digits().split(0.2, 3);
+    let idx: Vec<usize> = (0..300).collect();
+    let train_set = train_set.subset(&idx);
+    let spec = ArchSpec::small_cnn("f16", (1, 8, 8), 8, 12, None, 10);
+    let cfg = TrainConfig {
+        epochs: 1,
+        progress: false,
+        seed: 5,
+        ..Default::default()
+    };
+    let r = train(&spec, &train_set, &cfg, Run::default(), "f16").unwrap();
+    let bytes = sprig_compress::export::export_f16(&spec, &r.model.weights().unwrap());
+    let path = std::env::temp_dir().join(format!("sprig-boards-f16-{}.onnx", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `sprig-edge --half` on the Jetson's CPU model computes the float16 model with the FP16
+/// `fmla` kernels and prints the same output bits as the host's portable half kernels; the
+/// half outputs differ from the widened float32 plan's (so the f16 path really ran).
+#[test]
+fn aarch64_sprig_edge_half_arithmetic_matches_the_host_bit_for_bit() {
+    let (m, x) = (f16_model(), fixture("digits_samples.f32"));
+    let args = [
+        "profile".as_ref(),
+        m.as_os_str(),
+        x.as_os_str(),
+        "--half".as_ref(),
+    ];
+    let out = run_sprig_edge(&args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("half arithmetic neon-fp16"), "{text}");
+    let half = PlanOptions {
+        half_arithmetic: true,
+    };
+    let host = host_lines_for(&m, half);
+    assert_eq!(host.len(), 8);
+    assert_eq!(out_lines(&out.stdout), host);
+    assert_ne!(host, host_lines_for(&m, PlanOptions::default()));
+    let _ = std::fs::remove_file(&m);
+}
+
 /// The host's alert lines for the demo scene with the firmware's trajectory model: the same
 /// stream loop `sprig hazard run` uses.
 fn host_alerts() -> Vec<String> {
@@ -197,15 +259,10 @@ fn json_lines(stdout: &[u8]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn cortex_m4_hazard_firmware_under_qemu_gives_the_host_alerts() {
-    let out = run_firmware(&["--bin", "hazard"], "hazard");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let host = host_alerts();
-    assert_eq!(json_lines(&out.stdout), host);
-    // The alarm pin (embedded-hal OutputPin) is high for frames that raised alerts (0.4 s
-    // apart), so it rises once per run of consecutive alerting frames.
-    let mut times: Vec<f64> = host
+/// How often the alarm pin (embedded-hal OutputPin) rises for these alerts: it is high for
+/// frames that raised alerts (0.4 s apart), so once per run of consecutive alerting frames.
+fn alarm_rises(alerts: &[String]) -> usize {
+    let mut times: Vec<f64> = alerts
         .iter()
         .map(|l| {
             l.split(',').next().unwrap()["{\"t\":".len()..]
@@ -214,14 +271,22 @@ fn cortex_m4_hazard_firmware_under_qemu_gives_the_host_alerts() {
         })
         .collect();
     times.dedup();
-    let rises = times
+    times
         .iter()
         .enumerate()
         .filter(|(i, t)| *i == 0 || **t - times[i - 1] > 0.41)
-        .count();
+        .count()
+}
+
+#[test]
+fn cortex_m4_hazard_firmware_under_qemu_gives_the_host_alerts() {
+    let out = run_firmware(&["--bin", "hazard"], "hazard");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let host = host_alerts();
+    assert_eq!(json_lines(&out.stdout), host);
     assert_eq!(
         text.lines().filter(|l| *l == "alarm pin high").count(),
-        rises
+        alarm_rises(&host)
     );
     // It links for 256 KB / 64 KB, and its stack fits beside its statics (the interpreter's
     // tables and the arena are statics, the 64-track pipeline is on the stack).
@@ -238,6 +303,80 @@ fn cortex_m4_hazard_firmware_under_qemu_gives_the_host_alerts() {
     assert!(
         statics + stack < 64 * 1024,
         "stack {stack} + statics {statics} bytes do not fit 64 KB of RAM"
+    );
+}
+
+/// The hazard firmware built with `--features defmt` logs through defmt (frames over
+/// semihosting, formatted on the host): decoded with the format table in its ELF, it reports
+/// the host's alerts — same pedestrians, zones and frames, numbers equal to the host's printed
+/// decimals — and the same alarm pin edges.
+#[test]
+fn cortex_m4_hazard_firmware_logs_the_host_alerts_through_defmt() {
+    let target = "target/defmt";
+    let out = run_firmware_in(
+        target,
+        &["--features", "defmt", "--bin", "hazard"],
+        "hazard",
+    );
+    let elf = std::fs::read(
+        repo()
+            .join("boards/cortex-m")
+            .join(target)
+            .join("thumbv7em-none-eabihf/release/hazard"),
+    )
+    .unwrap();
+    let table = defmt_decoder::Table::parse(&elf)
+        .unwrap()
+        .expect("the firmware has a defmt table");
+    let mut decoder = table.new_stream_decoder();
+    decoder.received(&out.stdout);
+    let mut lines = Vec::new();
+    loop {
+        match decoder.decode() {
+            Ok(frame) => lines.push(frame.display_message().to_string()),
+            Err(defmt_decoder::DecodeError::UnexpectedEof) => break,
+            Err(e) => panic!("undecodable defmt stream after {lines:?}: {e}"),
+        }
+    }
+    // Nothing but frames: semihosting text would have broken the stream above.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("hazard pipeline: 64 tracks")),
+        "{lines:?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("stack high-water mark: ")));
+    let host = host_alerts();
+    let alerts: Vec<&String> = lines.iter().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(alerts.len(), host.len());
+    println!(
+        "defmt: {} frames decoded, {} alerts, e.g. {}",
+        lines.len(),
+        alerts.len(),
+        alerts.first().map_or("", |s| s.as_str())
+    );
+    let parse = |l: &str| serde_json::from_str::<serde_json::Value>(l).unwrap();
+    for (dev, want) in alerts.iter().zip(&host) {
+        let (d, w) = (parse(dev), parse(want));
+        for key in ["track", "zone"] {
+            assert_eq!(d[key], w[key], "{dev} vs {want}");
+        }
+        // The host prints fixed decimals (3 for t, x, y; 2 for the time to entry).
+        for (key, half_ulp) in [
+            ("t", 5e-4),
+            ("x", 5e-4),
+            ("y", 5e-4),
+            ("time_to_entry_s", 5e-3),
+        ] {
+            let (a, b) = (d[key].as_f64().unwrap(), w[key].as_f64().unwrap());
+            assert!((a - b).abs() <= half_ulp + 1e-6, "{key}: {dev} vs {want}");
+        }
+    }
+    assert_eq!(
+        lines.iter().filter(|l| *l == "alarm pin high").count(),
+        alarm_rises(&host)
     );
 }
 

@@ -5,7 +5,12 @@
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
+// Text output only (the host parses it); the `defmt` feature is for the hazard firmware.
+#[cfg(not(feature = "defmt"))]
 use panic_semihosting as _;
+// With defmt the panic handler is the library's (a defmt frame, then exit).
+#[cfg(feature = "defmt")]
+use sprig_cortex_m as _;
 use sprig_runtime::{InterpreterWith, Model};
 
 /// The model lives in flash and is read in place.

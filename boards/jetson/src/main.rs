@@ -4,6 +4,9 @@
 //!   output's bytes (the Cortex-M firmware's format, so tests compare boards with the host).
 //! - `profile MODEL SAMPLES` prints the arena, per-inference and per-step times, the outputs
 //!   and the peak resident memory (what `sprig profile --board jetson-qemu` reads).
+//! - `--half` (with `classify` or `profile`) computes a float16 model's float16 part in half
+//!   precision, on Xavier's FP16 arithmetic (`fmla .8h`) where the CPU has it
+//!   ([`sprig_runtime::half_ops`]); the outputs are the same bits on every CPU.
 //! - `hazard MODEL ZONES.toml DETECTIONS|-|udp:ADDR:PORT` runs the pedestrian hazard pipeline
 //!   (64 tracks) on detection lines `TIME_S X Y` from a file, stdin or UDP datagrams (whole lines
 //!   per datagram; an empty one ends the stream) and prints alerts as JSON lines, exactly the
@@ -15,7 +18,7 @@ use sprig_runtime::hazard::{
     io::write_alert_json, stream, AlertPolicy, Decode, HazardPipeline, ModelPredictor, Point,
     TrackerConfig,
 };
-use sprig_runtime::{Interpreter, Model};
+use sprig_runtime::{Interpreter, Model, PlanOptions};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -193,12 +196,12 @@ fn hazard_with<P: OutputPin>(
     Ok(())
 }
 
-fn run(model_path: &str, samples_path: &str) -> Result<(), String> {
+fn run(model_path: &str, samples_path: &str, opts: PlanOptions) -> Result<(), String> {
     let bytes = std::fs::read(model_path).map_err(|e| format!("{model_path}: {e}"))?;
     let samples = std::fs::read(samples_path).map_err(|e| format!("{samples_path}: {e}"))?;
     let model = Model::parse(&bytes).map_err(|e| format!("{model_path}: {e}"))?;
-    let mut arena = vec![0u8; model.arena_bytes().map_err(|e| e.to_string())?];
-    let mut it = Interpreter::new(&model, &mut arena).map_err(|e| e.to_string())?;
+    let mut arena = vec![0u8; model.arena_bytes_with(opts).map_err(|e| e.to_string())?];
+    let mut it = Interpreter::new_with(&model, &mut arena, opts).map_err(|e| e.to_string())?;
     let report = it.arena_report();
     println!(
         "arena {} bytes (persistent {}, working {}), {} steps",
@@ -250,14 +253,17 @@ fn peak_rss() -> Option<u64> {
 
 /// `profile MODEL SAMPLES`: the arena, each inference's and (for the last) each step's time,
 /// every output's bytes and the peak resident memory, one fact per line.
-fn profile(model_path: &str, samples_path: &str) -> Result<(), String> {
+fn profile(model_path: &str, samples_path: &str, opts: PlanOptions) -> Result<(), String> {
     let bytes = std::fs::read(model_path).map_err(|e| format!("{model_path}: {e}"))?;
     let samples = std::fs::read(samples_path).map_err(|e| format!("{samples_path}: {e}"))?;
     let model = Model::parse(&bytes).map_err(|e| format!("{model_path}: {e}"))?;
-    let mut arena = vec![0u8; model.arena_bytes().map_err(|e| e.to_string())?];
-    let mut it = Interpreter::new(&model, &mut arena).map_err(|e| e.to_string())?;
+    let mut arena = vec![0u8; model.arena_bytes_with(opts).map_err(|e| e.to_string())?];
+    let mut it = Interpreter::new_with(&model, &mut arena, opts).map_err(|e| e.to_string())?;
     let report = it.arena_report();
     println!("kernels {}", sprig_runtime::kernels::kernel_set());
+    if opts.half_arithmetic {
+        println!("half arithmetic {}", sprig_runtime::half_ops::kernel_set());
+    }
     println!(
         "arena {} bytes (persistent {}, working {}), {} steps",
         report.total, report.persistent, report.working, report.steps
@@ -299,17 +305,29 @@ fn profile(model_path: &str, samples_path: &str) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let opts = PlanOptions {
+        half_arithmetic: args.iter().any(|a| a == "--half"),
+    };
+    let half_ok = matches!(
+        args.get(1).map(String::as_str),
+        Some("classify" | "profile")
+    );
+    if opts.half_arithmetic && !half_ok {
+        eprintln!("error: --half goes with classify or profile");
+        return ExitCode::from(2);
+    }
+    args.retain(|a| a != "--half");
     let r = match args.as_slice() {
-        [_, cmd, model, samples] if cmd == "classify" => run(model, samples),
-        [_, cmd, model, samples] if cmd == "profile" => profile(model, samples),
+        [_, cmd, model, samples] if cmd == "classify" => run(model, samples, opts),
+        [_, cmd, model, samples] if cmd == "profile" => profile(model, samples, opts),
         [_, cmd, model, zones, det] if cmd == "hazard" => hazard(model, zones, det, None),
         [_, cmd, model, zones, det, flag, pin] if cmd == "hazard" && flag == "--alarm-gpio" => {
             hazard(model, zones, det, Some(pin))
         }
         _ => {
             eprintln!(
-                "usage: sprig-edge classify MODEL.onnx SAMPLES.f32\n       sprig-edge profile MODEL.onnx SAMPLES.bin\n       sprig-edge hazard MODEL.onnx ZONES.toml DETECTIONS|-|udp:ADDR:PORT [--alarm-gpio CHIP:LINE]"
+                "usage: sprig-edge classify MODEL.onnx SAMPLES.f32 [--half]\n       sprig-edge profile MODEL.onnx SAMPLES.bin [--half]\n       sprig-edge hazard MODEL.onnx ZONES.toml DETECTIONS|-|udp:ADDR:PORT [--alarm-gpio CHIP:LINE]"
             );
             return ExitCode::from(2);
         }

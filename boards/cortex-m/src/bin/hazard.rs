@@ -1,15 +1,23 @@
 //! The pedestrian hazard pipeline on a Cortex-M4: 64-track tracker, the int8 trajectory model in
 //! flash, the demo scene's zones, fed the demo scene's detection lines (also in flash), printing
 //! alerts as the same JSON lines `sprig hazard run` prints on the host.
+//!
+//! With the `defmt` feature every line is a defmt frame instead of semihosting text: the alert
+//! line keeps the JSON shape, with the numbers formatted by the host-side decoder.
 #![no_std]
 #![no_main]
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_semihosting::debug;
+#[cfg(not(feature = "defmt"))]
 use panic_semihosting as _;
-use sprig_runtime::hazard::io::{parse_detection_line, write_alert_json};
+// With defmt the panic handler is the library's (a defmt frame, then exit).
+#[cfg(feature = "defmt")]
+use sprig_cortex_m as _;
+use sprig_cortex_m::say;
+use sprig_runtime::hazard::io::parse_detection_line;
 use sprig_runtime::hazard::{
     Alert, AlertPolicy, Decode, HazardPipeline, ModelPredictor, Point, TrackerConfig, Zone,
 };
@@ -31,14 +39,14 @@ impl embedded_hal::digital::ErrorType for AlarmPin {
 impl embedded_hal::digital::OutputPin for AlarmPin {
     fn set_high(&mut self) -> Result<(), Self::Error> {
         if !self.high {
-            hprintln!("alarm pin high");
+            say!("alarm pin high");
         }
         self.high = true;
         Ok(())
     }
     fn set_low(&mut self) -> Result<(), Self::Error> {
         if self.high {
-            hprintln!("alarm pin low");
+            say!("alarm pin low");
         }
         self.high = false;
         Ok(())
@@ -81,7 +89,7 @@ fn main() -> ! {
     let code = match run() {
         Ok(()) => debug::EXIT_SUCCESS,
         Err(e) => {
-            hprintln!("error: {}", e);
+            say!("error: {}", e);
             debug::EXIT_FAILURE
         }
     };
@@ -94,11 +102,34 @@ fn main() -> ! {
 /// A fault is reported and ends the run (instead of the default silent loop).
 #[exception]
 unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
-    hprintln!("hard fault at pc {:#x}", ef.pc());
+    say!("hard fault at pc {:#x}", ef.pc());
     debug::exit(debug::EXIT_FAILURE);
     loop {
         cortex_m::asm::wfi();
     }
+}
+
+/// One alert as the JSON line `sprig hazard run` prints (`write_alert_json`, formatted here).
+#[cfg(not(feature = "defmt"))]
+fn log_alert(a: &Alert, zone: &str) {
+    let mut line: heapless::String<160> = heapless::String::new();
+    let _ = sprig_runtime::hazard::io::write_alert_json(&mut line, a, zone);
+    say!("{}", line.as_str());
+}
+
+/// One alert as a defmt frame of the same JSON shape: the device sends the raw numbers and the
+/// host-side decoder formats them (shortest round-trip form rather than fixed decimals).
+#[cfg(feature = "defmt")]
+fn log_alert(a: &Alert, zone: &str) {
+    say!(
+        "{{\"t\":{=f64},\"track\":{=u32},\"zone\":\"{=str}\",\"time_to_entry_s\":{=f32},\"x\":{=f32},\"y\":{=f32}}}",
+        a.time_s,
+        a.track,
+        zone,
+        a.time_to_entry_s,
+        a.position.x,
+        a.position.y
+    );
 }
 
 /// scenes/demo/zones.toml, as the firmware has no TOML reader (the host test checks that the
@@ -134,7 +165,7 @@ fn run() -> Result<(), sprig_runtime::Error> {
     let Ok(p) = pipeline.as_mut() else {
         return Err(sprig_runtime::Error::BadIo { what: "pipeline" });
     };
-    hprintln!(
+    say!(
         "hazard pipeline: {} tracks, arena {} bytes, pipeline {} bytes",
         TRACKS,
         ARENA,
@@ -152,9 +183,7 @@ fn run() -> Result<(), sprig_runtime::Error> {
                 frames += 1;
                 sound(&mut pin, alerts.len());
                 for a in &alerts {
-                    let mut line: heapless::String<160> = heapless::String::new();
-                    let _ = write_alert_json(&mut line, a, zones[a.zone].name());
-                    hprintln!("{}", line.as_str());
+                    log_alert(a, zones[a.zone].name());
                     raised += 1;
                 }
             }
@@ -173,13 +202,13 @@ fn run() -> Result<(), sprig_runtime::Error> {
     if let Some(t) = frame_t {
         flush(p, t, &mut frame);
     }
-    hprintln!(
+    say!(
         "{} frames, {} alerts, {} predictions",
         frames,
         raised,
         p.predictions
     );
-    hprintln!(
+    say!(
         "stack high-water mark: {} bytes",
         sprig_cortex_m::stack_high_water()
     );

@@ -7,7 +7,12 @@
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
+// Text output only (the host parses it); the `defmt` feature is for the hazard firmware.
+#[cfg(not(feature = "defmt"))]
 use panic_semihosting as _;
+// With defmt the panic handler is the library's (a defmt frame, then exit).
+#[cfg(feature = "defmt")]
+use sprig_cortex_m as _;
 use sprig_runtime::kernels::{kernel_set, qconv_im2row, qconv_ref, qconv_scratch_bytes, Q8};
 use sprig_runtime::ops::{QLinear, Window};
 use sprig_runtime::quant::{Requant, RequantTable};

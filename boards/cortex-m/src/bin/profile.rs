@@ -17,7 +17,12 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::{DWT, SYST};
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprintln};
+// Text output only (the host parses it); the `defmt` feature is for the hazard firmware.
+#[cfg(not(feature = "defmt"))]
 use panic_semihosting as _;
+// With defmt the panic handler is the library's (a defmt frame, then exit).
+#[cfg(feature = "defmt")]
+use sprig_cortex_m as _;
 use sprig_runtime::{InterpreterWith, Model, StepObserver};
 
 include!(concat!(env!("OUT_DIR"), "/profile_config.rs"));
