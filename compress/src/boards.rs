@@ -10,7 +10,7 @@
 //! timings are reported for completeness and flagged as emulated.
 
 use serde::Serialize;
-use sprig_runtime::{DType, Interpreter, Model};
+use sprig_runtime::{DType, Interpreter, Model, PlanOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -117,9 +117,13 @@ pub fn sample_inputs(model: &Model<'_>, n: usize) -> crate::Result<Vec<u8>> {
 }
 
 /// The host runtime's output lines for `samples`, in the boards' format (`out I: [..]`).
-pub fn host_output_lines(model: &Model<'_>, samples: &[u8]) -> crate::Result<Vec<String>> {
-    let mut arena = vec![0u8; model.arena_bytes()?];
-    let mut it = Interpreter::new(model, &mut arena)?;
+pub fn host_output_lines(
+    model: &Model<'_>,
+    samples: &[u8],
+    opts: PlanOptions,
+) -> crate::Result<Vec<String>> {
+    let mut arena = vec![0u8; model.arena_bytes_with(opts)?];
+    let mut it = Interpreter::new_with(model, &mut arena, opts)?;
     let per = it.input_mut(0)?.len();
     let mut lines = Vec::new();
     for (i, s) in samples.chunks_exact(per).enumerate() {
@@ -338,7 +342,7 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
     let arena = crate::eval::portable_arena_bytes(&model)?;
     let (tensors, nodes) = table_sizes(&model)?;
     let samples = sample_inputs(&model, SAMPLES)?;
-    let host = host_output_lines(&model, &samples)?;
+    let host = host_output_lines(&model, &samples, PlanOptions::default())?;
     let features = op_features(&model)?;
     let dir = boards_dir().join("cortex-m");
     let work = dir.join("target/sprig-profile");
@@ -473,10 +477,11 @@ pub fn profile_jetson_qemu(
     model_path: &Path,
     bytes: &[u8],
     release: bool,
+    opts: PlanOptions,
 ) -> crate::Result<BoardReport> {
     let model = Model::parse(bytes)?;
     let samples = sample_inputs(&model, SAMPLES)?;
-    let host = host_output_lines(&model, &samples)?;
+    let host = host_output_lines(&model, &samples, opts)?;
     let root = boards_dir().join("..");
     run_checked(
         Command::new(cargo())
@@ -510,7 +515,8 @@ pub fn profile_jetson_qemu(
             .arg(&exe)
             .arg("profile")
             .arg(model_path)
-            .arg(&sample_file),
+            .arg(&sample_file)
+            .args(opts.half_arithmetic.then_some("--half")),
         "running sprig-edge under qemu-aarch64",
     )?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -563,6 +569,13 @@ pub fn profile_jetson_qemu(
         .find_map(|l| l.strip_prefix("kernels "))
         .unwrap_or("?")
         .to_string();
+    let half = match lines
+        .iter()
+        .find_map(|l| l.strip_prefix("half arithmetic "))
+    {
+        Some(k) => format!(", half-precision arithmetic on {k} kernels"),
+        None => String::new(),
+    };
     Ok(BoardReport {
         board: "jetson-qemu".into(),
         flash_code_bytes: exe_bytes,
@@ -578,6 +591,6 @@ pub fn profile_jetson_qemu(
         steps,
         samples: outs.len(),
         outputs_match_host: outs.len() == host.len() && outs == host,
-        note: format!("sprig-edge (aarch64, {}) under qemu-aarch64 -cpu cortex-a76, {kernels} kernels: code = the daemon's file size; stack_bytes = peak resident memory of the process; times are emulated (qemu-user translates every instruction), not Jetson timings", if release { "release" } else { "debug" }),
+        note: format!("sprig-edge (aarch64, {}) under qemu-aarch64 -cpu cortex-a76, {kernels} kernels{half}: code = the daemon's file size; stack_bytes = peak resident memory of the process; times are emulated (qemu-user translates every instruction), not Jetson timings", if release { "release" } else { "debug" }),
     })
 }

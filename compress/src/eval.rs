@@ -1,7 +1,7 @@
 //! Measuring an ONNX file on sprig-runtime: accuracy, latency, arena.
 
 use sprig_models::datasets::ImageSet;
-use sprig_runtime::{Interpreter, Model};
+use sprig_runtime::{Interpreter, Model, PlanOptions};
 use std::time::Instant;
 
 /// What one model measured on sprig-runtime.
@@ -38,19 +38,34 @@ pub fn argmax(v: &[f32]) -> usize {
 
 /// The arena `model` needs with the portable kernels only (what a Cortex-M plans).
 pub fn portable_arena_bytes(model: &Model<'_>) -> crate::Result<usize> {
+    portable_arena_bytes_with(model, PlanOptions::default())
+}
+
+/// [`portable_arena_bytes`] for a plan made with `opts`.
+pub fn portable_arena_bytes_with(model: &Model<'_>, opts: PlanOptions) -> crate::Result<usize> {
     let was_portable = !sprig_runtime::kernels::optimized_allowed();
     sprig_runtime::kernels::set_portable_only(true);
-    let bytes = model.arena_bytes();
+    let bytes = model.arena_bytes_with(opts);
     sprig_runtime::kernels::set_portable_only(was_portable);
     Ok(bytes?)
 }
 
 /// Runs every image of `data` through `onnx` on sprig-runtime, then times `runs` inferences.
 pub fn evaluate(onnx: &[u8], data: &ImageSet, runs: usize) -> crate::Result<RuntimeStats> {
+    evaluate_with(onnx, data, runs, PlanOptions::default())
+}
+
+/// [`evaluate`] with the model planned with `opts` (e.g. half-precision arithmetic).
+pub fn evaluate_with(
+    onnx: &[u8],
+    data: &ImageSet,
+    runs: usize,
+    opts: PlanOptions,
+) -> crate::Result<RuntimeStats> {
     let model = Model::parse(onnx)?;
-    let device_arena = portable_arena_bytes(&model)?;
-    let mut arena = vec![0u8; model.arena_bytes()?];
-    let mut it = Interpreter::new(&model, &mut arena)?;
+    let device_arena = portable_arena_bytes_with(&model, opts)?;
+    let mut arena = vec![0u8; model.arena_bytes_with(opts)?];
+    let mut it = Interpreter::new_with(&model, &mut arena, opts)?;
     let report = it.arena_report();
     let mut correct = 0usize;
     for i in 0..data.len() {

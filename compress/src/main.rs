@@ -102,6 +102,10 @@ enum Cmd {
         /// Print JSON (`top1`, `images`, `median_us`, `arena_bytes`, `host_arena_bytes`).
         #[arg(long)]
         json: bool,
+        /// Compute a float16 model's float16 part in half precision (f16 multiply-accumulate,
+        /// f16 weights), as sprig-edge --half does on a Jetson; the same results on every CPU.
+        #[arg(long)]
+        half: bool,
     },
     /// Run an ONNX model on sprig-runtime with NumPy .npy inputs.
     Run {
@@ -169,6 +173,10 @@ enum Cmd {
         /// arena it needs).
         #[arg(long)]
         portable: bool,
+        /// Compute a float16 model's float16 part in half precision (f16 multiply-accumulate,
+        /// f16 weights), host or jetson-qemu; the same results on every CPU.
+        #[arg(long)]
+        half: bool,
     },
 }
 
@@ -270,17 +278,31 @@ fn quantize(
     Ok(())
 }
 
-fn eval(model: &std::path::Path, dataset: &str, limit: Option<usize>, json: bool) -> Result<()> {
+/// Plan options from the `--half` flag.
+fn plan_options(half: bool) -> sprig_runtime::PlanOptions {
+    sprig_runtime::PlanOptions {
+        half_arithmetic: half,
+    }
+}
+
+fn eval(
+    model: &std::path::Path,
+    dataset: &str,
+    limit: Option<usize>,
+    json: bool,
+    opts: sprig_runtime::PlanOptions,
+) -> Result<()> {
     let bytes = load(model)?;
     let (_, test) = sprig_compress::pipeline::load_data(dataset, Some(1), limit)?;
-    let stats = sprig_compress::eval::evaluate(&bytes, &test, 100)
+    let stats = sprig_compress::eval::evaluate_with(&bytes, &test, 100, opts)
         .with_context(|| model.display().to_string())?;
     if json {
         println!(
             "{}",
             serde_json::json!({"model": model.display().to_string(), "dataset": dataset,
                 "images": test.len(), "top1": stats.top1, "median_us": stats.median_us,
-                "arena_bytes": stats.arena_bytes, "host_arena_bytes": stats.host_arena_bytes})
+                "arena_bytes": stats.arena_bytes, "host_arena_bytes": stats.host_arena_bytes,
+                "half_arithmetic": opts.half_arithmetic})
         );
     } else {
         println!(
@@ -570,7 +592,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             dataset,
             limit,
             json,
-        } => eval(&model, &dataset, limit, json),
+            half,
+        } => eval(&model, &dataset, limit, json, plan_options(half)),
         Cmd::Quantize {
             model,
             calib,
@@ -615,11 +638,16 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             runs,
             json,
             portable,
+            half,
         } => {
             sprig_runtime::kernels::set_portable_only(portable);
+            let opts = plan_options(half);
             match board {
-                sprig_compress::boards::Board::Host => profile(&model, runs, json),
-                b => board_profile(&model, b, json),
+                sprig_compress::boards::Board::Host => profile(&model, runs, json, opts),
+                sprig_compress::boards::Board::CortexMQemu if half => bail!(
+                    "--half is for host and jetson-qemu: the Cortex-M4F has no float16 arithmetic"
+                ),
+                b => board_profile(&model, b, json, opts),
             }
         }
     }
@@ -630,6 +658,7 @@ fn board_profile(
     path: &std::path::Path,
     board: sprig_compress::boards::Board,
     json: bool,
+    opts: sprig_runtime::PlanOptions,
 ) -> Result<()> {
     use sprig_compress::boards::{self, Board};
     let bytes = load(path)?;
@@ -638,7 +667,7 @@ fn board_profile(
     eprintln!("building and running {} on {name}…", path.display());
     let r = match board {
         Board::CortexMQemu => boards::profile_cortex_m_qemu(path, &bytes)?,
-        Board::JetsonQemu => boards::profile_jetson_qemu(path, &bytes, true)?,
+        Board::JetsonQemu => boards::profile_jetson_qemu(path, &bytes, true, opts)?,
         Board::Host => unreachable!("host profiles run in-process"),
     };
     if json {
@@ -703,16 +732,20 @@ fn load(path: &std::path::Path) -> Result<Vec<u8>> {
 }
 
 /// Parses a model and allocates the arena its plan needs, naming the file in any error.
-fn open<'m>(path: &std::path::Path, bytes: &'m [u8]) -> Result<(Model<'m>, Vec<u8>)> {
+fn open<'m>(
+    path: &std::path::Path,
+    bytes: &'m [u8],
+    opts: sprig_runtime::PlanOptions,
+) -> Result<(Model<'m>, Vec<u8>)> {
     let ctx = || path.display().to_string();
     let model = Model::parse(bytes).with_context(ctx)?;
-    let arena = vec![0u8; model.arena_bytes().with_context(ctx)?];
+    let arena = vec![0u8; model.arena_bytes_with(opts).with_context(ctx)?];
     Ok((model, arena))
 }
 
 fn run(path: &std::path::Path, inputs: &[PathBuf], output: Option<&std::path::Path>) -> Result<()> {
     let bytes = load(path)?;
-    let (model, mut arena) = open(path, &bytes)?;
+    let (model, mut arena) = open(path, &bytes, Default::default())?;
     let mut it =
         Interpreter::new(&model, &mut arena).with_context(|| path.display().to_string())?;
     if inputs.len() != it.input_count() {
@@ -843,11 +876,16 @@ fn tract_median_us(
     Ok(median(&mut times))
 }
 
-fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
+fn profile(
+    path: &std::path::Path,
+    runs: usize,
+    json: bool,
+    opts: sprig_runtime::PlanOptions,
+) -> Result<()> {
     let bytes = load(path)?;
-    let (model, mut arena) = open(path, &bytes)?;
-    let mut it =
-        Interpreter::new(&model, &mut arena).with_context(|| path.display().to_string())?;
+    let (model, mut arena) = open(path, &bytes, opts)?;
+    let mut it = Interpreter::new_with(&model, &mut arena, opts)
+        .with_context(|| path.display().to_string())?;
     let report = it.arena_report();
     let mut weight_bytes = 0usize;
     for t in model.initializers() {
@@ -914,14 +952,23 @@ fn profile(path: &std::path::Path, runs: usize, json: bool) -> Result<()> {
             "weight_bytes": weight_bytes,
             "heap_allocations": heap_allocations,
             "kernels": sprig_runtime::kernels::kernel_set(),
+            "half_arithmetic": opts.half_arithmetic.then(sprig_runtime::half_ops::kernel_set),
             "steps": report.steps,
             "runs": runs,
             "ops": ops,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
+        let half = if opts.half_arithmetic {
+            format!(
+                "; half-precision arithmetic, {} f16 kernels",
+                sprig_runtime::half_ops::kernel_set()
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{}: {} steps, median {:.1} µs over {} runs (host, {} kernels)",
+            "{}: {} steps, median {:.1} µs over {} runs (host, {} kernels{half})",
             path.display(),
             report.steps,
             total,

@@ -188,3 +188,38 @@ fn profile_json_has_the_contract_keys_and_a_tract_time() {
         );
     }
 }
+
+/// `--half`: a float16 model evaluated and profiled with half-precision arithmetic keeps its
+/// accuracy (within a point of the widened plan) and needs less arena (f16 weights); the
+/// Cortex-M board, which has no float16 arithmetic, refuses the flag.
+#[test]
+fn half_arithmetic_from_the_cli() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/digits_demo.f16.onnx");
+    let m = model.to_str().unwrap();
+    let eval = |half: bool| {
+        let mut args = vec!["eval", m, "--dataset", "digits", "--json"];
+        args.extend(half.then_some("--half"));
+        let o = sprig(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let (half, widened) = (eval(true), eval(false));
+    assert_eq!(half["half_arithmetic"], true);
+    let (h, w) = (
+        half["top1"].as_f64().unwrap(),
+        widened["top1"].as_f64().unwrap(),
+    );
+    assert!(w > 0.9 && (h - w).abs() <= 0.01, "half {h}, widened {w}");
+    assert!(
+        half["arena_bytes"].as_u64() < widened["arena_bytes"].as_u64(),
+        "{half} vs {widened}"
+    );
+    let o = sprig(&["profile", m, "--runs", "5", "--json", "--half"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["half_arithmetic"].is_string(), "{v}");
+    let o = sprig(&["profile", m, "--board", "cortex-m-qemu", "--half"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no float16 arithmetic"));
+}

@@ -3,7 +3,7 @@
 //!
 //! A plan made with [`crate::PlanOptions::half_arithmetic`] computes the float16 part of a model
 //! (tensors that are float16 in the ONNX file) as float16 hardware does, instead of widening it
-//! to float32: convolutions and Gemm multiply-accumulate with one rounding to f16 per fused
+//! to float32: convolutions, Gemm and MatMul by a constant multiply-accumulate with one rounding to f16 per fused
 //! multiply-add (FMLA), starting from the bias, in a fixed order; every other float16 op
 //! computes in f32 and rounds its result to f16. Weights are kept as f16 in the arena (half the
 //! bytes of the widened copy); activations are stored widened, and every value they hold is an

@@ -126,7 +126,8 @@ fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[S
 
 /// The half-arithmetic pass ([`PlanOptions::half_arithmetic`]): marks which float results are
 /// float16 in the model (propagated from float16 inputs and initializers; a `Cast` decides for
-/// itself), turns their convolutions and Gemms with constant weights into the f16 kernels and
+/// itself), turns their convolutions, Gemms and MatMuls with constant weights into the f16
+/// kernels and
 /// has every other float16 result rounded to f16.
 #[cfg(feature = "float-ops")]
 fn plan_half<const T: usize, const N: usize>(
@@ -175,6 +176,25 @@ fn plan_half<const T: usize, const N: usize>(
                 && c.is_none_or(|_| s.n_in == 3 && g.t(s.ins[2]).shape.numel() == n) =>
             {
                 Some(Op::GemmF16 { m, k, n, trans_b })
+            }
+            // A · constant 2-D B (the float16 export writes dense layers as MatMul + Add).
+            Op::MatMul {
+                batch,
+                m,
+                k,
+                n,
+                a_batch_stride,
+                b_batch_stride: 0,
+            } if own(g, 1)
+                && g.t(s.ins[1]).shape.numel() == k * n
+                && (batch == 1 || a_batch_stride == m * k) =>
+            {
+                Some(Op::GemmF16 {
+                    m: batch * m,
+                    k,
+                    n,
+                    trans_b: false,
+                })
             }
             _ => None,
         };
@@ -332,6 +352,7 @@ fn plan_into<'m, const T: usize, const N: usize>(
                 (Op::QConv(_), 1, Some(raw)) => Loc::Model(raw),
                 // Half weights: stored as f16 (the step's tensor type), each output channel's
                 // (or column's) weights contiguous per k for the vector kernels.
+                #[cfg(feature = "float-ops")]
                 (Op::ConvF16(_) | Op::GemmF16 { .. }, 1, _) => {
                     let (rows, cols) = match s.op {
                         Op::ConvF16(w) => {
@@ -363,6 +384,7 @@ fn plan_into<'m, const T: usize, const N: usize>(
                     Loc::Persist(at)
                 }
                 // Recurrent weights the plan keeps transposed (see `RnnSpec::w_pre`).
+                #[cfg(feature = "recurrent")]
                 (Op::Rnn(r), 1 | 2, _) if (pos == 1 && r.w_pre) || (pos == 2 && r.r_pre) => {
                     let cols = if pos == 1 { r.input } else { r.hidden };
                     fills
@@ -381,6 +403,7 @@ fn plan_into<'m, const T: usize, const N: usize>(
                     })?;
                     Loc::Persist(at)
                 }
+                #[cfg(feature = "float-ops")]
                 (
                     Op::Gemm {
                         trans_a: false,
@@ -1277,6 +1300,7 @@ fn put_f32(persist: &mut [u8], at: usize, i: usize, v: f32) -> Result<()> {
 }
 
 /// Stores `v` (a float16 value, or rounded to one) as f16 bits at element `i`.
+#[cfg(any(feature = "float-ops", feature = "recurrent"))]
 fn put_f16(persist: &mut [u8], at: usize, i: usize, v: f32) -> Result<()> {
     persist
         .get_mut(at + 2 * i..at + 2 * i + 2)
@@ -1334,6 +1358,7 @@ fn fill<const T: usize, const N: usize>(
             match kv.raw() {
                 Some(raw) if raw.len() == len && kv.dtype == t.dtype => dst.copy_from_slice(raw),
                 // Kept as float16 (half-arithmetic weights) whatever the file's encoding.
+                #[cfg(feature = "float-ops")]
                 _ if t.dtype == DType::F16 => {
                     let mut res = Ok(());
                     kv.for_each_f32(|i, v| {
@@ -1343,6 +1368,7 @@ fn fill<const T: usize, const N: usize>(
                     })?;
                     res?;
                 }
+                #[cfg(feature = "float-ops")]
                 _ if kv.dtype == DType::F16 => {
                     // float16 constants are widened to float32 once, here.
                     let mut res = Ok(());
@@ -1380,6 +1406,11 @@ fn fill<const T: usize, const N: usize>(
             }
             Ok(())
         }
+        #[cfg(not(any(feature = "float-ops", feature = "recurrent")))]
+        Fill::ConstTransposed { .. } => Err(Error::FamilyNotBuilt {
+            feature: "float-ops",
+        }),
+        #[cfg(any(feature = "float-ops", feature = "recurrent"))]
         Fill::ConstTransposed { id, at, rows, cols } => {
             let kv = g.t(id).konst.ok_or(Error::BadIo {
                 what: "constant fill of a non-constant",

@@ -498,7 +498,7 @@ fn profile_on_the_jetson_board_matches_the_host() {
     let path = fixture("digits_int8.onnx");
     let bytes = std::fs::read(&path).unwrap();
     // The debug build the other aarch64 tests use (a release build is what the CLI runs).
-    let r = profile_jetson_qemu(&path, &bytes, false).unwrap();
+    let r = profile_jetson_qemu(&path, &bytes, false, Default::default()).unwrap();
     assert!(r.outputs_match_host, "{r:?}");
     assert_eq!(r.samples, SAMPLES);
     assert!(

@@ -2,12 +2,16 @@
 //! never a panic, and an arena one byte too small must be refused. (A bounded in-process fuzz
 //! loop: deterministic, so any failure reproduces from its seed.)
 
-use sprig_runtime::{Error, Interpreter, Model};
+use sprig_runtime::{Error, Interpreter, Model, PlanOptions};
 use std::path::Path;
 
 fn seeds() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut v = vec![std::fs::read(root.join("boards/cortex-m/models/digits_int8.onnx")).unwrap()];
+    let mut v = vec![
+        std::fs::read(root.join("boards/cortex-m/models/digits_int8.onnx")).unwrap(),
+        // A float16 model: the half-precision plan's code paths.
+        std::fs::read(root.join("tests/fixtures/digits_demo.f16.onnx")).unwrap(),
+    ];
     for t in [
         "test_conv_with_strides_padding",
         "test_gemm_all_attributes",
@@ -25,15 +29,27 @@ fn seeds() -> Vec<Vec<u8>> {
     v
 }
 
-/// Parses, plans and (for small plans) runs a model; any outcome but a panic is fine.
+/// Parses, plans and (for small plans) runs a model, widened and with half-precision
+/// arithmetic; any outcome but a panic is fine (the first error is returned).
 fn exercise(bytes: &[u8]) -> Result<(), Error> {
+    let widened = exercise_with(bytes, PlanOptions::default());
+    let half = exercise_with(
+        bytes,
+        PlanOptions {
+            half_arithmetic: true,
+        },
+    );
+    widened.and(half)
+}
+
+fn exercise_with(bytes: &[u8], opts: PlanOptions) -> Result<(), Error> {
     let model = Model::parse(bytes)?;
-    let need = model.arena_bytes()?;
+    let need = model.arena_bytes_with(opts)?;
     if need > 1 << 20 {
         return Ok(());
     }
     let mut arena = vec![0u8; need];
-    let mut it = Interpreter::new(&model, &mut arena)?;
+    let mut it = Interpreter::new_with(&model, &mut arena, opts)?;
     it.invoke()?;
     for i in 0..it.output_count() {
         it.output(i)?;

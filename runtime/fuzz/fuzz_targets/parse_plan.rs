@@ -1,11 +1,12 @@
 //! Any byte string through `Model::parse` → `arena_bytes` → `Interpreter::new` → `invoke`:
 //! every outcome but a typed error or a result is a bug (a panic, an abort, a sanitizer report,
 //! a runaway allocation). Inputs are left zeroed, so whatever the planner accepts also runs.
+//! An odd last byte plans with half-precision arithmetic (`PlanOptions::half_arithmetic`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sprig_runtime::planner::ALIGN;
-use sprig_runtime::{Error, Interpreter, Model};
+use sprig_runtime::{Error, Interpreter, Model, PlanOptions};
 
 /// Plans bigger than this are parsed and sized but not run, to keep each case fast.
 const MAX_ARENA: usize = 1 << 20;
@@ -14,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(model) = Model::parse(data) else {
         return;
     };
-    let Ok(need) = model.arena_bytes() else {
+    let opts = PlanOptions {
+        half_arithmetic: data.last().is_some_and(|b| b & 1 == 1),
+    };
+    let Ok(need) = model.arena_bytes_with(opts) else {
         return;
     };
     if need > MAX_ARENA {
@@ -26,14 +30,14 @@ fuzz_target!(|data: &[u8]| {
     let mut backing = vec![0u128; exact.div_ceil(16)];
     let buf: &mut [u8] = bytemuck_bytes(&mut backing);
     if exact > 0 {
-        let short = Interpreter::new(&model, &mut buf[..exact - 1]);
+        let short = Interpreter::new_with(&model, &mut buf[..exact - 1], opts);
         assert!(
             matches!(short, Err(Error::ArenaTooSmall { .. })),
             "arena one byte short accepted"
         );
     }
     // Constant folding may still refuse the data (a typed error); the size itself must suffice.
-    let mut it = match Interpreter::new(&model, &mut buf[..exact]) {
+    let mut it = match Interpreter::new_with(&model, &mut buf[..exact], opts) {
         Ok(it) => it,
         Err(Error::ArenaTooSmall { .. }) => panic!("the size arena_bytes gave was refused"),
         Err(_) => return,
