@@ -28,6 +28,7 @@ pub mod recipe;
 pub mod structured;
 pub mod teacher;
 pub mod train;
+pub mod traj_pipeline;
 pub mod trajectory;
 
 /// Errors of the host tool.

@@ -208,6 +208,9 @@ fn run_recipe(args: RecipeArgs, goal: sprig_compress::pipeline::Goal) -> Result<
     let origin = args.recipe.display().to_string();
     let src = String::from_utf8(read_file(&args.recipe)?)
         .with_context(|| format!("{origin}: not UTF-8 text"))?;
+    if sprig_compress::traj_pipeline::is_trajectory_recipe(&src) {
+        return run_trajectory_recipe(&args, goal, &src, &origin);
+    }
     let recipe = Plan::peek(&src, &origin)?;
     let (train, test) = pipeline::load_recipe_data(&recipe.data)?;
     let plan = Plan::parse(&src, &origin, train.chw, train.classes, train.len())?;
@@ -230,6 +233,31 @@ fn run_recipe(args: RecipeArgs, goal: sprig_compress::pipeline::Goal) -> Result<
     };
     let report = pipeline::run(&plan, &train, &test, goal, &opts)?;
     println!("\n{}", pipeline::markdown(&report));
+    println!("report: {}", out.join("report.md").display());
+    Ok(())
+}
+
+/// A `[trajectory]` recipe: the hazard models (teacher, students, KD, pruning, int8).
+fn run_trajectory_recipe(
+    args: &RecipeArgs,
+    goal: sprig_compress::pipeline::Goal,
+    src: &str,
+    origin: &str,
+) -> Result<()> {
+    use sprig_compress::traj_pipeline;
+    if goal != sprig_compress::pipeline::Goal::Compress {
+        bail!("{origin}: a [trajectory] recipe runs all its stages with `sprig compress`");
+    }
+    if args.resume {
+        bail!("{origin}: --resume is for image recipes; a trajectory recipe runs in minutes");
+    }
+    let r = traj_pipeline::parse(src, origin)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(&r.name));
+    let report = traj_pipeline::run(&r, &out, args.quiet)?;
+    println!("\n{}", traj_pipeline::markdown(&report));
     println!("report: {}", out.join("report.md").display());
     Ok(())
 }

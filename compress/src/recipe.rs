@@ -854,7 +854,7 @@ teacher_layer = "conv2"
     }
 
     /// Every recipe shipped in `recipes/` is valid for its dataset's shape (image channels
-    /// doubled by `[data] privileged`).
+    /// doubled by `[data] privileged`); trajectory recipes by their own rules.
     #[test]
     fn shipped_recipes_parse() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes");
@@ -862,6 +862,12 @@ teacher_layer = "conv2"
         for e in std::fs::read_dir(&dir).unwrap() {
             let path = e.unwrap().path();
             let src = std::fs::read_to_string(&path).unwrap();
+            if crate::traj_pipeline::is_trajectory_recipe(&src) {
+                crate::traj_pipeline::parse(&src, &path.display().to_string())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+                continue;
+            }
             let r = Plan::peek(&src, "r.toml").unwrap();
             let hw = if r.data.dataset.starts_with("digits") {
                 8

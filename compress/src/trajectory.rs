@@ -31,6 +31,8 @@ pub struct TrajTrainConfig {
     pub rotate: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// Gradual magnitude pruning of the student's weights (schedule in optimizer steps).
+    pub prune: Option<crate::prune::GradualSchedule>,
 }
 
 impl Default for TrajTrainConfig {
@@ -42,6 +44,7 @@ impl Default for TrajTrainConfig {
             seed: 0,
             rotate: true,
             progress: true,
+            prune: None,
         }
     }
 }
@@ -111,6 +114,7 @@ fn run_epochs(
     vars: &VarMap,
     label: &str,
     mut loss_of: impl FnMut(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
+    mut after_step: impl FnMut(usize) -> candle_core::Result<()>,
 ) -> crate::Result<()> {
     if windows.is_empty() {
         return Err(crate::Error::Invalid(format!(
@@ -145,6 +149,7 @@ fn run_epochs(
             let (x, y) = batch(windows, chunk, cfg.rotate.then_some(&mut rng), &dev)?;
             let l = loss_of(&x, &y)?;
             opt.backward_step(&l)?;
+            after_step(step)?;
             loss_sum += l.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             step += 1;
         }
@@ -170,9 +175,14 @@ pub fn train_teacher(
     let vars = VarMap::new();
     let model = GruTeacher::new(hidden, VarBuilder::from_varmap(&vars, DType::F32, &dev))?;
     seeded_init(&vars, cfg.seed)?;
-    run_epochs(windows, cfg, &vars, label, |x, y| {
-        euclidean_loss(&model.forward_features(x)?.0, y)
-    })?;
+    run_epochs(
+        windows,
+        cfg,
+        &vars,
+        label,
+        |x, y| euclidean_loss(&model.forward_features(x)?.0, y),
+        |_| Ok(()),
+    )?;
     Ok(Teacher { model, vars })
 }
 
@@ -198,7 +208,11 @@ pub fn train_student(
         None => None,
     };
     seeded_init(&vars, cfg.seed)?;
-    run_epochs(windows, cfg, &vars, label, |x, y| {
+    // The learned map of hidden-state KD (`kd_…`) is not pruned: it is not exported.
+    let mut pruner = cfg
+        .prune
+        .map(|s| crate::prune::Pruner::new(&vars, s, crate::prune::Scope::PerLayer));
+    let loss = |x: &Tensor, y: &Tensor| {
         let x4 = x.reshape((x.dim(0)?, 1, 1, 2 * OBS))?;
         let (s, feats) = model.forward_features(&x4)?;
         let mut l = euclidean_loss(&s, y)?;
@@ -210,6 +224,10 @@ pub fn train_student(
             l = (l + (hint * kd.hidden)?)?;
         }
         Ok(l)
+    };
+    run_epochs(windows, cfg, &vars, label, loss, |step| match &mut pruner {
+        Some(p) => p.after_step(step),
+        None => Ok(()),
     })?;
     Ok(Trained::new(model, vars))
 }

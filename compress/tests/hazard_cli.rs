@@ -198,3 +198,96 @@ fn hazard_plot_writes_a_png() {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     assert!(bytes.len() > 10_000);
 }
+
+/// `sprig compress` with a `[trajectory]` recipe: teacher, student alone, distilled and
+/// distilled + pruned, each exported to int8 and scored (ADE/FDE, alerts on the scene) beside
+/// constant velocity; the pruned student keeps about the scheduled share of zeros, int8 costs
+/// little ADE. Small and seeded (one simulated recording, two epochs).
+#[test]
+fn trajectory_recipe_trains_prunes_quantizes_and_reports() {
+    let out = tmp("traj-recipe");
+    let recipe = tmp("traj.toml");
+    std::fs::write(
+        &recipe,
+        r#"[trajectory]
+name = "tiny"
+data = "simulated"
+sim_recordings = 1
+epochs = 2
+seed = 3
+[trajectory.prune]
+sparsity = 0.5
+start_epoch = 0
+end_epoch = 1
+every = 5
+[trajectory.hazard]
+scene = "scenes/demo/walkers.txt"
+zones = "scenes/demo/zones.toml"
+"#,
+    )
+    .unwrap();
+    let o = sprig(&[
+        "compress",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [
+        "student.int8.onnx",
+        "student-kd.int8.onnx",
+        "student-kd-pruned.int8.onnx",
+        "tiny.int8.onnx",
+        "report.md",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8, "{v}");
+    let row = |m: &str| {
+        rows.iter()
+            .find(|r| r["model"] == m)
+            .unwrap_or_else(|| panic!("no row {m}: {v}"))
+    };
+    let pruned = row("student + KD, pruned int8 (sprig-runtime)");
+    let (params, nz) = (
+        pruned["params"].as_f64().unwrap(),
+        pruned["nonzeros"].as_f64().unwrap(),
+    );
+    // Half of every weight matrix (biases are not pruned: a few hundred of 6,808).
+    assert!(nz > 0.45 * params && nz < 0.56 * params, "{nz} of {params}");
+    for stage in ["student", "student + KD", "student + KD, pruned"] {
+        let (f, q) = (
+            row(&format!("{stage} f32")),
+            row(&format!("{stage} int8 (sprig-runtime)")),
+        );
+        let (fa, qa) = (f["ade"].as_f64().unwrap(), q["ade"].as_f64().unwrap());
+        assert!((fa - qa).abs() < 0.05, "{stage}: float ADE {fa}, int8 {qa}");
+        assert!(q["hazard"]["recall"].is_number(), "{q}");
+    }
+    assert!(row("constant velocity")["hazard"]["precision"].is_number());
+    // Mistakes are named before anything trains.
+    for (body, want) in [
+        ("[trajectory]\nname = \"x\"\ndata = \"simulated\"\nepochz = 2\n", ":4: unknown field `epochz`"),
+        ("[trajectory]\nname = \"x\"\ndata = \"kitti\"\n", "data 'kitti'"),
+        (
+            "[trajectory]\nname = \"x\"\ndata = \"simulated\"\nepochs = 2\n[trajectory.prune]\nsparsity = 0.5\nend_epoch = 3\n",
+            "prune.end_epoch 3 is after the last epoch (2)",
+        ),
+        (
+            "[trajectory]\nname = \"x\"\ndata = \"simulated\"\n[trajectory.prune]\nsparsity = 1.5\nend_epoch = 3\n",
+            "target sparsity 1.5 is outside [0, 1)",
+        ),
+    ] {
+        std::fs::write(&recipe, body).unwrap();
+        let o = sprig(&["compress", "--recipe", recipe.to_str().unwrap(), "--out", out.join("bad").to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(want), "{e}");
+        assert!(!out.join("bad").exists(), "a rejected recipe wrote output");
+    }
+}
