@@ -348,8 +348,11 @@ fn plan_into<'m, const T: usize, const N: usize>(
             }
             let at = persist;
             let size = (t.bytes() + ALIGN - 1) & !(ALIGN - 1);
-            let loc = match (&mut s.op, pos, kv.raw()) {
-                (Op::QConv(_), 1, Some(raw)) => Loc::Model(raw),
+            let fill = match (&mut s.op, pos, kv.raw()) {
+                (Op::QConv(_), 1, Some(raw)) => {
+                    g.t_mut(i)?.loc = Loc::Model(raw);
+                    continue;
+                }
                 // Half weights: stored as f16 (the step's tensor type), each output channel's
                 // (or column's) weights contiguous per k for the vector kernels.
                 #[cfg(feature = "float-ops")]
@@ -367,41 +370,22 @@ fn plan_into<'m, const T: usize, const N: usize>(
                         // Already [k][n]: a transpose of 1 × (k·n) blocks is a copy.
                         _ => (1, t.shape.numel()),
                     };
-                    fills
-                        .push(Fill::ConstTransposed {
-                            id: i,
-                            at,
-                            rows,
-                            cols,
-                        })
-                        .map_err(|_| Error::CapacityExceeded {
-                            what: "prepared constants",
-                            capacity: N,
-                        })?;
-                    persist = persist.checked_add(size).ok_or(Error::InvalidModel {
-                        reason: "constant sizes overflow",
-                    })?;
-                    Loc::Persist(at)
+                    Fill::ConstTransposed {
+                        id: i,
+                        at,
+                        rows,
+                        cols,
+                    }
                 }
                 // Recurrent weights the plan keeps transposed (see `RnnSpec::w_pre`).
                 #[cfg(feature = "recurrent")]
                 (Op::Rnn(r), 1 | 2, _) if (pos == 1 && r.w_pre) || (pos == 2 && r.r_pre) => {
-                    let cols = if pos == 1 { r.input } else { r.hidden };
-                    fills
-                        .push(Fill::ConstTransposed {
-                            id: i,
-                            at,
-                            rows: r.cell.gates() * r.hidden,
-                            cols,
-                        })
-                        .map_err(|_| Error::CapacityExceeded {
-                            what: "prepared constants",
-                            capacity: N,
-                        })?;
-                    persist = persist.checked_add(size).ok_or(Error::InvalidModel {
-                        reason: "constant sizes overflow",
-                    })?;
-                    Loc::Persist(at)
+                    Fill::ConstTransposed {
+                        id: i,
+                        at,
+                        rows: r.cell.gates() * r.hidden,
+                        cols: if pos == 1 { r.input } else { r.hidden },
+                    }
                 }
                 #[cfg(feature = "float-ops")]
                 (
@@ -415,37 +399,24 @@ fn plan_into<'m, const T: usize, const N: usize>(
                     1,
                     _,
                 ) if t.dtype == DType::F32 && g.t(i).uses == 1 => {
-                    fills
-                        .push(Fill::ConstTransposed {
-                            id: i,
-                            at,
-                            rows: *n,
-                            cols: *k,
-                        })
-                        .map_err(|_| Error::CapacityExceeded {
-                            what: "prepared constants",
-                            capacity: N,
-                        })?;
                     *tb = false;
-                    persist = persist.checked_add(size).ok_or(Error::InvalidModel {
-                        reason: "constant sizes overflow",
-                    })?;
-                    Loc::Persist(at)
+                    Fill::ConstTransposed {
+                        id: i,
+                        at,
+                        rows: *n,
+                        cols: *k,
+                    }
                 }
-                _ => {
-                    persist = persist.checked_add(size).ok_or(Error::InvalidModel {
-                        reason: "constant sizes overflow",
-                    })?;
-                    fills
-                        .push(Fill::Const { id: i, at })
-                        .map_err(|_| Error::CapacityExceeded {
-                            what: "prepared constants",
-                            capacity: N,
-                        })?;
-                    Loc::Persist(at)
-                }
+                _ => Fill::Const { id: i, at },
             };
-            g.t_mut(i)?.loc = loc;
+            fills.push(fill).map_err(|_| Error::CapacityExceeded {
+                what: "prepared constants",
+                capacity: N,
+            })?;
+            persist = persist.checked_add(size).ok_or(Error::InvalidModel {
+                reason: "constant sizes overflow",
+            })?;
+            g.t_mut(i)?.loc = Loc::Persist(at);
         }
     }
     // Lifetimes in step indices.
