@@ -5,14 +5,16 @@
 //! of one row (Gemm) — each lane accumulating its own terms in the same order as the portable
 //! kernels in [`crate::half_ops`], with the same single rounding per term: the results are
 //! bit-identical (tested under `qemu-aarch64 -cpu cortex-a76`). Outputs left over after the
-//! last full vector take the portable path.
+//! last full vector are computed by the portable kernels' own per-output functions.
 //!
 //! `fmla` on f16 lanes is written as inline assembly: the f16 vector intrinsics are not stable
 //! Rust yet.
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
-use crate::half_ops::{check_conv, check_gemm, fma, from_f32, gather_patch, to_f32, F16};
+use crate::half_ops::{
+    check_conv, check_gemm, conv_output, from_f32, gather_patch, gemm_output, to_f32, F16,
+};
 use crate::ops::Window;
 use core::arch::aarch64::*;
 
@@ -105,10 +107,7 @@ fn conv_fp16(
                     }
                     for o in o..opg {
                         let oc = grp * opg + o;
-                        let mut acc = b.map_or(0, |b| b[oc]);
-                        for (k, &xv) in patch.iter().enumerate() {
-                            acc = fma(xv, wg[k * opg + o], acc);
-                        }
+                        let acc = conv_output(patch, &wg[o..], opg, b.map_or(0, |b| b[oc]));
                         y[out(oc)] = to_f32(acc);
                     }
                 }
@@ -158,10 +157,7 @@ fn gemm_fp16(m: usize, k: usize, n: usize, a: &[f32], w: &[F16], c: Option<&[F16
             col += L;
         }
         for col in col..n {
-            let mut acc = c.map_or(0, |c| c[col]);
-            for (kk, &av) in row.iter().enumerate() {
-                acc = fma(from_f32(av), w[kk * n + col], acc);
-            }
+            let acc = gemm_output(row, &w[col..], n, c.map_or(0, |c| c[col]));
             y[r * n + col] = to_f32(acc);
         }
     }

@@ -175,6 +175,25 @@ pub(crate) fn gather_patch(
     }
 }
 
+/// One convolution output: `bias + Σ_k patch[k]·w[k·stride]`, one fused multiply-add per term
+/// in `k` order (`w` starts at the output channel's first weight of its group's layout).
+pub(crate) fn conv_output(patch: &[F16], w: &[F16], stride: usize, bias: F16) -> F16 {
+    let mut acc = bias;
+    for (k, &xv) in patch.iter().enumerate() {
+        acc = fma(xv, w[k * stride], acc);
+    }
+    acc
+}
+
+/// One Gemm output: `c + Σ_k row[k]·w[k·n]` (`w` starts at the output's column).
+pub(crate) fn gemm_output(row: &[f32], w: &[F16], n: usize, c: F16) -> F16 {
+    let mut acc = c;
+    for (kk, &av) in row.iter().enumerate() {
+        acc = fma(from_f32(av), w[kk * n], acc);
+    }
+    acc
+}
+
 /// Half convolution, NCHW: `y = bias + Σ_k patch[k]·w[k]`, one f16 fused multiply-add per term
 /// in `k` order. `w` in the `[group][k][oc]` layout, `b` one f16 per output channel.
 pub fn conv(
@@ -236,10 +255,8 @@ pub fn conv_ref(
                     gather_patch(p, x, n, grp, oy, ox, patch);
                     for o in 0..opg {
                         let oc = grp * opg + o;
-                        let mut acc = b.map_or(0, |b| b[oc]);
-                        for (k, &xv) in patch.iter().enumerate() {
-                            acc = fma(xv, w[(grp * kk + k) * opg + o], acc);
-                        }
+                        let wo = &w[grp * kk * opg + o..];
+                        let acc = conv_output(patch, wo, opg, b.map_or(0, |b| b[oc]));
                         y[((n * p.oc + oc) * p.oh + oy) * p.ow + ox] = to_f32(acc);
                     }
                 }
@@ -295,10 +312,12 @@ pub fn gemm_ref(
     check_gemm(m, k, n, a, w, c, y)?;
     for r in 0..m {
         for col in 0..n {
-            let mut acc = c.map_or(0, |c| c[col]);
-            for kk in 0..k {
-                acc = fma(from_f32(a[r * k + kk]), w[kk * n + col], acc);
-            }
+            let acc = gemm_output(
+                &a[r * k..(r + 1) * k],
+                &w[col..],
+                n,
+                c.map_or(0, |c| c[col]),
+            );
             y[r * n + col] = to_f32(acc);
         }
     }
