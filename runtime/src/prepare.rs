@@ -350,6 +350,9 @@ pub fn prepare_node<const T: usize, const N: usize>(
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);
             let default_axis = if p.g.opset >= 13 { -1 } else { 1 };
+            if s.rank() == 0 {
+                return Err(shape_err(node, "Softmax input must have rank >= 1"));
+            }
             let ax = axis(node, node.attr_i("axis", default_axis)?, s.rank())?;
             let d = s.dims();
             let outer: usize = d[..ax].iter().map(|&v| v as usize).product();
@@ -405,6 +408,9 @@ pub fn prepare_node<const T: usize, const N: usize>(
         }
         "Concat" => {
             let (first, t0) = input(p.g, node, 0)?;
+            if t0.shape.rank() == 0 {
+                return Err(shape_err(node, "Concat inputs must have rank >= 1"));
+            }
             let ax = axis(node, node.attr_i("axis", 1)?, t0.shape.rank())?;
             let mut total = 0usize;
             for i in 0..node.inputs.len() {
@@ -639,6 +645,12 @@ pub fn prepare_node<const T: usize, const N: usize>(
             } else {
                 if st.shape.rank() != 1 || p.g.opset < 13 {
                     return Err(unsupported(node, "scale shape"));
+                }
+                if t.shape.rank() == 0 {
+                    return Err(shape_err(
+                        node,
+                        "per-axis scales need an input of rank >= 1",
+                    ));
                 }
                 let ax = axis(node, node.attr_i("axis", 1)?, t.shape.rank())?;
                 if t.shape.dim(ax) != axis_len {
