@@ -66,7 +66,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 say "no_std build of sprig-runtime for thumbv7em-none-eabihf"
 cargo build -p sprig-runtime --no-default-features --target thumbv7em-none-eabihf --quiet
-cargo build -p sprig-runtime --no-default-features --features all-ops --target thumbv7em-none-eabihf --quiet
+cargo build -p sprig-runtime --no-default-features --features all-ops,error-names --target thumbv7em-none-eabihf --quiet
 
 say "sprig-runtime unit tests cross-built for aarch64, run under qemu-aarch64 (cortex-a76)"
 cargo test -p sprig-runtime --target aarch64-unknown-linux-gnu --quiet

@@ -467,7 +467,7 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
         steps,
         samples: outs.len(),
         outputs_match_host: outs.len() == host.len() && outs == host,
-        note: format!("QEMU MPS2-AN386 (Cortex-M4F), 256 KB flash / 64 KB RAM link budget, {}; sprig-runtime op families built: {}; built with SPRIG_PROFILE_ARENA={arena} SPRIG_PROFILE_TENSORS={tensors} SPRIG_PROFILE_NODES={nodes}: instruction counts from SysTick under -icount shift=0, not cycles (QEMU does not model the DWT cycle counter; on a real board the firmware prints DWT cycles)", if features.contains(&"float-ops") { "with the float32 kernels (the model computes in float)" } else { FLOAT_KERNELS_LEFT_OUT }, if features.is_empty() { "none beyond the int8 core".to_string() } else { features.join(", ") }),
+        note: format!("QEMU MPS2-AN386 (Cortex-M4F), 256 KB flash / 64 KB RAM link budget, {}; sprig-runtime op families built: {}; errors without tensor and node names (feature error-names off: the host planned this model already); built with SPRIG_PROFILE_ARENA={arena} SPRIG_PROFILE_TENSORS={tensors} SPRIG_PROFILE_NODES={nodes}: instruction counts from SysTick under -icount shift=0, not cycles (QEMU does not model the DWT cycle counter; on a real board the firmware prints DWT cycles)", if features.contains(&"float-ops") { "with the float32 kernels (the model computes in float)" } else { FLOAT_KERNELS_LEFT_OUT }, if features.is_empty() { "none beyond the int8 core".to_string() } else { features.join(", ") }),
     })
 }
 

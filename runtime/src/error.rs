@@ -106,11 +106,18 @@ pub enum Error {
 
 /// A tensor, node or op name copied out of the model (truncated to 47 bytes) so an error can
 /// outlive the model bytes and still say which part of the file was wrong.
+///
+/// Without the `error-names` feature (on in every std build) it holds nothing and shows as
+/// `?`: a microcontroller firmware whose model was checked on the host saves the flash that
+/// copying and carrying names through every `Result` costs (about 4 KB at opt-level "z"), the
+/// way TensorFlow Lite Micro's `TF_LITE_STRIP_ERROR_STRINGS` does. The variant and its other
+/// fields stay.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Name(heapless::String<47>);
+pub struct Name(#[cfg(feature = "error-names")] heapless::String<47>);
 
 impl Name {
     /// Copies `s`, cutting it at a character boundary if it is longer than the buffer.
+    #[cfg(feature = "error-names")]
     pub fn new(s: &str) -> Self {
         let mut out = heapless::String::new();
         for ch in s.chars() {
@@ -121,22 +128,32 @@ impl Name {
         Name(out)
     }
 
-    /// The (possibly truncated) name.
+    /// Names are left out of this build (feature `error-names` off).
+    #[cfg(not(feature = "error-names"))]
+    #[inline(always)]
+    pub fn new(_: &str) -> Self {
+        Name()
+    }
+
+    /// The (possibly truncated) name; `?` when the build leaves names out.
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        #[cfg(feature = "error-names")]
+        return self.0.as_str();
+        #[cfg(not(feature = "error-names"))]
+        return "?";
     }
 }
 
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.as_str())
+        f.write_str(self.as_str())
     }
 }
 
 #[cfg(feature = "defmt")]
 impl defmt::Format for Name {
     fn format(&self, f: defmt::Formatter) {
-        defmt::write!(f, "{=str}", self.0.as_str())
+        defmt::write!(f, "{=str}", self.as_str())
     }
 }
 
