@@ -87,3 +87,14 @@ trap 'rm -rf "$scratch"' EXIT
   -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 \
   | grep -v '^#[0-9]' | tail -n 40) \
   || die "the fuzzer found a failing input (see runtime/fuzz/artifacts/parse_plan/)"
+
+# Frozen plans (sprig freeze) with their hashes made right, so what is fuzzed is the loader's
+# checks and the kernels behind them.
+FROZEN_FUZZ_SECONDS="${FROZEN_FUZZ_SECONDS:-30}"
+say "fuzzing frozen-plan loading + invoke for ${FROZEN_FUZZ_SECONDS} s"
+scratch2=$(mktemp -d)
+trap 'rm -rf "$scratch" "$scratch2"' EXIT
+(cd runtime/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s address frozen_plan "$scratch2" corpus/frozen_plan \
+  -- -max_total_time="$FROZEN_FUZZ_SECONDS" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 \
+  | grep -v '^#[0-9]' | tail -n 12) \
+  || die "the fuzzer found a failing frozen plan (see runtime/fuzz/artifacts/frozen_plan/)"

@@ -4,7 +4,8 @@
 //! changes. For the `profile` firmware it also stages the model, the sample inputs and the
 //! table sizes `sprig profile --board cortex-m-qemu` chose (`SPRIG_PROFILE_MODEL`,
 //! `SPRIG_PROFILE_SAMPLES`, `SPRIG_PROFILE_ARENA`, `SPRIG_PROFILE_TENSORS`,
-//! `SPRIG_PROFILE_NODES`); without them, the digits model and its samples.
+//! `SPRIG_PROFILE_NODES`, and with the `frozen` feature the plan, `SPRIG_PROFILE_PLAN`); without
+//! them, the digits model and its samples.
 use std::{env, fs, path::PathBuf};
 
 fn main() {
@@ -37,6 +38,16 @@ fn main() {
         .unwrap_or_else(|e| panic!("SPRIG_PROFILE_MODEL {model}: {e}"));
     fs::copy(&samples, out.join("profile_samples.bin"))
         .unwrap_or_else(|e| panic!("SPRIG_PROFILE_SAMPLES {samples}: {e}"));
+    // The frozen plan (feature `frozen`); an empty file otherwise.
+    let plan_out = out.join("profile_plan.bin");
+    if env::var_os("CARGO_FEATURE_FROZEN").is_some() {
+        // The default model's plan is checked in (a test keeps it equal to `sprig freeze`'s).
+        let plan = var("SPRIG_PROFILE_PLAN", "models/digits_int8.plan");
+        println!("cargo:rerun-if-changed={plan}");
+        fs::copy(&plan, &plan_out).unwrap_or_else(|e| panic!("SPRIG_PROFILE_PLAN {plan}: {e}"));
+    } else {
+        fs::write(&plan_out, b"").unwrap();
+    }
     let num = |k: &str, default: &str| -> usize {
         let v = var(k, default);
         v.parse()

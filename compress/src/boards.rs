@@ -336,11 +336,29 @@ fn cargo() -> String {
 }
 
 /// Builds the `profile` firmware with `model_path`, runs it under qemu-system-arm and reads its
-/// report.
-pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<BoardReport> {
+/// report. `frozen`: the firmware loads a plan made here ([`crate::freeze`]) instead of planning
+/// from the ONNX graph, so the ONNX reader, fusion pass and planner are not linked; the plan
+/// counts as model flash.
+pub fn profile_cortex_m_qemu(
+    model_path: &Path,
+    bytes: &[u8],
+    frozen: bool,
+) -> crate::Result<BoardReport> {
+    // One firmware build and run at a time in this process: they share the staging folder and
+    // the firmware's target directory.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let model = Model::parse(bytes)?;
     let arena = crate::eval::portable_arena_bytes(&model)?;
-    let (tensors, nodes) = table_sizes(&model)?;
+    let plan = if frozen {
+        Some(crate::freeze::freeze(bytes)?)
+    } else {
+        None
+    };
+    let (tensors, nodes) = match &plan {
+        Some(p) => (p.tensors.max(1), p.steps.max(1)),
+        None => table_sizes(&model)?,
+    };
     let samples = sample_inputs(&model, SAMPLES)?;
     let host = host_output_lines(&model, &samples, PlanOptions::default())?;
     let features = op_features(&model)?;
@@ -351,12 +369,23 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
     crate::write_file(&staged, bytes)?;
     let sample_file = work.join("samples.bin");
     crate::write_file(&sample_file, &samples)?;
+    let plan_file = work.join("model.plan");
+    let mut features = features;
+    let plan_bytes = match &plan {
+        Some(p) => {
+            crate::write_file(&plan_file, &p.bytes)?;
+            features.push("frozen");
+            p.bytes.len()
+        }
+        None => 0,
+    };
     run_checked(
         Command::new(cargo())
             .args(["build", "--release", "--quiet", "--bin", "profile"])
             .args(["--no-default-features", "--features", &features.join(",")])
             .current_dir(&dir)
             .env_remove("CARGO_TARGET_DIR")
+            .env("SPRIG_PROFILE_PLAN", &plan_file)
             .env("SPRIG_PROFILE_MODEL", &staged)
             .env("SPRIG_PROFILE_SAMPLES", &sample_file)
             .env("SPRIG_PROFILE_ARENA", arena.to_string())
@@ -454,8 +483,10 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
         .filter(|&c| c > 0);
     Ok(BoardReport {
         board: "cortex-m-qemu".into(),
-        flash_code_bytes: Some(flash.saturating_sub((bytes.len() + samples.len()) as u64)),
-        flash_model_bytes: bytes.len() as u64,
+        flash_code_bytes: Some(
+            flash.saturating_sub((bytes.len() + plan_bytes + samples.len()) as u64),
+        ),
+        flash_model_bytes: (bytes.len() + plan_bytes) as u64,
         runtime_code_bytes: Some(elf32_symbol_bytes(&elf, "sprig_runtime")?),
         arena_bytes,
         static_ram_bytes: Some(ram_static.saturating_sub(arena as u64)),
@@ -467,7 +498,7 @@ pub fn profile_cortex_m_qemu(model_path: &Path, bytes: &[u8]) -> crate::Result<B
         steps,
         samples: outs.len(),
         outputs_match_host: outs.len() == host.len() && outs == host,
-        note: format!("QEMU MPS2-AN386 (Cortex-M4F), 256 KB flash / 64 KB RAM link budget, {}; sprig-runtime op families built: {}; errors without tensor and node names (feature error-names off: the host planned this model already); built with SPRIG_PROFILE_ARENA={arena} SPRIG_PROFILE_TENSORS={tensors} SPRIG_PROFILE_NODES={nodes}: instruction counts from SysTick under -icount shift=0, not cycles (QEMU does not model the DWT cycle counter; on a real board the firmware prints DWT cycles)", if features.contains(&"float-ops") { "with the float32 kernels (the model computes in float)" } else { FLOAT_KERNELS_LEFT_OUT }, if features.is_empty() { "none beyond the int8 core".to_string() } else { features.join(", ") }),
+        note: format!("QEMU MPS2-AN386 (Cortex-M4F), 256 KB flash / 64 KB RAM link budget, {}; sprig-runtime op families built: {}; errors without tensor and node names (feature error-names off: the host planned this model already){}; built with SPRIG_PROFILE_ARENA={arena} SPRIG_PROFILE_TENSORS={tensors} SPRIG_PROFILE_NODES={nodes}: instruction counts from SysTick under -icount shift=0, not cycles (QEMU does not model the DWT cycle counter; on a real board the firmware prints DWT cycles)", if features.contains(&"float-ops") { "with the float32 kernels (the model computes in float)" } else { FLOAT_KERNELS_LEFT_OUT }, if features.iter().all(|f| *f == "frozen") { "none beyond the int8 core".to_string() } else { features.iter().filter(|f| **f != "frozen").copied().collect::<Vec<_>>().join(", ") }, if plan_bytes > 0 { format!("; a frozen plan ({plan_bytes} bytes, counted in model flash) instead of planning from the ONNX graph on the board") } else { String::new() }),
     })
 }
 

@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod distill;
 pub mod eval;
 pub mod export;
+pub mod freeze;
 pub mod hazard;
 pub mod kd;
 pub mod npy;

@@ -89,6 +89,16 @@ enum Cmd {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Plans an int8 model for a microcontroller on the host and writes the plan (steps,
+    /// tensor table, arena layout, prepared constants), which firmware loads with
+    /// `InterpreterWith::new_frozen_in` instead of planning from the ONNX graph.
+    Freeze {
+        /// The int8 .onnx file.
+        model: PathBuf,
+        /// Output file (default: MODEL with `.plan` instead of `.onnx`).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Top-1 accuracy of an ONNX classifier on sprig-runtime.
     Eval {
         /// The .onnx file.
@@ -177,6 +187,10 @@ enum Cmd {
         /// f16 weights), host or jetson-qemu; the same results on every CPU.
         #[arg(long)]
         half: bool,
+        /// cortex-m-qemu: the firmware loads a plan made on the host (`sprig freeze`) instead
+        /// of planning from the ONNX graph (less flash: no ONNX reader, fusion or planner).
+        #[arg(long)]
+        frozen: bool,
     },
 }
 
@@ -667,16 +681,40 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             json,
             portable,
             half,
+            frozen,
         } => {
             sprig_runtime::kernels::set_portable_only(portable);
             let opts = plan_options(half);
             match board {
-                sprig_compress::boards::Board::Host => profile(&model, runs, json, opts),
                 sprig_compress::boards::Board::CortexMQemu if half => bail!(
                     "--half is for host and jetson-qemu: the Cortex-M4F has no float16 arithmetic"
                 ),
-                b => board_profile(&model, b, json, opts),
+                sprig_compress::boards::Board::CortexMQemu => {
+                    board_profile(&model, board, json, opts, frozen)
+                }
+                _ if frozen => bail!(
+                    "--frozen is for cortex-m-qemu: host and Jetson builds plan from the model"
+                ),
+                sprig_compress::boards::Board::Host => profile(&model, runs, json, opts),
+                b => board_profile(&model, b, json, opts, false),
             }
+        }
+        Cmd::Freeze { model, output } => {
+            let bytes = load(&model)?;
+            let plan = sprig_compress::freeze::freeze(&bytes)
+                .with_context(|| format!("freezing the plan of {}", model.display()))?;
+            let out = output.unwrap_or_else(|| model.with_extension("plan"));
+            sprig_compress::write_file(&out, &plan.bytes)?;
+            println!(
+                "{}: {} bytes ({} steps, {} tensors; arena {} bytes) for {}",
+                out.display(),
+                plan.bytes.len(),
+                plan.steps,
+                plan.tensors,
+                plan.arena_bytes,
+                model.display()
+            );
+            Ok(())
         }
     }
 }
@@ -687,6 +725,7 @@ fn board_profile(
     board: sprig_compress::boards::Board,
     json: bool,
     opts: sprig_runtime::PlanOptions,
+    frozen: bool,
 ) -> Result<()> {
     use sprig_compress::boards::{self, Board};
     let bytes = load(path)?;
@@ -694,7 +733,7 @@ fn board_profile(
         .map_or(String::new(), |v| v.get_name().to_string());
     eprintln!("building and running {} on {name}…", path.display());
     let r = match board {
-        Board::CortexMQemu => boards::profile_cortex_m_qemu(path, &bytes)?,
+        Board::CortexMQemu => boards::profile_cortex_m_qemu(path, &bytes, frozen)?,
         Board::JetsonQemu => boards::profile_jetson_qemu(path, &bytes, true, opts)?,
         Board::Host => unreachable!("host profiles run in-process"),
     };

@@ -223,3 +223,41 @@ fn half_arithmetic_from_the_cli() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no float16 arithmetic"));
 }
+
+/// `sprig freeze`: writes the plan the firmware loads (the same bytes as the library's), and
+/// refuses a float model and `--frozen` off the Cortex-M board with a message.
+#[test]
+fn freeze_from_the_cli() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = root.join("boards/cortex-m/models/digits_int8.onnx");
+    let out = std::env::temp_dir().join(format!("sprig-cli-freeze-{}.plan", std::process::id()));
+    let o = sprig(&[
+        "freeze",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("8 steps") && said.contains("arena 1327 bytes"),
+        "{said}"
+    );
+    let plan = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let bytes = std::fs::read(&model).unwrap();
+    assert_eq!(plan, sprig_compress::freeze::freeze(&bytes).unwrap().bytes);
+    let float = root.join("tests/fixtures/digits_student.f32.onnx");
+    let o = sprig(&[
+        "freeze",
+        float.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("float step") && !out.exists(), "{err}");
+    let o = sprig(&["profile", model.to_str().unwrap(), "--frozen"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--frozen is for cortex-m-qemu"));
+}

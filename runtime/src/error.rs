@@ -97,6 +97,12 @@ pub enum Error {
         /// Bytes given.
         given: usize,
     },
+    /// A frozen plan ([`crate::frozen`]) that is damaged, made for another model, or
+    /// inconsistent with its own arena.
+    BadPlan {
+        /// What was wrong.
+        what: &'static str,
+    },
     /// Input/output index or buffer size wrong in a call to the interpreter.
     BadIo {
         /// What was wrong.
@@ -175,6 +181,7 @@ impl fmt::Display for Error {
             Error::BadInitializer { name } => write!(f, "initializer {name}: data size does not match its shape and type"),
             Error::CapacityExceeded { what, capacity } => write!(f, "model needs more {what} than the interpreter holds ({capacity})"),
             Error::ArenaTooSmall { needed, given } => write!(f, "arena too small: plan needs {needed} bytes, {given} given"),
+            Error::BadPlan { what } => write!(f, "frozen plan refused: {what}"),
             Error::BadIo { what } => write!(f, "bad input/output: {what}"),
         }
     }

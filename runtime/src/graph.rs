@@ -58,7 +58,7 @@ pub struct TensorInfo<'m> {
 }
 
 impl<'m> TensorInfo<'m> {
-    fn new(name: &'m str) -> Self {
+    pub(crate) fn new(name: &'m str) -> Self {
         TensorInfo {
             name,
             dtype: DType::F32,

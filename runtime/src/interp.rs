@@ -32,18 +32,18 @@ pub struct PlanOptions {
 
 /// Sizes of a plan, computed by [`plan_into`].
 #[derive(Debug, Clone, Copy, Default)]
-struct Sizes {
-    persist: usize,
-    work: usize,
-    lower_bound: usize,
+pub(crate) struct Sizes {
+    pub(crate) persist: usize,
+    pub(crate) work: usize,
+    pub(crate) lower_bound: usize,
 }
 
 impl Sizes {
-    fn needed(&self) -> usize {
+    pub(crate) fn needed(&self) -> usize {
         self.persist + self.work + ALIGN - 1
     }
 
-    fn report(&self, steps: usize) -> ArenaReport {
+    pub(crate) fn report(&self, steps: usize) -> ArenaReport {
         ArenaReport {
             total: self.needed(),
             persistent: self.persist,
@@ -541,11 +541,11 @@ impl StepObserver for () {
 /// Runs a planned model in a caller-given arena; `T` tensors and `N` nodes at most (fixed
 /// tables, so no heap is needed).
 pub struct InterpreterWith<'m, 'a, const T: usize, const N: usize> {
-    g: Graph<'m, T, N>,
-    steps: heapless::Vec<Step, N>,
-    persist: &'a mut [u8],
-    work: &'a mut [u8],
-    report: ArenaReport,
+    pub(crate) g: Graph<'m, T, N>,
+    pub(crate) steps: heapless::Vec<Step, N>,
+    pub(crate) persist: &'a mut [u8],
+    pub(crate) work: &'a mut [u8],
+    pub(crate) report: ArenaReport,
 }
 
 fn bytes_of<'p>(loc: Loc<'_>, len: usize, persist: &'p [u8]) -> Result<&'p [u8]> {
@@ -756,9 +756,9 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
     pub fn invoke_with(&mut self, obs: &mut impl StepObserver) -> Result<()> {
         for si in 0..self.steps.len() {
             let s = self.steps[si];
-            if let Ok(node) = self.g.node(s.node) {
-                obs.before(si, self.step_op(si), node.name);
-            }
+            // A frozen plan keeps no node table: its steps have no node names.
+            let name = self.g.node(s.node).map_or("", |n| n.name);
+            obs.before(si, self.step_op(si), name);
             self.run_step(&s)?;
             obs.after(si);
         }

@@ -1224,7 +1224,12 @@ pub fn dequantize(
     for (c, ys) in y.chunks_mut(q.inner).enumerate() {
         let a = c % q.axis_len;
         let (s, z) = (scales[a], zps[a] as f32);
-        let xs = &x[c * q.inner * input.size()..(c + 1) * q.inner * input.size()];
+        let at = c * q.inner * input.size();
+        let xs = x
+            .get(at..at + ys.len() * input.size())
+            .ok_or(Error::BadIo {
+                what: "buffer size does not match the plan",
+            })?;
         match input {
             DType::I8 => ys
                 .iter_mut()

@@ -29,6 +29,7 @@ extern crate alloc;
 extern crate std;
 
 mod error;
+pub mod frozen;
 mod fuse;
 mod graph;
 #[cfg(all(feature = "std", target_arch = "aarch64"))]

@@ -448,7 +448,7 @@ fn profile_on_the_cortex_m_board_reports_flash_ram_and_instructions() {
     use sprig_compress::boards::{profile_cortex_m_qemu, SAMPLES};
     let path = fixture("digits_int8.onnx");
     let bytes = std::fs::read(&path).unwrap();
-    let r = profile_cortex_m_qemu(&path, &bytes).unwrap();
+    let r = profile_cortex_m_qemu(&path, &bytes, false).unwrap();
     assert!(r.outputs_match_host, "{r:?}");
     // Every layer fuses to int8, so the firmware was built without the float kernels — and
     // still gives the host's outputs.
@@ -488,6 +488,31 @@ fn profile_on_the_cortex_m_board_reports_flash_ram_and_instructions() {
         inst > 10_000 && sum <= inst as f64 && sum >= 0.7 * inst as f64,
         "{inst} vs steps {sum}"
     );
+}
+
+/// `sprig profile --board cortex-m-qemu --frozen`: the firmware loads the plan `sprig freeze`
+/// made instead of planning from the ONNX graph, gives the host's outputs, and sprig-runtime's
+/// own code stays inside the 32 KB budget for this model's ops (it is about 14 KB).
+#[test]
+fn profile_on_the_cortex_m_board_with_a_frozen_plan_matches_the_host_in_less_flash() {
+    use sprig_compress::boards::{profile_cortex_m_qemu, SAMPLES};
+    let path = fixture("digits_int8.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    let r = profile_cortex_m_qemu(&path, &bytes, true).unwrap();
+    assert!(r.outputs_match_host, "{r:?}");
+    assert_eq!(r.samples, SAMPLES);
+    assert!(r.note.contains("frozen plan"), "{}", r.note);
+    let plan = sprig_compress::freeze::freeze(&bytes).unwrap();
+    assert_eq!(r.flash_model_bytes, (bytes.len() + plan.bytes.len()) as u64);
+    let own = r.runtime_code_bytes.unwrap();
+    assert!(
+        own > 4_000 && own <= 32 * 1024,
+        "sprig-runtime's own code {own} B"
+    );
+    let model = sprig_runtime::Model::parse(&bytes).unwrap();
+    assert_eq!(r.steps.len(), plan.steps);
+    assert_eq!(r.arena_bytes, plan.arena_bytes);
+    assert!(r.arena_bytes <= sprig_compress::eval::portable_arena_bytes(&model).unwrap());
 }
 
 /// `sprig profile --board jetson-qemu`: sprig-edge's profile under qemu-aarch64 gives the

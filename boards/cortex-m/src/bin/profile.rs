@@ -23,12 +23,17 @@ use panic_semihosting as _;
 // With defmt the panic handler is the library's (a defmt frame, then exit).
 #[cfg(feature = "defmt")]
 use sprig_cortex_m as _;
-use sprig_runtime::{InterpreterWith, Model, StepObserver};
+#[cfg(not(feature = "frozen"))]
+use sprig_runtime::Model;
+use sprig_runtime::{InterpreterWith, StepObserver};
 
 include!(concat!(env!("OUT_DIR"), "/profile_config.rs"));
 
 /// The model lives in flash and is read in place.
 static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/profile_model.onnx"));
+/// The plan `sprig freeze` made for the model (feature `frozen`; empty otherwise).
+#[cfg_attr(not(feature = "frozen"), allow(dead_code))]
+static PLAN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/profile_plan.bin"));
 /// Sample inputs, back to back in the model's input layout.
 static SAMPLES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/profile_samples.bin"));
 
@@ -129,12 +134,14 @@ fn main() -> ! {
 }
 
 fn run() -> Result<(), sprig_runtime::Error> {
-    let model = Model::parse(MODEL)?;
     // SAFETY: see `Arena`; this is the only reference ever made.
     let arena = unsafe { &mut *ARENA.0.get() };
     // SAFETY: see `Slot`; this is the only reference ever made.
     let slot = unsafe { &mut *INTERP.0.get() };
-    let it = Interp::new_in(slot, &model, &mut arena[..])?;
+    #[cfg(not(feature = "frozen"))]
+    let it = Interp::new_in(slot, &Model::parse(MODEL)?, &mut arena[..])?;
+    #[cfg(feature = "frozen")]
+    let it = Interp::new_frozen_in(slot, MODEL, PLAN, &mut arena[..])?;
     let report = it.arena_report();
     hprintln!(
         "arena {} bytes (persistent {}, working {}), {} steps",
