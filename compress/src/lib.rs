@@ -29,6 +29,7 @@ pub mod recipe;
 pub mod structured;
 pub mod teacher;
 pub mod train;
+pub mod traj_ckpt;
 pub mod traj_pipeline;
 pub mod trajectory;
 

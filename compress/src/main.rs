@@ -262,9 +262,8 @@ fn run_trajectory_recipe(
     if goal != sprig_compress::pipeline::Goal::Compress {
         bail!("{origin}: a [trajectory] recipe runs all its stages with `sprig compress`");
     }
-    if args.resume {
-        bail!("{origin}: --resume is for image recipes; a trajectory recipe runs in minutes");
-    }
+    // Every finished stage is checkpointed and reused when its settings match, so a killed run
+    // continues with or without --resume (crate::traj_ckpt).
     let r = traj_pipeline::parse(src, origin)?;
     let out = args
         .out

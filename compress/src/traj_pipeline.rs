@@ -9,8 +9,11 @@ use crate::hazard::{
     evaluate_annotations, parse_zones, AnyPredictor, HazardMetrics, MIN_WARNING_S,
 };
 use crate::prune::GradualSchedule;
+use crate::train::Trained;
+use crate::traj_ckpt::StageStore;
 use crate::trajectory::*;
 use sprig_models::predictors::student_mlp;
+use sprig_models::predictors::GruTeacher;
 use sprig_models::trajectory::{
     load_annotations, load_windows, simulate_walkers, tracks, windows, Annotation, TrajSplit,
 };
@@ -282,21 +285,67 @@ pub fn run(r: &TrajRecipe, out: &Path, quiet: bool) -> crate::Result<TrajReport>
         progress: !quiet,
         prune: None,
     };
-    let teacher = train_teacher(&train, r.teacher_hidden, &cfg, "trajectory teacher")?;
+    // Finished stages of an earlier run with the same settings are reused (crate::traj_ckpt).
+    let store = StageStore::new(out);
+    let reused = |stage: &str| println!("{stage}: reused from {}", out.join("ckpt").display());
+    let common = format!(
+        "data={} windows={} sim={} seed={} epochs={} lr={} batch={}",
+        r.data,
+        train.len(),
+        r.sim_recordings,
+        r.seed,
+        r.epochs,
+        r.lr,
+        r.batch
+    );
+    let fp_teacher = format!("{common} teacher_hidden={}", r.teacher_hidden);
+    let teacher = match store.teacher("teacher", &fp_teacher, r.teacher_hidden)? {
+        Some(t) => {
+            reused("teacher");
+            t
+        }
+        None => {
+            let t = train_teacher(&train, r.teacher_hidden, &cfg, "trajectory teacher")?;
+            store.save("teacher", &fp_teacher, &t.vars)?;
+            t
+        }
+    };
     let spec = student_mlp("traj-student", r.student_hidden);
     let kd = TrajKd {
         output: r.distill.output,
         hidden: r.distill.hidden,
     };
     let with_teacher = Some((&teacher.model, r.teacher_hidden, kd));
+    let fp_student = format!("{common} student_hidden={}", r.student_hidden);
+    let fp_kd = format!("{fp_student} | {fp_teacher} | {:?}", r.distill);
+    let stage = |name: &str,
+                 fp: &str,
+                 cfg: &TrajTrainConfig,
+                 teacher: Option<(&GruTeacher, usize, TrajKd)>,
+                 label: &str|
+     -> crate::Result<Trained> {
+        if let Some(m) = store.student(name, fp, &spec)? {
+            reused(name);
+            return Ok(m);
+        }
+        let m = train_student(&spec, &train, cfg, teacher, label)?;
+        store.save(name, fp, &m.vars)?;
+        Ok(m)
+    };
     let mut stages = vec![
         (
             "student",
-            train_student(&spec, &train, &cfg, None, "trajectory student")?,
+            stage("student", &fp_student, &cfg, None, "trajectory student")?,
         ),
         (
             "student-kd",
-            train_student(&spec, &train, &cfg, with_teacher, "trajectory student + KD")?,
+            stage(
+                "student-kd",
+                &fp_kd,
+                &cfg,
+                with_teacher,
+                "trajectory student + KD",
+            )?,
         ),
     ];
     if let Some(p) = r.prune {
@@ -313,9 +362,9 @@ pub fn run(r: &TrajRecipe, out: &Path, quiet: bool) -> crate::Result<TrajReport>
         };
         stages.push((
             "student-kd-pruned",
-            train_student(
-                &spec,
-                &train,
+            stage(
+                "student-kd-pruned",
+                &format!("{fp_kd} | {p:?}"),
                 &pruned_cfg,
                 with_teacher,
                 "trajectory student + KD, pruned",

@@ -291,3 +291,58 @@ zones = "scenes/demo/zones.toml"
         assert!(!out.join("bad").exists(), "a rejected recipe wrote output");
     }
 }
+
+/// A trajectory run that stopped part-way continues from its finished stages (`--resume`, or
+/// a plain rerun) and reports exactly what an uninterrupted run reports; other settings retrain.
+#[test]
+fn trajectory_recipe_run_continues_from_finished_stages() {
+    let out = tmp("traj-resume");
+    let recipe = tmp("traj-resume.toml");
+    let body = |seed: u64| {
+        format!(
+            "[trajectory]\nname = \"tiny\"\ndata = \"simulated\"\nsim_recordings = 1\nepochs = 2\nseed = {seed}\n\
+             [trajectory.prune]\nsparsity = 0.5\nstart_epoch = 0\nend_epoch = 1\nevery = 5\n"
+        )
+    };
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "compress",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let o = sprig(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let rows = serde_json::from_slice::<serde_json::Value>(
+            &std::fs::read(out.join("report.json")).unwrap(),
+        )
+        .unwrap()["rows"]
+            .clone();
+        (String::from_utf8_lossy(&o.stdout).into_owned(), rows)
+    };
+    std::fs::write(&recipe, body(4)).unwrap();
+    let (said, whole) = run(&[]);
+    assert!(!said.contains("reused"), "{said}");
+    // As if the run had been killed while the pruned student trained.
+    for ext in ["safetensors", "json"] {
+        std::fs::remove_file(out.join(format!("ckpt/traj-student-kd-pruned.{ext}"))).unwrap();
+    }
+    std::fs::remove_file(out.join("report.json")).unwrap();
+    let (said, resumed) = run(&["--resume"]);
+    for stage in ["teacher", "student", "student-kd"] {
+        assert!(
+            said.contains(&format!("{stage}: reused")),
+            "{stage}: {said}"
+        );
+    }
+    assert!(!said.contains("student-kd-pruned: reused"), "{said}");
+    assert_eq!(resumed, whole, "the continued run reports other figures");
+    // Another seed: nothing is reused.
+    std::fs::write(&recipe, body(5)).unwrap();
+    let (said, other) = run(&["--resume"]);
+    assert!(!said.contains("reused"), "{said}");
+    assert_ne!(other, whole);
+}
