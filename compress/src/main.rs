@@ -69,7 +69,7 @@ enum Cmd {
     /// `train`, then the student with the recipe's distillation losses.
     Distill(RecipeArgs),
     /// The whole recipe: `distill`, plus gradual pruning, int8 quantization (QAT or PTQ) and all
-    /// combined; writes OUT/<name>.int8.onnx, OUT/<name>.f32.onnx, report.md/json and plots.
+    /// combined; writes OUT/NAME.int8.onnx, OUT/NAME.f32.onnx, report.md/json and plots.
     Compress(RecipeArgs),
     /// Post-training quantization of a float ONNX classifier to int8 QDQ, calibrated on
     /// images; prints float and int8 top-1 on the dataset's test split.
@@ -199,7 +199,7 @@ struct RecipeArgs {
     /// The recipe TOML (see recipes/digits.toml).
     #[arg(long)]
     recipe: PathBuf,
-    /// Output folder (default out/<recipe name>).
+    /// Output folder (default out/NAME, the recipe's name).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from the last per-epoch checkpoint of a run that was stopped.

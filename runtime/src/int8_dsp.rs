@@ -57,7 +57,7 @@ fn quad(acc: i32, x01: u32, x23: u32, w: u32) -> i32 {
     }
 }
 
-/// Σ a·b (i32, wrapping) over the shorter length: four taps per [`quad`], the rest one by one.
+/// Σ a·b (i32, wrapping) over the shorter length: four taps per `quad`, the rest one by one.
 #[inline]
 pub fn dot_i16_i8(a: &[i16], b: &[i8]) -> i32 {
     let n = a.len().min(b.len());

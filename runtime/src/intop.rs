@@ -413,7 +413,7 @@ fn elem(b: &[u8], i: usize, unsigned: bool) -> i32 {
     }
 }
 
-/// The integer reference kernel: int32 accumulators Σ (x − zx)(w − zw[c]) + bias[c], written as
+/// The integer reference kernel: int32 accumulators Σ (x − zx)(w − zw\[c\]) + bias\[c\], written as
 /// int32 or requantized to 8 bits.
 #[allow(clippy::needless_range_loop)] // indices shared by x, w, the zero points and y
 pub fn int_linear(

@@ -292,7 +292,7 @@ pub enum Op {
         n: usize,
         trans_b: bool,
     },
-    /// Y = alpha·A'·B' + beta·C with A' [m,k], B' [k,n].
+    /// Y = alpha·A'·B' + beta·C with A' `[m,k]`, B' `[k,n]`.
     Gemm {
         m: usize,
         k: usize,
