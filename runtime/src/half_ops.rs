@@ -13,10 +13,10 @@
 //! so the results do not depend on the CPU. The aarch64 FP16 kernel (`half_neon`) runs the
 //! same operations in the same order per output and is proven bit-exact with these.
 //!
-//! Layouts. Convolution weights are stored `[group][k][oc in group]` with `k = (ic·KH + ky)·KW
-//! + kx` (an output channel's weights are a column, so eight output channels are one vector
-//! load); each output pixel's patch is gathered as f16, padding as explicit +0 terms (as the
-//! f32 kernels do). Gemm weights are k × n, row-major.
+//! Layouts. Convolution weights are stored `[group][k][oc in group]` with
+//! `k = (ic·KH + ky)·KW + kx` (an output channel's weights are a column, so eight output
+//! channels are one vector load); each output pixel's patch is gathered as f16, padding as
+//! explicit +0 terms (as the f32 kernels do). Gemm weights are k × n, row-major.
 
 use crate::error::{Error, Result};
 use crate::ops::Window;
