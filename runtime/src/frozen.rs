@@ -638,7 +638,7 @@ fn window_ok(w: &Window) -> bool {
             .is_some_and(|n| n <= u32::MAX as usize)
     };
     pos.iter().all(|&v| v >= 1)
-        && dims.iter().all(|&v| v <= u32::MAX as usize)
+        && dims.iter().all(|&v| (1..=u32::MAX as usize).contains(&v))
         && w.c.is_multiple_of(w.group)
         && w.oc.is_multiple_of(w.group)
         && prod(&[w.n, w.c, w.h, w.w])
@@ -678,9 +678,26 @@ fn check_step<const T: usize, const N: usize>(
     }
     let elems = |i: usize| s.inputs().get(i).map(|&t| g.t(t).shape.numel());
     let y = out.shape.numel();
+    // Pooling reads kh·kw inputs per output: bounded, so a plan cannot make one step run for
+    // minutes (2^28 reads is far above any pooling layer a microcontroller runs).
+    let pool_work_ok = |w: &Window| {
+        [w.n, w.c, w.oh, w.ow, w.kh, w.kw]
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .is_some_and(|n| n <= 1 << 28)
+    };
+    // Concat loops over `outer` blocks of the output: a whole number of them, at least one
+    // element each.
+    let blocks_ok = |outer: usize, inner: usize| {
+        outer > 0
+            && inner > 0
+            && outer
+                .checked_mul(inner)
+                .is_some_and(|b| b <= y && y.is_multiple_of(b))
+    };
     let ok = match s.op {
         Op::Copy => s.n_in == 1,
-        Op::MaxPool(w) => s.n_in == 1 && window_ok(&w),
+        Op::MaxPool(w) => s.n_in == 1 && window_ok(&w) && pool_work_ok(&w),
         Op::Quantize { q, .. } | Op::Dequantize { q, .. } => {
             s.n_in == 1
                 && q.inner > 0
@@ -696,6 +713,8 @@ fn check_step<const T: usize, const N: usize>(
                 && window_ok(&p.win)
                 && p.packed_len == 0
                 && matches!(w.dtype, DType::I8)
+                // Every weight once per output channel, as the planner lays them out.
+                && p.win.c / p.win.group * p.win.kh * p.win.kw * p.win.oc == w.shape.numel()
                 && p.act_min <= p.act_max
                 && p.win.oc.checked_mul(8).is_some_and(|b| {
                     p.bias
@@ -720,10 +739,12 @@ fn check_step<const T: usize, const N: usize>(
         Op::QConcat(p) => {
             (s.n_in as usize) <= MAX_QCONCAT_INPUTS
                 && p.inputs.iter().all(|(_, q)| requant_ok(q))
-                && p.outer > 0
+                && blocks_ok(p.outer, 1)
         }
-        Op::QAvgPool(p) => window_ok(&p.win) && requant_ok(&p.rq) && s.n_in == 1,
-        Op::Concat { outer, inner } => outer > 0 && inner > 0,
+        Op::QAvgPool(p) => {
+            window_ok(&p.win) && pool_work_ok(&p.win) && requant_ok(&p.rq) && s.n_in == 1
+        }
+        Op::Concat { outer, inner } => blocks_ok(outer, inner),
         _ => false,
     };
     if ok {

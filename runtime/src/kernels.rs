@@ -860,6 +860,7 @@ pub fn maxpool<T: Copy + PartialOrd>(p: &Window, lowest: T, x: &[T], y: &mut [T]
         && p.pl == 0
         && 2 * p.oh <= p.h
         && 2 * p.ow <= p.w
+        && p.oh * p.ow > 0
     {
         let (h, w) = (p.h, p.w);
         for (xb, yb) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(p.oh * p.ow)) {
