@@ -25,7 +25,6 @@
 //! tensors; input ids; output ids; the steps; the persistent image.
 
 use core::mem::MaybeUninit;
-use core::ptr::addr_of_mut;
 
 use crate::error::{Error, Result};
 #[cfg(feature = "alloc")]
@@ -467,27 +466,13 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
     /// file the plan was made from (its weights are read in place); the plan's persistent
     /// bytes are copied into `arena`.
     #[inline(never)]
-    #[allow(unsafe_code)] // field-wise initialisation of a MaybeUninit, as in `new_in`
     pub fn new_frozen_in<'s>(
         slot: &'s mut MaybeUninit<Self>,
         model: &'m [u8],
         plan: &[u8],
         arena: &'a mut [u8],
     ) -> Result<&'s mut Self> {
-        let p = slot.as_mut_ptr();
-        // SAFETY: every field is written before the reference is made (as in `new_in`).
-        let me = unsafe {
-            addr_of_mut!((*p).g.tensors).write(heapless::Vec::new());
-            addr_of_mut!((*p).g.nodes).write(heapless::Vec::new());
-            addr_of_mut!((*p).g.inputs).write(heapless::Vec::new());
-            addr_of_mut!((*p).g.outputs).write(heapless::Vec::new());
-            addr_of_mut!((*p).g.opset).write(0);
-            addr_of_mut!((*p).steps).write(heapless::Vec::new());
-            addr_of_mut!((*p).persist).write(&mut []);
-            addr_of_mut!((*p).work).write(&mut []);
-            addr_of_mut!((*p).report).write(Sizes::default().report(0));
-            slot.assume_init_mut()
-        };
+        let me = Self::empty_in(slot);
         me.thaw(model, plan, arena)?;
         Ok(me)
     }
@@ -606,19 +591,7 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
         if r.at != plan.len() {
             return Err(bad("trailing bytes"));
         }
-        let given = arena.len();
-        let pad = arena
-            .as_ptr()
-            .align_offset(crate::planner::ALIGN)
-            .min(crate::planner::ALIGN);
-        if given < pad + sizes.persist + sizes.work {
-            return Err(Error::ArenaTooSmall {
-                needed: sizes.needed(),
-                given,
-            });
-        }
-        let arena = &mut arena[pad..pad + sizes.persist + sizes.work];
-        let (persist, work) = arena.split_at_mut(sizes.persist);
+        let (persist, work) = sizes.split(arena)?;
         persist.copy_from_slice(image);
         check_constants(&self.steps, persist)?;
         self.persist = persist;

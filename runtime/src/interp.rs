@@ -43,6 +43,19 @@ impl Sizes {
         self.persist + self.work + ALIGN - 1
     }
 
+    /// The persistent and working parts of `arena`, from its first ALIGN-aligned byte.
+    pub(crate) fn split<'x>(&self, arena: &'x mut [u8]) -> Result<(&'x mut [u8], &'x mut [u8])> {
+        let given = arena.len();
+        let pad = arena.as_ptr().align_offset(ALIGN).min(ALIGN);
+        if given < pad + self.persist + self.work {
+            return Err(Error::ArenaTooSmall {
+                needed: self.needed(),
+                given,
+            });
+        }
+        Ok(arena[pad..pad + self.persist + self.work].split_at_mut(self.persist))
+    }
+
     pub(crate) fn report(&self, steps: usize) -> ArenaReport {
         ArenaReport {
             total: self.needed(),
@@ -587,16 +600,24 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
     /// them in RAM like the arena, so a model that does not fit fails to link instead of
     /// overflowing the stack at run time.
     #[inline(never)]
-    #[allow(unsafe_code)] // field-wise initialisation of a MaybeUninit (see SAFETY below)
     pub fn new_in<'s>(
         slot: &'s mut MaybeUninit<Self>,
         model: &Model<'m>,
         arena: &'a mut [u8],
     ) -> Result<&'s mut Self> {
+        let me = Self::empty_in(slot);
+        me.plan(model, arena, PlanOptions::default())?;
+        Ok(me)
+    }
+
+    /// An interpreter with empty tables built in `slot` (for [`InterpreterWith::new_in`] and
+    /// [`InterpreterWith::new_frozen_in`]), without a large temporary on the stack.
+    #[allow(unsafe_code)] // field-wise initialisation of a MaybeUninit (see SAFETY below)
+    pub(crate) fn empty_in(slot: &mut MaybeUninit<Self>) -> &mut Self {
         let p = slot.as_mut_ptr();
         // SAFETY: every field is written before the reference is made; the heapless tables
         // only set their lengths, their buffers stay uninitialised (no large temporary).
-        let me = unsafe {
+        unsafe {
             addr_of_mut!((*p).g.tensors).write(heapless::Vec::new());
             addr_of_mut!((*p).g.nodes).write(heapless::Vec::new());
             addr_of_mut!((*p).g.inputs).write(heapless::Vec::new());
@@ -607,9 +628,7 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
             addr_of_mut!((*p).work).write(&mut []);
             addr_of_mut!((*p).report).write(Sizes::default().report(0));
             slot.assume_init_mut()
-        };
-        me.plan(model, arena, PlanOptions::default())?;
-        Ok(me)
+        }
     }
 
     /// Fills the (empty) tables from `model` and lays the arena out.
@@ -617,16 +636,7 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
     fn plan(&mut self, model: &Model<'m>, arena: &'a mut [u8], opts: PlanOptions) -> Result<()> {
         let mut fills = heapless::Vec::new();
         let sizes = plan_into(model, &mut self.g, &mut self.steps, &mut fills, opts)?;
-        let given = arena.len();
-        let pad = arena.as_ptr().align_offset(ALIGN).min(ALIGN);
-        if given < pad + sizes.persist + sizes.work {
-            return Err(Error::ArenaTooSmall {
-                needed: sizes.needed(),
-                given,
-            });
-        }
-        let arena = &mut arena[pad..pad + sizes.persist + sizes.work];
-        let (persist, work) = arena.split_at_mut(sizes.persist);
+        let (persist, work) = sizes.split(arena)?;
         for f in fills.iter() {
             fill(&self.g, f, persist)?;
         }
