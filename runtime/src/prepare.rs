@@ -131,7 +131,10 @@ pub fn prepare_node<const T: usize, const N: usize>(
             return Err(unsupported(node, "number of outputs"));
         }
     }
-    let out_name = node.outputs[0];
+    // MaxPool/BatchNormalization/Dropout pass the check above with zero outputs too.
+    let Some(&out_name) = node.outputs.first() else {
+        return Err(unsupported(node, "number of outputs"));
+    };
     let out_id = p.g.find(out_name).ok_or_else(|| Error::UndefinedTensor {
         name: Name::new(out_name),
     })?;
