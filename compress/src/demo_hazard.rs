@@ -109,6 +109,7 @@ pub fn run(out: &Path, epochs: usize, quiet: bool) -> crate::Result<Vec<HazardRo
         std::io::Cursor::new(DETECTIONS),
         DetectionFormat::Points,
         None,
+        AlertPolicy::default(),
         |a| alerts.push(alert_json(a, &zones)),
     )?;
     println!(
@@ -120,7 +121,7 @@ pub fn run(out: &Path, epochs: usize, quiet: bool) -> crate::Result<Vec<HazardRo
     }
     crate::write_file(&out.join("alerts.jsonl"), alerts.join("\n").as_bytes())?;
     let mut p = AnyPredictor::from_bytes(kd8, "student + KD int8")?;
-    let trace = trace_scene(&mut p, scene, &zones, None)?;
+    let trace = trace_scene(&mut p, scene, &zones, None, AlertPolicy::default())?;
     plot_scene(
         &out.join("hazard.png"),
         &format!(

@@ -141,15 +141,12 @@ pub fn run_stream(
     input: impl std::io::BufRead,
     format: DetectionFormat,
     homography: Option<Homography>,
+    policy: AlertPolicy,
     emit: impl FnMut(&Alert),
 ) -> crate::Result<RunSummary> {
-    let mut p = HazardPipeline::<_, MAX_TRACKS>::new(
-        predictor,
-        zones,
-        TrackerConfig::default(),
-        AlertPolicy::default(),
-    )
-    .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+    let mut p =
+        HazardPipeline::<_, MAX_TRACKS>::new(predictor, zones, TrackerConfig::default(), policy)
+            .map_err(|e| crate::Error::Invalid(e.to_string()))?;
     let map = move |x: f32, y: f32| match homography {
         Some(h) => h.apply(x, y),
         None => Point::new(x, y),
@@ -246,6 +243,10 @@ fn true_entries(ann: &[Annotation], zones: &[Zone]) -> Vec<Entry> {
 /// recall (alerts on them still count as true for precision).
 pub const MIN_WARNING_S: f64 = 2.0;
 
+/// How far after an alert a true entry may come (and before an entry its alert), in seconds:
+/// the 12 predicted steps of 0.4 s.
+pub const EVAL_HORIZON_S: f64 = PRED as f64 * STEP_S;
+
 /// Runs the device pipeline over annotated files (identities as annotated) and scores it:
 /// ADE/FDE over the standard windows, and alerts against the true entries. An alert is true
 /// when the same pedestrian really enters the same zone within the horizon after it; an entry is
@@ -272,7 +273,9 @@ pub fn evaluate_annotations(
     policy: AlertPolicy,
     min_warning_s: f64,
 ) -> crate::Result<HazardMetrics> {
-    let horizon = policy.horizon_s as f64;
+    // The ground truth's horizon is the prediction horizon (4.8 s), whatever the policy's: a
+    // policy that only alerts on nearer entries is judged against the same true entries.
+    let horizon = EVAL_HORIZON_S;
     let mut m = HazardMetrics::default();
     let (mut ade_sum, mut fde_sum, mut lead_sum) = (0.0, 0.0, 0.0);
     for ann in scenes {
@@ -362,6 +365,86 @@ pub fn evaluate_annotations(
     Ok(m)
 }
 
+/// Confirmation counts `sprig hazard eval --sweep` tries.
+pub const SWEEP_CONFIRM: [u8; 4] = [1, 2, 3, 4];
+/// Alert horizons (s) `sprig hazard eval --sweep` tries, from the model's full 4.8 s down.
+pub const SWEEP_HORIZON_S: [f32; 7] = [4.8, 4.4, 4.0, 3.6, 3.2, 2.8, 2.4];
+
+/// One policy of a sweep and what it scored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SweepPoint {
+    /// Consecutive predictions of entry before an alert.
+    pub confirm: u8,
+    /// Quiet predictions before a zone re-arms.
+    pub rearm: u8,
+    /// Alerting horizon, s.
+    pub horizon_s: f32,
+    /// The figures under that policy (the ground truth is the same for every policy).
+    #[serde(flatten)]
+    pub metrics: HazardMetrics,
+}
+
+impl SweepPoint {
+    /// Whether the alert targets hold: recall ≥ 0.95 at precision ≥ 0.90 with a mean
+    /// lead time of at least 2 s.
+    pub fn meets_targets(&self) -> bool {
+        let m = &self.metrics;
+        m.recall >= 0.95 && m.precision >= 0.90 && m.mean_lead_time_s >= 2.0
+    }
+}
+
+/// Evaluates every policy of the [`SWEEP_CONFIRM`] × [`SWEEP_HORIZON_S`] grid (re-arm fixed)
+/// on the same files: the operating points a user picks from for a camera. Why a sweep and not
+/// one default: fewer false alerts always cost recall or lead time, and how much depends on the
+/// scene (a dense plaza against a quiet sidewalk).
+pub fn sweep_policies(
+    predictor: &mut AnyPredictor,
+    files: &[std::path::PathBuf],
+    zones: &[Zone],
+    rearm: u8,
+    min_warning_s: f64,
+) -> crate::Result<Vec<SweepPoint>> {
+    let scenes = files
+        .iter()
+        .map(|f| traj::load_annotations(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    for confirm in SWEEP_CONFIRM {
+        for horizon_s in SWEEP_HORIZON_S {
+            let policy = AlertPolicy {
+                confirm,
+                rearm,
+                horizon_s,
+            };
+            let metrics = evaluate_annotations(predictor, &scenes, zones, policy, min_warning_s)?;
+            out.push(SweepPoint {
+                confirm,
+                rearm,
+                horizon_s,
+                metrics,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A PNG of a sweep: precision against recall, one line per confirmation count through the
+/// horizons, so the trade-off is seen at a glance.
+pub fn plot_sweep(out: &Path, title: &str, points: &[SweepPoint]) -> crate::Result<()> {
+    let series: Vec<crate::plot::Series> = SWEEP_CONFIRM
+        .iter()
+        .map(|&c| {
+            let pts = points
+                .iter()
+                .filter(|p| p.confirm == c)
+                .map(|p| (p.metrics.recall, p.metrics.precision))
+                .collect();
+            (format!("confirm {c} (horizon 4.8 → 2.4 s)"), pts)
+        })
+        .collect();
+    crate::plot::chart_png(out, title, "recall", "precision", &series, false)
+}
+
 fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 {
         1.0
@@ -387,6 +470,7 @@ pub fn trace_scene(
     mut ann: Vec<Annotation>,
     zones: &[Zone],
     frames: Option<(i64, i64)>,
+    policy: AlertPolicy,
 ) -> crate::Result<SceneTrace> {
     if let Some((a, b)) = frames {
         ann.retain(|x| x.frame >= a && x.frame <= b);
@@ -403,7 +487,7 @@ pub fn trace_scene(
         &mut *predictor,
         zones,
         TrackerConfig::default(),
-        AlertPolicy::default(),
+        policy,
     )
     .map_err(|e| crate::Error::Invalid(e.to_string()))?;
     let mut out = SceneTrace {
@@ -613,6 +697,7 @@ mod tests {
             std::io::Cursor::new(text),
             DetectionFormat::Points,
             None,
+            AlertPolicy::default(),
             |a| alerts.push(*a),
         )
         .unwrap();

@@ -381,6 +381,8 @@ enum HazardCmd {
         /// 3×3 image→ground homography file: detections are then image foot points in pixels.
         #[arg(long)]
         homography: Option<PathBuf>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Trajectory (ADE/FDE) and alert (precision, recall, F1, lead time, false alerts/min)
     /// metrics on a scene's test files, with the constant-velocity baseline beside them.
@@ -398,6 +400,15 @@ enum HazardCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Evaluate a grid of policies (confirm 1–4 × horizon 4.8–2.4 s) instead of one, and
+        /// mark those meeting recall ≥ 0.95, precision ≥ 0.90 and lead time ≥ 2 s.
+        #[arg(long, conflicts_with_all = ["confirm", "horizon"])]
+        sweep: bool,
+        /// With --sweep: also write a precision–recall PNG here.
+        #[arg(long, requires = "sweep")]
+        plot: Option<PathBuf>,
     },
     /// PNG of a scene: true paths, zones, and the observed/predicted path behind each alert.
     Plot {
@@ -416,7 +427,44 @@ enum HazardCmd {
         /// Output PNG.
         #[arg(long, default_value = "hazard.png")]
         output: PathBuf,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
+}
+
+/// The alert policy's knobs: fewer false alerts against later and fewer warnings.
+#[derive(clap::Args)]
+struct PolicyArgs {
+    /// Consecutive predictions of entry (one per 0.4 s step) before a pedestrian's alert.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..))]
+    confirm: u8,
+    /// Consecutive predictions without entry before the zone re-arms for that pedestrian.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..))]
+    rearm: u8,
+    /// Only predicted entries this many seconds ahead or nearer alert (at most 4.8).
+    #[arg(long, default_value_t = 4.8, value_parser = parse_horizon)]
+    horizon: f32,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> sprig_runtime::hazard::AlertPolicy {
+        sprig_runtime::hazard::AlertPolicy {
+            confirm: self.confirm,
+            rearm: self.rearm,
+            horizon_s: self.horizon,
+        }
+    }
+}
+
+fn parse_horizon(s: &str) -> std::result::Result<f32, String> {
+    let h: f32 = s.trim().parse().map_err(|e| format!("'{s}': {e}"))?;
+    let max = sprig_runtime::hazard::PRED_STEPS as f32 * sprig_runtime::hazard::STEP_S;
+    if !(h > 0.0 && h <= max + 1e-4) {
+        return Err(format!(
+            "horizon {h} s is outside (0, {max}] (the model predicts {max} s)"
+        ));
+    }
+    Ok(h)
 }
 
 fn parse_range(s: &str) -> std::result::Result<(i64, i64), String> {
@@ -454,6 +502,7 @@ fn hazard(cmd: HazardCmd) -> Result<()> {
             detections,
             format,
             homography,
+            policy,
         } => {
             let zones = load_zones(&zones)?;
             let predictor = AnyPredictor::load(&model)?;
@@ -476,9 +525,15 @@ fn hazard(cmd: HazardCmd) -> Result<()> {
                     .with_context(|| format!("{detections}: cannot open"))?;
                 Box::new(std::io::BufReader::new(f))
             };
-            let sum = run_stream(predictor, &zones, input, format, homography, |a| {
-                println!("{}", alert_json(a, &zones))
-            })?;
+            let sum = run_stream(
+                predictor,
+                &zones,
+                input,
+                format,
+                homography,
+                policy.policy(),
+                |a| println!("{}", alert_json(a, &zones)),
+            )?;
             eprintln!(
                 "{} frames, {} detections, {} alerts, {} predictions; skipped: {} malformed lines, {} non-finite detections, {} out-of-order frames, {} pedestrians over the {}-track table",
                 sum.frames, sum.detections, sum.alerts, sum.predictions, sum.malformed_lines,
@@ -491,10 +546,49 @@ fn hazard(cmd: HazardCmd) -> Result<()> {
             zones,
             data,
             json,
+            policy,
+            sweep,
+            plot,
         } => {
             let zones = load_zones(&zones)?;
             let files = scene_files(&data)?;
-            let policy = sprig_runtime::hazard::AlertPolicy::default();
+            if sweep {
+                let mut predictor = AnyPredictor::load(&model)?;
+                let points =
+                    sweep_policies(&mut predictor, &files, &zones, policy.rearm, MIN_WARNING_S)?;
+                if let Some(path) = &plot {
+                    let title = format!("{} on {}", predictor.label, data.display());
+                    plot_sweep(path, &title, &points)?;
+                }
+                if json {
+                    let v = serde_json::json!({"model": predictor.label, "sweep": points});
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!(
+                        "{:>7} {:>9} {:>9} {:>7} {:>7} {:>7} {:>13}  targets",
+                        "confirm", "horizon s", "precision", "recall", "F1", "lead s", "false/min"
+                    );
+                    for p in &points {
+                        let m = &p.metrics;
+                        println!(
+                            "{:>7} {:>9.1} {:>9.3} {:>7.3} {:>7.3} {:>7.2} {:>13.2}  {}",
+                            p.confirm,
+                            p.horizon_s,
+                            m.precision,
+                            m.recall,
+                            m.f1,
+                            m.mean_lead_time_s,
+                            m.false_alerts_per_min,
+                            if p.meets_targets() { "met" } else { "" }
+                        );
+                    }
+                    if let Some(path) = &plot {
+                        println!("wrote {}", path.display());
+                    }
+                }
+                return Ok(());
+            }
+            let policy = policy.policy();
             let mut predictor = AnyPredictor::load(&model)?;
             let m = evaluate(&mut predictor, &files, &zones, policy, MIN_WARNING_S)?;
             let base = if model == "cv" {
@@ -557,12 +651,13 @@ fn hazard(cmd: HazardCmd) -> Result<()> {
             data,
             frames,
             output,
+            policy,
         } => {
             let zones = load_zones(&zones)?;
             let file = scene_files(&data)?.remove(0);
             let mut predictor = AnyPredictor::load(&model)?;
             let ann = sprig_models::trajectory::load_annotations(&file)?;
-            let trace = trace_scene(&mut predictor, ann, &zones, frames)?;
+            let trace = trace_scene(&mut predictor, ann, &zones, frames, policy.policy())?;
             let title = format!(
                 "{} — {} alerts ({})",
                 file.file_name()
@@ -602,11 +697,20 @@ fn main() {
                     },
                 );
             }
+            // clap's message up to its usage block, on one line ("required arguments were not
+            // provided: --sweep"), without the usage it repeats from --help.
             let msg = e.to_string();
-            eprintln!(
-                "{} (see sprig --help)",
-                msg.lines().next().unwrap_or("invalid arguments")
-            );
+            let head: Vec<&str> = msg
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let head = if head.is_empty() {
+                "invalid arguments".to_string()
+            } else {
+                head.join(" ")
+            };
+            eprintln!("{head} (see sprig --help)");
             std::process::exit(2);
         }
     };

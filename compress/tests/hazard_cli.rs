@@ -119,6 +119,70 @@ fn hazard_eval_of_a_model_reports_the_baseline_beside_it() {
 }
 
 #[test]
+fn hazard_eval_sweep_walks_the_policy_grid_against_one_ground_truth() {
+    let scene = eth_ucy().join("zara1");
+    let png = tmp("sweep.png");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "hazard",
+            "eval",
+            "--model",
+            "cv",
+            "--zones",
+            "scenes/eth-ucy/zara1.toml",
+            "--data",
+            scene.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| sprig(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let v = json(&run(args(&[
+        "--sweep",
+        "--json",
+        "--plot",
+        png.to_str().unwrap(),
+    ])));
+    let pts = v["sweep"].as_array().expect("a sweep array");
+    assert_eq!(pts.len(), 4 * 7, "confirm 1-4 x 7 horizons");
+    // Every policy is judged against the same true entries.
+    assert!(pts.iter().all(|p| p["entries"] == pts[0]["entries"]));
+    // The default policy's point is the plain evaluation, figure for figure.
+    let plain = json(&run(args(&["--json"])));
+    let default = pts
+        .iter()
+        .find(|p| p["confirm"] == 2 && (p["horizon_s"].as_f64().unwrap() - 4.8).abs() < 1e-6)
+        .expect("the default policy is on the grid");
+    for k in [
+        "precision",
+        "recall",
+        "mean_lead_time_s",
+        "false_alerts_per_min",
+        "alerts",
+    ] {
+        assert_eq!(default[k], plain[k], "{k}");
+    }
+    // A non-default policy changes what is raised.
+    let strict = json(&run(args(&[
+        "--json",
+        "--confirm",
+        "4",
+        "--horizon",
+        "2.4",
+    ])));
+    assert!(strict["alerts"].as_u64() < plain["alerts"].as_u64());
+    assert_eq!(strict["entries"], plain["entries"]);
+    let png_bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&png_bytes[1..4], b"PNG");
+    // Conflicting and impossible settings are refused with the flag named.
+    let o = run(args(&["--sweep", "--confirm", "3"]));
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--confirm"));
+    let o = run(args(&["--horizon", "6"]));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("outside (0, 4.8]"));
+}
+
+#[test]
 fn hazard_run_streams_alerts_and_counts_bad_lines() {
     let mut det = std::fs::read_to_string(repo().join("scenes/demo/detections.txt")).unwrap();
     det.push_str("garbage line\n1.0 nan 2.0\n0.0 1.0 1.0\n");

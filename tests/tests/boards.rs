@@ -244,6 +244,7 @@ fn host_alerts() -> Vec<String> {
         std::io::Cursor::new(det),
         DetectionFormat::Points,
         None,
+        sprig_runtime::hazard::AlertPolicy::default(),
         |a| lines.push(alert_json(a, &zones)),
     )
     .unwrap();
