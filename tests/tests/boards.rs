@@ -133,8 +133,19 @@ fn build_sprig_edge() -> PathBuf {
 /// Cross-builds `sprig-edge` for aarch64 and runs it under qemu-aarch64 (cortex-a76, which has
 /// dotprod like Jetson Xavier) with `args`.
 fn run_sprig_edge(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = run_sprig_edge_raw(args);
+    assert!(
+        out.status.success(),
+        "sprig-edge failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// [`run_sprig_edge`] without asserting success (for refused input).
+fn run_sprig_edge_raw(args: &[&std::ffi::OsStr]) -> std::process::Output {
     let exe = build_sprig_edge();
-    let out = Command::new("timeout")
+    Command::new("timeout")
         .args([
             "300",
             "qemu-aarch64",
@@ -146,13 +157,7 @@ fn run_sprig_edge(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .arg(exe)
         .args(args)
         .output()
-        .expect("qemu-aarch64 is installed (tests/run.sh installs it)");
-    assert!(
-        out.status.success(),
-        "sprig-edge failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+        .expect("qemu-aarch64 is installed (tests/run.sh installs it)")
 }
 
 #[test]
@@ -231,6 +236,11 @@ fn aarch64_sprig_edge_half_arithmetic_matches_the_host_bit_for_bit() {
 /// The host's alert lines for the demo scene with the firmware's trajectory model: the same
 /// stream loop `sprig hazard run` uses.
 fn host_alerts() -> Vec<String> {
+    host_alerts_with(sprig_runtime::hazard::AlertPolicy::default())
+}
+
+/// [`host_alerts`] under another alert policy.
+fn host_alerts_with(policy: sprig_runtime::hazard::AlertPolicy) -> Vec<String> {
     use sprig_compress::hazard::{
         alert_json, load_zones, run_stream, AnyPredictor, DetectionFormat,
     };
@@ -244,7 +254,7 @@ fn host_alerts() -> Vec<String> {
         std::io::Cursor::new(det),
         DetectionFormat::Points,
         None,
-        sprig_runtime::hazard::AlertPolicy::default(),
+        policy,
         |a| lines.push(alert_json(a, &zones)),
     )
     .unwrap();
@@ -395,6 +405,42 @@ fn aarch64_sprig_edge_hazard_gives_the_host_alerts() {
         d.as_os_str(),
     ]);
     assert_eq!(json_lines(&out.stdout), host_alerts());
+}
+
+#[test]
+fn aarch64_sprig_edge_hazard_takes_the_alert_policy_of_the_host_cli() {
+    let (m, z, d) = (
+        fixture("traj_int8.onnx"),
+        repo().join("scenes/demo/zones.toml"),
+        repo().join("scenes/demo/detections.txt"),
+    );
+    let out = run_sprig_edge(&[
+        "hazard".as_ref(),
+        m.as_os_str(),
+        z.as_os_str(),
+        d.as_os_str(),
+        "--confirm".as_ref(),
+        "4".as_ref(),
+        "--horizon".as_ref(),
+        "2.4".as_ref(),
+    ]);
+    let strict = host_alerts_with(sprig_runtime::hazard::AlertPolicy {
+        confirm: 4,
+        rearm: 5,
+        horizon_s: 2.4,
+    });
+    assert_eq!(json_lines(&out.stdout), strict);
+    assert_ne!(strict, host_alerts(), "the policy changes the alerts");
+    let bad = run_sprig_edge_raw(&[
+        "hazard".as_ref(),
+        m.as_os_str(),
+        z.as_os_str(),
+        d.as_os_str(),
+        "--horizon".as_ref(),
+        "7".as_ref(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--horizon 7"));
 }
 
 /// The int8 kernel property test on the Cortex-M4: 300 random convolutions and fully connected

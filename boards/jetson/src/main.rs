@@ -12,6 +12,8 @@
 //!   per datagram; an empty one ends the stream) and prints alerts as JSON lines, exactly the
 //!   loop `sprig hazard run` runs on the host. `--alarm-gpio /dev/gpiochip0:17` drives a buzzer
 //!   or LED (linux-embedded-hal's character-device pin): on while frames raise alerts.
+//!   `--confirm N`, `--rearm N` and `--horizon S` set the alert policy, as for `sprig hazard run`
+//!   (pick them with `sprig hazard eval --sweep`).
 
 use embedded_hal::digital::OutputPin;
 use sprig_runtime::hazard::{
@@ -118,11 +120,46 @@ fn hazard(
     zones_path: &str,
     detections: &str,
     alarm_gpio: Option<&str>,
+    policy: AlertPolicy,
 ) -> Result<(), String> {
     match alarm_gpio {
-        Some(spec) => hazard_with(model_path, zones_path, detections, gpio_pin(spec)?),
-        None => hazard_with(model_path, zones_path, detections, NoPin),
+        Some(spec) => hazard_with(model_path, zones_path, detections, gpio_pin(spec)?, policy),
+        None => hazard_with(model_path, zones_path, detections, NoPin, policy),
     }
+}
+
+/// Takes `--confirm N`, `--rearm N` and `--horizon S` out of `args` into a policy (the
+/// defaults for those not given), with the same bounds as `sprig hazard run`.
+fn take_policy(args: &mut Vec<String>) -> Result<AlertPolicy, String> {
+    let mut policy = AlertPolicy::default();
+    let max_horizon = sprig_runtime::hazard::PRED_STEPS as f32 * sprig_runtime::hazard::STEP_S;
+    while let Some(i) = args
+        .iter()
+        .position(|a| matches!(a.as_str(), "--confirm" | "--rearm" | "--horizon"))
+    {
+        let flag = args.remove(i);
+        if i >= args.len() {
+            return Err(format!("{flag} needs a value"));
+        }
+        let value = args.remove(i);
+        let bad = || format!("{flag} {value}: expected a count 1-255");
+        match flag.as_str() {
+            "--confirm" => {
+                policy.confirm = value.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?
+            }
+            "--rearm" => policy.rearm = value.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?,
+            _ => {
+                policy.horizon_s = value
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|&h| h > 0.0 && h <= max_horizon + 1e-4)
+                    .ok_or_else(|| {
+                        format!("--horizon {value}: expected seconds in (0, {max_horizon}]")
+                    })?
+            }
+        }
+    }
+    Ok(policy)
 }
 
 fn hazard_with<P: OutputPin>(
@@ -130,6 +167,7 @@ fn hazard_with<P: OutputPin>(
     zones_path: &str,
     detections: &str,
     pin: P,
+    policy: AlertPolicy,
 ) -> Result<(), String> {
     let bytes = std::fs::read(model_path).map_err(|e| format!("{model_path}: {e}"))?;
     let text = std::fs::read_to_string(zones_path).map_err(|e| format!("{zones_path}: {e}"))?;
@@ -139,13 +177,8 @@ fn hazard_with<P: OutputPin>(
     let mut arena = vec![0u8; model.arena_bytes().map_err(|e| e.to_string())?];
     let mut it = Interpreter::new(&model, &mut arena).map_err(|e| e.to_string())?;
     let predictor = ModelPredictor::new(&mut it, Decode::of(&model)).map_err(|e| e.to_string())?;
-    let mut p = HazardPipeline::<_, 64>::new(
-        predictor,
-        &zones,
-        TrackerConfig::default(),
-        AlertPolicy::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let mut p = HazardPipeline::<_, 64>::new(predictor, &zones, TrackerConfig::default(), policy)
+        .map_err(|e| e.to_string())?;
     let input: Box<dyn std::io::BufRead> = if detections == "-" {
         Box::new(std::io::stdin().lock())
     } else if let Some(addr) = detections.strip_prefix("udp:") {
@@ -318,16 +351,27 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     args.retain(|a| a != "--half");
+    let policy = if args.get(1).map(String::as_str) == Some("hazard") {
+        match take_policy(&mut args) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        AlertPolicy::default()
+    };
     let r = match args.as_slice() {
         [_, cmd, model, samples] if cmd == "classify" => run(model, samples, opts),
         [_, cmd, model, samples] if cmd == "profile" => profile(model, samples, opts),
-        [_, cmd, model, zones, det] if cmd == "hazard" => hazard(model, zones, det, None),
+        [_, cmd, model, zones, det] if cmd == "hazard" => hazard(model, zones, det, None, policy),
         [_, cmd, model, zones, det, flag, pin] if cmd == "hazard" && flag == "--alarm-gpio" => {
-            hazard(model, zones, det, Some(pin))
+            hazard(model, zones, det, Some(pin), policy)
         }
         _ => {
             eprintln!(
-                "usage: sprig-edge classify MODEL.onnx SAMPLES.f32 [--half]\n       sprig-edge profile MODEL.onnx SAMPLES.bin [--half]\n       sprig-edge hazard MODEL.onnx ZONES.toml DETECTIONS|-|udp:ADDR:PORT [--alarm-gpio CHIP:LINE]"
+                "usage: sprig-edge classify MODEL.onnx SAMPLES.f32 [--half]\n       sprig-edge profile MODEL.onnx SAMPLES.bin [--half]\n       sprig-edge hazard MODEL.onnx ZONES.toml DETECTIONS|-|udp:ADDR:PORT [--alarm-gpio CHIP:LINE] [--confirm N] [--rearm N] [--horizon S]"
             );
             return ExitCode::from(2);
         }
