@@ -236,6 +236,11 @@ impl<'m> Node<'m> {
         if n.op_type.is_empty() {
             return Err(invalid("node without op_type"));
         }
+        // Every ONNX operator has at least one output; refusing the rest here lets each pass
+        // read `outputs[0]`.
+        if n.outputs.is_empty() {
+            return Err(invalid("node without outputs"));
+        }
         Ok(n)
     }
 
@@ -750,4 +755,30 @@ pub fn for_each_op_type<'m>(bytes: &'m [u8], mut f: impl FnMut(&'m str)) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_needs_an_op_type_and_an_output() {
+        // input "x" (field 1), op_type "Relu" (field 4)
+        let no_output = [0x0a, 1, b'x', 0x22, 4, b'R', b'e', b'l', b'u'];
+        assert!(matches!(
+            Node::parse(&no_output),
+            Err(Error::InvalidModel { .. })
+        ));
+        // ... and output "y" (field 2)
+        let relu = [
+            0x0a, 1, b'x', 0x12, 1, b'y', 0x22, 4, b'R', b'e', b'l', b'u',
+        ];
+        let n = Node::parse(&relu).unwrap();
+        assert_eq!((n.op_type, n.outputs[0]), ("Relu", "y"));
+        // output only, no op_type
+        assert!(matches!(
+            Node::parse(&[0x12, 1, b'y']),
+            Err(Error::InvalidModel { .. })
+        ));
+    }
 }
