@@ -149,15 +149,7 @@ fn main() -> anyhow::Result<()> {
                 )
             })
             .collect();
-        let avg = |f: fn(&HazardMetrics) -> f64| hz[i].iter().map(f).sum::<f64>() / n;
-        println!(
-            "| {name} | {} | **{:.2} / {:.2} / {:.1} / {:.1}** |",
-            cells.join(" | "),
-            avg(|m| m.precision),
-            avg(|m| m.recall),
-            avg(|m| m.mean_lead_time_s),
-            avg(|m| m.false_alerts_per_min)
-        );
+        print_hazard_row(name, &cells, &hz[i].iter().collect::<Vec<_>>());
     }
     println!(
         "\n### Hazard alerts, policy chosen on the other scenes (confirm / horizon s: precision / recall / mean lead time s / false alerts per min)\n"
@@ -183,16 +175,8 @@ fn main() -> anyhow::Result<()> {
                 )
             })
             .collect();
-        let avg =
-            |f: fn(&HazardMetrics) -> f64| chosen.iter().map(|p| f(&p.metrics)).sum::<f64>() / n;
-        println!(
-            "| {name} | {} | **{:.2} / {:.2} / {:.1} / {:.1}** |",
-            cells.join(" | "),
-            avg(|m| m.precision),
-            avg(|m| m.recall),
-            avg(|m| m.mean_lead_time_s),
-            avg(|m| m.false_alerts_per_min)
-        );
+        let metrics: Vec<&HazardMetrics> = chosen.iter().map(|p| &p.metrics).collect();
+        print_hazard_row(name, &cells, &metrics);
     }
     let entries: Vec<String> = hz[0].iter().map(|m| m.entries.to_string()).collect();
     println!("\nEligible zone entries per scene: {}.", entries.join(", "));
@@ -224,4 +208,19 @@ fn choose_policy(per_scene: &[Vec<SweepPoint>], held: usize) -> usize {
         .filter(|&j| mean(j, |m| m.mean_lead_time_s) >= 2.0)
         .max_by(|&a, &b| mean(a, |m| m.f1).total_cmp(&mean(b, |m| m.f1)))
         .unwrap_or(default)
+}
+
+/// One hazard table row: the per-scene `cells`, then the average of each metric in bold.
+fn print_hazard_row(name: &str, cells: &[String], metrics: &[&HazardMetrics]) {
+    let avg = |f: fn(&HazardMetrics) -> f64| {
+        metrics.iter().map(|m| f(m)).sum::<f64>() / metrics.len().max(1) as f64
+    };
+    println!(
+        "| {name} | {} | **{:.2} / {:.2} / {:.1} / {:.1}** |",
+        cells.join(" | "),
+        avg(|m| m.precision),
+        avg(|m| m.recall),
+        avg(|m| m.mean_lead_time_s),
+        avg(|m| m.false_alerts_per_min)
+    );
 }

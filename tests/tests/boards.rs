@@ -391,39 +391,32 @@ fn cortex_m4_hazard_firmware_logs_the_host_alerts_through_defmt() {
     );
 }
 
+/// `sprig-edge hazard` arguments on the demo scene with the int8 fixture, then `extra`.
+fn edge_hazard_args(extra: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "hazard".into(),
+        fixture("traj_int8.onnx").into(),
+        repo().join("scenes/demo/zones.toml").into(),
+        repo().join("scenes/demo/detections.txt").into(),
+    ];
+    args.extend(extra.iter().map(Into::into));
+    args
+}
+
+fn os_strs(args: &[std::ffi::OsString]) -> Vec<&std::ffi::OsStr> {
+    args.iter().map(|a| a.as_os_str()).collect()
+}
+
 #[test]
 fn aarch64_sprig_edge_hazard_gives_the_host_alerts() {
-    let (m, z, d) = (
-        fixture("traj_int8.onnx"),
-        repo().join("scenes/demo/zones.toml"),
-        repo().join("scenes/demo/detections.txt"),
-    );
-    let out = run_sprig_edge(&[
-        "hazard".as_ref(),
-        m.as_os_str(),
-        z.as_os_str(),
-        d.as_os_str(),
-    ]);
+    let out = run_sprig_edge(&os_strs(&edge_hazard_args(&[])));
     assert_eq!(json_lines(&out.stdout), host_alerts());
 }
 
 #[test]
 fn aarch64_sprig_edge_hazard_takes_the_alert_policy_of_the_host_cli() {
-    let (m, z, d) = (
-        fixture("traj_int8.onnx"),
-        repo().join("scenes/demo/zones.toml"),
-        repo().join("scenes/demo/detections.txt"),
-    );
-    let out = run_sprig_edge(&[
-        "hazard".as_ref(),
-        m.as_os_str(),
-        z.as_os_str(),
-        d.as_os_str(),
-        "--confirm".as_ref(),
-        "4".as_ref(),
-        "--horizon".as_ref(),
-        "2.4".as_ref(),
-    ]);
+    let args = edge_hazard_args(&["--confirm", "4", "--horizon", "2.4"]);
+    let out = run_sprig_edge(&os_strs(&args));
     let strict = host_alerts_with(sprig_runtime::hazard::AlertPolicy {
         confirm: 4,
         rearm: 5,
@@ -431,14 +424,7 @@ fn aarch64_sprig_edge_hazard_takes_the_alert_policy_of_the_host_cli() {
     });
     assert_eq!(json_lines(&out.stdout), strict);
     assert_ne!(strict, host_alerts(), "the policy changes the alerts");
-    let bad = run_sprig_edge_raw(&[
-        "hazard".as_ref(),
-        m.as_os_str(),
-        z.as_os_str(),
-        d.as_os_str(),
-        "--horizon".as_ref(),
-        "7".as_ref(),
-    ]);
+    let bad = run_sprig_edge_raw(&os_strs(&edge_hazard_args(&["--horizon", "7"])));
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--horizon 7"));
 }
