@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf '\n==> %s\n' "$*"; }
+# Each stage line carries the time since the start, so a slow CI run shows where it went.
+say() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -98,3 +99,5 @@ trap 'rm -rf "$scratch" "$scratch2"' EXIT
   -- -max_total_time="$FROZEN_FUZZ_SECONDS" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 \
   | grep -v '^#[0-9]' | tail -n 12) \
   || die "the fuzzer found a failing frozen plan (see runtime/fuzz/artifacts/frozen_plan/)"
+
+say "all checks passed"
