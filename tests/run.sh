@@ -29,7 +29,7 @@ for c in rustfmt clippy; do
 done
 
 need=()
-command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
+{ command -v qemu-system-arm && command -v qemu-system-aarch64; } >/dev/null || need+=(qemu-system-arm)
 command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 [ -d /usr/share/libonnx-testdata/data/node ] || need+=(libonnx-testdata)
@@ -39,6 +39,28 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq || die "apt-get update failed (needed for: ${need[*]})"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null \
     || die "apt-get install failed for: ${need[*]}"
+fi
+
+# Debian's arm64 Linux kernel, booted under qemu-system-aarch64 by the test that drives a real
+# GPIO character device with sprig-edge (tests/tests/boards.rs). Fetched from Debian's archive
+# with a private apt state (the host's apt sources, arm64 lists), so the system is not changed.
+kernel=.cache/linux-arm64/vmlinuz
+if [ ! -f "$kernel" ]; then
+  say "fetching Debian's arm64 Linux kernel into $kernel (for the booted-kernel GPIO test)"
+  apt_tmp=$(mktemp -d)
+  mkdir -p "$apt_tmp/lists/partial" "$apt_tmp/cache/archives/partial"
+  apt_arm64=(-o APT::Architecture=arm64 -o APT::Architectures::=arm64 -o Debug::NoLocking=1
+    -o "APT::Sandbox::User=$(id -un)"
+    -o "Dir::State::Lists=$apt_tmp/lists" -o "Dir::Cache=$apt_tmp/cache")
+  apt-get "${apt_arm64[@]}" update -qq || die "apt-get update (arm64 lists) failed: the kernel package cannot be found"
+  pkg=$(apt-cache "${apt_arm64[@]}" depends linux-image-arm64 | awk '/Depends: linux-image-/ {print $2; exit}')
+  [ -n "$pkg" ] || die "no arm64 kernel package behind linux-image-arm64 in the apt sources"
+  (cd "$apt_tmp" && apt-get "${apt_arm64[@]}" download -qq "$pkg:arm64" 2>/dev/null) || die "could not download $pkg:arm64"
+  mkdir -p "$apt_tmp/x" "$(dirname "$kernel")"
+  dpkg-deb --fsys-tarfile "$apt_tmp"/*.deb | tar -x -C "$apt_tmp/x" --wildcards './boot/vmlinuz-*' \
+    || die "$pkg has no /boot/vmlinuz"
+  mv "$apt_tmp"/x/boot/vmlinuz-* "$kernel"
+  rm -rf "$apt_tmp"
 fi
 
 if ! command -v cargo-fuzz >/dev/null; then

@@ -1,6 +1,7 @@
 //! Both boards, emulated, must print exactly what the host runtime computes for the same model
 //! and inputs: the Cortex-M4 firmware under qemu-system-arm and `sprig-edge` cross-built for
-//! aarch64 under qemu-aarch64 (cortex-a76, which has dotprod like Jetson Xavier).
+//! aarch64 under qemu-aarch64 (cortex-a76, which has dotprod like Jetson Xavier), and once on a
+//! booted aarch64 Linux kernel under qemu-system-aarch64 for its GPIO character device.
 
 use sprig_runtime::{Interpreter, Model, PlanOptions};
 use std::path::{Path, PathBuf};
@@ -631,4 +632,128 @@ fn aarch64_sprig_edge_hazard_reads_detections_from_udp() {
         out.status
     );
     assert_eq!(json_lines(&out.stdout), host_alerts());
+}
+
+/// Debian's arm64 Linux kernel (`tests/run.sh` fetches it into `.cache/linux-arm64/`), or
+/// `SPRIG_ARM64_KERNEL`.
+fn arm64_kernel() -> PathBuf {
+    let path = std::env::var_os("SPRIG_ARM64_KERNEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache/linux-arm64/vmlinuz"));
+    assert!(
+        path.is_file(),
+        "{} is missing: tests/run.sh fetches Debian's arm64 kernel there (or set SPRIG_ARM64_KERNEL)",
+        path.display()
+    );
+    path
+}
+
+/// An initramfs in the kernel's `newc` cpio format: directories (`None`) and files with
+/// their bytes, in order.
+fn newc_archive(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
+    fn entry(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
+        let fields = [0, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, 0, 0];
+        out.extend_from_slice(b"070701");
+        for f in fields {
+            out.extend_from_slice(format!("{f:08X}").as_bytes());
+        }
+        out.extend_from_slice(format!("{:08X}{:08X}", name.len() + 1, 0).as_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(4), 0);
+    }
+    let mut out = Vec::new();
+    for (name, data) in entries {
+        match data {
+            Some(d) => entry(&mut out, name, 0o100755, d),
+            None => entry(&mut out, name, 0o040755, &[]),
+        }
+    }
+    entry(&mut out, "TRAILER!!!", 0, &[]);
+    out
+}
+
+/// `sprig-edge hazard --alarm-gpio /dev/gpiochip0:0` on a booted aarch64 Linux: Debian's
+/// kernel under qemu-system-aarch64 (virt machine, cortex-a76), whose PL061 GPIO controller is
+/// a real `/dev/gpiochip0` to linux-embedded-hal's character-device pin. The console gives the
+/// host's alerts, and QEMU's PL061 trace shows line 0 rising once per run of alerting frames
+/// and falling after each (the buzzer/LED a Jetson would drive).
+#[test]
+fn aarch64_sprig_edge_drives_a_gpio_line_on_a_booted_linux_kernel() {
+    let kernel = arm64_kernel();
+    let exe = build_sprig_edge();
+    let dir = std::env::temp_dir().join(format!("sprig-linux-gpio-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let init = dir.join("init");
+    let cc = Command::new("aarch64-linux-gnu-gcc")
+        .args(["-static", "-Os", "-o"])
+        .arg(&init)
+        .arg(repo().join("tests/qemu-linux/init.c"))
+        .status()
+        .expect("aarch64-linux-gnu-gcc is installed (tests/run.sh installs it)");
+    assert!(cc.success(), "building the initramfs init failed");
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let lib = |name: &str| read(Path::new("/usr/aarch64-linux-gnu/lib").join(name));
+    let args = "/sprig-edge\nhazard\n/model.onnx\n/zones.toml\n/detections.txt\n\
+                --alarm-gpio\n/dev/gpiochip0:0\n";
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("init", read(init)),
+        ("args", args.as_bytes().to_vec()),
+        ("sprig-edge", read(exe)),
+        ("lib/ld-linux-aarch64.so.1", lib("ld-linux-aarch64.so.1")),
+        ("lib/libc.so.6", lib("libc.so.6")),
+        ("lib/libgcc_s.so.1", lib("libgcc_s.so.1")),
+        ("model.onnx", read(fixture("traj_int8.onnx"))),
+        ("zones.toml", read(repo().join("scenes/demo/zones.toml"))),
+        (
+            "detections.txt",
+            read(repo().join("scenes/demo/detections.txt")),
+        ),
+    ];
+    let mut entries: Vec<(&str, Option<&[u8]>)> = vec![("dev", None), ("lib", None)];
+    entries.extend(files.iter().map(|(n, d)| (*n, Some(d.as_slice()))));
+    let initrd = dir.join("initrd.cpio");
+    std::fs::write(&initrd, newc_archive(&entries)).unwrap();
+    let out = Command::new("timeout")
+        .args([
+            "600",
+            "qemu-system-aarch64",
+            "-M",
+            "virt",
+            "-cpu",
+            "cortex-a76",
+        ])
+        .args(["-m", "256", "-nographic", "-no-reboot", "-kernel"])
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyAMA0 rdinit=/init panic=-1 quiet"])
+        .args(["-trace", "pl061_set_output"])
+        .output()
+        .expect("qemu-system-aarch64 is installed (tests/run.sh installs qemu-system-arm)");
+    std::fs::remove_dir_all(&dir).ok();
+    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        console.contains("init: exit status 0"),
+        "sprig-edge did not finish cleanly on the booted kernel:\n{console}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let host = host_alerts();
+    assert_eq!(json_lines(console.as_bytes()), host);
+    // Line 0's writes after the controller's reset (which sets every line low once).
+    let trace = String::from_utf8_lossy(&out.stderr);
+    let line0: Vec<&str> = trace
+        .lines()
+        .filter_map(|l| l.split(" setting output 0 to ").nth(1))
+        .skip_while(|v| *v == "0")
+        .collect();
+    let rises = line0.iter().filter(|v| **v == "1").count();
+    assert_eq!(rises, alarm_rises(&host), "line 0 writes: {line0:?}");
+    assert_eq!(line0.len(), 2 * rises, "every rise is followed by a fall");
+    assert!(
+        line0.chunks(2).all(|p| p == ["1", "0"]),
+        "line 0 writes: {line0:?}"
+    );
 }
