@@ -19,10 +19,11 @@ use sprig_models::trajectory::{load_windows, split_files, TrajSplit};
 use sprig_runtime::hazard::AlertPolicy;
 use std::path::PathBuf;
 
-const STAGES: [&str; 5] = [
+const STAGES: [&str; 6] = [
     "constant velocity",
     "teacher (GRU, float)",
     "student (MLP, float)",
+    "student (int8, sprig-runtime)",
     "student + KD (float)",
     "student + KD (int8, sprig-runtime)",
 ];
@@ -85,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             predict_cv(&test),
             predict_teacher(&teacher.model, &test)?,
             predict_student(&student.model, &test)?,
+            predict_runtime(&s8, &test)?,
             predict_student(&kd_student.model, &test)?,
             predict_runtime(&kd8, &test)?,
         ];
