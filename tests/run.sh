@@ -42,7 +42,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Debian's arm64 Linux kernel, booted under qemu-system-aarch64 by the test that drives a real
-# GPIO character device with sprig-edge (tests/tests/boards.rs). Fetched from Debian's archive
+# GPIO character device with sprig-edge (tests/tests/integration/boards.rs). Fetched from Debian's archive
 # with a private apt state (the host's apt sources, arm64 lists), so the system is not changed.
 kernel=.cache/linux-arm64/vmlinuz
 if [ ! -f "$kernel" ]; then
@@ -101,7 +101,7 @@ cargo test --workspace
 # RUSTC_BOOTSTRAP lets the stable toolchain pass -Zsanitizer (the one toolchain CI has).
 # New inputs go to a scratch directory so the checked-in corpus stays as it is; a crash leaves
 # its input under runtime/fuzz/artifacts/ -- copy it to runtime/fuzz/regressions/ (replayed by
-# tests/tests/robustness.rs) once fixed.
+# tests/tests/integration/robustness.rs) once fixed.
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 say "fuzzing parse + plan + invoke for ${FUZZ_SECONDS} s (cargo fuzz, AddressSanitizer)"
 scratch=$(mktemp -d)

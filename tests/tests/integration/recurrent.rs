@@ -3,24 +3,10 @@
 //! several outputs of one node — against onnxruntime (onnx's reference implementation for
 //! layout 1, which onnxruntime refuses). Cases come from `tests/recurrent_cases.py`.
 
+use crate::support::{f32s, repo};
 use sprig_runtime::{Interpreter, Model};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn f32s(p: &Path) -> Vec<f32> {
-    std::fs::read(p)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
 
 #[test]
 fn recurrent_layers_match_onnxruntime() {

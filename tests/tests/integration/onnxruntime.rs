@@ -3,29 +3,11 @@
 //! per-channel) must agree with it within one output quantization step, with the same argmax;
 //! the float model within 1e-4 relative. onnx's checker must accept sprig's export.
 
+use crate::support::{python, repo};
 use sprig_models::datasets::digits;
 use sprig_runtime::{Interpreter, Model};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("SPRIG_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    assert!(
-        p.exists(),
-        "{} is missing: run ./tests/run.sh, which creates the venv with onnx and onnxruntime",
-        p.display()
-    );
-    p
-}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sprig-ort-{}", std::process::id()));

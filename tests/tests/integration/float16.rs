@@ -3,24 +3,10 @@
 //! plan time, `Cast` to float16 rounding to f16), so it agrees with the float16 reference within
 //! float16 rounding.
 
+use crate::support::{f32s, repo};
 use sprig_runtime::{DType, Interpreter, Model};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn f32s(p: &Path) -> Vec<f32> {
-    std::fs::read(p)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
 
 #[test]
 fn float16_models_agree_with_the_reference() {

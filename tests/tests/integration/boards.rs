@@ -3,16 +3,10 @@
 //! aarch64 under qemu-aarch64 (cortex-a76, which has dotprod like Jetson Xavier), and once on a
 //! booted aarch64 Linux kernel under qemu-system-aarch64 for its GPIO character device.
 
+use crate::support::repo;
 use sprig_runtime::{Interpreter, Model, PlanOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn fixture(name: &str) -> PathBuf {
     repo().join("boards/cortex-m/models").join(name)

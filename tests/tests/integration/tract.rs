@@ -1,17 +1,10 @@
 //! tract-onnx is the in-Rust oracle: the same files give the same answers in tract and in
 //! sprig-runtime (float within 1e-4 relative, int8 within one output quantization step).
 
+use crate::support::repo;
 use sprig_models::datasets::digits;
 use sprig_runtime::{Interpreter, Model};
-use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn both(rel: &str) -> (Vec<f32>, Vec<f32>) {
     let path = repo().join(rel);

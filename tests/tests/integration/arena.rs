@@ -1,12 +1,13 @@
 //! The arena target: every benchmark and fixture model plans its working memory within 1.1× of
 //! the liveness lower bound (the most bytes live at one step, which no plan can beat).
 
+use crate::support::repo;
 use sprig_runtime::Model;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Every ONNX file among the benchmark, firmware and fixture models.
 fn models() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = repo();
     ["bench/models", "boards/cortex-m/models", "tests/fixtures"]
         .iter()
         .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap().flatten())

@@ -4,6 +4,7 @@
 //! its float model's accuracy; QAT's fake-quant model is what sprig-runtime computes; a run
 //! stopped mid-way resumes to exactly the result of an uninterrupted one.
 
+use crate::support::{python, repo};
 use candle_core::Device;
 use sprig_compress::distill::{KdLoss, KdTerm};
 use sprig_compress::export::export_int8;
@@ -16,13 +17,6 @@ use sprig_models::datasets::{digits, ImageSet};
 use sprig_runtime::{Interpreter, Model};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sprig-compress-{}-{name}", std::process::id()));
@@ -106,12 +100,6 @@ fn run_recipe(
         stop_after,
     };
     pipeline::run(&plan, &tr, &te, Goal::Compress, &opts).map_err(|e| e.to_string())
-}
-
-fn python() -> PathBuf {
-    let p = repo().join(".venv/bin/python");
-    assert!(p.exists(), "{} is missing: run ./tests/run.sh", p.display());
-    p
 }
 
 /// onnx's full checker accepts the file, and onnxruntime's outputs on `samples` are within one
@@ -833,5 +821,4 @@ fn float16_export_keeps_the_float32_predictions() {
 
 /// Frozen ONNX and privileged teachers (one test binary with this file: each binary links the
 /// whole training stack, which costs CI time).
-#[path = "compress/teachers.rs"]
 mod teachers;

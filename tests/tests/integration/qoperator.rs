@@ -5,16 +5,10 @@
 //! requantization and sprig's exact fixed-point one round a near-tie differently; int32 outputs
 //! must be identical.
 
+use crate::support::repo;
 use sprig_runtime::{DType, Interpreter, Model};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 #[test]
 fn integer_operators_match_onnxruntime() {

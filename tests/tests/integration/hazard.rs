@@ -2,18 +2,12 @@
 //! int8 trajectory student must run on sprig-runtime within a small distance of its float model
 //! and agree with onnxruntime. (The CLI side is in compress/tests/hazard_cli.rs.)
 
+use crate::support::{python, repo};
 use sprig_compress::trajectory::*;
 use sprig_models::predictors::student_mlp;
 use sprig_models::trajectory::{load_windows, TrajSplit, PRED};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn eth_ucy() -> PathBuf {
     let p = repo().join("../shared/datasets/eth-ucy");
@@ -29,12 +23,6 @@ fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sprig-hazard-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
-}
-
-fn python() -> PathBuf {
-    std::env::var_os("SPRIG_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"))
 }
 
 /// A small student (and teacher) trained on 3000 seeded zara1-split windows.

@@ -2,11 +2,11 @@
 //! never a panic, and an arena one byte too small must be refused. (A bounded in-process fuzz
 //! loop: deterministic, so any failure reproduces from its seed.)
 
+use crate::support::repo;
 use sprig_runtime::{Error, Interpreter, Model, PlanOptions};
-use std::path::Path;
 
 fn seeds() -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = repo();
     let mut v = vec![
         std::fs::read(root.join("boards/cortex-m/models/digits_int8.onnx")).unwrap(),
         // A float16 model: the half-precision plan's code paths.
@@ -111,7 +111,7 @@ fn random_mutations_never_panic() {
 /// (runtime/fuzz/regressions): each must parse, plan and run or give a typed error.
 #[test]
 fn fuzz_corpus_and_regressions_replay() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/fuzz");
+    let fuzz = repo().join("runtime/fuzz");
     let mut n = 0;
     for dir in ["corpus/parse_plan", "regressions"] {
         for entry in std::fs::read_dir(fuzz.join(dir)).unwrap() {

@@ -4,9 +4,10 @@
 //! compute ONNX's expected output, so the ops' semantics are checked even where the test files
 //! are not in ahead-of-time form.
 
+use crate::support::{python, repo};
 use sprig_compress::npy;
 use sprig_runtime::{Interpreter, Model};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const NODE_TESTS: &str = "/usr/share/libonnx-testdata/data/node";
@@ -57,19 +58,6 @@ const CASES: &[&str] = &[
     "test_qlinearmatmul_2D",
     "test_qlinearmatmul_3D",
 ];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn python() -> PathBuf {
-    std::env::var_os("SPRIG_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"))
-}
 
 fn run_case(name: &str, dir: &Path) -> Result<(), String> {
     let o = Command::new(python())

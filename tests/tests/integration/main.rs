@@ -1,0 +1,23 @@
+//! The cross-crate integration and conformance tests, one module per area, in one test binary:
+//! linking the training and runtime crates once instead of once per file is most of what a
+//! clean build of this crate costs. Tests that flip a process-wide switch (the kernel choice)
+//! stay in their own binaries beside this one (`tests/tests/frozen_plan.rs`,
+//! `tests/tests/kernel_switch.rs`).
+//!
+//! One area: `cargo test -p sprig-tests --test integration boards::` (module path as filter).
+
+mod support;
+
+mod arena;
+mod boards;
+mod compress;
+mod conformance;
+mod conformance_frozen;
+mod float16;
+mod hazard;
+mod onnxruntime;
+mod pipeline;
+mod qoperator;
+mod recurrent;
+mod robustness;
+mod tract;
