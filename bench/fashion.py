@@ -21,7 +21,13 @@ METHODS = {
     "rkd-angle": 'ce_weight = 1.0\n\n[[distill.loss]]\nkind = "rkd-angle"\nweight = 50.0\nstudent_layer = "fc1"\nteacher_layer = "fc1"\n',
     "area-rkd": 'ce_weight = 1.0\n\n[[distill.loss]]\nkind = "area-rkd"\nweight = 25.0\ngrid = 7\nstudent_layer = "conv2"\nteacher_layer = "block2"\n',
     "combined": None,  # the recipe's own [distill] (Hinton + activation boundary)
+    # Hinton at lower temperatures, and T = 1 without the hard-label term (pure soft targets).
+    "hinton-t2": 'ce_weight = 0.5\n\n[[distill.loss]]\nkind = "hinton"\nweight = 0.5\ntemperature = 2.0\n',
+    "hinton-t1": 'ce_weight = 0.5\n\n[[distill.loss]]\nkind = "hinton"\nweight = 0.5\ntemperature = 1.0\n',
+    "hinton-t1-pure": 'ce_weight = 0.0\n\n[[distill.loss]]\nkind = "hinton"\nweight = 1.0\ntemperature = 1.0\n',
 }
+# What `bench/fashion.sh` runs when METHODS is not given (the temperature variants on request).
+DEFAULT_METHODS = [m for m in METHODS if not m.startswith("hinton-t")]
 
 
 def variant(seed: int, method: str, student_epochs: str = "") -> str:
@@ -95,4 +101,4 @@ if __name__ == "__main__":
     elif sys.argv[1] == "table":
         table(Path(sys.argv[2]), *sys.argv[3:4])
     elif sys.argv[1] == "methods":
-        print(" ".join(METHODS))
+        print(" ".join(DEFAULT_METHODS))
