@@ -4,7 +4,7 @@
 //! stay in their own binaries beside this one (`tests/tests/frozen_plan.rs`,
 //! `tests/tests/kernel_switch.rs`).
 //!
-//! One area: `cargo test -p sprig-tests --test integration boards::` (module path as filter).
+//! One area: `cargo test --workspace --test integration boards::` (module path as filter).
 
 mod support;
 
