@@ -49,6 +49,7 @@ pub fn run(out: &Path, epochs: Option<usize>, quiet: bool) -> crate::Result<Repo
         quiet,
         latency_runs: 200,
         stop_after: None,
+        teacher_cache_mb: 256,
     };
     let report = pipeline::run(&plan, &train_set, &test_set, Goal::Compress, &opts)?;
     let table = pipeline::markdown(&report);

@@ -28,6 +28,7 @@ pub mod quantize;
 pub mod recipe;
 pub mod structured;
 pub mod teacher;
+pub mod teacher_cache;
 pub mod train;
 pub mod traj_ckpt;
 pub mod traj_pipeline;

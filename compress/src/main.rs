@@ -214,6 +214,10 @@ struct RecipeArgs {
     /// Stop every stage after N epochs of this process (to try --resume).
     #[arg(long, hide = true)]
     stop_after: Option<usize>,
+    /// Memory (MiB) for remembering teacher outputs between distillation epochs when the
+    /// recipe has no augmentation, so the teacher runs once per image; 0 runs it every step.
+    #[arg(long, default_value_t = 4096, value_name = "MIB")]
+    teacher_cache_mb: usize,
 }
 
 fn run_recipe(args: RecipeArgs, goal: sprig_compress::pipeline::Goal) -> Result<()> {
@@ -244,6 +248,7 @@ fn run_recipe(args: RecipeArgs, goal: sprig_compress::pipeline::Goal) -> Result<
         quiet: args.quiet,
         latency_runs: args.latency_runs,
         stop_after: args.stop_after,
+        teacher_cache_mb: args.teacher_cache_mb,
     };
     let report = pipeline::run(&plan, &train, &test, goal, &opts)?;
     println!("\n{}", pipeline::markdown(&report));

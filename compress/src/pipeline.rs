@@ -12,6 +12,7 @@ use crate::quantize::{calibrate_ranges, ActQuant};
 use crate::recipe::{DataSection, Plan, TeacherPlan};
 use crate::structured::prune_channels;
 use crate::teacher::{OnnxTeacher, Teacher};
+use crate::teacher_cache::{features_read, CachedTeacher};
 use crate::train::{
     fold_bn, image_batch, logits, train, Checkpointing, EpochLog, QatConfig, Run, TrainConfig,
     Trained,
@@ -47,6 +48,9 @@ pub struct Options {
     pub latency_runs: usize,
     /// Stop every stage after this many epochs of this process (tests simulate a kill).
     pub stop_after: Option<usize>,
+    /// Memory for remembered teacher outputs, MiB (0: run the teachers every step); see
+    /// [`crate::teacher_cache`].
+    pub teacher_cache_mb: usize,
 }
 
 /// One model of the report.
@@ -437,7 +441,7 @@ pub fn run(
         };
         teachers.push(held);
     }
-    let trefs: Vec<&dyn Teacher> = teachers
+    let frozen: Vec<&dyn Teacher> = teachers
         .iter()
         .map(|t| match t {
             HeldTeacher::Trained(t) => &t.model as &dyn Teacher,
@@ -447,6 +451,28 @@ pub fn run(
     let (spec, cfg) = &plan.student;
     let sname = r.student.name.clone();
     let (ce, terms) = (plan.kd.0, plan.kd.1.as_slice());
+    // Without augmentation every distillation epoch shows the teachers the same images: their
+    // outputs are remembered after the first pass instead of recomputed (the budget split
+    // between the teachers).
+    let augmenting = cfg.augment_shift > 0 || cfg.augment_flip;
+    let caches: Vec<CachedTeacher> =
+        if opts.teacher_cache_mb > 0 && !augmenting && !terms.is_empty() {
+            let budget = (opts.teacher_cache_mb << 20) / frozen.len().max(1);
+            frozen
+                .iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    CachedTeacher::new(*t, features_read(terms, k), budget, train_set, cfg.batch)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+    let trefs: Vec<&dyn Teacher> = if caches.is_empty() {
+        frozen.clone()
+    } else {
+        caches.iter().map(|c| c as &dyn Teacher).collect()
+    };
     let with_kd = || Run {
         kd: terms,
         ce_weight: Some(ce),
@@ -635,6 +661,21 @@ pub fn run(
         curves: ctx.curves,
     };
     write_report(&report, &opts.out)?;
+    if !opts.quiet {
+        for (c, t) in caches.iter().zip(&r.teacher) {
+            let st = c.stats();
+            if st.hits + st.misses > 0 {
+                eprintln!(
+                    "teacher {}: {} images remembered ({:.0} MB{}), {:.1}% of the distillation samples answered from memory",
+                    t.name,
+                    st.images,
+                    st.bytes as f64 / 1e6,
+                    if st.full { ", budget full: --teacher-cache-mb" } else { "" },
+                    100.0 * st.hits as f64 / (st.hits + st.misses) as f64
+                );
+            }
+        }
+    }
     Ok(report)
 }
 

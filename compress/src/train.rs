@@ -220,7 +220,7 @@ struct Augment {
 
 /// The first `c` channels of an image batch — the deployable view when the data also carries
 /// privileged channels.
-fn first_channels(x: &Tensor, c: usize) -> candle_core::Result<Tensor> {
+pub(crate) fn first_channels(x: &Tensor, c: usize) -> candle_core::Result<Tensor> {
     if x.dim(1)? == c {
         Ok(x.clone())
     } else {

@@ -98,6 +98,7 @@ fn run_recipe(
         quiet: true,
         latency_runs: 3,
         stop_after,
+        teacher_cache_mb: 256,
     };
     pipeline::run(&plan, &tr, &te, Goal::Compress, &opts).map_err(|e| e.to_string())
 }

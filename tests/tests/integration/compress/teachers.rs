@@ -18,6 +18,15 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn run_recipe(src: &str, out: &Path, goal: Goal) -> Result<Report, String> {
+    run_recipe_with(src, out, goal, 256)
+}
+
+fn run_recipe_with(
+    src: &str,
+    out: &Path,
+    goal: Goal,
+    teacher_cache_mb: usize,
+) -> Result<Report, String> {
     let recipe = Plan::peek(src, "test.toml").map_err(|e| e.to_string())?;
     let (tr, te) = pipeline::load_recipe_data(&recipe.data).map_err(|e| e.to_string())?;
     let plan =
@@ -28,6 +37,7 @@ fn run_recipe(src: &str, out: &Path, goal: Goal) -> Result<Report, String> {
         quiet: true,
         latency_runs: 3,
         stop_after: None,
+        teacher_cache_mb,
     };
     pipeline::run(&plan, &tr, &te, goal, &opts).map_err(|e| e.to_string())
 }
@@ -115,10 +125,8 @@ fn onnx_teacher_gives_the_logits_and_named_features_of_its_model() {
     assert!(err.to_string().contains("junk.onnx"), "{err}");
 }
 
-#[test]
-fn distilling_from_the_exported_onnx_file_matches_distilling_from_the_model() {
-    let dir = tmp("recipe");
-    let trained = r#"
+/// A trained teacher distilled into a small student with Hinton KD and a FitNets hint.
+const TRAINED: &str = r#"
 name = "trained-teacher"
 seed = 3
 [data]
@@ -145,6 +153,11 @@ weight = 0.5
 student_layer = "conv2"
 teacher_layer = "conv2"
 "#;
+
+#[test]
+fn distilling_from_the_exported_onnx_file_matches_distilling_from_the_model() {
+    let dir = tmp("recipe");
+    let trained = TRAINED;
     let a = run_recipe(trained, &dir.join("a"), Goal::Distill).unwrap();
     // The same teacher, now the file the first run exported, its conv2 picked by tensor name.
     let file = dir.join("a/teacher.f32.onnx");
@@ -300,4 +313,24 @@ weight = 0.7
     )
     .unwrap_err();
     assert!(e.contains("data.privileged 'sar'"), "{e}");
+}
+
+/// Without augmentation the pipeline remembers the teacher's outputs after one pass over the
+/// training images instead of running it every step; the student it trains is the one running
+/// the teacher trains, up to the float rounding of a different batch composition.
+#[test]
+fn remembering_the_teachers_outputs_trains_the_same_student() {
+    let dir = tmp("cache");
+    let a = run_recipe_with(TRAINED, &dir.join("a"), Goal::Distill, 256).unwrap();
+    let b = run_recipe_with(TRAINED, &dir.join("b"), Goal::Distill, 0).unwrap();
+    assert_eq!(row(&a, "teacher").top1, row(&b, "teacher").top1);
+    let (ka, kb) = (row(&a, "student + KD"), row(&b, "student + KD"));
+    assert!(
+        (ka.top1 - kb.top1).abs() <= 0.02,
+        "KD student {} remembered vs {} run",
+        ka.top1,
+        kb.top1
+    );
+    let (ga, gb) = (ka.teacher_agreement.unwrap(), kb.teacher_agreement.unwrap());
+    assert!((ga - gb).abs() <= 0.02, "agreement {ga} vs {gb}");
 }
