@@ -823,3 +823,32 @@ fn float16_export_keeps_the_float32_predictions() {
 /// Frozen ONNX and privileged teachers (one test binary with this file: each binary links the
 /// whole training stack, which costs CI time).
 mod teachers;
+
+/// Every recipe in `recipes/` is one the CLI accepts: keys, layer names, connectable feature
+/// pairs, schedules (checked on a few images of its dataset; nothing trains).
+#[test]
+fn every_shipped_recipe_is_valid() {
+    let dir = repo().join("recipes");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "{names:?}");
+    for path in names {
+        let origin = path.display().to_string();
+        let src = std::fs::read_to_string(&path).unwrap();
+        if sprig_compress::traj_pipeline::is_trajectory_recipe(&src) {
+            sprig_compress::traj_pipeline::parse(&src, &origin).unwrap_or_else(|e| panic!("{e}"));
+            continue;
+        }
+        let mut data = Plan::peek(&src, &origin)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .data;
+        data.train_limit = Some(600);
+        data.test_limit = Some(10);
+        let (tr, _) = pipeline::load_recipe_data(&data).unwrap_or_else(|e| panic!("{origin}: {e}"));
+        Plan::parse(&src, &origin, tr.chw, tr.classes, tr.len()).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
