@@ -87,6 +87,14 @@ pub struct TrainSection {
     /// Left out of the stage fingerprint when off, so older checkpoints stay valid.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub augment_flip: bool,
+    /// Mixup α (each image blended with another of its batch, λ ~ Beta(α, α)); 0 = off.
+    /// Left out of the stage fingerprint when off, so older checkpoints stay valid.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mixup: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for TrainSection {
@@ -103,6 +111,7 @@ impl Default for TrainSection {
             gamma: 0.1,
             augment_shift: 0,
             augment_flip: false,
+            mixup: 0.0,
         }
     }
 }
@@ -129,6 +138,9 @@ pub struct ModelSection {
     pub epochs: Option<usize>,
     /// Overrides `[train] lr`.
     pub lr: Option<f64>,
+    /// Overrides `[train] mixup` (this model's runs without distillation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixup: Option<f64>,
 }
 
 /// `arch = { family = "small-cnn", c1 = .., c2 = .., hidden = .. }`,
@@ -165,6 +177,10 @@ pub struct DistillSection {
     /// Weight of the hard-label cross-entropy (α in Hinton's objective).
     #[serde(default = "one")]
     pub ce_weight: f64,
+    /// Mixup α of the distilling runs only (function matching: the teacher labels the very
+    /// blend the student sees); `[train] mixup` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixup: Option<f64>,
     /// The losses (`[[distill.loss]]`).
     pub loss: Vec<LossSection>,
 }
@@ -474,6 +490,13 @@ fn train_config(
     };
     let epochs = m.epochs.unwrap_or(t.epochs);
     let lr = m.lr.unwrap_or(t.lr);
+    let mixup = m.mixup.unwrap_or(t.mixup);
+    if !(mixup >= 0.0 && mixup.is_finite()) {
+        return Err(bad(
+            origin,
+            format!("{}: mixup {mixup} must be 0 (off) or a positive α", m.name),
+        ));
+    }
     if epochs == 0 || t.batch == 0 || !(lr > 0.0 && lr.is_finite()) {
         return Err(bad(
             origin,
@@ -489,6 +512,8 @@ fn train_config(
         weight_decay: t.weight_decay,
         augment_shift: t.augment_shift,
         augment_flip: t.augment_flip,
+        mixup,
+        kd_mixup: None,
         seed,
         progress: true,
         prune: None,
@@ -608,7 +633,7 @@ impl Plan {
                 ),
             ));
         };
-        let student = (
+        let mut student = (
             arch(student_arch, &s.name, deploy, classes, origin)?,
             train_config(&recipe.train, s, recipe.seed, origin)?,
         );
@@ -625,6 +650,15 @@ impl Plan {
                 return Err(bad(origin, "[distill] has no [[distill.loss]]".into()));
             }
             ce_weight = d.ce_weight;
+            if let Some(a) = d.mixup {
+                if !(a >= 0.0 && a.is_finite()) {
+                    return Err(bad(
+                        origin,
+                        format!("distill.mixup {a} must be 0 (off) or a positive α"),
+                    ));
+                }
+            }
+            student.1.kd_mixup = d.mixup;
             for l in &d.loss {
                 terms.push(kd_term(l, src, origin, &student.0, &recipe, &teachers)?);
             }
@@ -921,6 +955,28 @@ teacher_layer = "conv2"
             teacher.contains("teacher 'huge' is not a [[teacher]]"),
             "{teacher}"
         );
+    }
+
+    /// `[train] mixup` reaches every model, `[distill] mixup` only the distilling runs, and a
+    /// negative or non-finite α is refused by name.
+    #[test]
+    fn mixup_from_a_recipe() {
+        let p = parse(&GOOD.replace("ce_weight = 0.3", "ce_weight = 0.3\nmixup = 0.4")).unwrap();
+        assert_eq!((p.student.1.mixup, p.student.1.kd_mixup), (0.0, Some(0.4)));
+        let TeacherPlan::Train(_, tcfg) = &p.teachers[0] else {
+            panic!("a trained teacher");
+        };
+        assert_eq!((tcfg.mixup, tcfg.kd_mixup), (0.0, None));
+        let p = parse(&GOOD.replace("[[teacher]]", "[train]\nmixup = 1.0\n[[teacher]]")).unwrap();
+        assert_eq!((p.student.1.mixup, p.student.1.kd_mixup), (1.0, None));
+        let e = |s: String| parse(&s).unwrap_err().to_string();
+        let neg = e(GOOD.replace("ce_weight = 0.3", "ce_weight = 0.3\nmixup = -1.0"));
+        assert!(neg.contains("distill.mixup -1 must be 0"), "{neg}");
+        let nan = e(GOOD.replace("[[teacher]]", "[train]\nmixup = nan\n[[teacher]]"));
+        assert!(nan.contains("big: mixup NaN must be 0"), "{nan}");
+        let own =
+            parse(&GOOD.replace("c1 = 2, c2 = 4 }", "c1 = 2, c2 = 4 }\nmixup = 0.5")).unwrap();
+        assert_eq!((own.student.1.mixup, own.student.1.kd_mixup), (0.5, None));
     }
 
     /// DenseNet-BC from a recipe: depth and growth reach the architecture, and its bottleneck

@@ -34,6 +34,14 @@ pub struct TrainConfig {
     pub augment_shift: usize,
     /// Random horizontal flips (half the images, mirrored left to right).
     pub augment_flip: bool,
+    /// Mixup (Zhang et al. 2018): every image blended with another of its batch, weight
+    /// λ ~ Beta(α, α), and its hard-label loss blended the same way; α = 0 is off.
+    pub mixup: f64,
+    /// The mixup α of runs that distil (`None`: [`TrainConfig::mixup`]). Mixup there is
+    /// *function matching* (Beyer et al. 2022): every teacher labels the very blend the
+    /// student sees, so the student is taught the teacher's function between the training
+    /// images, not just its (memorised, near one-hot) answers on them.
+    pub kd_mixup: Option<f64>,
     /// Seed for initialisation, shuffling and augmentation.
     pub seed: u64,
     /// Show a progress bar.
@@ -53,6 +61,8 @@ impl Default for TrainConfig {
             weight_decay: 1e-4,
             augment_shift: 0,
             augment_flip: false,
+            mixup: 0.0,
+            kd_mixup: None,
             seed: 0,
             progress: true,
             prune: None,
@@ -216,6 +226,99 @@ struct Augment {
     shift: usize,
     /// Mirror half the images left to right.
     flip: bool,
+}
+
+/// One mixup draw for a batch: each sample's partner (another position of the same batch) and
+/// its own weight λ ~ Beta(α, α); sample i becomes `λ_i·x_i + (1 − λ_i)·x_partner(i)`.
+struct MixDraw {
+    partner: Tensor,
+    partner_labels: Tensor,
+    lambda: Tensor,
+    lambda_host: Vec<f32>,
+}
+
+impl MixDraw {
+    fn new(y: &Tensor, alpha: f64, rng: &mut Rng) -> candle_core::Result<Self> {
+        let n = y.dim(0)?;
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        for i in (1..n).rev() {
+            perm.swap(i, rng.below(i + 1));
+        }
+        let lambda_host: Vec<f32> = (0..n).map(|_| beta_symmetric(rng, alpha) as f32).collect();
+        let partner = Tensor::from_vec(perm, n, y.device())?;
+        Ok(MixDraw {
+            partner_labels: y.index_select(&partner, 0)?,
+            lambda: Tensor::from_vec(lambda_host.clone(), n, y.device())?,
+            partner,
+            lambda_host,
+        })
+    }
+
+    /// The blended images.
+    fn mix(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let n = x.dim(0)?;
+        let lam = self.lambda.reshape((n, 1, 1, 1))?;
+        let other = x.index_select(&self.partner, 0)?;
+        x.broadcast_mul(&lam)? + other.broadcast_mul(&(1.0 - &lam)?)?
+    }
+
+    /// The label a blend mostly shows (for training accuracy).
+    fn dominant_labels(&self, y: &Tensor) -> candle_core::Result<Vec<u32>> {
+        let (a, b) = (y.to_vec1::<u32>()?, self.partner_labels.to_vec1::<u32>()?);
+        Ok(self
+            .lambda_host
+            .iter()
+            .zip(a.iter().zip(b))
+            .map(|(l, (a, b))| if *l >= 0.5 { *a } else { b })
+            .collect())
+    }
+}
+
+/// Cross-entropy against blended one-hot labels:
+/// `mean_i −(λ_i·log p_i[y_i] + (1 − λ_i)·log p_i[y'_i])` (mixup's hard-label loss).
+fn mixed_cross_entropy(
+    logits: &Tensor,
+    y: &Tensor,
+    y_partner: &Tensor,
+    lambda: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let pick = |t: &Tensor| logp.gather(&t.unsqueeze(1)?, 1)?.squeeze(1);
+    let mixed = ((pick(y)? * lambda)? + (pick(y_partner)? * (1.0 - lambda)?)?)?;
+    mixed.mean_all()?.neg()
+}
+
+/// A Beta(α, α) draw: X / (X + Y) of two Gamma(α) draws.
+fn beta_symmetric(rng: &mut Rng, alpha: f64) -> f64 {
+    let (a, b) = (gamma(rng, alpha), gamma(rng, alpha));
+    if a + b > 0.0 {
+        a / (a + b)
+    } else {
+        0.5
+    }
+}
+
+/// A Gamma(k, 1) draw (Marsaglia & Tsang 2000; k < 1 through Gamma(k + 1)·U^(1/k)).
+fn gamma(rng: &mut Rng, k: f64) -> f64 {
+    if k < 1.0 {
+        let u = 1.0 - rng.unit(); // (0, 1]
+        return gamma(rng, k + 1.0) * u.powf(1.0 / k);
+    }
+    let d = k - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        // Box–Muller standard normal.
+        let (u1, u2) = (1.0 - rng.unit(), rng.unit());
+        let x = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        let v = (1.0 + c * x).powi(3);
+        if v <= 0.0 {
+            continue;
+        }
+        let u = 1.0 - rng.unit();
+        if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+            return d * v;
+        }
+    }
 }
 
 /// The first `c` channels of an image batch — the deployable view when the data also carries
@@ -425,6 +528,10 @@ pub fn train(
     };
     let steps_per_epoch = data.len().div_ceil(cfg.batch);
     let total = steps_per_epoch * cfg.epochs;
+    let mixup = match cfg.kd_mixup {
+        Some(a) if !distiller.is_plain() => a,
+        _ => cfg.mixup,
+    };
     let mut history = Vec::new();
     let mut first_epoch = 0;
     let mut step = 0usize;
@@ -473,6 +580,8 @@ pub fn train(
         let epoch_seed = cfg.seed.wrapping_mul(1000).wrapping_add(epoch as u64);
         shuffle(&mut idx, epoch_seed);
         let mut aug_rng = Rng(epoch_seed ^ 0xa5a5);
+        // Its own stream, so runs without mixup draw exactly what they drew before it existed.
+        let mut mix_rng = Rng(epoch_seed ^ 0x313d_1ab5);
         if let (Some(f), Some(q)) = (fq.as_mut(), run.qat.as_ref()) {
             f.observing = epoch < q.freeze_observers_after;
         }
@@ -485,13 +594,24 @@ pub fn train(
                 flip: cfg.augment_flip,
             };
             let (x_all, y) = batch_tensors(data, chunk, Some((aug, &mut aug_rng)), &dev)?;
+            let draw = (mixup > 0.0)
+                .then(|| MixDraw::new(&y, mixup, &mut mix_rng))
+                .transpose()?;
+            let x_all = match &draw {
+                Some(d) => d.mix(&x_all)?,
+                None => x_all,
+            };
             let x = first_channels(&x_all, spec.input.0)?;
             let hooks: &mut dyn ForwardHooks = match fq.as_mut() {
                 Some(f) => f,
                 None => &mut NoHooks,
             };
             let student = model.forward_t(&x, true, hooks)?;
-            let mut l = (loss::cross_entropy(&student.0, &y)? * distiller.ce_weight)?;
+            let ce = match &draw {
+                Some(d) => mixed_cross_entropy(&student.0, &y, &d.partner_labels, &d.lambda)?,
+                None => loss::cross_entropy(&student.0, &y)?,
+            };
+            let mut l = (ce * distiller.ce_weight)?;
             if !distiller.is_plain() {
                 let teachers = run
                     .teachers
@@ -510,11 +630,11 @@ pub fn train(
             }
             loss_sum += l.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             let pred = student.0.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            correct += pred
-                .iter()
-                .zip(y.to_vec1::<u32>()?)
-                .filter(|(a, b)| **a == *b)
-                .count();
+            let shown = match &draw {
+                Some(d) => d.dominant_labels(&y)?,
+                None => y.to_vec1::<u32>()?,
+            };
+            correct += pred.iter().zip(shown).filter(|(a, b)| **a == *b).count();
             step += 1;
         }
         let sparsity = match &pruner {
@@ -640,6 +760,83 @@ pub fn accuracy(model: &CnnModel, data: &ImageSet) -> crate::Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Beta(α, α) draws lie in [0, 1] with mean ½ and variance 1/(4(2α + 1)) — for α = 1 the
+    /// uniform's 1/12 — whether α is below or above 1 (the two Gamma branches).
+    #[test]
+    fn beta_draws_have_the_beta_moments() {
+        for alpha in [0.2, 1.0, 4.0] {
+            let mut rng = Rng(7);
+            let n = 40_000;
+            let v: Vec<f64> = (0..n).map(|_| beta_symmetric(&mut rng, alpha)).collect();
+            assert!(v.iter().all(|x| (0.0..=1.0).contains(x)));
+            let mean = v.iter().sum::<f64>() / n as f64;
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+            let want = 1.0 / (4.0 * (2.0 * alpha + 1.0));
+            assert!((mean - 0.5).abs() < 0.01, "α {alpha}: mean {mean}");
+            assert!(
+                (var - want).abs() < 0.05 * want,
+                "α {alpha}: var {var}, want {want}"
+            );
+        }
+    }
+
+    /// Mixup's blend and loss by hand: λ = 1 is plain cross-entropy on the image itself, and
+    /// the loss is linear in λ between the two labels' cross-entropies.
+    #[test]
+    fn mixup_blends_images_and_labels() {
+        let dev = Device::Cpu;
+        let y = Tensor::new(&[0u32, 1, 2], &dev).unwrap();
+        let d = MixDraw::new(&y, 1.0, &mut Rng(3)).unwrap();
+        let partner = d.partner.to_vec1::<u32>().unwrap();
+        let mut sorted = partner.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [0, 1, 2], "partners are a permutation of the batch");
+        assert_eq!(d.partner_labels.to_vec1::<u32>().unwrap(), partner);
+        let x = Tensor::new(&[1.0f32, 10.0, 100.0], &dev)
+            .unwrap()
+            .reshape((3, 1, 1, 1))
+            .unwrap();
+        let mixed = d
+            .mix(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let xs = [1.0f32, 10.0, 100.0];
+        for i in 0..3 {
+            let l = d.lambda_host[i];
+            let want = l * xs[i] + (1.0 - l) * xs[partner[i] as usize];
+            assert!(
+                (mixed[i] - want).abs() < 1e-4,
+                "{i}: {} vs {want}",
+                mixed[i]
+            );
+        }
+        let logits = Tensor::new(
+            &[[2.0f32, 0.0, -1.0], [0.5, 0.5, 0.0], [-1.0, 3.0, 1.0]],
+            &dev,
+        )
+        .unwrap();
+        let yb = Tensor::new(&[1u32, 2, 0], &dev).unwrap();
+        let ce = |lam: f32| {
+            let lam = Tensor::new(&[lam; 3], &dev).unwrap();
+            mixed_cross_entropy(&logits, &y, &yb, &lam)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let plain = |t: &Tensor| {
+            loss::cross_entropy(&logits, t)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!((ce(1.0) - plain(&y)).abs() < 1e-6);
+        assert!((ce(0.0) - plain(&yb)).abs() < 1e-6);
+        assert!((ce(0.25) - (0.25 * plain(&y) + 0.75 * plain(&yb))).abs() < 1e-6);
+    }
 
     /// Flipped images are exact mirrors, unflipped ones untouched, and both occur.
     #[test]

@@ -163,3 +163,120 @@ fn gradual_pruning_reaches_80_percent_and_keeps_accuracy() {
     assert!(acc > 0.85, "pruned float accuracy {acc}");
     eprintln!("80%-pruned digits CNN: sparsity {sparsity:.3}, float top-1 {acc:.4}");
 }
+
+/// A teacher that remembers every batch it is shown.
+struct Spy<'a> {
+    inner: &'a sprig_models::arch::CnnModel,
+    seen: std::cell::RefCell<Vec<Vec<f32>>>,
+}
+
+impl sprig_compress::teacher::Teacher for Spy<'_> {
+    fn layout(&self) -> sprig_compress::teacher::TeacherLayout {
+        self.inner.layout()
+    }
+    fn forward_features(&self, x: &Tensor) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+        let rows = x.flatten_from(1)?.to_vec2::<f32>()?;
+        self.seen.borrow_mut().extend(rows);
+        self.inner.forward_features(x)
+    }
+}
+
+/// Function matching (`kd_mixup`): the teacher is shown blends `λ·a + (1 − λ)·b` of two
+/// training images of the batch — the very inputs the student trains on — not the images
+/// themselves; runs without distillation ignore `kd_mixup`; seeded runs repeat exactly.
+#[test]
+fn function_matching_shows_the_teacher_blends_of_the_batch() {
+    use sprig_compress::teacher::Teacher;
+    let (all, _) = digits().split(0.2, 5);
+    // One batch of 8 images per epoch: every blend is of two images of this set.
+    let train_set = all.subset(&(0..8).collect::<Vec<_>>());
+    let cfg = TrainConfig {
+        epochs: 3,
+        batch: 8,
+        progress: false,
+        seed: 2,
+        kd_mixup: Some(1.0),
+        ..Default::default()
+    };
+    let teacher_spec = ArchSpec::small_cnn("t", (1, 8, 8), 4, 8, None, 10);
+    let student_spec = ArchSpec::small_cnn("s", (1, 8, 8), 2, 4, None, 10);
+    let teacher = train(&teacher_spec, &train_set, &cfg, Run::default(), "t").unwrap();
+    let without = TrainConfig {
+        kd_mixup: None,
+        ..cfg.clone()
+    };
+    let plain_t = train(&teacher_spec, &train_set, &without, Run::default(), "t").unwrap();
+    assert_eq!(
+        teacher.model.weights().unwrap(),
+        plain_t.model.weights().unwrap(),
+        "kd_mixup changed a run without distillation"
+    );
+    let kd_terms = [KdTerm {
+        loss: KdLoss::Hinton { temperature: 1.0 },
+        weight: 1.0,
+        teacher: 0,
+        student_layer: 2,
+        teacher_layer: 2,
+    }];
+    let distil = || {
+        let spy = Spy {
+            inner: &teacher.model,
+            seen: Default::default(),
+        };
+        let run = Run {
+            kd: &kd_terms,
+            ce_weight: Some(0.0),
+            teachers: &[&spy as &dyn Teacher],
+            ..Default::default()
+        };
+        let t = train(&student_spec, &train_set, &cfg, run, "kd").unwrap();
+        (t.model.weights().unwrap(), spy.seen.into_inner())
+    };
+    let (w1, seen) = distil();
+    assert_eq!(seen.len(), 3 * 8, "one batch of 8 per epoch");
+    let images: Vec<&[f32]> = (0..8).map(|i| train_set.image(i)).collect();
+    let mut blended = 0;
+    for (k, row) in seen.iter().enumerate() {
+        // The best λ for each pair (a, b) by least squares; the row must be one such blend.
+        let fits = images
+            .iter()
+            .flat_map(|a| images.iter().map(move |b| (*a, *b)));
+        let best = fits
+            .map(|(a, b)| {
+                let d: Vec<f32> = a.iter().zip(b).map(|(p, q)| p - q).collect();
+                let r: Vec<f32> = row.iter().zip(b).map(|(p, q)| p - q).collect();
+                let dd: f32 = d.iter().map(|v| v * v).sum();
+                let lam = if dd > 0.0 {
+                    d.iter().zip(&r).map(|(p, q)| p * q).sum::<f32>() / dd
+                } else {
+                    1.0
+                };
+                let err = r
+                    .iter()
+                    .zip(&d)
+                    .map(|(q, p)| (q - lam * p).abs())
+                    .fold(0.0f32, f32::max);
+                (err, lam)
+            })
+            .fold((f32::MAX, 0.0), |m, x| if x.0 < m.0 { x } else { m });
+        assert!(
+            best.0 < 1e-4,
+            "teacher input {k} is no blend of two batch images"
+        );
+        assert!(
+            (-1e-4..=1.0001).contains(&best.1),
+            "λ {} outside [0, 1]",
+            best.1
+        );
+        if !images.iter().any(|im| im == &row.as_slice()) {
+            blended += 1;
+        }
+    }
+    // A random permutation leaves about one image per batch paired with itself.
+    assert!(
+        blended >= 12,
+        "only {blended} of 24 teacher inputs were real blends"
+    );
+    let (w2, seen2) = distil();
+    assert_eq!((w1, seen), (w2, seen2), "a seeded run repeats exactly");
+}
