@@ -1,0 +1,104 @@
+"""Helper of bench/fashion_fm.sh: the recipe variants of recipes/fashion-mnist-resnet20.toml
+(ResNet-20 teacher; two small-CNN students; distillation with and without function matching,
+15 and 30 student epochs) and the README table from the runs' report.json files."""
+import json
+import re
+import sys
+from pathlib import Path
+
+BASE = Path(__file__).resolve().parent.parent / "recipes" / "fashion-mnist-resnet20.toml"
+
+# Students: the recipe's (its int8 file under a twentieth of the teacher's float file) and one
+# with under a tenth of the teacher's parameters.
+STUDENTS = {"cnn47k": (32, 60), "cnn25k": (32, 32)}
+
+HINTON_T1 = 'ce_weight = 0.0\n\n[[distill.loss]]\nkind = "hinton"\nweight = 1.0\ntemperature = 1.0\n'
+# variant -> (command, student epochs, [student] mixup, [distill] body or None for no KD row)
+VARIANTS = {
+    # The student alone with mixup on its own hard labels: is the gain mixup's regularisation?
+    "alone-mixup": ("train", 15, 1.0, None),
+    # The same soft-target loss on the plain training images (the teacher near one-hot there).
+    "kd-plain": ("distill", 15, None, HINTON_T1),
+    # Function matching: the teacher labels the very mixup blend the student sees.
+    "fm": ("distill", 15, None, "mixup = 1.0\n" + HINTON_T1),
+    # Patient: twice the epochs, with the student alone trained as long.
+    "fm-e30": ("distill", 30, None, "mixup = 1.0\n" + HINTON_T1),
+}
+
+
+def variant(student: str, name: str) -> str:
+    c1, c2 = STUDENTS[student]
+    _, epochs, mixup, body = VARIANTS[name]
+    src = BASE.read_text()
+    src = re.sub(r'arch = \{ family = "small-cnn", c1 = \d+, c2 = \d+ \}',
+                 f'arch = {{ family = "small-cnn", c1 = {c1}, c2 = {c2} }}', src, count=1)
+    head, rest = src.split("[student]\n", 1)
+    rest = re.sub(r"(?m)^epochs = \d+.*$", f"epochs = {epochs}", rest, count=1)
+    if mixup is not None:
+        rest = rest.replace(f"epochs = {epochs}", f"epochs = {epochs}\nmixup = {mixup}", 1)
+    # Distillation only: the pruning and quantization tables are the recipe's own run.
+    for sec in ("\n[prune]", "\n[quantize]"):
+        if sec in rest:
+            rest = rest[: rest.index(sec)] + "\n"
+    head2, dist = rest.split("[distill]\n", 1)
+    rest = head2 + ("[distill]\n" + body if body else "")
+    return f"{head}[student]\n{rest}"
+
+
+def rows(path: Path) -> dict:
+    return {r["model"]: r for r in json.loads(path.read_text())["rows"]}
+
+
+def table(out: Path) -> None:
+    print("| student | params | run | epochs | top-1 % | vs student alone (15 epochs) | agreement with the teacher |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    teacher_done = False
+    for student in STUDENTS:
+        base = None
+        lines = []
+        for name, (_, epochs, mixup, body) in VARIANTS.items():
+            f = out / f"{student}-{name}" / "report.json"
+            if not f.exists():
+                continue
+            r = rows(f)
+            if not teacher_done:
+                t = next(v for k, v in r.items() if "teacher" in k)
+                print(f"| ResNet-20 (teacher) | {t['params']:,} | trained alone | 10 | {100 * t['top1']:.2f} | | |")
+                teacher_done = True
+            alone = r["student f32"]
+            if epochs == 15 and mixup is None and base is None:
+                base = alone["top1"]
+                lines.insert(0, ("alone", 15, alone))
+            if mixup is not None:
+                lines.append(("alone, mixup on its own labels", epochs, alone))
+            if epochs != 15:
+                lines.append(("alone", epochs, alone))
+            if body is not None:
+                label = {"kd-plain": "KD, soft targets at T = 1, plain images",
+                         "fm": "KD by function matching (mixup, T = 1)",
+                         "fm-e30": "KD by function matching (mixup, T = 1)"}[name]
+                lines.append((label, epochs, r["student + KD f32"]))
+        for label, epochs, row in lines:
+            delta = "" if base is None or label == "alone" and epochs == 15 else f"{100 * (row['top1'] - base):+.2f}"
+            agree = row.get("teacher_agreement")
+            agree = f"{100 * agree:.2f}%" if agree is not None else ""
+            print(f"| {student} | {row['params']:,} | {label} | {epochs} | {100 * row['top1']:.2f} | {delta} | {agree} |")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "variant":
+        sys.stdout.write(variant(sys.argv[2], sys.argv[3]))
+    elif sys.argv[1] == "command":
+        print(VARIANTS[sys.argv[2]][0])
+    elif sys.argv[1] == "table":
+        table(Path(sys.argv[2]))
+    elif sys.argv[1] == "same-alone":
+        # Runs whose student alone is trained with the same settings (their checkpoint is reused).
+        student, name = sys.argv[2], sys.argv[3]
+        key = VARIANTS[name][1:3]
+        same = [f"{sys.argv[4]}/{student}-{v}" for v, k in VARIANTS.items() if k[1:3] == key and v != name]
+        if student == "cnn47k" and key == (15, None):
+            same.insert(0, "out/fashion-r20")
+        print(" ".join(same))
+    elif sys.argv[1] == "list":
+        print(" ".join(f"{s}:{v}" for s in STUDENTS for v in VARIANTS))

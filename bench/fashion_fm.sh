@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The ResNet-20 Fashion-MNIST tables of README (all 60k training / 10k test images, seed 0):
+#  1. compression: `sprig compress --recipe recipes/fashion-mnist-resnet20.toml` (the teacher,
+#     the 47k student alone, 80% gradual pruning, QAT int8, KD by function matching, KD + 80%
+#     pruning + int8 with KD, the 50/80/90% sparsity sweep) into out/fashion-r20;
+#  2. distillation: two students (47k and 25k parameters) alone, with mixup alone, with the
+#     same soft-target loss on plain images, and by function matching at 15 and 30 epochs
+#     (bench/fashion_fm.py), each in out/fashion-fm/<student>-<variant>.
+#
+#   bench/fashion_fm.sh                                # everything (about 5 h on 2 cores)
+#   COMPRESS=0 RUNS="cnn25k:fm cnn25k:fm-e30" bench/fashion_fm.sh
+#
+# Every stage is checkpointed; the teacher (and a student alone with the same settings) is
+# trained once and its checkpoint copied to each run (the stage fingerprint is checked), and a
+# finished run is not repeated. FASHION_DIR overrides the dataset folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-$(python3 bench/fashion_fm.py list)}
+COMPRESS=${COMPRESS:-1}
+DATA=${FASHION_DIR:-/usr/share/datasets/fashion-mnist}
+OUT=${OUT:-out/fashion-fm}
+R20=out/fashion-r20
+cargo build --release --quiet -p sprig-compress
+sprig=./target/release/sprig
+mkdir -p "$R20" "$OUT"
+recipe=$R20/recipe.toml
+sed "s|/usr/share/datasets/fashion-mnist|$DATA|" recipes/fashion-mnist-resnet20.toml >"$recipe"
+if [ "$COMPRESS" = 1 ] || [ ! -f "$R20/ckpt/resnet20.ckpt.json" ]; then
+    goal=$([ "$COMPRESS" = 1 ] && echo compress || echo train)
+    echo "sprig $goal --recipe recipes/fashion-mnist-resnet20.toml ($(date +%T))" >&2
+    "$sprig" "$goal" --recipe "$recipe" --out "$R20" --quiet >"$R20/$goal.log"
+fi
+for run in $RUNS; do
+    student=${run%%:*} v=${run#*:}
+    dir=$OUT/$student-$v
+    [ -f "$dir/report.json" ] && continue
+    mkdir -p "$dir/ckpt"
+    cp -n "$R20"/ckpt/resnet20.ckpt.* "$dir/ckpt/"
+    # A student alone trained by another run with the same settings is reused, not retrained.
+    for other in $(python3 bench/fashion_fm.py same-alone "$student" "$v" "$OUT"); do
+        [ -f "$other/ckpt/student.ckpt.json" ] && cp -n "$other"/ckpt/student.ckpt.* "$dir/ckpt/" && break
+    done
+    echo "$student: $v ($(date +%T))" >&2
+    python3 bench/fashion_fm.py variant "$student" "$v" | sed "s|/usr/share/datasets/fashion-mnist|$DATA|" >"$dir/recipe.toml"
+    "$sprig" "$(python3 bench/fashion_fm.py command "$v")" --recipe "$dir/recipe.toml" --out "$dir" \
+        --quiet --latency-runs 20 >"$dir/run.log"
+done
+python3 bench/fashion_fm.py table "$OUT"
