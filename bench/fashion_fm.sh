@@ -10,7 +10,7 @@
 #   bench/fashion_fm.sh                                # everything (about 5 h on 2 cores)
 #   COMPRESS=0 RUNS="cnn25k:fm cnn25k:fm-e30" bench/fashion_fm.sh
 #
-# Every stage is checkpointed; the teacher (and a student alone with the same settings) is
+# Every stage is checkpointed and a killed run continues where it stopped (--resume); the teacher (and a student alone with the same settings) is
 # trained once and its checkpoint copied to each run (the stage fingerprint is checked), and a
 # finished run is not repeated. FASHION_DIR overrides the dataset folder.
 set -euo pipefail
@@ -28,7 +28,7 @@ sed "s|/usr/share/datasets/fashion-mnist|$DATA|" recipes/fashion-mnist-resnet20.
 if [ "$COMPRESS" = 1 ] || [ ! -f "$R20/ckpt/resnet20.ckpt.json" ]; then
     goal=$([ "$COMPRESS" = 1 ] && echo compress || echo train)
     echo "sprig $goal --recipe recipes/fashion-mnist-resnet20.toml ($(date +%T))" >&2
-    "$sprig" "$goal" --recipe "$recipe" --out "$R20" --quiet >"$R20/$goal.log"
+    "$sprig" "$goal" --recipe "$recipe" --out "$R20" --quiet --resume >>"$R20/$goal.log"
 fi
 for run in $RUNS; do
     student=${run%%:*} v=${run#*:}
@@ -43,6 +43,6 @@ for run in $RUNS; do
     echo "$student: $v ($(date +%T))" >&2
     python3 bench/fashion_fm.py variant "$student" "$v" | sed "s|/usr/share/datasets/fashion-mnist|$DATA|" >"$dir/recipe.toml"
     "$sprig" "$(python3 bench/fashion_fm.py command "$v")" --recipe "$dir/recipe.toml" --out "$dir" \
-        --quiet --latency-runs 20 >"$dir/run.log"
+        --quiet --resume --latency-runs 20 >>"$dir/run.log"
 done
 python3 bench/fashion_fm.py table "$OUT"
