@@ -21,7 +21,9 @@ VARIANTS = {
     "kd-plain": ("distill", 15, None, HINTON_T1),
     # Function matching: the teacher labels the very mixup blend the student sees.
     "fm": ("distill", 15, None, "mixup = 1.0\n" + HINTON_T1),
-    # Patient: twice the epochs, with the student alone trained as long.
+    # Patient: twice the epochs, with the student alone trained as long; plain soft targets as
+    # long, to compare.
+    "kd-plain-e30": ("distill", 30, None, HINTON_T1),
     "fm-e30": ("distill", 30, None, "mixup = 1.0\n" + HINTON_T1),
 }
 
@@ -50,8 +52,8 @@ def rows(path: Path) -> dict:
 
 
 def table(out: Path) -> None:
-    print("| student | params | run | epochs | top-1 % | vs student alone (15 epochs) | agreement with the teacher |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    print("| student | params | run | epochs | top-1 % | vs student alone, 15 epochs | vs student alone, same epochs | agreement with the teacher |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
     teacher_done = False
     for student in STUDENTS:
         base = None
@@ -63,7 +65,7 @@ def table(out: Path) -> None:
             r = rows(f)
             if not teacher_done:
                 t = next(v for k, v in r.items() if "teacher" in k)
-                print(f"| ResNet-20 (teacher) | {t['params']:,} | trained alone | 10 | {100 * t['top1']:.2f} | | |")
+                print(f"| ResNet-20 (teacher) | {t['params']:,} | trained alone | 10 | {100 * t['top1']:.2f} | | | |")
                 teacher_done = True
             alone = r["student f32"]
             if epochs == 15 and mixup is None and base is None:
@@ -71,18 +73,23 @@ def table(out: Path) -> None:
                 lines.insert(0, ("alone", 15, alone))
             if mixup is not None:
                 lines.append(("alone, mixup on its own labels", epochs, alone))
-            if epochs != 15:
+            if epochs != 15 and not any(l == "alone" and e == epochs for l, e, _ in lines):
                 lines.append(("alone", epochs, alone))
             if body is not None:
                 label = {"kd-plain": "KD, soft targets at T = 1, plain images",
+                         "kd-plain-e30": "KD, soft targets at T = 1, plain images",
                          "fm": "KD by function matching (mixup, T = 1)",
                          "fm-e30": "KD by function matching (mixup, T = 1)"}[name]
                 lines.append((label, epochs, r["student + KD f32"]))
+        # The student alone at each schedule (mixup on its own labels is a variant, not the base).
+        alone_at = {e: row["top1"] for label, e, row in lines if label == "alone"}
         for label, epochs, row in lines:
             delta = "" if base is None or label == "alone" and epochs == 15 else f"{100 * (row['top1'] - base):+.2f}"
+            same = alone_at.get(epochs)
+            same = "" if same is None or label == "alone" else f"{100 * (row['top1'] - same):+.2f}"
             agree = row.get("teacher_agreement")
             agree = f"{100 * agree:.2f}%" if agree is not None else ""
-            print(f"| {student} | {row['params']:,} | {label} | {epochs} | {100 * row['top1']:.2f} | {delta} | {agree} |")
+            print(f"| {student} | {row['params']:,} | {label} | {epochs} | {100 * row['top1']:.2f} | {delta} | {same} | {agree} |")
 
 
 if __name__ == "__main__":

@@ -3,16 +3,18 @@
 #  1. compression: `sprig compress --recipe recipes/fashion-mnist-resnet20.toml` (the teacher,
 #     the 47k student alone, 80% gradual pruning, QAT int8, KD by function matching, KD + 80%
 #     pruning + int8 with KD, the 50/80/90% sparsity sweep) into out/fashion-r20;
-#  2. distillation: two students (47k and 25k parameters) alone, with mixup alone, with the
-#     same soft-target loss on plain images, and by function matching at 15 and 30 epochs
-#     (bench/fashion_fm.py), each in out/fashion-fm/<student>-<variant>.
+#  2. distillation: two students (47k and 25k parameters) alone, with mixup alone, and with
+#     the same soft-target loss on the plain images and by function matching, at 15 and 30
+#     epochs (bench/fashion_fm.py), each in out/fashion-fm/<student>-<variant>.
 #
-#   bench/fashion_fm.sh                                # everything (about 5 h on 2 cores)
+#   bench/fashion_fm.sh                                # everything (about 6 h on 2 cores)
 #   COMPRESS=0 RUNS="cnn25k:fm cnn25k:fm-e30" bench/fashion_fm.sh
+#   python3 bench/fashion_fm.py table out/fashion-fm   # the table of the runs done so far
 #
-# Every stage is checkpointed and a killed run continues where it stopped (--resume); the teacher (and a student alone with the same settings) is
-# trained once and its checkpoint copied to each run (the stage fingerprint is checked), and a
-# finished run is not repeated. FASHION_DIR overrides the dataset folder.
+# Every stage is checkpointed and a killed run continues where it stopped (--resume). The
+# teacher (and a student alone with the same settings) is trained once and its checkpoint
+# copied to each run (the stage fingerprint is checked); a finished run is not repeated.
+# FASHION_DIR overrides the dataset folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-$(python3 bench/fashion_fm.py list)}
