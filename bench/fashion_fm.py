@@ -25,6 +25,8 @@ VARIANTS = {
     # long, to compare.
     "kd-plain-e30": ("distill", 30, None, HINTON_T1),
     "fm-e30": ("distill", 30, None, "mixup = 1.0\n" + HINTON_T1),
+    # Function matching keeps improving with epochs (Beyer et al.: the longer the better).
+    "fm-e60": ("distill", 60, None, "mixup = 1.0\n" + HINTON_T1),
 }
 
 
@@ -79,7 +81,8 @@ def table(out: Path) -> None:
                 label = {"kd-plain": "KD, soft targets at T = 1, plain images",
                          "kd-plain-e30": "KD, soft targets at T = 1, plain images",
                          "fm": "KD by function matching (mixup, T = 1)",
-                         "fm-e30": "KD by function matching (mixup, T = 1)"}[name]
+                         "fm-e30": "KD by function matching (mixup, T = 1)",
+                         "fm-e60": "KD by function matching (mixup, T = 1)"}[name]
                 lines.append((label, epochs, r["student + KD f32"]))
         # The student alone at each schedule (mixup on its own labels is a variant, not the base).
         alone_at = {e: row["top1"] for label, e, row in lines if label == "alone"}

@@ -7,7 +7,7 @@
 #     the same soft-target loss on the plain images and by function matching, at 15 and 30
 #     epochs (bench/fashion_fm.py), each in out/fashion-fm/<student>-<variant>.
 #
-#   bench/fashion_fm.sh                                # everything (about 6 h on 2 cores)
+#   bench/fashion_fm.sh                                # everything (about 9 h on 2 cores)
 #   COMPRESS=0 RUNS="cnn25k:fm cnn25k:fm-e30" bench/fashion_fm.sh
 #   python3 bench/fashion_fm.py table out/fashion-fm   # the table of the runs done so far
 #
