@@ -454,8 +454,7 @@ pub fn run(
     // Without augmentation or mixup every distillation epoch shows the teachers the same
     // images: their outputs are remembered after the first pass instead of recomputed (the
     // budget split between the teachers).
-    let augmenting =
-        cfg.augment_shift > 0 || cfg.augment_flip || cfg.kd_mixup.unwrap_or(cfg.mixup) > 0.0;
+    let augmenting = cfg.augment_shift > 0 || cfg.augment_flip || cfg.mixup_alpha(true) > 0.0;
     let caches: Vec<CachedTeacher> =
         if opts.teacher_cache_mb > 0 && !augmenting && !terms.is_empty() {
             let budget = (opts.teacher_cache_mb << 20) / frozen.len().max(1);

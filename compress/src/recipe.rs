@@ -342,6 +342,18 @@ fn bad(origin: &str, msg: String) -> crate::Error {
     crate::Error::Invalid(format!("{origin}: {msg}"))
 }
 
+/// A mixup α is 0 (off) or a positive finite number; `key` names it in the error.
+fn check_mixup(origin: &str, key: &str, alpha: f64) -> crate::Result<()> {
+    if alpha >= 0.0 && alpha.is_finite() {
+        Ok(())
+    } else {
+        Err(bad(
+            origin,
+            format!("{key} {alpha} must be 0 (off) or a positive α"),
+        ))
+    }
+}
+
 fn arch(
     a: &ArchSection,
     name: &str,
@@ -491,12 +503,7 @@ fn train_config(
     let epochs = m.epochs.unwrap_or(t.epochs);
     let lr = m.lr.unwrap_or(t.lr);
     let mixup = m.mixup.unwrap_or(t.mixup);
-    if !(mixup >= 0.0 && mixup.is_finite()) {
-        return Err(bad(
-            origin,
-            format!("{}: mixup {mixup} must be 0 (off) or a positive α", m.name),
-        ));
-    }
+    check_mixup(origin, &format!("{}: mixup", m.name), mixup)?;
     if epochs == 0 || t.batch == 0 || !(lr > 0.0 && lr.is_finite()) {
         return Err(bad(
             origin,
@@ -651,12 +658,7 @@ impl Plan {
             }
             ce_weight = d.ce_weight;
             if let Some(a) = d.mixup {
-                if !(a >= 0.0 && a.is_finite()) {
-                    return Err(bad(
-                        origin,
-                        format!("distill.mixup {a} must be 0 (off) or a positive α"),
-                    ));
-                }
+                check_mixup(origin, "distill.mixup", a)?;
             }
             student.1.kd_mixup = d.mixup;
             for l in &d.loss {

@@ -70,6 +70,17 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// The mixup α a run uses: [`TrainConfig::kd_mixup`] when it distils (if set), else
+    /// [`TrainConfig::mixup`].
+    pub fn mixup_alpha(&self, distilling: bool) -> f64 {
+        match self.kd_mixup {
+            Some(a) if distilling => a,
+            _ => self.mixup,
+        }
+    }
+}
+
 /// What one epoch did (for training curves and the report).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochLog {
@@ -528,10 +539,7 @@ pub fn train(
     };
     let steps_per_epoch = data.len().div_ceil(cfg.batch);
     let total = steps_per_epoch * cfg.epochs;
-    let mixup = match cfg.kd_mixup {
-        Some(a) if !distiller.is_plain() => a,
-        _ => cfg.mixup,
-    };
+    let mixup = cfg.mixup_alpha(!distiller.is_plain());
     let mut history = Vec::new();
     let mut first_epoch = 0;
     let mut step = 0usize;
