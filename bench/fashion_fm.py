@@ -1,6 +1,6 @@
 """Helper of bench/fashion_fm.sh: the recipe variants of recipes/fashion-mnist-resnet20.toml
 (ResNet-20 teacher; two small-CNN students; distillation with and without function matching,
-15 and 30 student epochs) and the README table from the runs' report.json files."""
+15, 30 and 60 student epochs) and the README table from the runs' report.json files."""
 import json
 import re
 import sys
