@@ -510,7 +510,7 @@ pub fn qconv_ref<T: Q8>(
                                 let wv = w
                                     [wbase + ((ic * win.kh + ky) * win.kw + kx) * p.w_stride_k]
                                     as i32;
-                                acc = acc.wrapping_add(xv * wv);
+                                acc = acc.wrapping_add(xv.wrapping_mul(wv));
                             }
                         }
                     }
