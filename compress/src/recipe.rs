@@ -141,6 +141,13 @@ pub struct ModelSection {
     /// Overrides `[train] mixup` (this model's runs without distillation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mixup: Option<f64>,
+    /// Overrides `[train] augment_shift`: e.g. a teacher trained with random crops for a
+    /// student that trains without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment_shift: Option<usize>,
+    /// Overrides `[train] augment_flip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment_flip: Option<bool>,
 }
 
 /// `arch = { family = "small-cnn", c1 = .., c2 = .., hidden = .. }`,
@@ -517,8 +524,8 @@ fn train_config(
         schedule,
         optimizer,
         weight_decay: t.weight_decay,
-        augment_shift: t.augment_shift,
-        augment_flip: t.augment_flip,
+        augment_shift: m.augment_shift.unwrap_or(t.augment_shift),
+        augment_flip: m.augment_flip.unwrap_or(t.augment_flip),
         mixup,
         kd_mixup: None,
         seed,
@@ -979,6 +986,32 @@ teacher_layer = "conv2"
         let own =
             parse(&GOOD.replace("c1 = 2, c2 = 4 }", "c1 = 2, c2 = 4 }\nmixup = 0.5")).unwrap();
         assert_eq!((own.student.1.mixup, own.student.1.kd_mixup), (0.5, None));
+    }
+
+    /// A model's own `augment_shift` / `augment_flip` override `[train]` for that model only.
+    #[test]
+    fn augmentation_per_model() {
+        let teacher_aug = GOOD.replace("[[teacher]]", "[train]\naugment_shift = 1\n[[teacher]]");
+        let p = parse(&teacher_aug.replace(
+            "c1 = 2, c2 = 4 }",
+            "c1 = 2, c2 = 4 }\naugment_shift = 0\naugment_flip = true",
+        ))
+        .unwrap();
+        let TeacherPlan::Train(_, tcfg) = &p.teachers[0] else {
+            panic!("a trained teacher");
+        };
+        assert_eq!((tcfg.augment_shift, tcfg.augment_flip), (1, false));
+        assert_eq!(
+            (p.student.1.augment_shift, p.student.1.augment_flip),
+            (0, true)
+        );
+        let bad = parse(&GOOD.replace("c1 = 2, c2 = 4 }", "c1 = 2, c2 = 4 }\naugment_flip = 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("r.toml:11") && bad.contains("boolean"),
+            "{bad}"
+        );
     }
 
     /// DenseNet-BC from a recipe: depth and growth reach the architecture, and its bottleneck

@@ -629,6 +629,44 @@ fn requant_ok(q: &Requant) -> bool {
     (-64..=64).contains(&q.shift)
 }
 
+/// The value range of an int8 or uint8 tensor.
+fn q_range(unsigned: bool) -> core::ops::RangeInclusive<i32> {
+    if unsigned {
+        0..=255
+    } else {
+        -128..=127
+    }
+}
+
+/// Zero points and the fused activation's clamp inside the tensors' integer range, as every
+/// plan made from an ONNX file has them: the kernels' arithmetic is sized for that range.
+fn zero_points_ok(op: &Op) -> bool {
+    let clamp_ok = |lo: i32, hi: i32, u: bool| {
+        let r = q_range(u);
+        r.contains(&lo) && r.contains(&hi) && lo <= hi
+    };
+    match op {
+        Op::QConv(p) => {
+            let r = q_range(p.unsigned);
+            r.contains(&p.zx) && r.contains(&p.zy) && clamp_ok(p.act_min, p.act_max, p.unsigned)
+        }
+        Op::QAdd(p) => {
+            let r = q_range(p.unsigned);
+            [p.za, p.zb, p.zy].iter().all(|z| r.contains(z))
+                && clamp_ok(p.act_min, p.act_max, p.unsigned)
+        }
+        Op::QConcat(p) => {
+            let r = q_range(p.unsigned);
+            r.contains(&p.zy) && p.inputs.iter().all(|(z, _)| r.contains(z))
+        }
+        Op::QAvgPool(p) => {
+            let r = q_range(p.unsigned);
+            r.contains(&p.zx) && r.contains(&p.zy)
+        }
+        _ => true,
+    }
+}
+
 /// Checks one decoded step against its tensors and the arena, so the kernels' own size checks
 /// see consistent geometry (the on-device planner guarantees this by construction).
 fn check_step<const T: usize, const N: usize>(
@@ -720,10 +758,14 @@ fn check_step<const T: usize, const N: usize>(
         Op::Concat { outer, inner } => blocks_ok(outer, inner),
         _ => false,
     };
-    if ok {
-        Ok(())
-    } else {
+    if !ok {
         Err(bad("step geometry"))
+    } else if !zero_points_ok(&s.op) {
+        Err(bad(
+            "zero point or activation clamp outside the int8/uint8 range",
+        ))
+    } else {
+        Ok(())
     }
 }
 

@@ -174,3 +174,43 @@ fn the_firmware_default_plan_is_what_sprig_freeze_makes_of_its_model() {
         "boards/cortex-m/models/digits_int8.plan is stale: run `sprig freeze boards/cortex-m/models/digits_int8.onnx`"
     );
 }
+
+/// The `frozen_plan` fuzz target's seed corpus, with every body it once crashed on
+/// (`regression-*`), replayed as the target does: each must give a typed error or a result.
+/// The conv zero-point one (a plan with an input zero point far outside int8 that overflowed
+/// the reference convolution's products) is now refused when the plan loads.
+#[test]
+fn frozen_plan_fuzz_corpus_and_regressions_replay() {
+    let model = read("boards/cortex-m/models/digits_int8.onnx");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/fuzz/corpus/frozen_plan");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let body = std::fs::read(&path).unwrap();
+        let mut plan = Vec::new();
+        plan.extend_from_slice(sprig_runtime::frozen::MAGIC);
+        plan.push(sprig_runtime::frozen::VERSION);
+        plan.extend_from_slice(&(model.len() as u32).to_le_bytes());
+        plan.extend_from_slice(&sprig_runtime::frozen::fnv1a(&model).to_le_bytes());
+        plan.extend_from_slice(&sprig_runtime::frozen::fnv1a(&body).to_le_bytes());
+        plan.extend_from_slice(&body);
+        let mut arena = vec![0u8; 1 << 16];
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        match Interpreter::new_frozen(&model, &plan, &mut arena) {
+            Ok(_) if name.contains("zero-point") => panic!("{name} loads"),
+            Ok(mut it) => {
+                if let Ok(x) = it.input_mut(0) {
+                    x.fill(0x3f);
+                }
+                let _ = it.invoke();
+            }
+            Err(Error::BadPlan { what }) if name.contains("zero-point") => {
+                assert!(what.contains("zero point"), "{name}: {what}")
+            }
+            Err(e) if name.contains("zero-point") => panic!("{name}: {e}"),
+            Err(_) => {}
+        }
+        n += 1;
+    }
+    assert!(n >= 4, "only {n} frozen-plan corpus files found");
+}
