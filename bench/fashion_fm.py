@@ -1,6 +1,7 @@
 """Helper of bench/fashion_fm.sh: the recipe variants of recipes/fashion-mnist-resnet20.toml
-(ResNet-20 teacher; two small-CNN students; distillation with and without function matching,
-15, 30 and 60 student epochs) and the README table from the runs' report.json files."""
+(ResNet-20 teacher, as in the recipe or trained longer with random crops and flips; two
+small-CNN students; distillation with and without function matching, 15, 30 and 60 student
+epochs) and the README table from the runs' report.json files."""
 import json
 import re
 import sys
@@ -11,6 +12,15 @@ BASE = Path(__file__).resolve().parent.parent / "recipes" / "fashion-mnist-resne
 # Students: the recipe's (its int8 file under a twentieth of the teacher's float file) and one
 # with under a tenth of the teacher's parameters.
 STUDENTS = {"cnn47k": (32, 60), "cnn25k": (32, 32)}
+
+# Teachers: the recipe's (10 epochs, no augmentation) and a stronger one from the same recipe,
+# trained twice as long on random 2-pixel crops and horizontal flips (the students keep the
+# recipe's plain images). Key -> (README label, epochs, lines added to its [[teacher]] table).
+TEACHERS = {
+    "": ("ResNet-20 (teacher)", 10, ""),
+    "t20aug": ("ResNet-20 (teacher, crops + flips)", 20,
+               "epochs = 20\naugment_shift = 2\naugment_flip = true\n"),
+}
 
 HINTON_T1 = 'ce_weight = 0.0\n\n[[distill.loss]]\nkind = "hinton"\nweight = 1.0\ntemperature = 1.0\n'
 # variant -> (command, student epochs, [student] mixup, [distill] body or None for no KD row)
@@ -27,13 +37,24 @@ VARIANTS = {
     "fm-e30": ("distill", 30, None, "mixup = 1.0\n" + HINTON_T1),
     # Function matching keeps improving with epochs (Beyer et al.: the longer the better).
     "fm-e60": ("distill", 60, None, "mixup = 1.0\n" + HINTON_T1),
+    # Function matching from the stronger teacher.
+    "fm-e30-t20aug": ("distill", 30, None, "mixup = 1.0\n" + HINTON_T1),
 }
+
+
+def teacher_key(name: str) -> str:
+    """The TEACHERS key a variant distils from (its name's suffix)."""
+    return next((k for k in TEACHERS if k and name.endswith("-" + k)), "")
 
 
 def variant(student: str, name: str) -> str:
     c1, c2 = STUDENTS[student]
     _, epochs, mixup, body = VARIANTS[name]
     src = BASE.read_text()
+    extra = TEACHERS[teacher_key(name)][2]
+    if extra:
+        arch = 'arch = { family = "resnet", depth = 20, width = 16 }\n'
+        src = src.replace(arch, arch + extra, 1)
     src = re.sub(r'arch = \{ family = "small-cnn", c1 = \d+, c2 = \d+ \}',
                  f'arch = {{ family = "small-cnn", c1 = {c1}, c2 = {c2} }}', src, count=1)
     head, rest = src.split("[student]\n", 1)
@@ -56,7 +77,17 @@ def rows(path: Path) -> dict:
 def table(out: Path) -> None:
     print("| student | params | run | epochs | top-1 % | vs student alone, 15 epochs | vs student alone, same epochs | agreement with the teacher |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
-    teacher_done = False
+    # One row per teacher first, from the first run that distils from it.
+    teachers_done = set()
+    for student in STUDENTS:
+        for name in VARIANTS:
+            f = out / f"{student}-{name}" / "report.json"
+            tkey = teacher_key(name)
+            if f.exists() and tkey not in teachers_done:
+                t = next(v for k, v in rows(f).items() if "teacher" in k)
+                tlabel, tepochs, _ = TEACHERS[tkey]
+                print(f"| {tlabel} | {t['params']:,} | trained alone | {tepochs} | {100 * t['top1']:.2f} | | | |")
+                teachers_done.add(tkey)
     for student in STUDENTS:
         base = None
         lines = []
@@ -65,10 +96,6 @@ def table(out: Path) -> None:
             if not f.exists():
                 continue
             r = rows(f)
-            if not teacher_done:
-                t = next(v for k, v in r.items() if "teacher" in k)
-                print(f"| ResNet-20 (teacher) | {t['params']:,} | trained alone | 10 | {100 * t['top1']:.2f} | | | |")
-                teacher_done = True
             alone = r["student f32"]
             if epochs == 15 and mixup is None and base is None:
                 base = alone["top1"]
@@ -82,7 +109,8 @@ def table(out: Path) -> None:
                          "kd-plain-e30": "KD, soft targets at T = 1, plain images",
                          "fm": "KD by function matching (mixup, T = 1)",
                          "fm-e30": "KD by function matching (mixup, T = 1)",
-                         "fm-e60": "KD by function matching (mixup, T = 1)"}[name]
+                         "fm-e60": "KD by function matching (mixup, T = 1)",
+                         "fm-e30-t20aug": "KD by function matching from the crops + flips teacher"}[name]
                 lines.append((label, epochs, r["student + KD f32"]))
         # The student alone at each schedule (mixup on its own labels is a variant, not the base).
         alone_at = {e: row["top1"] for label, e, row in lines if label == "alone"}
@@ -98,6 +126,8 @@ def table(out: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "variant":
         sys.stdout.write(variant(sys.argv[2], sys.argv[3]))
+    elif sys.argv[1] == "teacher":
+        print(teacher_key(sys.argv[2]))
     elif sys.argv[1] == "command":
         print(VARIANTS[sys.argv[2]][0])
     elif sys.argv[1] == "table":

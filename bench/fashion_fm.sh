@@ -4,11 +4,13 @@
 #     the 47k student alone, 80% gradual pruning, QAT int8, KD by function matching, KD + 80%
 #     pruning + int8 with KD, the 50/80/90% sparsity sweep) into out/fashion-r20;
 #  2. distillation: two students (47k and 25k parameters) alone, with mixup alone, and with
-#     the same soft-target loss on the plain images and by function matching, at 15 and 30
-#     epochs (bench/fashion_fm.py), each in out/fashion-fm/<student>-<variant>.
+#     the same soft-target loss on the plain images and by function matching, at 15, 30 and 60
+#     epochs, and by function matching from a teacher trained 20 epochs on random crops and
+#     flips (bench/fashion_fm.py), each in out/fashion-fm/<student>-<variant>.
 #
 #   bench/fashion_fm.sh                                # everything (about 9 h on 2 cores)
 #   COMPRESS=0 RUNS="cnn25k:fm cnn25k:fm-e30" bench/fashion_fm.sh
+#   COMPRESS=0 RUNS=cnn25k:fm-e30-t20aug bench/fashion_fm.sh   # the stronger teacher
 #   python3 bench/fashion_fm.py table out/fashion-fm   # the table of the runs done so far
 #
 # Every stage is checkpointed and a killed run continues where it stopped (--resume). The
@@ -27,7 +29,12 @@ sprig=./target/release/sprig
 mkdir -p "$R20" "$OUT"
 recipe=$R20/recipe.toml
 sed "s|/usr/share/datasets/fashion-mnist|$DATA|" recipes/fashion-mnist-resnet20.toml >"$recipe"
-if [ "$COMPRESS" = 1 ] || [ ! -f "$R20/ckpt/resnet20.ckpt.json" ]; then
+# The recipe's own teacher is trained here when a run distils from it (and the student alone).
+default_teacher=$COMPRESS
+for run in $RUNS; do
+    [ -z "$(python3 bench/fashion_fm.py teacher "${run#*:}")" ] && default_teacher=1
+done
+if [ "$COMPRESS" = 1 ] || { [ "$default_teacher" = 1 ] && [ ! -f "$R20/ckpt/resnet20.ckpt.json" ]; }; then
     goal=$([ "$COMPRESS" = 1 ] && echo compress || echo train)
     echo "sprig $goal --recipe recipes/fashion-mnist-resnet20.toml ($(date +%T))" >&2
     "$sprig" "$goal" --recipe "$recipe" --out "$R20" --quiet --resume >>"$R20/$goal.log"
@@ -37,7 +44,11 @@ for run in $RUNS; do
     dir=$OUT/$student-$v
     [ -f "$dir/report.json" ] && continue
     mkdir -p "$dir/ckpt"
-    cp -n "$R20"/ckpt/resnet20.ckpt.* "$dir/ckpt/"
+    # The teacher: the recipe's (out/fashion-r20) or a variant's, trained by its first run and
+    # kept in out/fashion-r20-<key> for the next.
+    tkey=$(python3 bench/fashion_fm.py teacher "$v")
+    tdir=$R20${tkey:+-$tkey}
+    [ -f "$tdir/ckpt/resnet20.ckpt.json" ] && cp -n "$tdir"/ckpt/resnet20.ckpt.* "$dir/ckpt/"
     # A student alone trained by another run with the same settings is reused, not retrained.
     for other in $(python3 bench/fashion_fm.py same-alone "$student" "$v" "$OUT"); do
         [ -f "$other/ckpt/student.ckpt.json" ] && cp -n "$other"/ckpt/student.ckpt.* "$dir/ckpt/" && break
@@ -46,5 +57,6 @@ for run in $RUNS; do
     python3 bench/fashion_fm.py variant "$student" "$v" | sed "s|/usr/share/datasets/fashion-mnist|$DATA|" >"$dir/recipe.toml"
     "$sprig" "$(python3 bench/fashion_fm.py command "$v")" --recipe "$dir/recipe.toml" --out "$dir" \
         --quiet --resume --latency-runs 20 >>"$dir/run.log"
+    mkdir -p "$tdir/ckpt" && cp -n "$dir"/ckpt/resnet20.ckpt.* "$tdir/ckpt/"
 done
 python3 bench/fashion_fm.py table "$OUT"
