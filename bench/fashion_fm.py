@@ -39,6 +39,15 @@ VARIANTS = {
     "fm-e60": ("distill", 60, None, "mixup = 1.0\n" + HINTON_T1),
     # Function matching from the stronger teacher.
     "fm-e30-t20aug": ("distill", 30, None, "mixup = 1.0\n" + HINTON_T1),
+    # Function matching as Beyer et al. define it: the student sees random crops and flips of
+    # the blends too, and the recipe's teacher labels exactly what the student sees.
+    "fm-e30-aug": ("distill", 30, None, "mixup = 1.0\n" + HINTON_T1),
+}
+
+# Variants whose student (alone and distilled) trains on augmented images: lines added to its
+# [student] table, and the label its runs get in the table.
+STUDENT_AUG = {
+    "fm-e30-aug": ("augment_shift = 2\naugment_flip = true\n", "crops + flips"),
 }
 
 
@@ -61,6 +70,8 @@ def variant(student: str, name: str) -> str:
     rest = re.sub(r"(?m)^epochs = \d+.*$", f"epochs = {epochs}", rest, count=1)
     if mixup is not None:
         rest = rest.replace(f"epochs = {epochs}", f"epochs = {epochs}\nmixup = {mixup}", 1)
+    if name in STUDENT_AUG:
+        rest = rest.replace(f"epochs = {epochs}", f"epochs = {epochs}\n{STUDENT_AUG[name][0]}", 1)
     # Distillation only: the pruning and quantization tables are the recipe's own run.
     for sec in ("\n[prune]", "\n[quantize]"):
         if sec in rest:
@@ -97,31 +108,37 @@ def table(out: Path) -> None:
                 continue
             r = rows(f)
             alone = r["student f32"]
-            if epochs == 15 and mixup is None and base is None:
+            aug = STUDENT_AUG.get(name, ("", ""))[1]
+            alone_label = "alone" + (f", {aug}" if aug else "")
+            if epochs == 15 and mixup is None and not aug and base is None:
                 base = alone["top1"]
                 lines.insert(0, ("alone", 15, alone))
             if mixup is not None:
                 lines.append(("alone, mixup on its own labels", epochs, alone))
-            if epochs != 15 and not any(l == "alone" and e == epochs for l, e, _ in lines):
-                lines.append(("alone", epochs, alone))
+            elif (epochs != 15 or aug) and not any(l == alone_label and e == epochs for l, e, _ in lines):
+                lines.append((alone_label, epochs, alone))
             if body is not None:
                 label = {"kd-plain": "KD, soft targets at T = 1, plain images",
                          "kd-plain-e30": "KD, soft targets at T = 1, plain images",
                          "fm": "KD by function matching (mixup, T = 1)",
                          "fm-e30": "KD by function matching (mixup, T = 1)",
                          "fm-e60": "KD by function matching (mixup, T = 1)",
-                         "fm-e30-t20aug": "KD by function matching from the crops + flips teacher"}[name]
+                         "fm-e30-t20aug": "KD by function matching from the crops + flips teacher",
+                         "fm-e30-aug": "KD by function matching (mixup, T = 1), crops + flips"}[name]
                 lines.append((label, epochs, r["student + KD f32"]))
-        # The student alone at each schedule (mixup on its own labels is a variant, not the base).
-        alone_at = {e: row["top1"] for label, e, row in lines if label == "alone"}
+        # The student alone at each schedule and augmentation (mixup on its own labels is a
+        # variant, not the base); a run compares with the alone run of its own settings.
+        def setting(label):
+            return next((a for _, a in STUDENT_AUG.values() if label.endswith(a)), "")
+        alone_at = {(e, setting(label)): row["top1"] for label, e, row in lines if label.startswith("alone") and "mixup" not in label}
         for label, epochs, row in lines:
+            is_alone = label.startswith("alone") and "mixup" not in label
             delta = "" if base is None or label == "alone" and epochs == 15 else f"{100 * (row['top1'] - base):+.2f}"
-            same = alone_at.get(epochs)
-            same = "" if same is None or label == "alone" else f"{100 * (row['top1'] - same):+.2f}"
+            same = alone_at.get((epochs, setting(label)))
+            same = "" if same is None or is_alone else f"{100 * (row['top1'] - same):+.2f}"
             agree = row.get("teacher_agreement")
             agree = f"{100 * agree:.2f}%" if agree is not None else ""
             print(f"| {student} | {row['params']:,} | {label} | {epochs} | {100 * row['top1']:.2f} | {delta} | {same} | {agree} |")
-
 
 if __name__ == "__main__":
     if sys.argv[1] == "variant":
@@ -135,9 +152,10 @@ if __name__ == "__main__":
     elif sys.argv[1] == "same-alone":
         # Runs whose student alone is trained with the same settings (their checkpoint is reused).
         student, name = sys.argv[2], sys.argv[3]
-        key = VARIANTS[name][1:3]
-        same = [f"{sys.argv[4]}/{student}-{v}" for v, k in VARIANTS.items() if k[1:3] == key and v != name]
-        if student == "cnn47k" and key == (15, None):
+        def key(v):
+            return VARIANTS[v][1:3] + (STUDENT_AUG.get(v, ("",))[0],)
+        same = [f"{sys.argv[4]}/{student}-{v}" for v in VARIANTS if key(v) == key(name) and v != name]
+        if student == "cnn47k" and key(name) == (15, None, ""):
             same.insert(0, "out/fashion-r20")
         print(" ".join(same))
     elif sys.argv[1] == "list":

@@ -6,11 +6,13 @@
 #  2. distillation: two students (47k and 25k parameters) alone, with mixup alone, and with
 #     the same soft-target loss on the plain images and by function matching, at 15, 30 and 60
 #     epochs, and by function matching from a teacher trained 20 epochs on random crops and
-#     flips (bench/fashion_fm.py), each in out/fashion-fm/<student>-<variant>.
+#     flips, and by function matching with the student's blends randomly cropped and flipped
+#     (bench/fashion_fm.py), each in out/fashion-fm/<student>-<variant>.
 #
 #   bench/fashion_fm.sh                                # everything (about 9 h on 2 cores)
 #   COMPRESS=0 RUNS="cnn25k:fm cnn25k:fm-e30" bench/fashion_fm.sh
 #   COMPRESS=0 RUNS=cnn25k:fm-e30-t20aug bench/fashion_fm.sh   # the stronger teacher
+#   COMPRESS=0 RUNS=cnn25k:fm-e30-aug bench/fashion_fm.sh      # crops + flips of the blends
 #   python3 bench/fashion_fm.py table out/fashion-fm   # the table of the runs done so far
 #
 # Every stage is checkpointed and a killed run continues where it stopped (--resume). The
