@@ -1004,15 +1004,16 @@ fn median(v: &mut [f64]) -> f64 {
 /// sprig's interpreter holds, or why tract could not run it.
 fn tract_median_us(
     path: &std::path::Path,
-    it: &mut Interpreter<'_, '_>,
+    it: &Interpreter<'_, '_>,
+    input_bytes: &[Vec<u8>],
     runs: usize,
 ) -> std::result::Result<f64, String> {
     use tract_onnx::prelude::*;
     let mut inputs: TVec<TValue> = tvec!();
-    for i in 0..it.input_count() {
+    for (i, bytes) in input_bytes.iter().enumerate() {
         let (_, dtype, shape) = it.input_info(i).map_err(|e| e.to_string())?;
         let dims: Vec<usize> = shape.dims().iter().map(|&d| d as usize).collect();
-        let bytes = it.input_mut(i).map_err(|e| e.to_string())?.to_vec();
+        let bytes = bytes.clone();
         let t: Tensor = match dtype {
             sprig_runtime::DType::F32 => {
                 let v: Vec<f32> = bytes
@@ -1081,6 +1082,17 @@ fn profile(
             };
         }
     }
+    // The arena reuses an input's bytes once its last reader has run, so every invoke gets
+    // the same inputs refilled (outside the timed region) and tract gets this snapshot.
+    let input_bytes: Vec<Vec<u8>> = (0..it.input_count())
+        .map(|i| it.input_mut(i).map(|b| b.to_vec()))
+        .collect::<std::result::Result<_, _>>()?;
+    let refill = |it: &mut Interpreter<'_, '_>| -> Result<()> {
+        for (i, b) in input_bytes.iter().enumerate() {
+            it.set_input(i, b)?;
+        }
+        Ok(())
+    };
     let runs = runs.max(1);
     let mut timer = Timer {
         started: Instant::now(),
@@ -1088,20 +1100,23 @@ fn profile(
         names: Vec::new(),
     };
     it.invoke()?; // warm-up
+    refill(&mut it)?;
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     it.invoke()?;
     let heap_allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
     let mut totals = Vec::with_capacity(runs);
     for _ in 0..runs {
+        refill(&mut it)?;
         let t = Instant::now();
         it.invoke()?;
         totals.push(t.elapsed().as_secs_f64() * 1e6);
     }
     for _ in 0..runs {
+        refill(&mut it)?;
         it.invoke_with(&mut timer)?;
     }
     let total = median(&mut totals);
-    let tract = tract_median_us(path, &mut it, runs);
+    let tract = tract_median_us(path, &it, &input_bytes, runs);
     let ops: Vec<serde_json::Value> = timer
         .names
         .iter()

@@ -700,7 +700,8 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
         Ok((t.name, t.dtype, t.shape))
     }
 
-    /// Mutable bytes of input `i`, to fill before [`InterpreterWith::invoke`].
+    /// Mutable bytes of input `i`, to fill before [`InterpreterWith::invoke`]. Fill it before
+    /// every invoke: the plan reuses an input's arena bytes once its last reader has run.
     pub fn input_mut(&mut self, i: usize) -> Result<&mut [u8]> {
         let id = *self.g.inputs.get(i).ok_or(Error::BadIo {
             what: "input index out of range",
