@@ -28,6 +28,9 @@ const STUDENTS: [(&str, usize); 2] = [("MLP-64", 64), ("MLP-8", 8)];
 /// Seeds of the alone-vs-distilled comparison (the tables use seed 0).
 const SEEDS: u64 = 3;
 
+/// (ADE, FDE) of one student on each seed.
+type SeedScores = Vec<(f64, f64)>;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = PathBuf::from(
@@ -66,7 +69,7 @@ fn main() -> anyhow::Result<()> {
     let mut ade: Vec<Vec<(f64, f64)>> = vec![Vec::new(); stages.len()];
     let mut hz: Vec<Vec<HazardMetrics>> = vec![Vec::new(); hazard_rows.len()];
     // Per student and scene: float ADE/FDE of every seed, alone and distilled.
-    let mut seeds: Vec<Vec<[Vec<(f64, f64)>; 2]>> = vec![Vec::new(); STUDENTS.len()];
+    let mut seeds: Vec<Vec<[SeedScores; 2]>> = vec![Vec::new(); STUDENTS.len()];
     // Per predictor, per scene: the whole policy grid.
     let mut sweeps: Vec<Vec<Vec<SweepPoint>>> = vec![Vec::new(); hazard_rows.len()];
     let started = std::time::Instant::now();
