@@ -74,7 +74,7 @@ fn main() {
         ..Default::default()
     };
     let student = train_student(&student_mlp("bench", 64), &train, &cfg, None, "bench").unwrap();
-    let int8 = export_student_int8(&student, &train[..1000]).unwrap();
+    let int8 = export_student_int8(&student, &train[..1000], cfg.frame).unwrap();
     let frames = frames(400);
     println!("| predictor | live tracks | predictions / frame | median µs / frame | p99 µs / frame | alerts |");
     println!("|---|---:|---:|---:|---:|---:|");

@@ -9,15 +9,17 @@
 //! alert policy and under the policy chosen on the other four scenes (leave-one-scene-out, so
 //! the held-out scene never tunes its own).
 //!
-//! `cargo run --release -p sprig-compress --example eth_ucy -- [DATA_ROOT] [SCENE...]`
-//! (DATA_ROOT defaults to ../shared/datasets/eth-ucy).
+//! `cargo run --release -p sprig-compress --example eth_ucy -- [--frame world|heading]
+//! [DATA_ROOT] [SCENE...]` (DATA_ROOT defaults to ../shared/datasets/eth-ucy). `--frame
+//! heading` trains every model in the heading frame (each window turned so its last observed
+//! step points along +x, mirror images as augmentation) and writes to `out/eth-ucy-heading/`.
 
 use sprig_compress::hazard::{
     evaluate, load_zones, sweep_policies, AnyPredictor, HazardMetrics, SweepPoint, MIN_WARNING_S,
 };
 use sprig_compress::trajectory::*;
 use sprig_models::predictors::student_mlp;
-use sprig_models::trajectory::{load_windows, split_files, TrajSplit};
+use sprig_models::trajectory::{load_windows, split_files, Frame, TrajSplit};
 use sprig_runtime::hazard::AlertPolicy;
 use std::path::PathBuf;
 
@@ -32,7 +34,14 @@ const SEEDS: u64 = 3;
 type SeedScores = Vec<(f64, f64)>;
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut frame = Frame::World;
+    if let Some(i) = args.iter().position(|a| a == "--frame") {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        frame = Frame::parse(&value)
+            .ok_or_else(|| anyhow::anyhow!("--frame '{value}' (expected world or heading)"))?;
+        args.drain(i..(i + 2).min(args.len()));
+    }
     let root = PathBuf::from(
         args.first()
             .cloned()
@@ -47,8 +56,13 @@ fn main() -> anyhow::Result<()> {
     };
     let cfg = TrajTrainConfig {
         epochs: 16,
+        frame,
         ..Default::default()
     };
+    let out_root = PathBuf::from(match frame {
+        Frame::World => "out/eth-ucy",
+        Frame::Heading => "out/eth-ucy-heading",
+    });
     let teacher_hidden = 128;
     let kd = TrajKd {
         output: 1.0,
@@ -84,8 +98,11 @@ fn main() -> anyhow::Result<()> {
         );
         let teacher = train_teacher(&train, teacher_hidden, &cfg, &format!("{scene} teacher"))?;
         let calib = &train[..train.len().min(4000)];
-        let out = PathBuf::from("out/eth-ucy").join(scene);
-        let mut preds = vec![predict_cv(&test), predict_teacher(&teacher.model, &test)?];
+        let out = out_root.join(scene);
+        let mut preds = vec![
+            predict_cv(&test),
+            predict_teacher(&teacher.model, &test, frame)?,
+        ];
         let mut predictors = vec![AnyPredictor::load("cv")?];
         for (si, (name, hidden)) in STUDENTS.into_iter().enumerate() {
             let spec = student_mlp("traj-student", hidden);
@@ -101,12 +118,12 @@ fn main() -> anyhow::Result<()> {
                         if ki == 1 { " + KD" } else { "" }
                     );
                     let student = train_student(&spec, &train, &cfg, teach, &label)?;
-                    let float = predict_student(&student.model, &test)?;
+                    let float = predict_student(&student.model, &test, frame)?;
                     per_seed[ki].push(ade_fde(&test, &float));
                     if seed > 0 {
                         continue;
                     }
-                    let int8 = export_student_int8(&student, calib)?;
+                    let int8 = export_student_int8(&student, calib, frame)?;
                     let file = format!("mlp{hidden}{}.int8.onnx", if ki == 1 { "_kd" } else { "" });
                     sprig_compress::write_file(&out.join(&file), &int8)?;
                     preds.push(float);

@@ -64,8 +64,8 @@ pub fn run(out: &Path, epochs: usize, quiet: bool) -> crate::Result<Vec<HazardRo
         "trajectory student + KD",
     )?;
     let calib = &train[..train.len().min(2000)];
-    let s8 = export_student_int8(&student, calib)?;
-    let kd8 = export_student_int8(&distilled, calib)?;
+    let s8 = export_student_int8(&student, calib, cfg.frame)?;
+    let kd8 = export_student_int8(&distilled, calib, cfg.frame)?;
     crate::write_file(&out.join("trajectory_student.int8.onnx"), &s8)?;
     crate::write_file(&out.join("trajectory_student_kd.int8.onnx"), &kd8)?;
 
@@ -73,7 +73,7 @@ pub fn run(out: &Path, epochs: usize, quiet: bool) -> crate::Result<Vec<HazardRo
     let scenes = [scene.clone()];
     let mut rows = Vec::new();
     let test = windows(&tracks(&scene));
-    let (t_ade, t_fde) = ade_fde(&test, &predict_teacher(&teacher.model, &test)?);
+    let (t_ade, t_fde) = ade_fde(&test, &predict_teacher(&teacher.model, &test, cfg.frame)?);
     rows.push(HazardRow {
         model: "teacher GRU (float, ADE/FDE only)".into(),
         file_bytes: None,

@@ -15,7 +15,7 @@ use crate::trajectory::*;
 use sprig_models::predictors::student_mlp;
 use sprig_models::predictors::GruTeacher;
 use sprig_models::trajectory::{
-    load_annotations, load_windows, simulate_walkers, tracks, windows, Annotation, TrajSplit,
+    load_annotations, load_windows, simulate_walkers, tracks, windows, Annotation, Frame, TrajSplit,
 };
 use sprig_runtime::hazard::AlertPolicy;
 use std::path::{Path, PathBuf};
@@ -58,6 +58,11 @@ pub struct TrajRecipe {
     /// Seed of initialisation, shuffling, rotation and the simulated walkers.
     #[serde(default)]
     pub seed: u64,
+    /// The models' coordinate frame: `world` (random rotations in training) or `heading`
+    /// (every window turned so its last observed step points along +x; random mirror images
+    /// in training). Recorded in the exported files; the runtime decodes either.
+    #[serde(default = "default_frame")]
+    pub frame: String,
     /// Output and hidden-state distillation weights.
     #[serde(default)]
     pub distill: TrajDistill,
@@ -118,6 +123,9 @@ fn default_sim_recordings() -> usize {
 fn default_hidden() -> usize {
     64
 }
+fn default_frame() -> String {
+    "world".into()
+}
 fn default_epochs() -> usize {
     6
 }
@@ -154,6 +162,9 @@ pub fn parse(src: &str, origin: &str) -> crate::Result<TrajRecipe> {
             "data '{}' (expected simulated or eth-ucy:SCENE_DIR)",
             r.data
         ));
+    }
+    if Frame::parse(&r.frame).is_none() {
+        return bad(format!("frame '{}' (expected world or heading)", r.frame));
     }
     for (k, v) in [
         ("epochs", r.epochs),
@@ -282,14 +293,22 @@ pub fn run(r: &TrajRecipe, out: &Path, quiet: bool) -> crate::Result<TrajReport>
         lr: r.lr,
         seed: r.seed,
         rotate: true,
+        frame: Frame::parse(&r.frame).unwrap_or_default(),
         progress: !quiet,
         prune: None,
     };
+    let frame = cfg.frame;
     // Finished stages of an earlier run with the same settings are reused (crate::traj_ckpt).
     let store = StageStore::new(out);
     let reused = |stage: &str| println!("{stage}: reused from {}", out.join("ckpt").display());
+    // The world frame keeps the fingerprint it had before frames existed (old checkpoints stay
+    // reusable).
+    let frame_fp = match frame {
+        Frame::World => String::new(),
+        Frame::Heading => " frame=heading".into(),
+    };
     let common = format!(
-        "data={} windows={} sim={} seed={} epochs={} lr={} batch={}",
+        "data={} windows={} sim={} seed={} epochs={} lr={} batch={}{frame_fp}",
         r.data,
         train.len(),
         r.sim_recordings,
@@ -396,7 +415,7 @@ pub fn run(r: &TrajRecipe, out: &Path, quiet: bool) -> crate::Result<TrajReport>
         fde,
         hazard: hazard(&mut AnyPredictor::load("cv")?)?,
     });
-    let (ade, fde) = ade_fde(&test, &predict_teacher(&teacher.model, &test)?);
+    let (ade, fde) = ade_fde(&test, &predict_teacher(&teacher.model, &test, frame)?);
     rows.push(TrajRow {
         model: format!("teacher GRU {} (float)", r.teacher_hidden),
         params: None,
@@ -414,7 +433,7 @@ pub fn run(r: &TrajRecipe, out: &Path, quiet: bool) -> crate::Result<TrajReport>
         let (params, nonzeros) = values.fold((0, 0), |(n, z), v| {
             (n + v.len(), z + v.iter().filter(|x| **x != 0.0).count())
         });
-        let (fa, ff) = ade_fde(&test, &predict_student(&m.model, &test)?);
+        let (fa, ff) = ade_fde(&test, &predict_student(&m.model, &test, frame)?);
         let label = file
             .replace("student-kd-pruned", "student + KD, pruned")
             .replace("student-kd", "student + KD");
@@ -427,7 +446,7 @@ pub fn run(r: &TrajRecipe, out: &Path, quiet: bool) -> crate::Result<TrajReport>
             fde: ff,
             hazard: None,
         });
-        let int8 = export_student_int8(m, calib)?;
+        let int8 = export_student_int8(m, calib, frame)?;
         crate::write_file(&out.join(format!("{file}.int8.onnx")), &int8)?;
         let (ia, iff) = ade_fde(&test, &predict_runtime(&int8, &test)?);
         rows.push(TrajRow {

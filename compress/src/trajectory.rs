@@ -8,7 +8,9 @@ use candle_nn::{Optimizer, VarBuilder, VarMap};
 use sprig_models::arch::{ArchSpec, CnnModel};
 use sprig_models::datasets::{shuffle, ImageSet, Rng};
 use sprig_models::predictors::GruTeacher;
-use sprig_models::trajectory::{constant_velocity, encode, OBS, PRED, WINDOW};
+use sprig_models::trajectory::{
+    constant_velocity, decode, encode, encode_in, Frame, OBS, PRED, WINDOW,
+};
 use sprig_runtime::hazard::{predict::DECODE_KEY, Decode, ModelPredictor, Point, Predictor};
 
 /// A 20-step window, absolute positions.
@@ -27,8 +29,11 @@ pub struct TrajTrainConfig {
     pub lr: f64,
     /// Seed for initialisation, shuffling and augmentation.
     pub seed: u64,
-    /// Random rotation of every window about its last observed point.
+    /// Augmentation: in the world frame a random rotation of every window about its last
+    /// observed point; in the heading frame a random mirror image.
     pub rotate: bool,
+    /// The coordinate frame the model sees (recorded in the exported file).
+    pub frame: Frame,
     /// Show a progress bar.
     pub progress: bool,
     /// Gradual magnitude pruning of the student's weights (schedule in optimizer steps).
@@ -43,6 +48,7 @@ impl Default for TrajTrainConfig {
             lr: 2e-3,
             seed: 0,
             rotate: true,
+            frame: Frame::World,
             progress: true,
             prune: None,
         }
@@ -86,6 +92,7 @@ pub struct Teacher {
 fn batch(
     windows: &[Window],
     idx: &[usize],
+    frame: Frame,
     rng: Option<&mut Rng>,
     dev: &Device,
 ) -> candle_core::Result<(Tensor, Tensor)> {
@@ -93,11 +100,13 @@ fn batch(
     let mut ys = Vec::with_capacity(idx.len() * 2 * PRED);
     let mut rng = rng;
     for &i in idx {
-        let angle = match rng.as_deref_mut() {
-            Some(r) => (r.unit() * std::f64::consts::TAU) as f32,
-            None => 0.0,
+        let (x, y) = match (frame, rng.as_deref_mut()) {
+            (Frame::World, Some(r)) => {
+                encode(&windows[i], (r.unit() * std::f64::consts::TAU) as f32)
+            }
+            (Frame::World, None) => encode(&windows[i], 0.0),
+            (Frame::Heading, r) => encode_in(&windows[i], frame, r.is_some_and(|r| r.unit() < 0.5)),
         };
-        let (x, y) = encode(&windows[i], angle);
         xs.extend_from_slice(&x);
         ys.extend_from_slice(&y);
     }
@@ -146,7 +155,13 @@ fn run_epochs(
             opt.set_learning_rate(
                 cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total).cos()),
             );
-            let (x, y) = batch(windows, chunk, cfg.rotate.then_some(&mut rng), &dev)?;
+            let (x, y) = batch(
+                windows,
+                chunk,
+                cfg.frame,
+                cfg.rotate.then_some(&mut rng),
+                &dev,
+            )?;
             let l = loss_of(&x, &y)?;
             opt.backward_step(&l)?;
             after_step(step)?;
@@ -232,27 +247,21 @@ pub fn train_student(
     Ok(Trained::new(model, vars))
 }
 
-fn decode_residual(w: &Window, r: &[f32]) -> Path12 {
-    std::array::from_fn(|k| {
-        let cv = constant_velocity(&w[..OBS], k + 1);
-        [cv[0] + r[2 * k], cv[1] + r[2 * k + 1]]
-    })
-}
-
 fn predict_batched(
     windows: &[Window],
+    frame: Frame,
     f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
 ) -> crate::Result<Vec<Path12>> {
     let dev = Device::Cpu;
     let idx: Vec<usize> = (0..windows.len()).collect();
     let mut out = Vec::with_capacity(windows.len());
     for chunk in idx.chunks(1024) {
-        let (x, _) = batch(windows, chunk, None, &dev)?;
+        let (x, _) = batch(windows, chunk, frame, None, &dev)?;
         let r = f(&x)?.to_vec2::<f32>()?;
         for (&i, r) in chunk.iter().zip(&r) {
             // Back from the frame relative to the last observed point to world coordinates.
             let o = windows[i][OBS - 1];
-            let rel = decode_residual(&relative(&windows[i]), r);
+            let rel = decode(&relative(&windows[i])[..OBS], r, frame);
             out.push(rel.map(|p| [p[0] + o[0], p[1] + o[1]]));
         }
     }
@@ -264,14 +273,22 @@ fn relative(w: &Window) -> Window {
     w.map(|p| [p[0] - o[0], p[1] - o[1]])
 }
 
-/// The teacher's predictions (world coordinates).
-pub fn predict_teacher(t: &GruTeacher, windows: &[Window]) -> crate::Result<Vec<Path12>> {
-    predict_batched(windows, |x| Ok(t.forward_features(x)?.0))
+/// The teacher's predictions (world coordinates); `frame` is the one it was trained in.
+pub fn predict_teacher(
+    t: &GruTeacher,
+    windows: &[Window],
+    frame: Frame,
+) -> crate::Result<Vec<Path12>> {
+    predict_batched(windows, frame, |x| Ok(t.forward_features(x)?.0))
 }
 
-/// A float student's predictions (world coordinates).
-pub fn predict_student(m: &CnnModel, windows: &[Window]) -> crate::Result<Vec<Path12>> {
-    predict_batched(windows, |x| {
+/// A float student's predictions (world coordinates); `frame` is the one it was trained in.
+pub fn predict_student(
+    m: &CnnModel,
+    windows: &[Window],
+    frame: Frame,
+) -> crate::Result<Vec<Path12>> {
+    predict_batched(windows, frame, |x| {
         m.forward(&x.reshape((x.dim(0)?, 1, 1, 2 * OBS))?)
     })
 }
@@ -323,12 +340,12 @@ pub fn with_metadata(mut model: Vec<u8>, key: &str, value: &str) -> Vec<u8> {
     model
 }
 
-/// Int8 QDQ export of a student, calibrated on `calib` windows, marked as predicting residuals
-/// to constant velocity.
-pub fn export_student_int8(m: &Trained, calib: &[Window]) -> crate::Result<Vec<u8>> {
+/// Int8 QDQ export of a student trained in `frame`, calibrated on `calib` windows, marked as
+/// predicting residuals to constant velocity in that frame.
+pub fn export_student_int8(m: &Trained, calib: &[Window], frame: Frame) -> crate::Result<Vec<u8>> {
     let mut images = Vec::with_capacity(calib.len() * 2 * OBS);
     for w in calib {
-        images.extend_from_slice(&encode(w, 0.0).0);
+        images.extend_from_slice(&encode_in(w, frame, false).0);
     }
     let set = ImageSet {
         images,
@@ -338,11 +355,11 @@ pub fn export_student_int8(m: &Trained, calib: &[Window]) -> crate::Result<Vec<u
     };
     let acts = crate::quantize::calibrate(&m.model, &set, &Device::Cpu)?;
     let bytes = crate::export::export_int8(&m.model.spec, &m.model.weights()?, &acts);
-    Ok(with_metadata(bytes, DECODE_KEY, "residual-cv"))
+    Ok(with_metadata(bytes, DECODE_KEY, frame.decode_key()))
 }
 
 /// Float32 export of a student with the same metadata.
-pub fn export_student_f32(m: &Trained) -> crate::Result<Vec<u8>> {
+pub fn export_student_f32(m: &Trained, frame: Frame) -> crate::Result<Vec<u8>> {
     let bytes = crate::export::export_f32(&m.model.spec, &m.model.weights()?);
-    Ok(with_metadata(bytes, DECODE_KEY, "residual-cv"))
+    Ok(with_metadata(bytes, DECODE_KEY, frame.decode_key()))
 }

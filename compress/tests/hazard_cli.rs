@@ -92,7 +92,7 @@ fn hazard_eval_of_a_model_reports_the_baseline_beside_it() {
         ..Default::default()
     };
     let student = train_student(&student_mlp("s", 16), &train, &cfg, None, "s").unwrap();
-    let int8 = export_student_int8(&student, &train[..500]).unwrap();
+    let int8 = export_student_int8(&student, &train[..500], cfg.frame).unwrap();
     let model = tmp("eval.int8.onnx");
     std::fs::write(&model, &int8).unwrap();
     let o = sprig(&[
@@ -266,7 +266,9 @@ fn hazard_plot_writes_a_png() {
 /// `sprig compress` with a `[trajectory]` recipe: teacher, student alone, distilled and
 /// distilled + pruned, each exported to int8 and scored (ADE/FDE, alerts on the scene) beside
 /// constant velocity; the pruned student keeps about the scheduled share of zeros, int8 costs
-/// little ADE. Small and seeded (one simulated recording, two epochs).
+/// little ADE. Small and seeded (one simulated recording, two epochs), in the heading frame (the
+/// other trajectory tests cover the world frame), so the int8 files must carry the
+/// `residual-cv-heading` decode for their ADE to match the float models'.
 #[test]
 fn trajectory_recipe_trains_prunes_quantizes_and_reports() {
     let out = tmp("traj-recipe");
@@ -279,6 +281,7 @@ data = "simulated"
 sim_recordings = 1
 epochs = 2
 seed = 3
+frame = "heading"
 [trajectory.prune]
 sparsity = 0.5
 start_epoch = 0
@@ -334,10 +337,20 @@ zones = "scenes/demo/zones.toml"
         assert!(q["hazard"]["recall"].is_number(), "{q}");
     }
     assert!(row("constant velocity")["hazard"]["precision"].is_number());
+    let int8 = std::fs::read(out.join("tiny.int8.onnx")).unwrap();
+    let m = sprig_runtime::Model::parse(&int8).unwrap();
+    assert_eq!(
+        m.metadata(sprig_runtime::hazard::predict::DECODE_KEY),
+        Some("residual-cv-heading")
+    );
     // Mistakes are named before anything trains.
     for (body, want) in [
         ("[trajectory]\nname = \"x\"\ndata = \"simulated\"\nepochz = 2\n", ":4: unknown field `epochz`"),
         ("[trajectory]\nname = \"x\"\ndata = \"kitti\"\n", "data 'kitti'"),
+        (
+            "[trajectory]\nname = \"x\"\ndata = \"simulated\"\nframe = \"north\"\n",
+            "frame 'north' (expected world or heading)",
+        ),
         (
             "[trajectory]\nname = \"x\"\ndata = \"simulated\"\nepochs = 2\n[trajectory.prune]\nsparsity = 0.5\nend_epoch = 3\n",
             "prune.end_epoch 3 is after the last epoch (2)",

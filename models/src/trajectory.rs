@@ -181,16 +181,94 @@ pub fn constant_velocity(obs: &[[f32; 2]], k: usize) -> [f32; 2] {
     ]
 }
 
+/// The coordinate frame a trajectory model sees. Both are relative to the last observed point;
+/// they differ in orientation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Frame {
+    /// World axes (metadata `residual-cv`). Training rotates windows at random, so the model
+    /// learns to be orientation-free from data.
+    #[default]
+    World,
+    /// Rotated so the last observed step points along +x (metadata `residual-cv-heading`): the
+    /// model is orientation-free by construction and spends no capacity on it, which keeps very
+    /// small students (MLP-8) from collapsing to constant velocity. Training mirrors windows at
+    /// random (left and right turns are alike).
+    Heading,
+}
+
+/// Below this last-step length (m) the heading is undefined; the frame is then the world's.
+/// `sprig_runtime::hazard::predict` uses the same threshold.
+pub const MIN_HEADING_STEP_M: f32 = 1e-3;
+
+impl Frame {
+    /// The `sprig.trajectory.output` metadata value that tells the runtime how to decode.
+    pub fn decode_key(self) -> &'static str {
+        match self {
+            Frame::World => "residual-cv",
+            Frame::Heading => "residual-cv-heading",
+        }
+    }
+
+    /// Parses a recipe value (`world` or `heading`).
+    pub fn parse(s: &str) -> Option<Frame> {
+        match s {
+            "world" => Some(Frame::World),
+            "heading" => Some(Frame::Heading),
+            _ => None,
+        }
+    }
+
+    /// `(cos, sin)` of the rotation from world axes into this frame, given the observed points
+    /// (oldest first). The heading rotation is computed from the last step by division, not by
+    /// trigonometry, exactly as the runtime does, so host and device inputs are bit-identical.
+    pub fn rotation(self, obs: &[[f32; 2]]) -> (f32, f32) {
+        let n = obs.len();
+        match self {
+            Frame::World => (1.0, 0.0),
+            Frame::Heading => {
+                let (vx, vy) = (obs[n - 1][0] - obs[n - 2][0], obs[n - 1][1] - obs[n - 2][1]);
+                let len = (vx * vx + vy * vy).sqrt();
+                if len < MIN_HEADING_STEP_M {
+                    (1.0, 0.0)
+                } else {
+                    (vx / len, -vy / len)
+                }
+            }
+        }
+    }
+}
+
 /// The model convention (matching `sprig_runtime::hazard::ModelPredictor` with the
 /// `residual-cv` decode): input = the 8 observed points relative to the last one (16 values);
 /// target = the 12 future points minus the constant-velocity extrapolation (24 values).
 /// `angle` rotates the window about the last observed point (training augmentation).
 pub fn encode(w: &[[f32; 2]; WINDOW], angle: f32) -> ([f32; 2 * OBS], [f32; 2 * PRED]) {
     let (s, c) = angle.sin_cos();
+    encode_rotated(w, c, s, false)
+}
+
+/// [`encode`] in `frame`, optionally mirrored (y → −y after the rotation; training
+/// augmentation of the heading frame).
+pub fn encode_in(
+    w: &[[f32; 2]; WINDOW],
+    frame: Frame,
+    mirror: bool,
+) -> ([f32; 2 * OBS], [f32; 2 * PRED]) {
+    let (c, s) = frame.rotation(&w[..OBS]);
+    encode_rotated(w, c, s, mirror)
+}
+
+fn encode_rotated(
+    w: &[[f32; 2]; WINDOW],
+    c: f32,
+    s: f32,
+    mirror: bool,
+) -> ([f32; 2 * OBS], [f32; 2 * PRED]) {
     let o = w[OBS - 1];
+    let sign = if mirror { -1.0 } else { 1.0 };
     let rel: [[f32; 2]; WINDOW] = std::array::from_fn(|i| {
         let (dx, dy) = (w[i][0] - o[0], w[i][1] - o[1]);
-        [c * dx - s * dy, s * dx + c * dy]
+        [c * dx - s * dy, sign * (s * dx + c * dy)]
     });
     let mut x = [0f32; 2 * OBS];
     for i in 0..OBS {
@@ -204,6 +282,17 @@ pub fn encode(w: &[[f32; 2]; WINDOW], angle: f32) -> ([f32; 2 * OBS], [f32; 2 * 
         y[2 * k + 1] = rel[OBS + k][1] - cv[1];
     }
     (x, y)
+}
+
+/// World positions from a model's output `r` (24 residuals in `frame`) for the observed points
+/// `obs` (oldest first, world coordinates): constant velocity plus the residual rotated back.
+pub fn decode(obs: &[[f32; 2]], r: &[f32], frame: Frame) -> [[f32; 2]; PRED] {
+    let (c, s) = frame.rotation(obs);
+    std::array::from_fn(|k| {
+        let cv = constant_velocity(obs, k + 1);
+        let (rx, ry) = (r[2 * k], r[2 * k + 1]);
+        [cv[0] + (c * rx + s * ry), cv[1] + (c * ry - s * rx)]
+    })
 }
 
 /// Average and final displacement error (m) of `pred` (12 points) against the window's future.
@@ -340,5 +429,52 @@ mod tests {
             .collect();
         let (ade, fde) = ade_fde(&w, &pred);
         assert!(ade < 1e-5 && fde < 1e-5);
+    }
+
+    fn curving_walk(turn: f32, heading: f32) -> [[f32; 2]; WINDOW] {
+        let mut p = [3.0f32, -1.0];
+        std::array::from_fn(|i| {
+            let a = heading + turn * i as f32;
+            let out = p;
+            p = [p[0] + 0.5 * a.cos(), p[1] + 0.5 * a.sin()];
+            out
+        })
+    }
+
+    #[test]
+    fn heading_frame_points_the_last_step_along_x_and_ignores_world_orientation() {
+        let w = curving_walk(0.08, 0.0);
+        let (x0, y0) = encode_in(&w, Frame::Heading, false);
+        // The step before the last observed point lies on −x at the step length.
+        assert!(x0[13].abs() < 1e-5 && (x0[12] + 0.5).abs() < 1e-4, "{x0:?}");
+        for heading in [1.0f32, -2.0, 3.0] {
+            let (x, y) = encode_in(&curving_walk(0.08, heading), Frame::Heading, false);
+            for (a, b) in x.iter().zip(&x0).chain(y.iter().zip(&y0)) {
+                assert!((a - b).abs() < 1e-4, "{heading}: {a} vs {b}");
+            }
+        }
+        // Mirroring a left turn gives the right turn.
+        let (xm, ym) = encode_in(&w, Frame::Heading, true);
+        let (xr, yr) = encode_in(&curving_walk(-0.08, 0.0), Frame::Heading, false);
+        for (a, b) in xm.iter().zip(&xr).chain(ym.iter().zip(&yr)) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn decode_inverts_encode_in_both_frames() {
+        for frame in [Frame::World, Frame::Heading] {
+            let w = curving_walk(-0.1, 2.2);
+            let (_, r) = encode_in(&w, frame, false);
+            let back = decode(&w[..OBS], &r, frame);
+            for k in 0..PRED {
+                for d in 0..2 {
+                    assert!((back[k][d] - w[OBS + k][d]).abs() < 1e-4, "{frame:?} {k}");
+                }
+            }
+        }
+        // A pedestrian standing still keeps the world frame (no undefined heading).
+        let still = [[1.0f32, 1.0]; WINDOW];
+        assert_eq!(Frame::Heading.rotation(&still[..OBS]), (1.0, 0.0));
     }
 }

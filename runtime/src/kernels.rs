@@ -147,7 +147,8 @@ fn exp_f64(xd: f64) -> f64 {
     p * scale
 }
 
-fn sqrt(x: f32) -> f32 {
+/// Correctly rounded f32 square root without libm (the hazard predictor's heading uses it too).
+pub(crate) fn sqrt(x: f32) -> f32 {
     if x < 0.0 || x.is_nan() {
         return f32::NAN;
     }

@@ -63,6 +63,26 @@ pub enum Decode {
     /// the model learns only what constant velocity gets wrong, which keeps its int8 output range
     /// small.
     ResidualToConstantVelocity,
+    /// The same corrections in the heading frame (metadata value `residual-cv-heading`): input
+    /// and output are rotated so the last observed step points along +x, which makes the model
+    /// orientation-free by construction. A pedestrian whose last step is shorter than
+    /// [`MIN_HEADING_STEP_M`] keeps the world frame.
+    ResidualToConstantVelocityHeading,
+}
+
+/// Below this last-step length (m) the heading is undefined (as in `sprig_models::trajectory`).
+pub const MIN_HEADING_STEP_M: f32 = 1e-3;
+
+/// `(cos, sin)` of the rotation from world axes into the heading frame: by division, not
+/// trigonometry, so it matches the training side's inputs bit for bit.
+fn heading_rotation(observed: &[Point; OBS_STEPS]) -> (f32, f32) {
+    let v = observed[OBS_STEPS - 1] - observed[OBS_STEPS - 2];
+    let len = crate::kernels::sqrt(v.x * v.x + v.y * v.y);
+    if len < MIN_HEADING_STEP_M {
+        (1.0, 0.0)
+    } else {
+        (v.x / len, -v.y / len)
+    }
 }
 
 impl Decode {
@@ -70,6 +90,7 @@ impl Decode {
     pub fn of(model: &Model<'_>) -> Self {
         match model.metadata(DECODE_KEY) {
             Some("residual-cv") => Decode::ResidualToConstantVelocity,
+            Some("residual-cv-heading") => Decode::ResidualToConstantVelocityHeading,
             _ => Decode::Offsets,
         }
     }
@@ -112,10 +133,20 @@ impl<const T: usize, const N: usize> Predictor for ModelPredictor<'_, '_, '_, T,
         future: &mut [Point; PRED_STEPS],
     ) -> Result<()> {
         let last = observed[OBS_STEPS - 1];
+        let heading = self.decode == Decode::ResidualToConstantVelocityHeading;
+        let (c, s) = if heading {
+            heading_rotation(observed)
+        } else {
+            (1.0, 0.0)
+        };
         let mut x = [0f32; 2 * OBS_STEPS];
         for (i, p) in observed.iter().enumerate() {
-            x[2 * i] = p.x - last.x;
-            x[2 * i + 1] = p.y - last.y;
+            let (dx, dy) = (p.x - last.x, p.y - last.y);
+            (x[2 * i], x[2 * i + 1]) = if heading {
+                (c * dx - s * dy, s * dx + c * dy)
+            } else {
+                (dx, dy)
+            };
         }
         self.it.set_input_f32(0, &x)?;
         self.it.invoke()?;
@@ -128,8 +159,36 @@ impl<const T: usize, const N: usize> Predictor for ModelPredictor<'_, '_, '_, T,
             *f = match self.decode {
                 Decode::Offsets => last + d,
                 Decode::ResidualToConstantVelocity => extrapolate(observed, i + 1) + d,
+                Decode::ResidualToConstantVelocityHeading => {
+                    // Back from the heading frame: the inverse rotation.
+                    let back = Point::new(c * d.x + s * d.y, c * d.y - s * d.x);
+                    extrapolate(observed, i + 1) + back
+                }
             };
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heading_rotation_turns_the_last_step_onto_x_and_keeps_still_pedestrians_in_world_axes() {
+        let mut obs = [Point::zeros(); OBS_STEPS];
+        for (i, p) in obs.iter_mut().enumerate() {
+            *p = Point::new(2.0 - 0.3 * i as f32, 1.0 + 0.4 * i as f32);
+        }
+        let (c, s) = heading_rotation(&obs);
+        let v = obs[OBS_STEPS - 1] - obs[OBS_STEPS - 2];
+        // The rotation (c, s) applied to the last step gives (|v|, 0).
+        let turned = (c * v.x - s * v.y, s * v.x + c * v.y);
+        assert!(
+            (turned.0 - 0.5).abs() < 1e-6 && turned.1.abs() < 1e-6,
+            "{turned:?}"
+        );
+        let still = [Point::new(3.0, 4.0); OBS_STEPS];
+        assert_eq!(heading_rotation(&still), (1.0, 0.0));
     }
 }

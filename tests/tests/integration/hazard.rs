@@ -5,7 +5,7 @@
 use crate::support::{python, repo};
 use sprig_compress::trajectory::*;
 use sprig_models::predictors::student_mlp;
-use sprig_models::trajectory::{load_windows, TrajSplit, PRED};
+use sprig_models::trajectory::{load_windows, Frame, TrajSplit, PRED};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -25,8 +25,8 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
-/// A small student (and teacher) trained on 3000 seeded zara1-split windows.
-fn small_int8_student() -> (Vec<u8>, Vec<Path12>, Vec<Window>) {
+/// A small student (and teacher) trained in `frame` on 3000 seeded zara1-split windows.
+fn small_int8_student(frame: Frame) -> (Vec<u8>, Vec<Path12>, Vec<Window>) {
     let dir = eth_ucy().join("zara1");
     let mut train = load_windows(&dir, TrajSplit::Train).unwrap();
     sprig_models::datasets::shuffle(&mut train, 3);
@@ -35,6 +35,7 @@ fn small_int8_student() -> (Vec<u8>, Vec<Path12>, Vec<Window>) {
     let cfg = TrajTrainConfig {
         epochs: 3,
         progress: false,
+        frame,
         ..Default::default()
     };
     let teacher = train_teacher(&train, 32, &cfg, "teacher").unwrap();
@@ -53,9 +54,9 @@ fn small_int8_student() -> (Vec<u8>, Vec<Path12>, Vec<Window>) {
         "student",
     )
     .unwrap();
-    let float = predict_student(&student.model, &test).unwrap();
+    let float = predict_student(&student.model, &test, frame).unwrap();
     (
-        export_student_int8(&student, &train[..1000]).unwrap(),
+        export_student_int8(&student, &train[..1000], frame).unwrap(),
         float,
         test,
     )
@@ -63,7 +64,7 @@ fn small_int8_student() -> (Vec<u8>, Vec<Path12>, Vec<Window>) {
 
 #[test]
 fn int8_student_tracks_its_float_model_and_onnxruntime() {
-    let (int8, float, test) = small_int8_student();
+    let (int8, float, test) = small_int8_student(Frame::World);
     let rt = predict_runtime(&int8, &test).unwrap();
     // Mean distance between float and int8 predictions: quantization only, a few cm.
     let n = (test.len() * PRED) as f64;
@@ -157,6 +158,52 @@ fn int8_student_tracks_its_float_model_and_onnxruntime() {
         "sprig vs onnxruntime: max {:.2} steps, {:.3}% of outputs differ",
         max_diff / step,
         100.0 * off
+    );
+}
+
+/// A student trained in the heading frame: the runtime's `residual-cv-heading` decode (rotate
+/// in, rotate back out) must match the training side's, so int8 on the device tracks the float
+/// model as closely as in the world frame; and turning the whole scene turns the predictions
+/// with it (orientation-free by construction, not only by augmentation).
+#[test]
+fn heading_frame_student_decodes_on_the_runtime_and_turns_with_the_scene() {
+    let (int8, float, test) = small_int8_student(Frame::Heading);
+    let m = sprig_runtime::Model::parse(&int8).unwrap();
+    assert_eq!(
+        sprig_runtime::hazard::Decode::of(&m),
+        sprig_runtime::hazard::Decode::ResidualToConstantVelocityHeading
+    );
+    let rt = predict_runtime(&int8, &test).unwrap();
+    let mean_gap = |a: &[Path12], b: &[Path12]| {
+        a.iter()
+            .zip(b)
+            .flat_map(|(p, q)| {
+                p.iter()
+                    .zip(q)
+                    .map(|(p, q)| (((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)) as f64).sqrt())
+            })
+            .sum::<f64>()
+            / (a.len() * PRED) as f64
+    };
+    let gap = mean_gap(&rt, &float);
+    assert!(gap < 0.05, "int8 vs float mean gap {gap:.4} m");
+    let (ade_rt, _) = ade_fde(&test, &rt);
+    let (ade_cv, _) = ade_fde(&test, &predict_cv(&test));
+    assert!(
+        ade_rt < 1.5 * ade_cv,
+        "int8 ADE {ade_rt:.3} vs CV {ade_cv:.3}"
+    );
+    // The scene turned by 2 rad about a far point: predictions turn with it (up to float
+    // rounding of the rotated inputs, which int8 can amplify by at most a step or so).
+    let (s, c) = 2.0f32.sin_cos();
+    let turn = |p: [f32; 2]| [c * p[0] - s * p[1] + 7.0, s * p[0] + c * p[1] - 3.0];
+    let turned: Vec<Window> = test.iter().map(|w| w.map(turn)).collect();
+    let rt_turned = predict_runtime(&int8, &turned).unwrap();
+    let expected: Vec<Path12> = rt.iter().map(|p| p.map(turn)).collect();
+    let gap = mean_gap(&rt_turned, &expected);
+    assert!(
+        gap < 0.01,
+        "turned scene: predictions off by {gap:.4} m on average"
     );
 }
 
