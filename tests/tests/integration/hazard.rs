@@ -62,29 +62,37 @@ fn small_int8_student(frame: Frame) -> (Vec<u8>, Vec<Path12>, Vec<Window>) {
     )
 }
 
-#[test]
-fn int8_student_tracks_its_float_model_and_onnxruntime() {
-    let (int8, float, test) = small_int8_student(Frame::World);
-    let rt = predict_runtime(&int8, &test).unwrap();
-    // Mean distance between float and int8 predictions: quantization only, a few cm.
-    let n = (test.len() * PRED) as f64;
-    let gap: f64 = rt
-        .iter()
-        .zip(&float)
-        .flat_map(|(a, b)| {
-            a.iter()
-                .zip(b)
+/// Mean distance (m) between two sets of predicted paths.
+fn mean_gap(a: &[Path12], b: &[Path12]) -> f64 {
+    a.iter()
+        .zip(b)
+        .flat_map(|(p, q)| {
+            p.iter()
+                .zip(q)
                 .map(|(p, q)| (((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)) as f64).sqrt())
         })
         .sum::<f64>()
-        / n;
+        / (a.len() * PRED) as f64
+}
+
+/// Int8 predictions on the runtime `rt` sit a few cm from the float model's (quantization
+/// only) and are no wild guesses (ADE within 1.5× constant velocity's).
+fn assert_int8_tracks_float(rt: &[Path12], float: &[Path12], test: &[Window]) {
+    let gap = mean_gap(rt, float);
     assert!(gap < 0.05, "int8 vs float mean gap {gap:.4} m");
-    let (ade_rt, _) = ade_fde(&test, &rt);
-    let (ade_cv, _) = ade_fde(&test, &predict_cv(&test));
+    let (ade_rt, _) = ade_fde(test, rt);
+    let (ade_cv, _) = ade_fde(test, &predict_cv(test));
     assert!(
         ade_rt < 1.5 * ade_cv,
         "int8 ADE {ade_rt:.3} vs CV {ade_cv:.3}"
     );
+}
+
+#[test]
+fn int8_student_tracks_its_float_model_and_onnxruntime() {
+    let (int8, float, test) = small_int8_student(Frame::World);
+    let rt = predict_runtime(&int8, &test).unwrap();
+    assert_int8_tracks_float(&rt, &float, &test);
 
     // onnxruntime runs the same file on the same inputs; raw outputs within one output step.
     let model = tmp("traj.int8.onnx");
@@ -174,25 +182,7 @@ fn heading_frame_student_decodes_on_the_runtime_and_turns_with_the_scene() {
         sprig_runtime::hazard::Decode::ResidualToConstantVelocityHeading
     );
     let rt = predict_runtime(&int8, &test).unwrap();
-    let mean_gap = |a: &[Path12], b: &[Path12]| {
-        a.iter()
-            .zip(b)
-            .flat_map(|(p, q)| {
-                p.iter()
-                    .zip(q)
-                    .map(|(p, q)| (((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)) as f64).sqrt())
-            })
-            .sum::<f64>()
-            / (a.len() * PRED) as f64
-    };
-    let gap = mean_gap(&rt, &float);
-    assert!(gap < 0.05, "int8 vs float mean gap {gap:.4} m");
-    let (ade_rt, _) = ade_fde(&test, &rt);
-    let (ade_cv, _) = ade_fde(&test, &predict_cv(&test));
-    assert!(
-        ade_rt < 1.5 * ade_cv,
-        "int8 ADE {ade_rt:.3} vs CV {ade_cv:.3}"
-    );
+    assert_int8_tracks_float(&rt, &float, &test);
     // The scene turned by 2 rad about a far point: predictions turn with it (up to float
     // rounding of the rotated inputs, which int8 can amplify by at most a step or so).
     let (s, c) = 2.0f32.sin_cos();
