@@ -3,16 +3,18 @@
 #  1. compression: `sprig compress --recipe recipes/fashion-mnist-resnet20.toml` (the teacher,
 #     the 47k student alone, 80% gradual pruning, QAT int8, KD by function matching, KD + 80%
 #     pruning + int8 with KD, the 50/80/90% sparsity sweep) into out/fashion-r20;
-#  2. distillation: two students (47k and 25k parameters) alone, with mixup alone, and with
-#     the same soft-target loss on the plain images and by function matching, at 15, 30 and 60
-#     epochs, and by function matching from a teacher trained 20 epochs on random crops and
-#     flips, and by function matching with the student's blends randomly cropped and flipped
+#  2. distillation: three students (small CNNs of 47k and 25k parameters, a ResNet-8 of width 9
+#     with 25k) alone, with mixup alone, and with the same soft-target loss on the plain images
+#     and by function matching, at 15, 30 and 60 epochs, and by function matching from a
+#     teacher trained 20 epochs on random crops and flips, and by function matching with the
+#     student's blends randomly cropped and flipped, and alone on crops and flips
 #     (bench/fashion_fm.py), each in out/fashion-fm/<student>-<variant>.
 #
-#   bench/fashion_fm.sh                                # everything (about 9 h on 2 cores)
+#   bench/fashion_fm.sh                                # everything (over half a day on 2 cores)
 #   COMPRESS=0 RUNS="cnn25k:fm cnn25k:fm-e30" bench/fashion_fm.sh
 #   COMPRESS=0 RUNS=cnn25k:fm-e30-t20aug bench/fashion_fm.sh   # the stronger teacher
 #   COMPRESS=0 RUNS=cnn25k:fm-e30-aug bench/fashion_fm.sh      # crops + flips of the blends
+#   COMPRESS=0 RUNS="resnet8w9:fm-e30 resnet8w9:alone-e30-aug" bench/fashion_fm.sh
 #   python3 bench/fashion_fm.py table out/fashion-fm   # the table of the runs done so far
 #
 # Every stage is checkpointed and a killed run continues where it stopped (--resume). The
