@@ -54,10 +54,8 @@ VARIANTS = {
 
 # Variants whose student (alone and distilled) trains on augmented images: lines added to its
 # [student] table, and the label its runs get in the table.
-STUDENT_AUG = {
-    "fm-e30-aug": ("augment_shift = 2\naugment_flip = true\n", "crops + flips"),
-    "alone-e30-aug": ("augment_shift = 2\naugment_flip = true\n", "crops + flips"),
-}
+CROPS_FLIPS = ("augment_shift = 2\naugment_flip = true\n", "crops + flips")
+STUDENT_AUG = {"fm-e30-aug": CROPS_FLIPS, "alone-e30-aug": CROPS_FLIPS}
 
 
 def teacher_key(name: str) -> str:
