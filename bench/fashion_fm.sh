@@ -14,7 +14,7 @@
 #   COMPRESS=0 RUNS="cnn25k:fm cnn25k:fm-e30" bench/fashion_fm.sh
 #   COMPRESS=0 RUNS=cnn25k:fm-e30-t20aug bench/fashion_fm.sh   # the stronger teacher
 #   COMPRESS=0 RUNS=cnn25k:fm-e30-aug bench/fashion_fm.sh      # crops + flips of the blends
-#   COMPRESS=0 RUNS="resnet8w9:fm-e30 resnet8w9:alone-e30-aug" bench/fashion_fm.sh
+#   COMPRESS=0 RUNS="resnet8w9:fm-e30 resnet8w9:alone-e30-aug resnet8w9:fm-e30-aug" bench/fashion_fm.sh
 #   python3 bench/fashion_fm.py table out/fashion-fm   # the table of the runs done so far
 #
 # Every stage is checkpointed and a killed run continues where it stopped (--resume). The
