@@ -112,6 +112,7 @@ fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[S
             | Op::AveragePool { .. }
             | Op::GlobalAveragePool { .. }
             | Op::Softmax { .. }
+            | Op::Reduce { .. }
             | Op::BatchNorm { .. } => Some(0),
             Op::MaxPool(_) if g.t(s.out).dtype == DType::F32 => Some(0),
             Op::Slice { .. } | Op::Gather { .. } | Op::Transpose { .. } => Some(1),
@@ -1055,6 +1056,7 @@ fn eval<const T: usize, const N: usize>(
         | Op::AveragePool { .. }
         | Op::GlobalAveragePool { .. }
         | Op::Softmax { .. }
+        | Op::Reduce { .. }
         | Op::BatchNorm { .. } => Err(no_float_ops()),
         #[cfg(feature = "float-ops")]
         Op::AveragePool {
@@ -1064,9 +1066,18 @@ fn eval<const T: usize, const N: usize>(
         #[cfg(feature = "float-ops")]
         Op::GlobalAveragePool { nc, hw } => k::global_avg(nc, hw, f32s(get(0)?)?, f32s_mut(y)?),
         #[cfg(feature = "float-ops")]
-        Op::Softmax { outer, len, inner } => {
-            k::softmax(outer, len, inner, f32s(get(0)?)?, f32s_mut(y)?)
-        }
+        Op::Softmax {
+            outer,
+            len,
+            inner,
+            log,
+        } => k::softmax(outer, len, inner, log, f32s(get(0)?)?, f32s_mut(y)?),
+        #[cfg(feature = "float-ops")]
+        Op::Reduce {
+            kind,
+            in_shape,
+            axes,
+        } => k::reduce(kind, &in_shape, axes, f32s(get(0)?)?, f32s_mut(y)?),
         #[cfg(feature = "float-ops")]
         Op::BatchNorm { c, inner, n, eps } => k::batchnorm(
             n,

@@ -3,7 +3,7 @@
 //! The int8 kernels use integer arithmetic only.
 
 use crate::error::{Error, Result};
-use crate::ops::{Binary, Broadcast, QAdd, QLinear, QParams, Unary, Window};
+use crate::ops::{Binary, Broadcast, QAdd, QLinear, QParams, Reduce, Unary, Window};
 use crate::quant::RequantTable;
 use crate::tensor::{DType, Shape, MAX_RANK};
 
@@ -221,6 +221,54 @@ pub fn unary_one(u: Unary, v: f32) -> f32 {
             }
         }
         Unary::RoundF16 => half::f16::from_f32(v).to_f32(),
+        Unary::HardSigmoid(a, b) => (a * v + b).clamp(0.0, 1.0),
+        Unary::HardSwish => v * (v / 6.0 + 0.5).clamp(0.0, 1.0),
+        Unary::Elu(a) => {
+            if v > 0.0 {
+                v
+            } else {
+                a * libm::expm1f(v)
+            }
+        }
+        Unary::Celu(a) => {
+            if v > 0.0 {
+                v
+            } else {
+                a * libm::expm1f(v / a)
+            }
+        }
+        Unary::Selu(a, g) => {
+            if v > 0.0 {
+                g * v
+            } else {
+                g * a * libm::expm1f(v)
+            }
+        }
+        // ln(1 + eˣ) = max(x, 0) + ln(1 + e^−|x|): no overflow for large x.
+        Unary::Softplus => v.max(0.0) + libm::log1pf(exp(-v.abs())),
+        Unary::Softsign => v / (1.0 + v.abs()),
+        Unary::ThresholdedRelu(a) => {
+            if v > a {
+                v
+            } else {
+                0.0
+            }
+        }
+        Unary::Reciprocal => 1.0 / v,
+        Unary::Floor => libm::floorf(v),
+        Unary::Ceil => libm::ceilf(v),
+        Unary::Round => libm::rintf(v),
+        Unary::Sign => {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                v
+            }
+        }
+        Unary::Log => libm::logf(v),
+        Unary::Erf => libm::erff(v),
         Unary::Clip(lo, hi) => {
             if v < lo {
                 lo
@@ -282,6 +330,19 @@ pub fn binary(k: Binary, bc: &Broadcast, a: &[f32], b: &[f32], y: &mut [f32]) ->
             Binary::Sub => u - v,
             Binary::Mul => u * v,
             Binary::Div => u / v,
+            Binary::Pow => libm::powf(u, v),
+            Binary::Max if u.is_nan() || v.is_nan() => f32::NAN,
+            Binary::Max => u.max(v),
+            Binary::Min if u.is_nan() || v.is_nan() => f32::NAN,
+            Binary::Min => u.min(v),
+            Binary::Mean => (u + v) / 2.0,
+            Binary::PRelu => {
+                if u < 0.0 {
+                    v * u
+                } else {
+                    u
+                }
+            }
         };
     });
     Ok(())
@@ -959,8 +1020,16 @@ pub fn global_avg(nc: usize, hw: usize, x: &[f32], y: &mut [f32]) -> Result<()> 
     Ok(())
 }
 
-/// Softmax along an axis of length `len` with `inner` elements after it.
-pub fn softmax(outer: usize, len: usize, inner: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
+/// Softmax (or, with `log`, LogSoftmax) along an axis of length `len` with `inner` elements
+/// after it.
+pub fn softmax(
+    outer: usize,
+    len: usize,
+    inner: usize,
+    log: bool,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
     check(x.len() == outer * len * inner && y.len() == x.len())?;
     for o in 0..outer {
         for i in 0..inner {
@@ -975,10 +1044,79 @@ pub fn softmax(outer: usize, len: usize, inner: usize, x: &[f32], y: &mut [f32])
                 y[at(j)] = e;
                 s += e;
             }
-            for j in 0..len {
-                y[at(j)] /= s;
+            if log {
+                // x − max − ln Σ: exact for the largest inputs, no log of an underflowed e^(x − max).
+                let ls = libm::logf(s);
+                for j in 0..len {
+                    y[at(j)] = x[at(j)] - m - ls;
+                }
+            } else {
+                for j in 0..len {
+                    y[at(j)] /= s;
+                }
             }
         }
+    }
+    Ok(())
+}
+
+/// A `Reduce*` op over the axes whose bits are set in `axes`. For each output element the
+/// reduced elements are walked by their multi-index (a reference kernel: reductions are rare
+/// and small in edge models, a global average pool being the usual one).
+pub fn reduce(kind: Reduce, shape: &Shape, axes: u8, x: &[f32], y: &mut [f32]) -> Result<()> {
+    let rank = shape.rank();
+    let mut stride = [0usize; MAX_RANK];
+    let (mut total, mut n_red) = (1usize, 1usize);
+    for ax in (0..rank).rev() {
+        stride[ax] = total;
+        total *= shape.dim(ax);
+        if axes & (1 << ax) != 0 {
+            n_red *= shape.dim(ax);
+        }
+    }
+    check(x.len() == total && y.len() * n_red == total)?;
+    // The offset of the k-th element of a set of axes (row-major over those axes).
+    let offset = |mut k: usize, reduced: bool| {
+        let mut off = 0;
+        for ax in (0..rank).rev() {
+            if (axes & (1 << ax) != 0) == reduced {
+                let d = shape.dim(ax);
+                off += (k % d) * stride[ax];
+                k /= d;
+            }
+        }
+        off
+    };
+    for (o, out) in y.iter_mut().enumerate() {
+        let base = offset(o, false);
+        let mut items = (0..n_red).map(|k| x[base + offset(k, true)]);
+        *out = match kind {
+            Reduce::Sum => items.sum(),
+            Reduce::Mean => items.sum::<f32>() / n_red as f32,
+            Reduce::Max => items.fold(
+                f32::NEG_INFINITY,
+                |m, v| if v > m || v.is_nan() { v } else { m },
+            ),
+            Reduce::Min => items.fold(
+                f32::INFINITY,
+                |m, v| if v < m || v.is_nan() { v } else { m },
+            ),
+            Reduce::Prod => items.product(),
+            Reduce::L1 => items.map(f32::abs).sum(),
+            Reduce::L2 => sqrt(items.map(|v| v * v).sum()),
+            Reduce::LogSum => libm::logf(items.sum()),
+            Reduce::LogSumExp => {
+                let m = items.by_ref().fold(f32::NEG_INFINITY, f32::max);
+                if m.is_infinite() {
+                    // All −∞ (or an empty set): ln 0; any +∞: +∞.
+                    m
+                } else {
+                    let s: f32 = (0..n_red).map(|k| exp(x[base + offset(k, true)] - m)).sum();
+                    m + libm::logf(s)
+                }
+            }
+            Reduce::SumSquare => items.map(|v| v * v).sum(),
+        };
     }
     Ok(())
 }
@@ -1347,6 +1485,68 @@ pub fn qavgpool<T: Q8>(p: &crate::ops::QAvgPool, x: &[T], y: &mut [T]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reduce_mean_over_spatial_axes_is_the_global_average_pool_bit_for_bit() {
+        // PyTorch exports `x.mean((2, 3))` as ReduceMean: it must equal GlobalAveragePool.
+        let shape = Shape::new(&[2, 3, 4, 5], "x").unwrap();
+        let x: std::vec::Vec<f32> = (0..120)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let (mut a, mut b) = ([0f32; 6], [0f32; 6]);
+        reduce(Reduce::Mean, &shape, 0b1100, &x, &mut a).unwrap();
+        global_avg(6, 20, &x, &mut b).unwrap();
+        assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
+    }
+
+    #[test]
+    fn reduce_walks_inner_and_outer_axes_and_propagates_nan() {
+        // 2 × 3 × 2, reduce axis 1: y[i][k] = op over j of x[i][j][k].
+        let shape = Shape::new(&[2, 3, 2], "x").unwrap();
+        let mut x: [f32; 12] = core::array::from_fn(|v| v as f32);
+        let mut y = [0f32; 4];
+        reduce(Reduce::Sum, &shape, 0b010, &x, &mut y).unwrap();
+        assert_eq!(y, [6.0, 9.0, 24.0, 27.0]);
+        reduce(Reduce::Max, &shape, 0b010, &x, &mut y).unwrap();
+        assert_eq!(y, [4.0, 5.0, 10.0, 11.0]);
+        x[2] = f32::NAN;
+        reduce(Reduce::Min, &shape, 0b010, &x, &mut y).unwrap();
+        assert!(y[0].is_nan() && y[1] == 1.0);
+        // Log-sum-exp of large values does not overflow: ln(2·e^100) = 100 + ln 2.
+        let big = Shape::new(&[2], "b").unwrap();
+        let mut one = [0f32; 1];
+        reduce(Reduce::LogSumExp, &big, 0b1, &[100.0, 100.0], &mut one).unwrap();
+        assert!((one[0] - (100.0 + core::f32::consts::LN_2)).abs() < 1e-4);
+        // A wrongly sized output is an error, not a panic.
+        assert!(reduce(Reduce::Sum, &shape, 0b010, &x, &mut [0f32; 3]).is_err());
+    }
+
+    #[test]
+    fn log_softmax_stays_finite_where_softmax_underflows() {
+        let x = [0.0f32, 200.0];
+        let mut y = [0f32; 2];
+        softmax(1, 2, 1, true, &x, &mut y).unwrap();
+        assert_eq!(y, [-200.0, 0.0]);
+        softmax(1, 2, 1, false, &x, &mut y).unwrap();
+        assert_eq!(y, [0.0, 1.0]);
+    }
+
+    #[test]
+    fn new_unary_functions_match_hand_computed_values() {
+        let u = |f, v| unary_one(f, v);
+        assert_eq!(u(Unary::HardSigmoid(0.2, 0.5), 1.0), 0.7);
+        assert_eq!(u(Unary::HardSwish, 6.0), 6.0);
+        assert_eq!(u(Unary::HardSwish, -3.0), 0.0);
+        assert_eq!(u(Unary::Softsign, 3.0), 0.75);
+        assert_eq!(u(Unary::ThresholdedRelu(1.0), 1.0), 0.0);
+        assert_eq!(u(Unary::Round, 2.5), 2.0); // half to even
+        assert_eq!(u(Unary::Round, -1.5), -2.0);
+        assert_eq!(u(Unary::Sign, -0.5), -1.0);
+        // Softplus of a large input is the input (no overflow to inf).
+        assert_eq!(u(Unary::Softplus, 1000.0), 1000.0);
+        assert!((u(Unary::Softplus, 0.0) - core::f32::consts::LN_2).abs() < 1e-7);
+        assert!((u(Unary::Elu(1.0), -1.0) - (-0.632_120_56)).abs() < 1e-7);
+    }
 
     #[test]
     fn gather_picks_rows_wraps_negatives_and_refuses_bad_indices() {

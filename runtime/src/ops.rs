@@ -15,39 +15,71 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "AveragePool",
     "BatchNormalization",
     "Cast",
+    "Ceil",
+    "Celu",
     "Clip",
     "Concat",
     "Conv",
     "ConvInteger",
     "DequantizeLinear",
     "Div",
+    "Elu",
+    "Erf",
     "Exp",
     "Flatten",
+    "Floor",
     "Gather",
     "Gemm",
     "GRU",
     "GlobalAveragePool",
+    "HardSigmoid",
+    "HardSwish",
     "Identity",
     "LSTM",
     "LeakyRelu",
+    "Log",
+    "LogSoftmax",
     "MatMul",
     "MatMulInteger",
+    "Max",
     "MaxPool",
+    "Mean",
+    "Min",
     "Mul",
     "Neg",
+    "Pow",
+    "PRelu",
     "QLinearConv",
     "QLinearMatMul",
     "QuantizeLinear",
     "RNN",
+    "Reciprocal",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
+    "ReduceSumSquare",
     "Relu",
     "Reshape",
+    "Round",
+    "Selu",
     "Sigmoid",
+    "Sign",
     "Slice",
     "Softmax",
+    "Softplus",
+    "Softsign",
     "Sqrt",
     "Squeeze",
     "Sub",
+    "Sum",
     "Tanh",
+    "ThresholdedRelu",
     "Transpose",
     "Unsqueeze",
 ];
@@ -65,6 +97,30 @@ pub enum Unary {
     Sqrt,
     LeakyRelu(f32),
     Clip(f32, f32),
+    /// `HardSigmoid(alpha, beta)`: max(0, min(1, alpha·x + beta)).
+    HardSigmoid(f32, f32),
+    /// x · max(0, min(1, x/6 + 1/2)) (MobileNetV3).
+    HardSwish,
+    /// x for x > 0, alpha·(eˣ − 1) otherwise.
+    Elu(f32),
+    /// max(0, x) + min(0, alpha·(e^(x/alpha) − 1)).
+    Celu(f32),
+    /// `Selu(alpha, gamma)`: gamma·x for x > 0, gamma·alpha·(eˣ − 1) otherwise.
+    Selu(f32, f32),
+    /// ln(1 + eˣ).
+    Softplus,
+    /// x / (1 + |x|).
+    Softsign,
+    /// x for x > alpha, 0 otherwise.
+    ThresholdedRelu(f32),
+    Reciprocal,
+    Floor,
+    Ceil,
+    /// Rounds half to even, as ONNX `Round` specifies.
+    Round,
+    Sign,
+    Log,
+    Erf,
     /// `Cast` to float16: rounds to the nearest f16 value (kept as f32).
     RoundF16,
 }
@@ -77,6 +133,36 @@ pub enum Binary {
     Sub,
     Mul,
     Div,
+    Pow,
+    /// NaN if either input is NaN (as onnxruntime and numpy).
+    Max,
+    /// NaN if either input is NaN (as onnxruntime and numpy).
+    Min,
+    /// `Mean` of two inputs.
+    Mean,
+    /// `PRelu(x, slope)`: x for x ≥ 0, slope·x otherwise.
+    PRelu,
+}
+
+/// The reduction of a float `Reduce*` op over the elements it reduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Reduce {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    Prod,
+    /// Σ |x|.
+    L1,
+    /// √Σ x².
+    L2,
+    /// ln Σ x.
+    LogSum,
+    /// ln Σ eˣ, computed as max + ln Σ e^(x − max).
+    LogSumExp,
+    /// Σ x².
+    SumSquare,
 }
 
 /// Numpy-style broadcasting: output shape and element strides of both inputs (0 where the
@@ -325,6 +411,14 @@ pub enum Op {
         outer: usize,
         len: usize,
         inner: usize,
+        /// `LogSoftmax`: the logarithm of the result, computed as x − max − ln Σ e^(x − max).
+        log: bool,
+    },
+    /// A `Reduce*` op: `axes` has bit `i` set when input axis `i` is reduced.
+    Reduce {
+        kind: Reduce,
+        in_shape: Shape,
+        axes: u8,
     },
     BatchNorm {
         c: usize,
@@ -606,6 +700,21 @@ pub fn op_name(op: &Op) -> &'static str {
             Unary::Sqrt => "Sqrt",
             Unary::LeakyRelu(_) => "LeakyRelu",
             Unary::Clip(..) => "Clip",
+            Unary::HardSigmoid(..) => "HardSigmoid",
+            Unary::HardSwish => "HardSwish",
+            Unary::Elu(_) => "Elu",
+            Unary::Celu(_) => "Celu",
+            Unary::Selu(..) => "Selu",
+            Unary::Softplus => "Softplus",
+            Unary::Softsign => "Softsign",
+            Unary::ThresholdedRelu(_) => "ThresholdedRelu",
+            Unary::Reciprocal => "Reciprocal",
+            Unary::Floor => "Floor",
+            Unary::Ceil => "Ceil",
+            Unary::Round => "Round",
+            Unary::Sign => "Sign",
+            Unary::Log => "Log",
+            Unary::Erf => "Erf",
             Unary::RoundF16 => "Cast",
         },
         Op::Binary(b, _) => match b {
@@ -613,6 +722,11 @@ pub fn op_name(op: &Op) -> &'static str {
             Binary::Sub => "Sub",
             Binary::Mul => "Mul",
             Binary::Div => "Div",
+            Binary::Pow => "Pow",
+            Binary::Max => "Max",
+            Binary::Min => "Min",
+            Binary::Mean => "Mean",
+            Binary::PRelu => "PRelu",
         },
         Op::Conv(_) | Op::ConvF16(_) => "Conv",
         Op::Gemm { .. } | Op::GemmF16 { .. } => "Gemm",
@@ -620,8 +734,21 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::MaxPool(_) => "MaxPool",
         Op::AveragePool { .. } => "AveragePool",
         Op::GlobalAveragePool { .. } => "GlobalAveragePool",
-        Op::Softmax { .. } => "Softmax",
+        Op::Softmax { log: false, .. } => "Softmax",
+        Op::Softmax { log: true, .. } => "LogSoftmax",
         Op::BatchNorm { .. } => "BatchNormalization",
+        Op::Reduce { kind, .. } => match kind {
+            Reduce::Sum => "ReduceSum",
+            Reduce::Mean => "ReduceMean",
+            Reduce::Max => "ReduceMax",
+            Reduce::Min => "ReduceMin",
+            Reduce::Prod => "ReduceProd",
+            Reduce::L1 => "ReduceL1",
+            Reduce::L2 => "ReduceL2",
+            Reduce::LogSum => "ReduceLogSum",
+            Reduce::LogSumExp => "ReduceLogSumExp",
+            Reduce::SumSquare => "ReduceSumSquare",
+        },
         Op::Concat { .. } => "Concat",
         Op::Transpose { .. } => "Transpose",
         Op::Gather { .. } => "Gather",

@@ -42,6 +42,46 @@ fn only_attrs(node: &Node<'_>, allowed: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The element-wise function of a unary float op, with its attributes (ONNX defaults).
+#[cfg(feature = "float-ops")]
+fn unary_op(node: &Node<'_>) -> Result<Unary> {
+    Ok(match node.op_type {
+        "Relu" => Unary::Relu,
+        "Sigmoid" => Unary::Sigmoid,
+        "Tanh" => Unary::Tanh,
+        "Abs" => Unary::Abs,
+        "Neg" => Unary::Neg,
+        "Exp" => Unary::Exp,
+        "Sqrt" => Unary::Sqrt,
+        "LeakyRelu" => Unary::LeakyRelu(node.attr_f("alpha", 0.01)?),
+        "HardSigmoid" => Unary::HardSigmoid(node.attr_f("alpha", 0.2)?, node.attr_f("beta", 0.5)?),
+        "HardSwish" => Unary::HardSwish,
+        "Elu" => Unary::Elu(node.attr_f("alpha", 1.0)?),
+        "Celu" => {
+            let a = node.attr_f("alpha", 1.0)?;
+            if a == 0.0 {
+                return Err(unsupported(node, "alpha = 0"));
+            }
+            Unary::Celu(a)
+        }
+        "Selu" => Unary::Selu(
+            node.attr_f("alpha", 1.673_263_2)?,
+            node.attr_f("gamma", 1.050_701)?,
+        ),
+        "Softplus" => Unary::Softplus,
+        "Softsign" => Unary::Softsign,
+        "ThresholdedRelu" => Unary::ThresholdedRelu(node.attr_f("alpha", 1.0)?),
+        "Reciprocal" => Unary::Reciprocal,
+        "Floor" => Unary::Floor,
+        "Ceil" => Unary::Ceil,
+        "Round" => Unary::Round,
+        "Sign" => Unary::Sign,
+        "Log" => Unary::Log,
+        "Erf" => Unary::Erf,
+        _ => return Err(unsupported(node, "op")),
+    })
+}
+
 #[cfg(feature = "float-ops")]
 fn f32_input<const T: usize, const N: usize>(
     p: &Prep<'_, '_, T, N>,
@@ -141,20 +181,13 @@ pub fn prepare_node<const T: usize, const N: usize>(
     let mut ins: heapless::Vec<u16, MAX_STEP_INPUTS> = heapless::Vec::new();
     let (op, dtype, shape): Out = match node.op_type {
         #[cfg(feature = "float-ops")]
-        "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Neg" | "Exp" | "Sqrt" | "LeakyRelu" => {
+        "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Neg" | "Exp" | "Sqrt" | "LeakyRelu"
+        | "HardSigmoid" | "HardSwish" | "Elu" | "Celu" | "Selu" | "Softplus" | "Softsign"
+        | "ThresholdedRelu" | "Reciprocal" | "Floor" | "Ceil" | "Round" | "Sign" | "Log"
+        | "Erf" => {
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);
-            let u = match node.op_type {
-                "Relu" => Unary::Relu,
-                "Sigmoid" => Unary::Sigmoid,
-                "Tanh" => Unary::Tanh,
-                "Abs" => Unary::Abs,
-                "Neg" => Unary::Neg,
-                "Exp" => Unary::Exp,
-                "Sqrt" => Unary::Sqrt,
-                _ => Unary::LeakyRelu(node.attr_f("alpha", 0.01)?),
-            };
-            (Op::Unary(u), DType::F32, s)
+            (Op::Unary(unary_op(node)?), DType::F32, s)
         }
         #[cfg(feature = "float-ops")]
         "Cast" => {
@@ -199,7 +232,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
             (Op::Unary(Unary::Clip(lo, hi)), DType::F32, s)
         }
         #[cfg(feature = "float-ops")]
-        "Add" | "Sub" | "Mul" | "Div" => {
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" => {
             let (a, sa) = f32_input(p, node, 0)?;
             let (b, sb) = f32_input(p, node, 1)?;
             if p.g.opset < 7 {
@@ -213,9 +246,53 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 "Add" => Binary::Add,
                 "Sub" => Binary::Sub,
                 "Mul" => Binary::Mul,
-                _ => Binary::Div,
+                "Div" => Binary::Div,
+                _ => Binary::Pow,
             };
             (Op::Binary(k, bc), DType::F32, bc.out)
+        }
+        #[cfg(feature = "float-ops")]
+        "Max" | "Min" | "Sum" | "Mean" => {
+            let (a, sa) = f32_input(p, node, 0)?;
+            let _ = ins.push(a);
+            match node.inputs.len() {
+                // The maximum, minimum, sum or mean of one tensor is that tensor.
+                1 => (Op::Copy, DType::F32, sa),
+                2 => {
+                    let (b, sb) = f32_input(p, node, 1)?;
+                    let bc = broadcast(&sa, &sb)
+                        .ok_or_else(|| shape_err(node, "shapes do not broadcast"))?;
+                    let _ = ins.push(b);
+                    let k = match node.op_type {
+                        "Max" => Binary::Max,
+                        "Min" => Binary::Min,
+                        "Sum" => Binary::Add,
+                        _ => Binary::Mean,
+                    };
+                    (Op::Binary(k, bc), DType::F32, bc.out)
+                }
+                _ => {
+                    return Err(unsupported(
+                        node,
+                        "more than two inputs (chain two-input nodes instead)",
+                    ))
+                }
+            }
+        }
+        #[cfg(feature = "float-ops")]
+        "PRelu" => {
+            let (x, sx) = f32_input(p, node, 0)?;
+            let (slope, ss) = f32_input(p, node, 1)?;
+            if p.g.opset < 7 {
+                return Err(unsupported(node, "legacy slope broadcast (opset < 7)"));
+            }
+            // The slope broadcasts to X, never the other way.
+            let bc = broadcast(&sx, &ss)
+                .filter(|bc| bc.out == sx)
+                .ok_or_else(|| shape_err(node, "slope does not broadcast to the input's shape"))?;
+            let _ = ins.push(x);
+            let _ = ins.push(slope);
+            (Op::Binary(Binary::PRelu, bc), DType::F32, sx)
         }
         "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
             let (x, t) = input(p.g, node, 0)?;
@@ -349,12 +426,13 @@ pub fn prepare_node<const T: usize, const N: usize>(
             )
         }
         #[cfg(feature = "float-ops")]
-        "Softmax" => {
+        "Softmax" | "LogSoftmax" => {
+            let log = node.op_type == "LogSoftmax";
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);
             let default_axis = if p.g.opset >= 13 { -1 } else { 1 };
             if s.rank() == 0 {
-                return Err(shape_err(node, "Softmax input must have rank >= 1"));
+                return Err(shape_err(node, "(Log)Softmax input must have rank >= 1"));
             }
             let ax = axis(node, node.attr_i("axis", default_axis)?, s.rank())?;
             let d = s.dims();
@@ -365,6 +443,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
                     outer,
                     len: s.dim(ax),
                     inner,
+                    log,
                 }
             } else {
                 // Before opset 13 Softmax flattens to 2-D at `axis`.
@@ -372,9 +451,71 @@ pub fn prepare_node<const T: usize, const N: usize>(
                     outer,
                     len: s.numel() / outer.max(1),
                     inner: 1,
+                    log,
                 }
             };
             (op, DType::F32, s)
+        }
+        #[cfg(feature = "float-ops")]
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
+        | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => {
+            let (x, s) = f32_input(p, node, 0)?;
+            let _ = ins.push(x);
+            only_attrs(node, &["axes", "keepdims", "noop_with_empty_axes"])?;
+            let kind = match node.op_type {
+                "ReduceSum" => Reduce::Sum,
+                "ReduceMean" => Reduce::Mean,
+                "ReduceMax" => Reduce::Max,
+                "ReduceMin" => Reduce::Min,
+                "ReduceProd" => Reduce::Prod,
+                "ReduceL1" => Reduce::L1,
+                "ReduceL2" => Reduce::L2,
+                "ReduceLogSum" => Reduce::LogSum,
+                "ReduceLogSumExp" => Reduce::LogSumExp,
+                _ => Reduce::SumSquare,
+            };
+            // Axes: an attribute, or (ReduceSum from opset 13, all from 18) a constant input.
+            let listed = match node.input(1) {
+                Some(_) => const_ints(p, node, 1)?,
+                None => ints::<MAX_RANK>(node, "axes")?,
+            };
+            let rank = s.rank();
+            let mut mask = 0u8;
+            match listed.as_deref() {
+                Some(a) if !a.is_empty() => {
+                    for &v in a {
+                        let ax = axis(node, v, rank)?;
+                        if mask & (1 << ax) != 0 {
+                            return Err(shape_err(node, "an axis is listed twice"));
+                        }
+                        mask |= 1 << ax;
+                    }
+                }
+                // No axes: all of them, unless `noop_with_empty_axes` asks for the input as is.
+                _ if node.attr_i("noop_with_empty_axes", 0)? != 0 => {}
+                _ => mask = ((1u16 << rank) - 1) as u8,
+            }
+            let keep = node.attr_i("keepdims", 1)? != 0;
+            let mut d = [0i64; MAX_RANK];
+            let mut n = 0;
+            for i in 0..rank {
+                if mask & (1 << i) == 0 {
+                    d[n] = s.dim(i) as i64;
+                    n += 1;
+                } else if keep {
+                    d[n] = 1;
+                    n += 1;
+                }
+            }
+            (
+                Op::Reduce {
+                    kind,
+                    in_shape: s,
+                    axes: mask,
+                },
+                DType::F32,
+                Shape::new(&d[..n], out_name)?,
+            )
         }
         #[cfg(feature = "float-ops")]
         "BatchNormalization" => {
@@ -608,9 +749,14 @@ pub fn prepare_node<const T: usize, const N: usize>(
             )
         }
         #[cfg(not(feature = "float-ops"))]
-        "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Neg" | "Exp" | "Sqrt" | "LeakyRelu" | "Cast"
-        | "Clip" | "Add" | "Sub" | "Mul" | "Div" | "Conv" | "Gemm" | "MatMul"
-        | "GlobalAveragePool" | "Softmax" | "BatchNormalization" => {
+        "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Neg" | "Exp" | "Sqrt" | "LeakyRelu"
+        | "HardSigmoid" | "HardSwish" | "Elu" | "Celu" | "Selu" | "Softplus" | "Softsign"
+        | "ThresholdedRelu" | "Reciprocal" | "Floor" | "Ceil" | "Round" | "Sign" | "Log"
+        | "Erf" | "Cast" | "Clip" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min"
+        | "Sum" | "Mean" | "PRelu" | "Conv" | "Gemm" | "MatMul" | "GlobalAveragePool"
+        | "Softmax" | "LogSoftmax" | "BatchNormalization" | "ReduceSum" | "ReduceMean"
+        | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum"
+        | "ReduceLogSumExp" | "ReduceSumSquare" => {
             return Err(unsupported(node, NO_FLOAT_OPS));
         }
         "Slice" | "Gather" | "Transpose" => {

@@ -57,6 +57,16 @@ const CASES: &[&str] = &[
     "test_qlinearconv",
     "test_qlinearmatmul_2D",
     "test_qlinearmatmul_3D",
+    "test_reduce_sum_default_axes_keepdims_example",
+    "test_reduce_sum_default_axes_keepdims_random",
+    "test_reduce_sum_do_not_keepdims_example",
+    "test_reduce_sum_do_not_keepdims_random",
+    "test_reduce_sum_empty_axes_input_noop_example",
+    "test_reduce_sum_empty_axes_input_noop_random",
+    "test_reduce_sum_keepdims_example",
+    "test_reduce_sum_keepdims_random",
+    "test_reduce_sum_negative_axes_keepdims_example",
+    "test_reduce_sum_negative_axes_keepdims_random",
 ];
 
 fn run_case(name: &str, dir: &Path) -> Result<(), String> {
