@@ -115,7 +115,11 @@ fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[S
             | Op::Reduce { .. }
             | Op::BatchNorm { .. } => Some(0),
             Op::MaxPool(_) if g.t(s.out).dtype == DType::F32 => Some(0),
-            Op::Slice { .. } | Op::Gather { .. } | Op::Transpose { .. } => Some(1),
+            Op::Slice { .. }
+            | Op::Gather { .. }
+            | Op::Transpose { .. }
+            | Op::Pad { .. }
+            | Op::Tile { .. } => Some(1),
             Op::QAdd(_) => Some(2),
             Op::QConcat(_) => Some(3),
             Op::QAvgPool(_) => Some(4),
@@ -1147,6 +1151,30 @@ fn eval<const T: usize, const N: usize>(
                 get(0)?,
                 y,
             )
+        }
+        Op::Pad {
+            in_shape,
+            begin,
+            mode,
+            value,
+        } => {
+            built(cfg!(feature = "layout-ops"), "layout-ops")?;
+            let out = g.t(s.out);
+            k::pad(
+                out.dtype.size(),
+                &in_shape,
+                &begin,
+                mode,
+                &value,
+                &out.shape,
+                get(0)?,
+                y,
+            )
+        }
+        Op::Tile { in_shape } => {
+            built(cfg!(feature = "layout-ops"), "layout-ops")?;
+            let out = g.t(s.out);
+            k::tile(out.dtype.size(), &in_shape, &out.shape, get(0)?, y)
         }
         Op::Transpose { in_shape, perm } => {
             built(cfg!(feature = "layout-ops"), "layout-ops")?;

@@ -3,7 +3,7 @@
 //! The int8 kernels use integer arithmetic only.
 
 use crate::error::{Error, Result};
-use crate::ops::{Binary, Broadcast, QAdd, QLinear, QParams, Reduce, Unary, Window};
+use crate::ops::{Binary, Broadcast, PadMode, QAdd, QLinear, QParams, Reduce, Unary, Window};
 use crate::quant::RequantTable;
 use crate::tensor::{DType, Shape, MAX_RANK};
 
@@ -1252,6 +1252,114 @@ pub fn slice(
     Ok(())
 }
 
+/// Row-major strides of a shape, in elements.
+fn strides_of(shape: &Shape) -> [usize; MAX_RANK] {
+    let mut stride = [0usize; MAX_RANK];
+    let mut s = 1;
+    for a in (0..shape.rank()).rev() {
+        stride[a] = s;
+        s *= shape.dim(a);
+    }
+    stride
+}
+
+/// Steps a row-major multi-index over `out` by one element.
+fn next_index(idx: &mut [usize; MAX_RANK], out: &Shape) {
+    let mut a = out.rank();
+    while a > 0 {
+        a -= 1;
+        idx[a] += 1;
+        if idx[a] < out.dim(a) {
+            return;
+        }
+        idx[a] = 0;
+    }
+}
+
+/// `Pad` on elements of `esize` bytes (any type): see [`crate::ops::Op::Pad`].
+#[allow(clippy::too_many_arguments)]
+pub fn pad(
+    esize: usize,
+    in_shape: &Shape,
+    begin: &[i32; MAX_RANK],
+    mode: PadMode,
+    value: &[u8],
+    out: &Shape,
+    x: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
+    let r = in_shape.rank();
+    check(
+        out.rank() == r
+            && x.len() == in_shape.numel() * esize
+            && y.len() == out.numel() * esize
+            && value.len() >= esize,
+    )?;
+    let stride = strides_of(in_shape);
+    let mut idx = [0usize; MAX_RANK];
+    for o in y.chunks_exact_mut(esize) {
+        let mut src = Some(0usize);
+        for a in 0..r {
+            let d = in_shape.dim(a) as i64;
+            let mut i = idx[a] as i64 - begin[a] as i64;
+            if i < 0 || i >= d {
+                i = match mode {
+                    _ if d == 0 => -1,
+                    PadMode::Constant => -1,
+                    PadMode::Edge => i.clamp(0, d - 1),
+                    PadMode::Wrap => i.rem_euclid(d),
+                    PadMode::Reflect if d == 1 => 0,
+                    PadMode::Reflect => {
+                        let period = 2 * (d - 1);
+                        let k = i.rem_euclid(period);
+                        if k >= d {
+                            period - k
+                        } else {
+                            k
+                        }
+                    }
+                };
+            }
+            src = match (src, usize::try_from(i)) {
+                (Some(at), Ok(i)) => Some(at + i * stride[a]),
+                _ => None,
+            };
+        }
+        match src {
+            Some(at) => o.copy_from_slice(
+                x.get(at * esize..(at + 1) * esize)
+                    .ok_or(Error::BadIo { what: "pad index" })?,
+            ),
+            None => o.copy_from_slice(&value[..esize]),
+        }
+        next_index(&mut idx, out);
+    }
+    Ok(())
+}
+
+/// `Tile` and `Expand` on elements of `esize` bytes: output index `o` reads `o mod in_dim`
+/// per axis.
+pub fn tile(esize: usize, in_shape: &Shape, out: &Shape, x: &[u8], y: &mut [u8]) -> Result<()> {
+    let r = in_shape.rank();
+    check(
+        out.rank() == r
+            && x.len() == in_shape.numel() * esize
+            && y.len() == out.numel() * esize
+            && (0..r).all(|a| in_shape.dim(a) > 0 || out.dim(a) == 0),
+    )?;
+    let stride = strides_of(in_shape);
+    let mut idx = [0usize; MAX_RANK];
+    for o in y.chunks_exact_mut(esize) {
+        let at: usize = (0..r).map(|a| idx[a] % in_shape.dim(a) * stride[a]).sum();
+        o.copy_from_slice(
+            x.get(at * esize..(at + 1) * esize)
+                .ok_or(Error::BadIo { what: "tile index" })?,
+        );
+        next_index(&mut idx, out);
+    }
+    Ok(())
+}
+
 /// Transposes bytes of `esize`-byte elements.
 pub fn transpose(
     esize: usize,
@@ -1485,6 +1593,59 @@ pub fn qavgpool<T: Q8>(p: &crate::ops::QAvgPool, x: &[T], y: &mut [T]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Pad` of u8 elements (any element type takes the same byte path).
+    fn pad_u8(
+        x: &[u8],
+        in_dims: &[i64],
+        begin: &[i32],
+        out_dims: &[i64],
+        mode: PadMode,
+    ) -> [u8; 18] {
+        let (si, so) = (
+            Shape::new(in_dims, "x").unwrap(),
+            Shape::new(out_dims, "y").unwrap(),
+        );
+        let mut b = [0i32; MAX_RANK];
+        b[..begin.len()].copy_from_slice(begin);
+        let mut y = [0u8; 18];
+        pad(1, &si, &b, mode, &[9], &so, x, &mut y[..so.numel()]).unwrap();
+        y
+    }
+
+    #[test]
+    fn pad_modes_match_numpy_including_pads_longer_than_the_axis() {
+        // Expected values from numpy.pad([1, 2, 3], (4, 5), mode).
+        let x = [1u8, 2, 3];
+        let y = pad_u8(&x, &[3], &[4], &[12], PadMode::Reflect);
+        assert_eq!(y[..12], [1, 2, 3, 2, 1, 2, 3, 2, 1, 2, 3, 2]);
+        let y = pad_u8(&x, &[3], &[4], &[12], PadMode::Wrap);
+        assert_eq!(y[..12], [3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2]);
+        let y = pad_u8(&x, &[3], &[4], &[12], PadMode::Edge);
+        assert_eq!(y[..12], [1, 1, 1, 1, 1, 2, 3, 3, 3, 3, 3, 3]);
+        // numpy.pad(arange(6).reshape(2, 3), ((1, 0), (2, 1)), "reflect").
+        let x2 = [0u8, 1, 2, 3, 4, 5];
+        let y = pad_u8(&x2, &[2, 3], &[1, 2], &[3, 6], PadMode::Reflect);
+        assert_eq!(
+            y[..18],
+            [5, 4, 3, 4, 5, 4, 2, 1, 0, 1, 2, 1, 5, 4, 3, 4, 5, 4]
+        );
+        // Negative pads crop; constant mode fills with the value: pads (-1, 1) on [1, 2, 3].
+        let y = pad_u8(&x, &[3], &[-1], &[3], PadMode::Constant);
+        assert_eq!(y[..3], [2, 3, 9]);
+    }
+
+    #[test]
+    fn tile_and_expand_repeat_by_index_modulo() {
+        let (si, so) = (
+            Shape::new(&[1, 2], "x").unwrap(),
+            Shape::new(&[2, 4], "y").unwrap(),
+        );
+        let mut y = [0u8; 8];
+        tile(1, &si, &so, &[7, 8], &mut y).unwrap();
+        assert_eq!(y, [7, 8, 7, 8, 7, 8, 7, 8]);
+        assert!(tile(1, &si, &so, &[7], &mut y).is_err());
+    }
 
     #[test]
     fn reduce_mean_over_spatial_axes_is_the_global_average_pool_bit_for_bit() {

@@ -21,24 +21,27 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Concat",
     "Conv",
     "ConvInteger",
+    "DepthToSpace",
     "DequantizeLinear",
     "Div",
+    "Dropout",
     "Elu",
     "Erf",
     "Exp",
+    "Expand",
     "Flatten",
     "Floor",
     "Gather",
     "Gemm",
-    "GRU",
     "GlobalAveragePool",
+    "GRU",
     "HardSigmoid",
     "HardSwish",
     "Identity",
-    "LSTM",
     "LeakyRelu",
     "Log",
     "LogSoftmax",
+    "LSTM",
     "MatMul",
     "MatMulInteger",
     "Max",
@@ -47,12 +50,12 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Min",
     "Mul",
     "Neg",
+    "Pad",
     "Pow",
     "PRelu",
     "QLinearConv",
     "QLinearMatMul",
     "QuantizeLinear",
-    "RNN",
     "Reciprocal",
     "ReduceL1",
     "ReduceL2",
@@ -66,6 +69,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ReduceSumSquare",
     "Relu",
     "Reshape",
+    "RNN",
     "Round",
     "Selu",
     "Sigmoid",
@@ -74,12 +78,14 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Softmax",
     "Softplus",
     "Softsign",
+    "SpaceToDepth",
     "Sqrt",
     "Squeeze",
     "Sub",
     "Sum",
     "Tanh",
     "ThresholdedRelu",
+    "Tile",
     "Transpose",
     "Unsqueeze",
 ];
@@ -142,6 +148,19 @@ pub enum Binary {
     Mean,
     /// `PRelu(x, slope)`: x for x ≥ 0, slope·x otherwise.
     PRelu,
+}
+
+/// How `Pad` fills the border.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadMode {
+    /// A constant value.
+    Constant,
+    /// The mirror image without repeating the edge (numpy's `reflect`).
+    Reflect,
+    /// The edge element repeated.
+    Edge,
+    /// The opposite side (periodic).
+    Wrap,
 }
 
 /// The reduction of a float `Reduce*` op over the elements it reduces.
@@ -439,6 +458,19 @@ pub enum Op {
         in_shape: Shape,
         starts: [u32; MAX_RANK],
         steps: [i32; MAX_RANK],
+    },
+    /// `Pad`: output element at index `o` reads input index `o − begin` per axis (negative
+    /// `begin` crops), or `value` (little-endian bytes) outside in constant mode.
+    Pad {
+        in_shape: Shape,
+        begin: [i32; MAX_RANK],
+        mode: PadMode,
+        value: [u8; 8],
+    },
+    /// `Tile` and `Expand`: output index `o` reads input index `o mod in_dim` per axis
+    /// (`in_shape` has the output's rank, leading 1s added for `Expand`).
+    Tile {
+        in_shape: Shape,
     },
     /// `outer × axis_len × inner` data, `indices` (int64 or int32) picking along the axis.
     Gather {
@@ -753,6 +785,8 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Transpose { .. } => "Transpose",
         Op::Gather { .. } => "Gather",
         Op::Slice { .. } => "Slice",
+        Op::Pad { .. } => "Pad",
+        Op::Tile { .. } => "Tile",
         Op::Quantize { .. } => "QuantizeLinear",
         Op::Dequantize { .. } => "DequantizeLinear",
         Op::QConv(_) => "QLinearConv",

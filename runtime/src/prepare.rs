@@ -294,6 +294,24 @@ pub fn prepare_node<const T: usize, const N: usize>(
             let _ = ins.push(slope);
             (Op::Binary(Binary::PRelu, bc), DType::F32, sx)
         }
+        "Dropout" => {
+            // Inference: the identity. Training mode (a constant true input) is refused.
+            let (x, t) = input(p.g, node, 0)?;
+            let _ = ins.push(x);
+            if node.attr_i("is_test", 1)? == 0 {
+                return Err(unsupported(node, "training mode"));
+            }
+            if let Some(n) = node.input(2) {
+                let mut on = true;
+                p.g.konst(Some(n))
+                    .ok_or_else(|| unsupported(node, "non-constant training_mode"))?
+                    .for_each_i64(|_, v| on = v != 0)?;
+                if on {
+                    return Err(unsupported(node, "training mode"));
+                }
+            }
+            (Op::Copy, t.dtype, t.shape)
+        }
         "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
             let (x, t) = input(p.g, node, 0)?;
             let _ = ins.push(x);
@@ -667,6 +685,242 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Shape::new(&d[..r], out_name)?,
             )
         }
+        "Pad" if cfg!(feature = "layout-ops") => {
+            let (x, t) = input(p.g, node, 0)?;
+            let _ = ins.push(x);
+            only_attrs(node, &["mode", "pads", "value"])?;
+            let r = t.shape.rank();
+            let mode = match node.attr_s("mode")?.unwrap_or(b"constant") {
+                b"constant" => PadMode::Constant,
+                b"reflect" => PadMode::Reflect,
+                b"edge" => PadMode::Edge,
+                b"wrap" => PadMode::Wrap,
+                _ => return Err(unsupported(node, "Pad mode")),
+            };
+            // Pads (begins, then ends) for every axis, or (opset 18) for the listed axes.
+            let mut raw = [0i64; 2 * MAX_RANK];
+            let n = if p.g.opset < 11 {
+                node.attr_ints("pads", &mut raw)?
+                    .ok_or_else(|| shape_err(node, "missing pads"))?
+            } else {
+                let k =
+                    p.g.konst(node.input(1))
+                        .ok_or_else(|| unsupported(node, "non-constant pads input"))?;
+                if k.shape.numel() > 2 * MAX_RANK {
+                    return Err(shape_err(node, "more pads than axes"));
+                }
+                k.for_each_i64(|i, v| {
+                    if let Some(r) = raw.get_mut(i) {
+                        *r = v;
+                    }
+                })?;
+                k.shape.numel()
+            };
+            let axes = match node.input(3) {
+                Some(_) => const_ints(p, node, 3)?,
+                None => None,
+            };
+            let listed = axes.as_ref().map_or(r, |a| a.len());
+            if n != 2 * listed {
+                return Err(shape_err(
+                    node,
+                    "pads length is not twice the number of axes",
+                ));
+            }
+            let mut begin = [0i32; MAX_RANK];
+            let mut d = [0i64; MAX_RANK];
+            for (a, v) in d.iter_mut().enumerate().take(r) {
+                *v = t.shape.dim(a) as i64;
+            }
+            let mut seen = [false; MAX_RANK];
+            for i in 0..listed {
+                let a = match &axes {
+                    Some(ax) => axis(node, ax[i], r)?,
+                    None => i,
+                };
+                if seen[a] {
+                    return Err(shape_err(node, "an axis is padded twice"));
+                }
+                seen[a] = true;
+                let (b, e) = (raw[i], raw[i + listed]);
+                let len = d[a].checked_add(b).and_then(|v| v.checked_add(e));
+                match (len, i32::try_from(b)) {
+                    (Some(len), Ok(b)) if len >= 0 => {
+                        begin[a] = b;
+                        d[a] = len;
+                    }
+                    _ => return Err(shape_err(node, "pads make a negative or huge dimension")),
+                }
+                if mode != PadMode::Constant && t.shape.dim(a) == 0 && d[a] > 0 {
+                    return Err(shape_err(
+                        node,
+                        "edge, reflect or wrap padding of an empty axis",
+                    ));
+                }
+            }
+            // The fill value, as the element's little-endian bytes (zero when absent).
+            let mut value = [0u8; 8];
+            let fill = if p.g.opset < 11 {
+                node.attr("value")?
+                    .is_some()
+                    .then(|| node.attr_f("value", 0.0))
+                    .transpose()?
+                    .map(|v| (Some(v), None))
+            } else {
+                match node.input(2) {
+                    Some(n) => {
+                        let k =
+                            p.g.konst(Some(n))
+                                .ok_or_else(|| unsupported(node, "non-constant pad value"))?;
+                        if k.shape.numel() != 1 {
+                            return Err(shape_err(node, "pad value must be one element"));
+                        }
+                        if t.dtype == DType::F32 {
+                            Some((Some(k.f32_at(0)?), None))
+                        } else {
+                            let mut v = 0i64;
+                            k.for_each_i64(|_, x| v = x)?;
+                            Some((None, Some(v)))
+                        }
+                    }
+                    None => None,
+                }
+            };
+            match (fill, t.dtype) {
+                (None, _) => {}
+                (Some((Some(f), _)), DType::F32) => value[..4].copy_from_slice(&f.to_le_bytes()),
+                (Some((None, Some(v))), dt) if dt != DType::F32 => {
+                    value.copy_from_slice(&v.to_le_bytes())
+                }
+                _ => return Err(unsupported(node, "pad value type")),
+            }
+            (
+                Op::Pad {
+                    in_shape: t.shape,
+                    begin,
+                    mode,
+                    value,
+                },
+                t.dtype,
+                Shape::new(&d[..r], out_name)?,
+            )
+        }
+        "Tile" | "Expand" if cfg!(feature = "layout-ops") => {
+            let (x, t) = input(p.g, node, 0)?;
+            let _ = ins.push(x);
+            let k =
+                p.g.konst(node.input(1))
+                    .ok_or_else(|| unsupported(node, "non-constant repeats or shape input"))?;
+            let mut want = [0i64; MAX_RANK];
+            let n = k.shape.numel();
+            if n > MAX_RANK {
+                return Err(Error::BadDimension {
+                    name: Name::new(out_name),
+                });
+            }
+            k.for_each_i64(|i, v| {
+                if let Some(w) = want.get_mut(i) {
+                    *w = v;
+                }
+            })?;
+            let r = t.shape.rank();
+            let mut src = [1i64; MAX_RANK];
+            let mut d = [0i64; MAX_RANK];
+            let out_rank = if node.op_type == "Tile" {
+                if n != r {
+                    return Err(shape_err(
+                        node,
+                        "repeats length differs from the input rank",
+                    ));
+                }
+                for a in 0..r {
+                    src[a] = t.shape.dim(a) as i64;
+                    d[a] = src[a]
+                        .checked_mul(want[a])
+                        .filter(|_| want[a] >= 0)
+                        .ok_or_else(|| shape_err(node, "negative or huge repeats"))?;
+                }
+                r
+            } else {
+                // Expand broadcasts both ways: the output is the broadcast of the input's shape
+                // and the requested one, right-aligned.
+                let out_rank = r.max(n);
+                for a in 0..out_rank {
+                    let di = (a + r)
+                        .checked_sub(out_rank)
+                        .map_or(1, |i| t.shape.dim(i) as i64);
+                    let dw = (a + n).checked_sub(out_rank).map_or(1, |i| want[i]);
+                    src[a] = di;
+                    d[a] = match (di, dw) {
+                        (x, y) if x == y || y == 1 => x,
+                        (1, y) if y >= 0 => y,
+                        _ => return Err(shape_err(node, "shape does not broadcast")),
+                    };
+                }
+                out_rank
+            };
+            (
+                Op::Tile {
+                    in_shape: Shape::new(&src[..out_rank], out_name)?,
+                },
+                t.dtype,
+                Shape::new(&d[..out_rank], out_name)?,
+            )
+        }
+        "DepthToSpace" | "SpaceToDepth" if cfg!(feature = "layout-ops") => {
+            // A transpose of a 6-D view of the NCHW input.
+            let (x, t) = input(p.g, node, 0)?;
+            let _ = ins.push(x);
+            only_attrs(node, &["blocksize", "mode"])?;
+            if t.shape.rank() != 4 {
+                return Err(shape_err(node, "input must be NCHW (rank 4)"));
+            }
+            let bs = node.attr_i("blocksize", 0)?;
+            let (n, c, h, w) = (
+                t.shape.dim(0) as i64,
+                t.shape.dim(1) as i64,
+                t.shape.dim(2) as i64,
+                t.shape.dim(3) as i64,
+            );
+            if !(1..=65_535).contains(&bs) {
+                return Err(shape_err(node, "blocksize must be positive"));
+            }
+            let (view, perm, out): ([i64; 6], [u8; 6], [i64; 4]) = if node.op_type == "DepthToSpace"
+            {
+                if c % (bs * bs) != 0 {
+                    return Err(shape_err(node, "channels not divisible by blocksize²"));
+                }
+                let oc = c / (bs * bs);
+                let out = [n, oc, h * bs, w * bs];
+                match node.attr_s("mode")?.unwrap_or(b"DCR") {
+                    b"DCR" => ([n, bs, bs, oc, h, w], [0, 3, 4, 1, 5, 2], out),
+                    b"CRD" => ([n, oc, bs, bs, h, w], [0, 1, 4, 2, 5, 3], out),
+                    _ => return Err(unsupported(node, "DepthToSpace mode")),
+                }
+            } else {
+                if h % bs != 0 || w % bs != 0 {
+                    return Err(shape_err(
+                        node,
+                        "height or width not divisible by blocksize",
+                    ));
+                }
+                (
+                    [n, c, h / bs, bs, w / bs, bs],
+                    [0, 3, 5, 1, 2, 4],
+                    [n, c * bs * bs, h / bs, w / bs],
+                )
+            };
+            let mut p8 = [0u8; MAX_RANK];
+            p8[..6].copy_from_slice(&perm);
+            (
+                Op::Transpose {
+                    in_shape: Shape::new(&view, out_name)?,
+                    perm: p8,
+                },
+                t.dtype,
+                Shape::new(&out, out_name)?,
+            )
+        }
         "Gather" if cfg!(feature = "layout-ops") => {
             let (x, t) = input(p.g, node, 0)?;
             let (ix, ti) = input(p.g, node, 1)?;
@@ -759,7 +1013,8 @@ pub fn prepare_node<const T: usize, const N: usize>(
         | "ReduceLogSumExp" | "ReduceSumSquare" => {
             return Err(unsupported(node, NO_FLOAT_OPS));
         }
-        "Slice" | "Gather" | "Transpose" => {
+        "Slice" | "Gather" | "Transpose" | "Pad" | "Tile" | "Expand" | "DepthToSpace"
+        | "SpaceToDepth" => {
             return Err(unsupported(
                 node,
                 "layout op (sprig-runtime built without feature layout-ops)",

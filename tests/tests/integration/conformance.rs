@@ -143,6 +143,21 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
     ("test_dynamicquantizelinear_expanded", "Cast between float32 and integer types"),
     ("test_dynamicquantizelinear_max_adjusted_expanded", "Cast between float32 and integer types"),
     ("test_dynamicquantizelinear_min_adjusted_expanded", "Cast between float32 and integer types"),
+    ("test_constant_pad", "static plan: shape, axes, bounds or quantization parameters given as graph inputs instead of constants"),
+    ("test_edge_pad", "static plan: shape, axes, bounds or quantization parameters given as graph inputs instead of constants"),
+    ("test_reflect_pad", "static plan: shape, axes, bounds or quantization parameters given as graph inputs instead of constants"),
+    ("test_expand_dim_changed", "static plan: shape, axes, bounds or quantization parameters given as graph inputs instead of constants"),
+    ("test_expand_dim_unchanged", "static plan: shape, axes, bounds or quantization parameters given as graph inputs instead of constants"),
+    ("test_tile", "static plan: shape, axes, bounds or quantization parameters given as graph inputs instead of constants"),
+    ("test_tile_precomputed", "static plan: shape, axes, bounds or quantization parameters given as graph inputs instead of constants"),
+    ("test_dropout_default_mask", "training-mode or argmax extra outputs"),
+    ("test_dropout_default_mask_ratio", "training-mode or argmax extra outputs"),
+    ("test_training_dropout", "training-mode or argmax extra outputs"),
+    ("test_training_dropout_default", "training-mode or argmax extra outputs"),
+    ("test_training_dropout_default_mask", "training-mode or argmax extra outputs"),
+    ("test_training_dropout_mask", "training-mode or argmax extra outputs"),
+    ("test_training_dropout_zero_ratio", "training-mode or argmax extra outputs"),
+    ("test_training_dropout_zero_ratio_mask", "training-mode or argmax extra outputs"),
 ];
 
 enum Outcome {

@@ -1,0 +1,130 @@
+"""Whole blocks of mobile architectures built from the ops beyond sprig's own exports (HardSwish,
+squeeze-excite with ReduceMean and HardSigmoid, reflect Pad, PRelu, PixelShuffle as
+DepthToSpace, LogSoftmax, ...), with onnxruntime's outputs: the ops as exporters combine them,
+where ONNX's node tests check one node at a time.
+
+  mobile_cases.py OUT_DIR
+      writes, per case, CASE.onnx (weights as initializers, one float input X), CASE.x.f32 and
+      CASE.y0.f32 (onnxruntime's output, one intra-op thread, graph optimizations off).
+      Seeded: the same files every run.
+"""
+import pathlib
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+rng = np.random.default_rng(11)
+OUT = pathlib.Path(sys.argv[1])
+
+
+class Graph:
+    def __init__(self):
+        self.nodes, self.inits, self.n = [], [], 0
+
+    def w(self, shape, scale=0.4, name=None):
+        """Random float weights of `shape`."""
+        return self.c((rng.standard_normal(shape) * scale).astype("f4"), name)
+
+    def c(self, values, name=None, dtype="f4"):
+        """A constant initializer with these values (int64 for shapes, pads and axes)."""
+        name = name or f"w{len(self.inits)}"
+        self.inits.append(numpy_helper.from_array(np.array(values, dtype), name))
+        return name
+
+    def op(self, op, ins, **attrs):
+        self.n += 1
+        out = f"t{self.n}"
+        self.nodes.append(helper.make_node(op, ins, [out], **attrs))
+        return out
+
+
+def save(name, g, x_shape, y, opset):
+    graph = helper.make_graph(
+        g.nodes, name, [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)], initializer=g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.checker.check_model(model, full_check=True)
+    x = rng.standard_normal(x_shape).astype("f4")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {"X": x})
+    onnx.save(model, OUT / f"{name}.onnx")
+    x.tofile(OUT / f"{name}.x.f32")
+    out.astype("<f4").tofile(OUT / f"{name}.y0.f32")
+
+
+def mobilenet_v3_block(opset):
+    """Reflect pad, conv + HardSwish, depthwise conv, squeeze-excite (ReduceMean, 1x1 convs,
+    HardSigmoid, Mul), then ReduceMean as the global pool, Gemm and LogSoftmax."""
+    g = Graph()
+    if opset >= 18:
+        # Opset 18 takes Pad's axes and ReduceMean's axes as inputs.
+        t = g.op("Pad", ["X", g.c([1, 1, 1, 1], "pads", "i8"), "",
+                         g.c([2, 3], "pad_axes", "i8")], mode="reflect")
+    else:
+        t = g.op("Pad", ["X", g.c([0, 0, 1, 1, 0, 0, 1, 1], "pads", "i8")], mode="reflect")
+    t = g.op("Conv", [t, g.w([8, 3, 3, 3]), g.w([8], 0.1)], strides=[2, 2])
+    t = g.op("HardSwish", [t])
+    t = g.op("Conv", [t, g.w([8, 1, 3, 3]), g.w([8], 0.1)], group=8, pads=[1, 1, 1, 1])
+    t = g.op("HardSwish", [t])
+    if opset >= 18:
+        axes = g.c([2, 3], "axes", "i8")
+        se = g.op("ReduceMean", [t, axes], keepdims=1)
+    else:
+        se = g.op("ReduceMean", [t], axes=[2, 3], keepdims=1)
+    se = g.op("Conv", [se, g.w([4, 8, 1, 1]), g.w([4], 0.1)])
+    se = g.op("Relu", [se])
+    se = g.op("Conv", [se, g.w([8, 4, 1, 1]), g.w([8], 0.1)])
+    se = g.op("HardSigmoid", [se], alpha=1 / 6, beta=0.5)
+    t = g.op("Mul", [t, se])
+    if opset >= 18:
+        t = g.op("ReduceMean", [t, axes], keepdims=0)
+    else:
+        t = g.op("ReduceMean", [t], axes=[2, 3], keepdims=0)
+    t = g.op("Gemm", [t, g.w([10, 8]), g.w([10], 0.1)], transB=1)
+    return g, g.op("LogSoftmax", [t], axis=-1)
+
+
+def super_resolution_head():
+    """Conv + PRelu (per-channel slopes), PixelShuffle (DepthToSpace, CRD as PyTorch exports
+    it), Conv + Elu, SpaceToDepth back, Softplus and a clamp by Max/Min."""
+    g = Graph()
+    t = g.op("Conv", ["X", g.w([12, 2, 3, 3]), g.w([12], 0.1)], pads=[1, 1, 1, 1])
+    t = g.op("PRelu", [t, g.w([12, 1, 1], 0.2)])
+    t = g.op("DepthToSpace", [t], blocksize=2, mode="CRD")
+    t = g.op("Conv", [t, g.w([4, 3, 3, 3]), g.w([4], 0.1)], pads=[1, 1, 1, 1])
+    t = g.op("Elu", [t], alpha=0.7)
+    t = g.op("SpaceToDepth", [t], blocksize=2)
+    t = g.op("Softplus", [t])
+    t = g.op("Max", [t, g.w([1], name="lo")])
+    return g, g.op("Min", [t, g.w([16, 1, 1], 1.0)])
+
+
+def elementwise_tail():
+    """Element-wise functions on one tensor, then reductions over inner and outer axes."""
+    g = Graph()
+    t = g.op("Selu", ["X"])
+    t = g.op("Softsign", [t])
+    t = g.op("Erf", [t])
+    u = g.op("Pow", [g.op("Abs", [t]), g.c([1.5], "p")])
+    t = g.op("Add", [g.op("Sum", [t, u]), g.op("Mean", [t, u])])
+    t = g.op("Tile", [t, g.c([1, 2, 1], "reps", "i8")])
+    t = g.op("ReduceLogSumExp", [t], axes=[0, 2], keepdims=0)
+    return g, g.op("Log", [g.op("Reciprocal", [g.op("Softplus", [t])])])
+
+
+g, y = mobilenet_v3_block(17)
+save("mobilenet_v3_block", g, [1, 3, 16, 16], y, 17)
+g, y = mobilenet_v3_block(18)
+save("mobilenet_v3_block_opset18", g, [1, 3, 16, 16], y, 18)
+g, y = super_resolution_head()
+save("super_resolution_head", g, [1, 2, 6, 6], y, 13)
+g, y = elementwise_tail()
+save("elementwise_tail", g, [2, 5, 7], y, 13)
