@@ -16,7 +16,7 @@
 //!
 //! Only the int8 core is frozen: the steps a fully quantized model runs on a microcontroller
 //! (int8 convolution and dense layers, Quantize/Dequantize, MaxPool, int8 Add, Concat and
-//! AveragePool, reshapes). A plan with float steps is refused by
+//! AveragePool, int8 lookup tables of element-wise ops, reshapes). A plan with float steps is refused by
 //! [`InterpreterWith::freeze`]; plan it on the device instead.
 //!
 //! Layout (little endian, version 1): `"SPLN"`, version u8, model length u32, model FNV-1a
@@ -289,6 +289,7 @@ const QADD: u8 = 5;
 const QCONCAT: u8 = 6;
 const QAVGPOOL: u8 = 7;
 const CONCAT: u8 = 8;
+const QLUT: u8 = 9;
 
 #[cfg(feature = "alloc")]
 fn put_op(op: &Op, w: &mut Writer) -> Result<()> {
@@ -335,6 +336,16 @@ fn put_op(op: &Op, w: &mut Writer) -> Result<()> {
             outer.put(w);
             inner.put(w);
         }
+        Op::QLut {
+            table,
+            unsigned,
+            name,
+        } => {
+            w.push(QLUT);
+            table.put(w);
+            unsigned.put(w);
+            (*name as u32).put(w);
+        }
         _ => {
             return Err(bad(
                 "a float step: only int8 plans (int8 layers, Quantize/Dequantize, MaxPool, \
@@ -364,6 +375,11 @@ fn get_op(r: &mut Reader<'_>) -> Result<Op> {
         CONCAT => Op::Concat {
             outer: usize::get(r)?,
             inner: usize::get(r)?,
+        },
+        QLUT => Op::QLut {
+            table: usize::get(r)?,
+            unsigned: bool::get(r)?,
+            name: u8::try_from(u32::get(r)?).map_err(|_| bad("lookup op name"))?,
         },
         _ => return Err(bad("unknown op")),
     })
@@ -756,6 +772,12 @@ fn check_step<const T: usize, const N: usize>(
             window_ok(&p.win) && pool_work_ok(&p.win) && requant_ok(&p.rq) && s.n_in == 1
         }
         Op::Concat { outer, inner } => blocks_ok(outer, inner),
+        Op::QLut { table, name, .. } => {
+            s.n_in == 1
+                && elems(0) == Some(y)
+                && (name as usize) < crate::ops::LUT_OPS.len()
+                && table.checked_add(256).is_some_and(|e| e <= sizes.persist)
+        }
         _ => false,
     };
     if !ok {

@@ -6,7 +6,9 @@ use crate::error::Result;
 use crate::graph::{Graph, NONE};
 use crate::onnx::Node;
 use crate::ops::*;
-use crate::prepare::{conv_window, make_step, pool_window, reshape_like, window_out_shape};
+use crate::prepare::{
+    conv_window, make_step, pool_window, reshape_like, unary_op, window_out_shape,
+};
 use crate::quant::Requant;
 use crate::tensor::{DType, Shape};
 
@@ -224,6 +226,7 @@ pub fn try_fuse<const T: usize, const N: usize>(
         "MaxPool" | "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" | "Identity" => {
             fuse_passthrough(p, node, idx)
         }
+        op if cfg!(feature = "int8-lut") && LUT_OPS.contains(&op) => fuse_lut(p, node, idx),
         _ => Ok(None),
     }
 }
@@ -493,6 +496,51 @@ fn fuse_passthrough<const T: usize, const N: usize>(
         (Op::Copy, reshape_like(p, node, &xs)?)
     };
     set_output(p, y_id, xdt, shape)?;
+    Ok(Some((make_step(idx, op, &[x.id], y_id)?, absorbed)))
+}
+
+/// `DQ → element-wise op → Q` (HardSwish, Sigmoid, Tanh, …): one 256-entry table lookup per
+/// element, computed at plan time from the float path's own kernels.
+fn fuse_lut<const T: usize, const N: usize>(
+    p: &mut Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    idx: u16,
+) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
+    let g = &*p.g;
+    let Some(x) = dq_act(g, node.input(0))? else {
+        return Ok(None);
+    };
+    let Some((absorbed, sy, zy, ydt, y_id)) = plain_q_tail(g, node.outputs[0])? else {
+        return Ok(None);
+    };
+    let Some(name) = LUT_OPS.iter().position(|&n| n == node.op_type) else {
+        return Ok(None);
+    };
+    // Attributes the op does not take are left for the float path to refuse.
+    let Ok(f) = unary_op(node) else {
+        return Ok(None);
+    };
+    if !matches!(ydt, DType::I8 | DType::U8) {
+        return Ok(None);
+    }
+    let (xs, unsigned_out) = (g.t(x.id).shape, ydt == DType::U8);
+    let at = p.reserve(256)?;
+    p.fill(Fill::Lut {
+        at,
+        f,
+        sx: x.scale,
+        zx: x.zp,
+        sy,
+        zy,
+        unsigned_in: x.unsigned,
+        unsigned_out,
+    })?;
+    set_output(p, y_id, ydt, xs)?;
+    let op = Op::QLut {
+        table: at,
+        unsigned: x.unsigned,
+        name: name as u8,
+    };
     Ok(Some((make_step(idx, op, &[x.id], y_id)?, absorbed)))
 }
 

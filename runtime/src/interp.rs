@@ -86,7 +86,7 @@ pub struct ArenaReport {
 /// Plans `model` into tables the caller owns (filled in place: on a microcontroller these
 /// tables are most of the stack, so they must not be built here and then moved).
 /// The op families a build may leave out, each with whether this build has it.
-pub const OP_FAMILIES: [(&str, bool); 8] = [
+pub const OP_FAMILIES: [(&str, bool); 9] = [
     ("float-ops", cfg!(feature = "float-ops")),
     ("layout-ops", cfg!(feature = "layout-ops")),
     ("int8-residual", cfg!(feature = "int8-residual")),
@@ -95,11 +95,12 @@ pub const OP_FAMILIES: [(&str, bool); 8] = [
     ("recurrent", cfg!(feature = "recurrent")),
     ("integer-ops", cfg!(feature = "integer-ops")),
     ("uint8", cfg!(feature = "uint8")),
+    ("int8-lut", cfg!(feature = "int8-lut")),
 ];
 
 /// Which of [`OP_FAMILIES`] the steps use.
-fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[Step]) -> [bool; 8] {
-    let mut used = [false; 8];
+fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[Step]) -> [bool; 9] {
+    let mut used = [false; 9];
     for s in steps {
         let family = match s.op {
             Op::Unary(_)
@@ -125,6 +126,7 @@ fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[S
             Op::QAvgPool(_) => Some(4),
             Op::Rnn(_) => Some(5),
             Op::IntLinear(_) => Some(6),
+            Op::QLut { .. } => Some(8),
             _ => None,
         };
         if let Some(f) = family {
@@ -687,7 +689,7 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
     /// outputs and leaves every other family's code out of flash — int8 convolutions and dense
     /// layers, Quantize/Dequantize, MaxPool, Concat and reshapes are always built. An int8 QDQ
     /// model whose layers all fuse needs no `float-ops`.
-    pub fn op_features(&self) -> heapless::Vec<&'static str, 8> {
+    pub fn op_features(&self) -> heapless::Vec<&'static str, 9> {
         families_used(&self.g, &self.steps)
             .iter()
             .zip(OP_FAMILIES)
@@ -1152,6 +1154,10 @@ fn eval<const T: usize, const N: usize>(
                 y,
             )
         }
+        Op::QLut { table, .. } => {
+            built(cfg!(feature = "int8-lut"), "int8-lut")?;
+            k::lut(persist_slice(persist, table, 256)?, get(0)?, y)
+        }
         Op::Pad {
             in_shape,
             begin,
@@ -1453,6 +1459,21 @@ fn fill<const T: usize, const N: usize>(
                 }
             })?;
             res
+        }
+        Fill::Lut {
+            at,
+            f,
+            sx,
+            zx,
+            sy,
+            zy,
+            unsigned_in,
+            unsigned_out,
+        } => {
+            let table = persist.get_mut(at..at + 256).ok_or(Error::BadIo {
+                what: "lookup table",
+            })?;
+            k::lut_table(f, sx, zx, sy, zy, unsigned_in, unsigned_out, table)
         }
         Fill::QParams { scale, zp, q } => {
             let s = g.t(scale).konst.ok_or(Error::BadIo { what: "scale" })?;

@@ -1252,6 +1252,44 @@ pub fn slice(
     Ok(())
 }
 
+/// The table of a `DQ → f → Q` lookup step: entry `b` (an 8-bit code's bit pattern) is what the
+/// float path computes for that code — [`dequantize`], [`unary`], [`quantize`], the same
+/// functions, so the lookup is bit-identical to the steps it replaces.
+#[allow(clippy::too_many_arguments)]
+pub fn lut_table(
+    f: Unary,
+    sx: f32,
+    zx: i32,
+    sy: f32,
+    zy: i32,
+    unsigned_in: bool,
+    unsigned_out: bool,
+    table: &mut [u8],
+) -> Result<()> {
+    check(table.len() == 256)?;
+    let codes: [u8; 256] = core::array::from_fn(|b| b as u8);
+    let one = QParams {
+        scales: 0,
+        zps: 0,
+        axis_len: 1,
+        inner: 256,
+    };
+    let dt = |u: bool| if u { DType::U8 } else { DType::I8 };
+    let (mut xf, mut yf) = ([0f32; 256], [0f32; 256]);
+    dequantize(&one, &[sx], &[zx], dt(unsigned_in), &codes, &mut xf)?;
+    unary(f, &xf, &mut yf)?;
+    quantize(&one, &[sy], &[zy], dt(unsigned_out), &yf, table)
+}
+
+/// A lookup step: `y[i] = table[x[i]]` (8-bit codes by bit pattern).
+pub fn lut(table: &[u8], x: &[u8], y: &mut [u8]) -> Result<()> {
+    check(table.len() == 256 && x.len() == y.len())?;
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = table[v as usize];
+    }
+    Ok(())
+}
+
 /// Row-major strides of a shape, in elements.
 fn strides_of(shape: &Shape) -> [usize; MAX_RANK] {
     let mut stride = [0usize; MAX_RANK];

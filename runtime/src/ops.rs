@@ -184,6 +184,34 @@ pub enum Reduce {
     SumSquare,
 }
 
+/// The element-wise ops that `DQ → op → Q` turns into a 256-entry int8 lookup table, by the
+/// index `Op::QLut` records (for profiles and frozen plans).
+pub const LUT_OPS: &[&str] = &[
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Abs",
+    "Neg",
+    "Exp",
+    "Sqrt",
+    "LeakyRelu",
+    "HardSigmoid",
+    "HardSwish",
+    "Elu",
+    "Celu",
+    "Selu",
+    "Softplus",
+    "Softsign",
+    "ThresholdedRelu",
+    "Reciprocal",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sign",
+    "Log",
+    "Erf",
+];
+
 /// Numpy-style broadcasting: output shape and element strides of both inputs (0 where the
 /// input is broadcast along that axis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -459,6 +487,15 @@ pub enum Op {
         starts: [u32; MAX_RANK],
         steps: [i32; MAX_RANK],
     },
+    /// `DQ → element-wise op → Q` on int8/uint8: `y = table[x]`, the 256-byte table (in the
+    /// persistent arena at `table`) holding Q(f(DQ(x))) for every input code, computed with the
+    /// float path's own kernels, so the result is bit-identical to it. `name` indexes
+    /// [`LUT_OPS`].
+    QLut {
+        table: usize,
+        unsigned: bool,
+        name: u8,
+    },
     /// `Pad`: output element at index `o` reads input index `o − begin` per axis (negative
     /// `begin` crops), or `value` (little-endian bytes) outside in constant mode.
     Pad {
@@ -559,6 +596,17 @@ pub enum Fill {
         sw: u16,
         sy: f32,
         p: QLinear,
+    },
+    /// The 256-byte table of a [`Op::QLut`] step: Q(f(DQ(code))) for every 8-bit code.
+    Lut {
+        at: usize,
+        f: Unary,
+        sx: f32,
+        zx: i32,
+        sy: f32,
+        zy: i32,
+        unsigned_in: bool,
+        unsigned_out: bool,
     },
     /// Weight zero points, int32 biases and requantization of an integer op (scales unused
     /// when it outputs int32).
@@ -786,6 +834,10 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Gather { .. } => "Gather",
         Op::Slice { .. } => "Slice",
         Op::Pad { .. } => "Pad",
+        Op::QLut { name, .. } => LUT_OPS
+            .get(*name as usize)
+            .copied()
+            .unwrap_or("QLinearLookup"),
         Op::Tile { .. } => "Tile",
         Op::Quantize { .. } => "QuantizeLinear",
         Op::Dequantize { .. } => "DequantizeLinear",

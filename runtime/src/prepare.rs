@@ -28,7 +28,7 @@ pub(crate) fn make_step(node_idx: u16, op: Op, ins: &[u16], out: u16) -> Result<
     Ok(s)
 }
 
-#[cfg(feature = "float-ops")]
+/// Refuses a node with an attribute outside `allowed` (one the op would silently ignore).
 fn only_attrs(node: &Node<'_>, allowed: &[&str]) -> Result<()> {
     for a in node.attr_names() {
         let a = a?;
@@ -43,8 +43,7 @@ fn only_attrs(node: &Node<'_>, allowed: &[&str]) -> Result<()> {
 }
 
 /// The element-wise function of a unary float op, with its attributes (ONNX defaults).
-#[cfg(feature = "float-ops")]
-fn unary_op(node: &Node<'_>) -> Result<Unary> {
+pub(crate) fn unary_op(node: &Node<'_>) -> Result<Unary> {
     Ok(match node.op_type {
         "Relu" => Unary::Relu,
         "Sigmoid" => Unary::Sigmoid,

@@ -15,6 +15,7 @@ mod conformance;
 mod conformance_frozen;
 mod float16;
 mod hazard;
+mod int8_lut;
 mod mobile;
 mod onnxruntime;
 mod pipeline;

@@ -1,0 +1,93 @@
+"""Int8 element-wise ops as exporters quantize them (`Q → DQ → op → Q → DQ`), for the
+lookup-table fusion: every op sprig turns into a 256-entry table, on int8 and uint8.
+
+  lut_cases.py OUT_DIR
+      writes, per case, CASE.onnx; CASE.float.onnx, the same graph with the op's float result
+      also a graph output (so sprig cannot fuse it and runs DQ, the float op and Q); CASE.x.f32,
+      256 inputs that quantize to every 8-bit code; CASE.y0.f32, onnxruntime's output (one
+      intra-op thread, graph optimizations off) and CASE.step.f32, the output quantization step.
+"""
+import pathlib
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+OUT = pathlib.Path(sys.argv[1])
+# (op, attributes, input scale, output scale, output zero point for int8)
+CASES = [
+    ("Sigmoid", {}, 0.05, 1 / 256, -128),
+    ("Tanh", {}, 0.03, 1 / 128, 0),
+    ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}, 0.06, 1 / 256, -128),
+    ("HardSwish", {}, 0.05, 0.04, -20),
+    ("Relu", {}, 0.1, 0.05, -128),
+    ("LeakyRelu", {"alpha": 0.1}, 0.1, 0.06, 10),
+    ("Elu", {"alpha": 0.8}, 0.04, 0.03, 5),
+    ("Selu", {}, 0.04, 0.05, 0),
+    ("Celu", {"alpha": 1.5}, 0.04, 0.03, 0),
+    ("Softplus", {}, 0.05, 0.03, -128),
+    ("Softsign", {}, 0.1, 1 / 128, 0),
+    ("Exp", {}, 0.02, 0.05, -128),
+    ("Erf", {}, 0.02, 1 / 128, 0),
+    ("Abs", {}, 0.1, 0.05, -128),
+    ("Neg", {}, 0.1, 0.1, 0),
+    ("Sign", {}, 0.1, 1.0, 0),
+    ("ThresholdedRelu", {"alpha": 2.0}, 0.1, 0.05, -128),
+    ("Floor", {}, 0.07, 0.1, 0),
+    ("Ceil", {}, 0.07, 0.1, 0),
+    ("Round", {}, 0.05, 0.1, 0),
+    ("Sqrt", {}, 0.05, 0.03, -128),
+    ("Log", {}, 0.05, 0.04, 20),
+    ("Reciprocal", {}, 0.05, 0.2, 0),
+]
+
+
+def qdq(name, scale, zp, dtype):
+    zt = TensorProto.INT8 if dtype == np.int8 else TensorProto.UINT8
+    return [numpy_helper.from_array(np.array(scale, "f4"), f"{name}_s"),
+            helper.make_tensor(f"{name}_z", zt, [], [int(zp)])]
+
+
+def build(op, attrs, sx, sy, zy, dtype, expose):
+    unsigned = dtype == np.uint8
+    zx = 128 if unsigned else 0
+    zy = zy + 128 if unsigned else zy
+    inits = qdq("x", sx, zx, dtype) + qdq("y", sy, zy, dtype)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["X", "x_s", "x_z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xf"]),
+        helper.make_node(op, ["xf"], ["f"], **attrs),
+        helper.make_node("QuantizeLinear", ["f", "y_s", "y_z"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "y_s", "y_z"], ["Y"]),
+    ]
+    outs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [256])]
+    if expose:
+        outs.append(helper.make_tensor_value_info("f", TensorProto.FLOAT, [256]))
+    graph = helper.make_graph(nodes, op, [helper.make_tensor_value_info("X", TensorProto.FLOAT, [256])],
+                              outs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    # Inputs that quantize to every code: (code − zx) · sx, code over the type's range.
+    lo = 0 if unsigned else -128
+    x = ((np.arange(256) + lo - zx) * np.float32(sx)).astype("f4")
+    return model, x
+
+
+for op, attrs, sx, sy, zy in CASES:
+    for dtype in (np.int8, np.uint8):
+        name = f"{op}_{np.dtype(dtype).name}"
+        model, x = build(op, attrs, sx, sy, zy, dtype, False)
+        float_model, _ = build(op, attrs, sx, sy, zy, dtype, True)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        (y,) = sess.run(None, {"X": x})
+        onnx.save(model, OUT / f"{name}.onnx")
+        onnx.save(float_model, OUT / f"{name}.float.onnx")
+        x.tofile(OUT / f"{name}.x.f32")
+        y.astype("<f4").tofile(OUT / f"{name}.y0.f32")
+        np.array([sy], "<f4").tofile(OUT / f"{name}.step.f32")

@@ -1,0 +1,111 @@
+//! `DQ → element-wise op → Q` as one 256-entry lookup table (`Op::QLut`): for every op the
+//! fusion covers, on int8 and uint8, over all 256 input codes, the fused plan's output is
+//! bit-identical to the float path's (the same graph with the op's float result also a graph
+//! output, which sprig cannot fuse), the same from a frozen plan, and within one output step
+//! of onnxruntime. Cases come from
+//! `tests/lut_cases.py`.
+
+use crate::support::{f32s, python, repo};
+use sprig_runtime::{Interpreter, Model};
+use std::path::Path;
+use std::process::Command;
+
+/// Output 0 of `model` on `x`, the plan's step count, whether it uses the lookup family, and
+/// output 1 when there is one (the float model's op result).
+fn run(model: &Path, x: &[f32]) -> (Vec<f32>, usize, bool, Vec<f32>) {
+    let bytes = std::fs::read(model).unwrap();
+    let m = Model::parse(&bytes).unwrap();
+    let steps = m.arena_report::<64, 32>().unwrap().steps;
+    let mut arena = vec![0u8; m.arena_bytes().unwrap()];
+    let mut it = Interpreter::new(&m, &mut arena).unwrap();
+    it.set_input_f32(0, x).unwrap();
+    it.invoke().unwrap();
+    let y = it.output(0).unwrap().as_f32().unwrap().to_vec();
+    if it.op_features().contains(&"int8-lut") {
+        // A frozen plan (what a microcontroller loads) gives the same bits.
+        let plan = it.freeze(&bytes).unwrap();
+        let mut arena2 = vec![0u8; m.arena_bytes().unwrap()];
+        let mut thawed = Interpreter::new_frozen(&bytes, &plan, &mut arena2).unwrap();
+        thawed.set_input_f32(0, x).unwrap();
+        thawed.invoke().unwrap();
+        let t = thawed.output(0).unwrap().as_f32().unwrap().to_vec();
+        assert_eq!(
+            t.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{}: frozen plan differs",
+            model.display()
+        );
+    }
+    let f = match it.output_count() {
+        2 => it.output(1).unwrap().as_f32().unwrap().to_vec(),
+        _ => Vec::new(),
+    };
+    (y, steps, it.op_features().contains(&"int8-lut"), f)
+}
+
+#[test]
+fn int8_lookup_tables_equal_the_float_path_and_onnxruntime() {
+    let dir = std::env::temp_dir().join(format!("sprig-lut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(python())
+        .arg(repo().join("tests/lut_cases.py"))
+        .arg(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("python: {e} (run ./tests/run.sh first)"));
+    assert!(
+        out.status.success(),
+        "lut_cases.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.to_string_lossy().ends_with(".onnx") && !p.to_string_lossy().ends_with(".float.onnx")
+        })
+        .collect();
+    cases.sort();
+    assert_eq!(cases.len(), 46, "expected 23 ops × int8/uint8");
+    let (mut off_by_one, mut total, mut nan) = (0, 0, 0);
+    for case in &cases {
+        let stem = case.file_stem().unwrap().to_string_lossy().to_string();
+        let x = f32s(&dir.join(format!("{stem}.x.f32")));
+        let (fused, fused_steps, lut, _) = run(case, &x);
+        let (float, float_steps, _, f) = run(&dir.join(format!("{stem}.float.onnx")), &x);
+        // Q, lookup, DQ against Q, DQ, the float op, Q, DQ.
+        assert!(
+            lut && fused_steps == 3,
+            "{stem}: not fused ({fused_steps} steps)"
+        );
+        assert_eq!(float_steps, 5, "{stem}: float path");
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&fused),
+            bits(&float),
+            "{stem}: lookup differs from the float path"
+        );
+        let want = f32s(&dir.join(format!("{stem}.y0.f32")));
+        let step = f32s(&dir.join(format!("{stem}.step.f32")))[0];
+        for (i, (g, w)) in fused.iter().zip(&want).enumerate() {
+            // Quantizing NaN (Log, Sqrt of a negative) is not specified for 8-bit types:
+            // sprig gives the zero point, onnxruntime the lowest code.
+            if f[i].is_nan() {
+                nan += 1;
+                continue;
+            }
+            let d = (g - w).abs();
+            assert!(
+                d <= step * 1.0001,
+                "{stem}[{i}]: sprig {g}, onnxruntime {w}"
+            );
+            off_by_one += usize::from(d > 0.0);
+            total += 1;
+        }
+    }
+    println!(
+        "int8 lookup tables: {total} outputs against onnxruntime, {off_by_one} one step away; \
+         {nan} NaN results left out"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
