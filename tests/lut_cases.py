@@ -1,5 +1,7 @@
 """Int8 element-wise ops as exporters quantize them (`Q → DQ → op → Q → DQ`), for the
-lookup-table fusion: every op sprig turns into a 256-entry table, on int8 and uint8.
+lookup-table fusion: every op sprig turns into a 256-entry table, on int8 and uint8; and the
+data-movement ops sprig runs on the 8-bit codes (`Q → DQ → Transpose|Pad|… → Q → DQ`, same
+parameters on both sides), written to OUT_DIR/layout/ with the same files.
 
   lut_cases.py OUT_DIR
       writes, per case, CASE.onnx; CASE.float.onnx, the same graph with the op's float result
@@ -76,18 +78,78 @@ def build(op, attrs, sx, sy, zy, dtype, expose):
     return model, x
 
 
+def save(name, model, float_model, x, step, out):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {"X": x})
+    onnx.save(model, out / f"{name}.onnx")
+    onnx.save(float_model, out / f"{name}.float.onnx")
+    x.tofile(out / f"{name}.x.f32")
+    y.astype("<f4").tofile(out / f"{name}.y0.f32")
+    np.array([step], "<f4").tofile(out / f"{name}.step.f32")
+
+
+rng = np.random.default_rng(5)
+I64 = TensorProto.INT64
+# (name, op, attributes, constant inputs after the data, input shape, output shape)
+LAYOUT = [
+    ("transpose", "Transpose", {"perm": [0, 2, 3, 1]}, [], [1, 3, 4, 5], [1, 4, 5, 3]),
+    ("slice", "Slice", {}, [[0, 1], [8, 7], [2, 3], [2, 2]], [1, 3, 8, 8], [1, 3, 4, 3]),
+    ("gather", "Gather", {"axis": 1}, [[2, 0]], [1, 3, 4], [1, 2, 4]),
+    ("pad_constant", "Pad", {"mode": "constant"}, [[0, 0, 1, 2, 0, 0, 2, 1], 0.37], [1, 2, 4, 4], [1, 2, 7, 7]),
+    ("pad_zero", "Pad", {}, [[0, 0, 1, 1, 0, 0, 1, 1]], [1, 2, 4, 4], [1, 2, 6, 6]),
+    ("pad_reflect", "Pad", {"mode": "reflect"}, [[0, 0, 2, 1, 0, 0, 1, 2]], [1, 2, 4, 4], [1, 2, 7, 7]),
+    ("pad_edge", "Pad", {"mode": "edge"}, [[0, 0, 1, 0, 0, 0, 0, 3]], [1, 2, 4, 4], [1, 2, 5, 7]),
+    ("depth_to_space_crd", "DepthToSpace", {"blocksize": 2, "mode": "CRD"}, [], [1, 8, 3, 3], [1, 2, 6, 6]),
+    ("depth_to_space_dcr", "DepthToSpace", {"blocksize": 2}, [], [1, 8, 3, 3], [1, 2, 6, 6]),
+    ("space_to_depth", "SpaceToDepth", {"blocksize": 2}, [], [1, 2, 4, 6], [1, 8, 2, 3]),
+    ("tile", "Tile", {}, [[1, 2, 1, 2]], [1, 3, 2, 2], [1, 6, 2, 4]),
+    ("expand", "Expand", {}, [[2, 3, 4, 5]], [1, 3, 1, 5], [2, 3, 4, 5]),
+]
+
+
+def build_layout(name, op, attrs, consts, xshape, yshape, dtype, expose):
+    unsigned = dtype == np.uint8
+    sx, zx = 0.05, (131 if unsigned else 3)
+    inits = qdq("x", sx, zx, dtype) + qdq("y", sx, zx, dtype)
+    ins = ["xf"]
+    for i, c in enumerate(consts):
+        arr = np.array(c, "f4" if isinstance(c, float) else "i8")
+        inits.append(numpy_helper.from_array(arr, f"c{i}"))
+        ins.append(f"c{i}")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["X", "x_s", "x_z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xf"]),
+        helper.make_node(op, ins, ["f"], **attrs),
+        helper.make_node("QuantizeLinear", ["f", "y_s", "y_z"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "y_s", "y_z"], ["Y"]),
+    ]
+    outs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, yshape)]
+    if expose:
+        outs.append(helper.make_tensor_value_info("f", TensorProto.FLOAT, yshape))
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("X", TensorProto.FLOAT, xshape)],
+                              outs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    lo = 0 if unsigned else -128
+    x = ((rng.integers(0, 256, xshape) + lo - zx) * np.float32(sx)).astype("f4")
+    return model, x, sx
+
+
+(OUT / "layout").mkdir(exist_ok=True)
+for name, op, attrs, consts, xshape, yshape in LAYOUT:
+    for dtype in (np.int8, np.uint8):
+        case = f"{name}_{np.dtype(dtype).name}"
+        model, x, step = build_layout(case, op, attrs, consts, xshape, yshape, dtype, False)
+        float_model, _, _ = build_layout(case, op, attrs, consts, xshape, yshape, dtype, True)
+        save(case, model, float_model, x, step, OUT / "layout")
+
 for op, attrs, sx, sy, zy in CASES:
     for dtype in (np.int8, np.uint8):
         name = f"{op}_{np.dtype(dtype).name}"
         model, x = build(op, attrs, sx, sy, zy, dtype, False)
         float_model, _ = build(op, attrs, sx, sy, zy, dtype, True)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        (y,) = sess.run(None, {"X": x})
-        onnx.save(model, OUT / f"{name}.onnx")
-        onnx.save(float_model, OUT / f"{name}.float.onnx")
-        x.tofile(OUT / f"{name}.x.f32")
-        y.astype("<f4").tofile(OUT / f"{name}.y0.f32")
-        np.array([sy], "<f4").tofile(OUT / f"{name}.step.f32")
+        save(name, model, float_model, x, sy, OUT)

@@ -7,7 +7,7 @@ use crate::graph::{Graph, NONE};
 use crate::onnx::Node;
 use crate::ops::*;
 use crate::prepare::{
-    conv_window, make_step, pool_window, reshape_like, unary_op, window_out_shape,
+    conv_window, make_step, pool_window, prepare_node, reshape_like, unary_op, window_out_shape,
 };
 use crate::quant::Requant;
 use crate::tensor::{DType, Shape};
@@ -225,6 +225,12 @@ pub fn try_fuse<const T: usize, const N: usize>(
         }
         "MaxPool" | "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" | "Identity" => {
             fuse_passthrough(p, node, idx)
+        }
+        "Transpose" | "Slice" | "Gather" | "Pad" | "Tile" | "Expand" | "DepthToSpace"
+        | "SpaceToDepth"
+            if cfg!(feature = "layout-ops") =>
+        {
+            fuse_layout(p, node, idx)
         }
         op if cfg!(feature = "int8-lut") && LUT_OPS.contains(&op) => fuse_lut(p, node, idx),
         _ => Ok(None),
@@ -497,6 +503,48 @@ fn fuse_passthrough<const T: usize, const N: usize>(
     };
     set_output(p, y_id, xdt, shape)?;
     Ok(Some((make_step(idx, op, &[x.id], y_id)?, absorbed)))
+}
+
+/// `DQ → Transpose|Slice|Gather|Pad|Tile|Expand|DepthToSpace|SpaceToDepth → Q` with equal
+/// parameters: data movement, so it runs on the 8-bit codes as they are (the step the float
+/// path would run, on the int8 tensor; constant padding writes the pad value's code).
+fn fuse_layout<const T: usize, const N: usize>(
+    p: &mut Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    idx: u16,
+) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
+    let g = &*p.g;
+    let Some(x) = dq_act(g, node.input(0))? else {
+        return Ok(None);
+    };
+    let Some((absorbed, sy, zy, ydt, y_id)) = plain_q_tail(g, node.outputs[0])? else {
+        return Ok(None);
+    };
+    if sy != x.scale || zy != x.zp || (ydt == DType::U8) != x.unsigned {
+        return Ok(None);
+    }
+    // The float step (geometry from the dequantized tensor, which has x's shape), moved onto
+    // the 8-bit tensors.
+    let Ok(mut step) = prepare_node(p, node, idx) else {
+        return Ok(None);
+    };
+    if let Op::Pad { value, .. } = &mut step.op {
+        let v = f32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+        let one = QParams {
+            scales: 0,
+            zps: 0,
+            axis_len: 1,
+            inner: 1,
+        };
+        let mut code = [0u8; 1];
+        crate::kernels::quantize(&one, &[sy], &[zy], ydt, &[v], &mut code)?;
+        *value = [code[0], 0, 0, 0, 0, 0, 0, 0];
+    }
+    let shape = p.g.t(step.out).shape;
+    step.ins[0] = x.id;
+    step.out = y_id;
+    set_output(p, y_id, ydt, shape)?;
+    Ok(Some((step, absorbed)))
 }
 
 /// `DQ → element-wise op → Q` (HardSwish, Sigmoid, Tanh, …): one 256-entry table lookup per

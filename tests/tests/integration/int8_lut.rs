@@ -10,9 +10,9 @@ use sprig_runtime::{Interpreter, Model};
 use std::path::Path;
 use std::process::Command;
 
-/// Output 0 of `model` on `x`, the plan's step count, whether it uses the lookup family, and
-/// output 1 when there is one (the float model's op result).
-fn run(model: &Path, x: &[f32]) -> (Vec<f32>, usize, bool, Vec<f32>) {
+/// Output 0 of `model` on `x`, the plan's step count, the op families it uses, and output 1
+/// when there is one (the float model's op result).
+fn run(model: &Path, x: &[f32]) -> (Vec<f32>, usize, Vec<&'static str>, Vec<f32>) {
     let bytes = std::fs::read(model).unwrap();
     let m = Model::parse(&bytes).unwrap();
     let steps = m.arena_report::<64, 32>().unwrap().steps;
@@ -40,53 +40,43 @@ fn run(model: &Path, x: &[f32]) -> (Vec<f32>, usize, bool, Vec<f32>) {
         2 => it.output(1).unwrap().as_f32().unwrap().to_vec(),
         _ => Vec::new(),
     };
-    (y, steps, it.op_features().contains(&"int8-lut"), f)
+    (y, steps, it.op_features().to_vec(), f)
 }
 
-#[test]
-fn int8_lookup_tables_equal_the_float_path_and_onnxruntime() {
-    let dir = std::env::temp_dir().join(format!("sprig-lut-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new(python())
-        .arg(repo().join("tests/lut_cases.py"))
-        .arg(&dir)
-        .output()
-        .unwrap_or_else(|e| panic!("python: {e} (run ./tests/run.sh first)"));
-    assert!(
-        out.status.success(),
-        "lut_cases.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+/// Runs every case in `dir`: the fused plan (3 steps: Q, the 8-bit step, DQ) against the float
+/// path (5 steps) bit for bit, and against onnxruntime within one output step (NaN float results
+/// left out). Returns (cases, outputs compared, outputs one step away, NaN results).
+fn check_cases(dir: &Path, family: &str) -> (usize, usize, usize, usize) {
+    let mut cases: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.to_string_lossy().ends_with(".onnx") && !p.to_string_lossy().ends_with(".float.onnx")
+            let p = p.to_string_lossy();
+            p.ends_with(".onnx") && !p.ends_with(".float.onnx")
         })
         .collect();
     cases.sort();
-    assert_eq!(cases.len(), 46, "expected 23 ops × int8/uint8");
     let (mut off_by_one, mut total, mut nan) = (0, 0, 0);
     for case in &cases {
         let stem = case.file_stem().unwrap().to_string_lossy().to_string();
         let x = f32s(&dir.join(format!("{stem}.x.f32")));
-        let (fused, fused_steps, lut, _) = run(case, &x);
+        let (fused, fused_steps, features, _) = run(case, &x);
         let (float, float_steps, _, f) = run(&dir.join(format!("{stem}.float.onnx")), &x);
-        // Q, lookup, DQ against Q, DQ, the float op, Q, DQ.
         assert!(
-            lut && fused_steps == 3,
-            "{stem}: not fused ({fused_steps} steps)"
+            features.contains(&family) && fused_steps == 3,
+            "{stem}: not fused ({fused_steps} steps, families {features:?})"
         );
         assert_eq!(float_steps, 5, "{stem}: float path");
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert_eq!(
             bits(&fused),
             bits(&float),
-            "{stem}: lookup differs from the float path"
+            "{stem}: 8-bit step differs from the float path"
         );
         let want = f32s(&dir.join(format!("{stem}.y0.f32")));
         let step = f32s(&dir.join(format!("{stem}.step.f32")))[0];
+        assert_eq!(fused.len(), want.len(), "{stem}: output length");
         for (i, (g, w)) in fused.iter().zip(&want).enumerate() {
             // Quantizing NaN (Log, Sqrt of a negative) is not specified for 8-bit types:
             // sprig gives the zero point, onnxruntime the lowest code.
@@ -103,9 +93,31 @@ fn int8_lookup_tables_equal_the_float_path_and_onnxruntime() {
             total += 1;
         }
     }
+    (cases.len(), total, off_by_one, nan)
+}
+
+#[test]
+fn int8_lookup_tables_and_layout_steps_equal_the_float_path_and_onnxruntime() {
+    let dir = std::env::temp_dir().join(format!("sprig-lut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(python())
+        .arg(repo().join("tests/lut_cases.py"))
+        .arg(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("python: {e} (run ./tests/run.sh first)"));
+    assert!(
+        out.status.success(),
+        "lut_cases.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (cases, total, off, nan) = check_cases(&dir, "int8-lut");
+    assert_eq!(cases, 46, "expected 23 ops × int8/uint8");
     println!(
-        "int8 lookup tables: {total} outputs against onnxruntime, {off_by_one} one step away; \
+        "int8 lookup tables: {total} outputs against onnxruntime, {off} one step away; \
          {nan} NaN results left out"
     );
+    let (cases, total, off, _) = check_cases(&dir.join("layout"), "layout-ops");
+    assert_eq!(cases, 24, "expected 12 layout cases × int8/uint8");
+    println!("int8 layout steps: {total} outputs against onnxruntime, {off} one step away");
     let _ = std::fs::remove_dir_all(&dir);
 }
