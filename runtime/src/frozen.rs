@@ -16,7 +16,8 @@
 //!
 //! Only the int8 core is frozen: the steps a fully quantized model runs on a microcontroller
 //! (int8 convolution and dense layers, Quantize/Dequantize, MaxPool, int8 Add, Concat and
-//! AveragePool, int8 lookup tables of element-wise ops, reshapes). A plan with float steps is refused by
+//! AveragePool, int8 lookup tables of element-wise ops, data movement (Transpose, Slice, Gather,
+//! Pad, Tile) and reshapes). A plan with float steps is refused by
 //! [`InterpreterWith::freeze`]; plan it on the device instead.
 //!
 //! Layout (little endian, version 1): `"SPLN"`, version u8, model length u32, model FNV-1a
@@ -31,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::graph::NONE;
 use crate::graph::{Graph, Loc, TensorInfo};
 use crate::interp::{InterpreterWith, Sizes};
-use crate::ops::{Broadcast, Op, QAdd, QAvgPool, QConcat, QLinear, QParams, Step, Window};
+use crate::ops::{Broadcast, Op, PadMode, QAdd, QAvgPool, QConcat, QLinear, QParams, Step, Window};
 use crate::ops::{MAX_QCONCAT_INPUTS, MAX_STEP_INPUTS};
 use crate::quant::Requant;
 use crate::tensor::{DType, Shape, MAX_RANK};
@@ -290,6 +291,30 @@ const QCONCAT: u8 = 6;
 const QAVGPOOL: u8 = 7;
 const CONCAT: u8 = 8;
 const QLUT: u8 = 9;
+const TRANSPOSE: u8 = 10;
+const SLICE: u8 = 11;
+const PAD: u8 = 12;
+const TILE: u8 = 13;
+const GATHER: u8 = 14;
+
+/// Per-axis small integers as u32 words (permutations, begins, steps).
+#[cfg(feature = "alloc")]
+fn put_axes<V: Copy>(w: &mut Writer, v: &[V; MAX_RANK], f: impl Fn(V) -> u32) {
+    for &x in v {
+        f(x).put(w);
+    }
+}
+
+fn get_axes<V: Default + Copy>(
+    r: &mut Reader<'_>,
+    f: impl Fn(u32) -> Option<V>,
+) -> Result<[V; MAX_RANK]> {
+    let mut a = [V::default(); MAX_RANK];
+    for v in a.iter_mut() {
+        *v = f(r.u32()?).ok_or(bad("axis value"))?;
+    }
+    Ok(a)
+}
 
 #[cfg(feature = "alloc")]
 fn put_op(op: &Op, w: &mut Writer) -> Result<()> {
@@ -346,10 +371,56 @@ fn put_op(op: &Op, w: &mut Writer) -> Result<()> {
             unsigned.put(w);
             (*name as u32).put(w);
         }
+        Op::Transpose { in_shape, perm } => {
+            w.push(TRANSPOSE);
+            in_shape.put(w);
+            put_axes(w, perm, u32::from);
+        }
+        Op::Slice {
+            in_shape,
+            starts,
+            steps,
+        } => {
+            w.push(SLICE);
+            in_shape.put(w);
+            starts.put(w);
+            put_axes(w, steps, |v| v as u32);
+        }
+        Op::Pad {
+            in_shape,
+            begin,
+            mode,
+            value,
+        } => {
+            w.push(PAD);
+            in_shape.put(w);
+            put_axes(w, begin, |v| v as u32);
+            w.push(*mode as u8);
+            w.extend_from_slice(value);
+        }
+        Op::Tile { in_shape } => {
+            w.push(TILE);
+            in_shape.put(w);
+        }
+        Op::Gather {
+            outer,
+            axis_len,
+            inner,
+            indices,
+            wide,
+        } => {
+            w.push(GATHER);
+            outer.put(w);
+            axis_len.put(w);
+            inner.put(w);
+            indices.put(w);
+            wide.put(w);
+        }
         _ => {
             return Err(bad(
                 "a float step: only int8 plans (int8 layers, Quantize/Dequantize, MaxPool, \
-                 Concat, reshapes) are frozen; plan this model on the device",
+                 Concat, lookup tables, data movement, reshapes) are frozen; plan this model \
+                 on the device",
             ))
         }
     }
@@ -375,6 +446,40 @@ fn get_op(r: &mut Reader<'_>) -> Result<Op> {
         CONCAT => Op::Concat {
             outer: usize::get(r)?,
             inner: usize::get(r)?,
+        },
+        TRANSPOSE => Op::Transpose {
+            in_shape: Shape::get(r)?,
+            perm: get_axes(r, |v| u8::try_from(v).ok())?,
+        },
+        SLICE => Op::Slice {
+            in_shape: Shape::get(r)?,
+            starts: Wire::get(r)?,
+            steps: get_axes(r, |v| Some(v as i32))?,
+        },
+        PAD => Op::Pad {
+            in_shape: Shape::get(r)?,
+            begin: get_axes(r, |v| Some(v as i32))?,
+            mode: match r.u8()? {
+                0 => PadMode::Constant,
+                1 => PadMode::Reflect,
+                2 => PadMode::Edge,
+                3 => PadMode::Wrap,
+                _ => return Err(bad("pad mode")),
+            },
+            value: {
+                let b = r.take(8)?;
+                [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]
+            },
+        },
+        TILE => Op::Tile {
+            in_shape: Shape::get(r)?,
+        },
+        GATHER => Op::Gather {
+            outer: usize::get(r)?,
+            axis_len: usize::get(r)?,
+            inner: usize::get(r)?,
+            indices: usize::get(r)?,
+            wide: bool::get(r)?,
         },
         QLUT => Op::QLut {
             table: usize::get(r)?,
@@ -772,6 +877,61 @@ fn check_step<const T: usize, const N: usize>(
             window_ok(&p.win) && pool_work_ok(&p.win) && requant_ok(&p.rq) && s.n_in == 1
         }
         Op::Concat { outer, inner } => blocks_ok(outer, inner),
+        Op::Transpose { in_shape, perm } => {
+            let r = in_shape.rank();
+            let mut seen = [false; MAX_RANK];
+            s.n_in == 1
+                && elems(0) == Some(in_shape.numel())
+                && y == in_shape.numel()
+                && perm[..r].iter().all(|&a| {
+                    let fresh = (a as usize) < r && !seen[a as usize];
+                    if fresh {
+                        seen[a as usize] = true;
+                    }
+                    fresh
+                })
+        }
+        Op::Slice {
+            in_shape,
+            starts,
+            steps,
+        } => {
+            // Every index the kernel reads lies inside the input: first and last per axis.
+            let r = in_shape.rank();
+            s.n_in == 1
+                && elems(0) == Some(in_shape.numel())
+                && out.shape.rank() == r
+                && (y == 0
+                    || (0..r).all(|a| {
+                        let (dim, od) = (in_shape.dim(a) as i64, out.shape.dim(a) as i64);
+                        let first = starts[a] as i64;
+                        let last = first + (od - 1) * steps[a] as i64;
+                        steps[a] != 0 && (0..dim).contains(&first) && (0..dim).contains(&last)
+                    }))
+        }
+        Op::Pad { in_shape, .. } | Op::Tile { in_shape } => {
+            s.n_in == 1 && elems(0) == Some(in_shape.numel()) && out.shape.rank() == in_shape.rank()
+        }
+        Op::Gather {
+            outer,
+            axis_len,
+            inner,
+            indices,
+            wide,
+        } => {
+            let isz = if wide { DType::I64 } else { DType::I32 };
+            s.n_in == 2
+                && g.t(s.ins[1]).dtype == isz
+                && elems(1) == Some(indices)
+                && outer
+                    .checked_mul(axis_len)
+                    .and_then(|v| v.checked_mul(inner))
+                    .is_some_and(|v| elems(0) == Some(v))
+                && outer
+                    .checked_mul(indices)
+                    .and_then(|v| v.checked_mul(inner))
+                    .is_some_and(|v| v == y)
+        }
         Op::QLut { table, name, .. } => {
             s.n_in == 1
                 && elems(0) == Some(y)
