@@ -5,7 +5,7 @@
 Many ONNX node tests pass shapes, axes, Slice bounds, Clip bounds or quantization parameters as
 graph inputs. sprig-runtime plans ahead of time and needs those as constants (as exported models
 have them), so this writes OUT_DIR/model.onnx with inputs 1.. turned into initializers (their
-values from test_data_set_0), OUT_DIR/input_0.npy and OUT_DIR/output_0.npy.
+values from test_data_set_0), OUT_DIR/input_0.npy and OUT_DIR/output_K.npy for every output.
 """
 import os
 import sys
@@ -34,10 +34,11 @@ def main(test_dir, out_dir):
     del g.input[:]
     g.input.extend(keep)
     onnx.save(m, os.path.join(out_dir, "model.onnx"))
-    t = onnx.TensorProto()
-    with open(os.path.join(data, "output_0.pb"), "rb") as f:
-        t.ParseFromString(f.read())
-    np.save(os.path.join(out_dir, "output_0.npy"), numpy_helper.to_array(t))
+    for k in range(len(g.output)):
+        t = onnx.TensorProto()
+        with open(os.path.join(data, f"output_{k}.pb"), "rb") as f:
+            t.ParseFromString(f.read())
+        np.save(os.path.join(out_dir, f"output_{k}.npy"), numpy_helper.to_array(t))
 
 
 if __name__ == "__main__":

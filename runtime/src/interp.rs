@@ -301,6 +301,12 @@ fn plan_into<'m, const T: usize, const N: usize>(
             persist = prep.persist;
             continue;
         }
+        if node.op_type == "Split" && node.domain.is_empty() {
+            // One step per output.
+            crate::prepare::prepare_split(&mut prep, &node, idx as u16, steps)?;
+            persist = prep.persist;
+            continue;
+        }
         let step = match try_fuse(&mut prep, &node, idx as u16)? {
             Some((step, gone)) => {
                 for i in gone {

@@ -79,6 +79,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Softplus",
     "Softsign",
     "SpaceToDepth",
+    "Split",
     "Sqrt",
     "Squeeze",
     "Sub",

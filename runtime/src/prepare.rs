@@ -133,6 +133,114 @@ fn const_ints<const T: usize, const N: usize>(
     Ok(Some(v))
 }
 
+/// `Split`: one `Slice` step per requested output (a step has one output).
+pub(crate) fn prepare_split<const T: usize, const N: usize>(
+    p: &mut Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    idx: u16,
+    steps: &mut heapless::Vec<Step, N>,
+) -> Result<()> {
+    if !cfg!(feature = "layout-ops") {
+        return Err(unsupported(
+            node,
+            "layout op (sprig-runtime built without feature layout-ops)",
+        ));
+    }
+    only_attrs(node, &["axis", "split", "num_outputs"])?;
+    let (x, t) = input(p.g, node, 0)?;
+    let r = t.shape.rank();
+    let ax = axis(node, node.attr_i("axis", 0)?, r)?;
+    let dim = t.shape.dim(ax) as i64;
+    let n_out = node.outputs.len();
+    if n_out == 0 || n_out > MAX_SPLIT_OUTPUTS {
+        return Err(unsupported(node, "number of outputs"));
+    }
+    // Part sizes: listed (attribute before opset 13, then a constant input), or equal parts
+    // with a smaller last one.
+    let mut parts = [0i64; MAX_SPLIT_OUTPUTS];
+    let listed = if p.g.opset < 13 {
+        node.attr_ints("split", &mut parts)?
+    } else {
+        match node.input(1) {
+            Some(n) => {
+                let k =
+                    p.g.konst(Some(n))
+                        .ok_or_else(|| unsupported(node, "non-constant split input"))?;
+                if k.shape.numel() > MAX_SPLIT_OUTPUTS {
+                    return Err(shape_err(node, "more parts than outputs"));
+                }
+                k.for_each_i64(|i, v| {
+                    if let Some(slot) = parts.get_mut(i) {
+                        *slot = v;
+                    }
+                })?;
+                Some(k.shape.numel())
+            }
+            None => None,
+        }
+    };
+    match listed {
+        Some(n) => {
+            if n != n_out
+                || parts[..n].iter().any(|&v| v < 0)
+                || parts[..n].iter().sum::<i64>() != dim
+            {
+                return Err(shape_err(node, "split sizes do not add up to the axis"));
+            }
+        }
+        None => {
+            let k = n_out as i64;
+            let each = (dim + k - 1) / k;
+            if p.g.opset < 18 && dim % k != 0 {
+                return Err(shape_err(node, "axis does not split into equal parts"));
+            }
+            let mut left = dim;
+            for v in parts.iter_mut().take(n_out) {
+                *v = each.min(left);
+                left -= *v;
+            }
+        }
+    }
+    let mut start = 0i64;
+    for (k, &name) in node.outputs.iter().enumerate() {
+        let len = parts[k];
+        let first = start;
+        start += len;
+        if name.is_empty() {
+            continue;
+        }
+        let out = p.g.find(name).ok_or_else(|| Error::UndefinedTensor {
+            name: Name::new(name),
+        })?;
+        let mut d = [0i64; MAX_RANK];
+        for (a, v) in d.iter_mut().enumerate().take(r) {
+            *v = t.shape.dim(a) as i64;
+        }
+        d[ax] = len;
+        let mut starts = [0u32; MAX_RANK];
+        starts[ax] = first as u32;
+        let op = Op::Slice {
+            in_shape: t.shape,
+            starts,
+            steps: [1; MAX_RANK],
+        };
+        let o = p.g.t_mut(out)?;
+        o.dtype = t.dtype;
+        o.shape = Shape::new(&d[..r], name)?;
+        o.known = true;
+        steps
+            .push(make_step(idx, op, &[x], out)?)
+            .map_err(|_| Error::CapacityExceeded {
+                what: "steps",
+                capacity: N,
+            })?;
+    }
+    Ok(())
+}
+
+/// The most outputs a `Split` may have.
+pub const MAX_SPLIT_OUTPUTS: usize = 16;
+
 /// Why a float32 op is refused by a build without the `float-ops` feature (int8-only
 /// firmware leaves the float kernels out of flash).
 const NO_FLOAT_OPS: &str = "float32 computation (sprig-runtime built without feature float-ops)";

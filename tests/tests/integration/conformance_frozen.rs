@@ -1,7 +1,7 @@
 //! The ONNX node tests that pass shapes, axes, Slice/Clip bounds or quantization parameters as
 //! graph inputs (refused by the static planner, see conformance.rs) run here with those inputs
 //! frozen into initializers (tests/freeze_inputs.py, onnx from the venv): sprig-runtime must
-//! compute ONNX's expected output, so the ops' semantics are checked even where the test files
+//! compute ONNX's expected outputs, so the ops' semantics are checked even where the test files
 //! are not in ahead-of-time form.
 
 use crate::support::{python, repo};
@@ -74,6 +74,10 @@ const CASES: &[&str] = &[
     "test_expand_dim_unchanged",
     "test_tile",
     "test_tile_precomputed",
+    "test_split_variable_parts_1d",
+    "test_split_variable_parts_2d",
+    "test_split_variable_parts_default_axis",
+    "test_split_zero_size_splits",
 ];
 
 fn run_case(name: &str, dir: &Path) -> Result<(), String> {
@@ -88,33 +92,35 @@ fn run_case(name: &str, dir: &Path) -> Result<(), String> {
     }
     let bytes = std::fs::read(dir.join("model.onnx")).map_err(|e| e.to_string())?;
     let x = npy::read(&dir.join("input_0.npy")).map_err(|e| e.to_string())?;
-    let want = npy::read(&dir.join("output_0.npy")).map_err(|e| e.to_string())?;
     let model = Model::parse(&bytes).map_err(|e| e.to_string())?;
     let mut arena = vec![0u8; model.arena_bytes().map_err(|e| e.to_string())?];
     let mut it = Interpreter::new(&model, &mut arena).map_err(|e| e.to_string())?;
     it.set_input(0, &x.bytes).map_err(|e| e.to_string())?;
     it.invoke().map_err(|e| e.to_string())?;
-    let got = it.output(0).map_err(|e| e.to_string())?;
-    if got.data.len() != want.bytes.len() {
-        return Err(format!(
-            "{} output bytes, expected {}",
-            got.data.len(),
-            want.bytes.len()
-        ));
-    }
-    match (got.as_f32(), want.dtype) {
-        (Some(g), sprig_runtime::DType::F32) => {
-            for (i, (a, b)) in g.iter().zip(want.bytes.chunks(4)).enumerate() {
-                let b = f32::from_le_bytes(b.try_into().unwrap());
-                if (a - b).abs() > 1e-5 * b.abs().max(1.0) {
-                    return Err(format!("element {i}: {a} vs {b}"));
+    for k in 0..it.output_count() {
+        let want = npy::read(&dir.join(format!("output_{k}.npy"))).map_err(|e| e.to_string())?;
+        let got = it.output(k).map_err(|e| e.to_string())?;
+        if got.data.len() != want.bytes.len() {
+            return Err(format!(
+                "output {k}: {} bytes, expected {}",
+                got.data.len(),
+                want.bytes.len()
+            ));
+        }
+        match (got.as_f32(), want.dtype) {
+            (Some(g), sprig_runtime::DType::F32) => {
+                for (i, (a, b)) in g.iter().zip(want.bytes.chunks(4)).enumerate() {
+                    let b = f32::from_le_bytes(b.try_into().unwrap());
+                    if (a - b).abs() > 1e-5 * b.abs().max(1.0) {
+                        return Err(format!("output {k} element {i}: {a} vs {b}"));
+                    }
                 }
             }
-            Ok(())
+            _ if got.data == want.bytes.as_slice() => {}
+            _ => return Err(format!("output {k}: integer values differ")),
         }
-        _ if got.data == want.bytes.as_slice() => Ok(()),
-        _ => Err("integer output differs".into()),
     }
+    Ok(())
 }
 
 #[test]
