@@ -1,6 +1,6 @@
 """Whole blocks of mobile architectures built from the ops beyond sprig's own exports (HardSwish,
 squeeze-excite with ReduceMean and HardSigmoid, reflect Pad, PRelu, PixelShuffle as
-DepthToSpace, LogSoftmax, ...), with onnxruntime's outputs: the ops as exporters combine them,
+DepthToSpace, LogSoftmax, Split, Resize, ...), with onnxruntime's outputs: the ops as exporters combine them,
 where ONNX's node tests check one node at a time.
 
   mobile_cases.py OUT_DIR
@@ -120,10 +120,30 @@ def elementwise_tail():
     return g, g.op("Log", [g.op("Reciprocal", [g.op("Softplus", [t])])])
 
 
+def detection_neck():
+    """A YOLO-style neck: SiLU (x · Sigmoid(x)), Split into two branches, nearest upsampling by
+    scales on one and bilinear (half-pixel) by sizes on the other, Concat, a strided conv,
+    then an align-corners bilinear downsample."""
+    g = Graph()
+    t = g.op("Conv", ["X", g.w([8, 4, 3, 3]), g.w([8], 0.1)], pads=[1, 1, 1, 1])
+    t = g.op("Mul", [t, g.op("Sigmoid", [t])])
+    g.n += 1
+    a, b = f"t{g.n}a", f"t{g.n}b"
+    g.nodes.append(helper.make_node("Split", [t, g.c([3, 5], "parts", "i8")], [a, b], axis=1))
+    a = g.op("Resize", [a, "", g.c([1, 1, 2, 2], "up")], mode="nearest")
+    b = g.op("Resize", [b, "", "", g.c([1, 5, 8, 8], "size", "i8")], mode="linear")
+    t = g.op("Concat", [a, b], axis=1)
+    t = g.op("Conv", [t, g.w([6, 8, 3, 3]), g.w([6], 0.1)], pads=[1, 1, 1, 1], strides=[2, 2])
+    return g, g.op("Resize", [t, "", g.c([1, 1, 0.75, 0.75], "down")], mode="linear",
+                   coordinate_transformation_mode="align_corners")
+
+
 g, y = mobilenet_v3_block(17)
 save("mobilenet_v3_block", g, [1, 3, 16, 16], y, 17)
 g, y = mobilenet_v3_block(18)
 save("mobilenet_v3_block_opset18", g, [1, 3, 16, 16], y, 18)
+g, y = detection_neck()
+save("detection_neck", g, [1, 4, 4, 4], y, 13)
 g, y = super_resolution_head()
 save("super_resolution_head", g, [1, 2, 6, 6], y, 13)
 g, y = elementwise_tail()

@@ -121,6 +121,11 @@ fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[S
             | Op::Transpose { .. }
             | Op::Pad { .. }
             | Op::Tile { .. } => Some(1),
+            Op::Resize {
+                mode: crate::ops::ResizeMode::Linear,
+                ..
+            } => Some(0),
+            Op::Resize { .. } => Some(1),
             Op::QAdd(_) => Some(2),
             Op::QConcat(_) => Some(3),
             Op::QAvgPool(_) => Some(4),
@@ -1182,6 +1187,37 @@ fn eval<const T: usize, const N: usize>(
                 get(0)?,
                 y,
             )
+        }
+        Op::Resize {
+            in_shape,
+            scales,
+            mode,
+            coord,
+        } => {
+            let out = g.t(s.out);
+            if mode == crate::ops::ResizeMode::Linear {
+                built(cfg!(feature = "float-ops"), "float-ops")?;
+                k::resize_linear(
+                    &in_shape,
+                    &scales,
+                    coord,
+                    &out.shape,
+                    f32s(get(0)?)?,
+                    f32s_mut(y)?,
+                )
+            } else {
+                built(cfg!(feature = "layout-ops"), "layout-ops")?;
+                k::resize_nearest_any(
+                    out.dtype.size(),
+                    &in_shape,
+                    &scales,
+                    mode,
+                    coord,
+                    &out.shape,
+                    get(0)?,
+                    y,
+                )
+            }
         }
         Op::Tile { in_shape } => {
             built(cfg!(feature = "layout-ops"), "layout-ops")?;

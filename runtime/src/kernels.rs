@@ -3,7 +3,10 @@
 //! The int8 kernels use integer arithmetic only.
 
 use crate::error::{Error, Result};
-use crate::ops::{Binary, Broadcast, PadMode, QAdd, QLinear, QParams, Reduce, Unary, Window};
+use crate::ops::{
+    Binary, Broadcast, PadMode, QAdd, QLinear, QParams, Reduce, ResizeCoord, ResizeMode, Unary,
+    Window,
+};
 use crate::quant::RequantTable;
 use crate::tensor::{DType, Shape, MAX_RANK};
 
@@ -1370,6 +1373,152 @@ pub fn pad(
             ),
             None => o.copy_from_slice(&value[..esize]),
         }
+        next_index(&mut idx, out);
+    }
+    Ok(())
+}
+
+/// The input coordinate an output index of `Resize` samples along one axis.
+fn resize_coord(c: ResizeCoord, o: usize, scale: f32, in_len: usize, out_len: usize) -> f32 {
+    let o = o as f32;
+    match c {
+        ResizeCoord::HalfPixel => (o + 0.5) / scale - 0.5,
+        ResizeCoord::PytorchHalfPixel if out_len > 1 => (o + 0.5) / scale - 0.5,
+        ResizeCoord::PytorchHalfPixel => 0.0,
+        // The resized length is in · scale before rounding down (as ONNX's reference has it).
+        ResizeCoord::AlignCorners if out_len > 1 => {
+            o * (in_len as f32 - 1.0) / (in_len as f32 * scale - 1.0)
+        }
+        ResizeCoord::AlignCorners => 0.0,
+        ResizeCoord::Asymmetric => o / scale,
+        ResizeCoord::TfHalfPixelForNn => (o + 0.5) / scale,
+    }
+}
+
+/// The nearest input index to coordinate `x` (clamped into the axis).
+fn resize_nearest(mode: ResizeMode, x: f32, in_len: usize) -> usize {
+    let f = libm::floorf(x);
+    let i = match mode {
+        ResizeMode::NearestFloor => f,
+        ResizeMode::NearestCeil => libm::ceilf(x),
+        ResizeMode::NearestRoundPreferCeil if x - f >= 0.5 => f + 1.0,
+        ResizeMode::NearestRoundPreferFloor if x - f > 0.5 => f + 1.0,
+        _ => f,
+    };
+    // NaN (a degenerate scale) and negatives land on 0.
+    if i >= in_len as f32 {
+        in_len.saturating_sub(1)
+    } else if i > 0.0 {
+        i as usize
+    } else {
+        0
+    }
+}
+
+/// `Resize` with a nearest mode on elements of `esize` bytes (any type).
+#[allow(clippy::too_many_arguments)]
+pub fn resize_nearest_any(
+    esize: usize,
+    in_shape: &Shape,
+    scales: &[f32; MAX_RANK],
+    mode: ResizeMode,
+    coord: ResizeCoord,
+    out: &Shape,
+    x: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
+    let r = in_shape.rank();
+    check(
+        out.rank() == r
+            && x.len() == in_shape.numel() * esize
+            && y.len() == out.numel() * esize
+            && (0..r).all(|a| in_shape.dim(a) > 0 || out.dim(a) == 0),
+    )?;
+    let stride = strides_of(in_shape);
+    let mut idx = [0usize; MAX_RANK];
+    for o in y.chunks_exact_mut(esize) {
+        let mut at = 0;
+        for a in 0..r {
+            let (n, m) = (in_shape.dim(a), out.dim(a));
+            let i = if n == m && scales[a] == 1.0 {
+                idx[a]
+            } else {
+                resize_nearest(mode, resize_coord(coord, idx[a], scales[a], n, m), n)
+            };
+            at += i * stride[a];
+        }
+        o.copy_from_slice(x.get(at * esize..(at + 1) * esize).ok_or(Error::BadIo {
+            what: "resize index",
+        })?);
+        next_index(&mut idx, out);
+    }
+    Ok(())
+}
+
+/// Linear `Resize` of float32 data: along each resized axis (at most 3) the two neighbours of
+/// the coordinate clamped into the axis, weighted by distance.
+pub fn resize_linear(
+    in_shape: &Shape,
+    scales: &[f32; MAX_RANK],
+    coord: ResizeCoord,
+    out: &Shape,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    let r = in_shape.rank();
+    let resized = |a: usize| in_shape.dim(a) != out.dim(a) || scales[a] != 1.0;
+    let mut axes = [0usize; 3];
+    let mut k = 0;
+    for a in 0..r {
+        if resized(a) {
+            check(k < 3)?;
+            axes[k] = a;
+            k += 1;
+        }
+    }
+    check(
+        out.rank() == r
+            && x.len() == in_shape.numel()
+            && y.len() == out.numel()
+            && (0..r).all(|a| in_shape.dim(a) > 0 || out.dim(a) == 0),
+    )?;
+    let stride = strides_of(in_shape);
+    let mut idx = [0usize; MAX_RANK];
+    for o in y.iter_mut() {
+        let mut base = 0;
+        for a in 0..r {
+            if !resized(a) {
+                base += idx[a] * stride[a];
+            }
+        }
+        // Per resized axis: offsets of the two neighbours and their weights.
+        let mut nb = [(0usize, 0usize, 1f32, 0f32); 3];
+        for (j, &a) in axes[..k].iter().enumerate() {
+            let n = in_shape.dim(a);
+            let c = resize_coord(coord, idx[a], scales[a], n, out.dim(a));
+            let c = if c > 0.0 { c.min((n - 1) as f32) } else { 0.0 };
+            let i0 = libm::floorf(c) as usize;
+            let i1 = (i0 + 1).min(n - 1);
+            let w1 = c - i0 as f32;
+            nb[j] = (i0 * stride[a], i1 * stride[a], 1.0 - w1, w1);
+        }
+        let mut acc = 0f32;
+        for corner in 0..(1usize << k) {
+            let (mut at, mut w) = (base, 1f32);
+            for (j, &(o0, o1, w0, w1)) in nb[..k].iter().enumerate() {
+                if corner & (1 << j) == 0 {
+                    at += o0;
+                    w *= w0;
+                } else {
+                    at += o1;
+                    w *= w1;
+                }
+            }
+            acc += w * *x.get(at).ok_or(Error::BadIo {
+                what: "resize index",
+            })?;
+        }
+        *o = acc;
         next_index(&mut idx, out);
     }
     Ok(())

@@ -69,6 +69,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ReduceSumSquare",
     "Relu",
     "Reshape",
+    "Resize",
     "RNN",
     "Round",
     "Selu",
@@ -89,6 +90,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Tile",
     "Transpose",
     "Unsqueeze",
+    "Upsample",
 ];
 
 /// Element-wise unary functions on f32.
@@ -149,6 +151,37 @@ pub enum Binary {
     Mean,
     /// `PRelu(x, slope)`: x for x ≥ 0, slope·x otherwise.
     PRelu,
+}
+
+/// Where an output index of `Resize` samples the input (ONNX's
+/// `coordinate_transformation_mode`), `o` the output index, `s` the scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResizeCoord {
+    /// (o + ½) / s − ½.
+    HalfPixel,
+    /// As `HalfPixel`, but 0 when the output axis has length 1.
+    PytorchHalfPixel,
+    /// o · (in − 1) / (in · s − 1).
+    AlignCorners,
+    /// o / s.
+    Asymmetric,
+    /// (o + ½) / s.
+    TfHalfPixelForNn,
+}
+
+/// How `Resize` reads the input at a fractional coordinate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResizeMode {
+    /// The nearest element; `.5` goes down (`round_prefer_floor`, the default) or up.
+    NearestRoundPreferFloor,
+    /// `round_prefer_ceil`.
+    NearestRoundPreferCeil,
+    /// `floor`.
+    NearestFloor,
+    /// `ceil`.
+    NearestCeil,
+    /// Linear interpolation along every resized axis (at most three of them), float32 only.
+    Linear,
 }
 
 /// How `Pad` fills the border.
@@ -505,6 +538,13 @@ pub enum Op {
         mode: PadMode,
         value: [u8; 8],
     },
+    /// `Resize` / `Upsample` (output shape from the plan).
+    Resize {
+        in_shape: Shape,
+        scales: [f32; MAX_RANK],
+        mode: ResizeMode,
+        coord: ResizeCoord,
+    },
     /// `Tile` and `Expand`: output index `o` reads input index `o mod in_dim` per axis
     /// (`in_shape` has the output's rank, leading 1s added for `Expand`).
     Tile {
@@ -840,6 +880,7 @@ pub fn op_name(op: &Op) -> &'static str {
             .copied()
             .unwrap_or("QLinearLookup"),
         Op::Tile { .. } => "Tile",
+        Op::Resize { .. } => "Resize",
         Op::Quantize { .. } => "QuantizeLinear",
         Op::Dequantize { .. } => "DequantizeLinear",
         Op::QConv(_) => "QLinearConv",

@@ -912,6 +912,170 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Shape::new(&d[..r], out_name)?,
             )
         }
+        "Resize" | "Upsample" if cfg!(feature = "layout-ops") => {
+            let (x, t) = input(p.g, node, 0)?;
+            let _ = ins.push(x);
+            let r = t.shape.rank();
+            let upsample = node.op_type == "Upsample";
+            if upsample {
+                only_attrs(node, &["mode", "scales"])?;
+            } else {
+                only_attrs(
+                    node,
+                    &[
+                        "mode",
+                        "coordinate_transformation_mode",
+                        "nearest_mode",
+                        "cubic_coeff_a",
+                        "exclude_outside",
+                        "extrapolation_value",
+                        "antialias",
+                        "axes",
+                        "keep_aspect_ratio_policy",
+                    ],
+                )?;
+                if node.attr_i("antialias", 0)? != 0 {
+                    return Err(unsupported(node, "antialias"));
+                }
+                if let Some(k) = node.attr_s("keep_aspect_ratio_policy")? {
+                    if k != b"stretch" {
+                        return Err(unsupported(node, "keep_aspect_ratio_policy"));
+                    }
+                }
+            }
+            let coord = match (upsample, node.attr_s("coordinate_transformation_mode")?) {
+                (true, _) => ResizeCoord::Asymmetric,
+                (false, None | Some(b"half_pixel")) => ResizeCoord::HalfPixel,
+                (false, Some(b"pytorch_half_pixel")) => ResizeCoord::PytorchHalfPixel,
+                (false, Some(b"align_corners")) => ResizeCoord::AlignCorners,
+                (false, Some(b"asymmetric")) => ResizeCoord::Asymmetric,
+                (false, Some(b"tf_half_pixel_for_nn")) => ResizeCoord::TfHalfPixelForNn,
+                _ => return Err(unsupported(node, "coordinate_transformation_mode")),
+            };
+            let mode = match (node.attr_s("mode")?.unwrap_or(b"nearest"), upsample) {
+                (b"nearest", true) => ResizeMode::NearestFloor,
+                (b"nearest", false) => match node.attr_s("nearest_mode")? {
+                    None | Some(b"round_prefer_floor") => ResizeMode::NearestRoundPreferFloor,
+                    Some(b"round_prefer_ceil") => ResizeMode::NearestRoundPreferCeil,
+                    Some(b"floor") => ResizeMode::NearestFloor,
+                    Some(b"ceil") => ResizeMode::NearestCeil,
+                    _ => return Err(unsupported(node, "nearest_mode")),
+                },
+                (b"linear" | b"bilinear", _) => ResizeMode::Linear,
+                _ => return Err(unsupported(node, "mode (nearest and linear are supported)")),
+            };
+            if mode == ResizeMode::Linear && t.dtype != DType::F32 {
+                return Err(unsupported(node, "linear resize of a non-float tensor"));
+            }
+            // Axes the scales or sizes list (opset 18), else all of them.
+            let axes = ints::<MAX_RANK>(node, "axes")?;
+            let listed = axes.as_ref().map_or(r, |a| a.len());
+            let mut which = [0usize; MAX_RANK];
+            for (i, w) in which.iter_mut().enumerate().take(listed) {
+                *w = match &axes {
+                    Some(a) => axis(node, a[i], r)?,
+                    None => i,
+                };
+            }
+            // Scales (Upsample: input 1, or the attribute before opset 9; Resize: input 2, or
+            // input 1 at opset 10), else sizes (Resize: input 3).
+            let konst_len = |i: usize| {
+                node.input(i)
+                    .map(|n| p.g.konst(Some(n)).map(|k| k.shape.numel()))
+            };
+            let scales_at = if upsample || p.g.opset < 11 { 1 } else { 2 };
+            let mut scales = [1f32; MAX_RANK];
+            let mut d = [0i64; MAX_RANK];
+            for (a, v) in d.iter_mut().enumerate().take(r) {
+                *v = t.shape.dim(a) as i64;
+            }
+            let mut given = [0f32; MAX_RANK];
+            let from_scales = if upsample && p.g.opset < 9 {
+                let mut raw = [0f32; MAX_RANK];
+                let n = node
+                    .attr("scales")?
+                    .map(|a| a.floats(&mut raw))
+                    .transpose()?
+                    .ok_or_else(|| shape_err(node, "missing scales"))?;
+                if n != listed {
+                    return Err(shape_err(node, "one scale per axis"));
+                }
+                given[..n].copy_from_slice(&raw[..n]);
+                true
+            } else {
+                match konst_len(scales_at) {
+                    Some(None) => return Err(unsupported(node, "non-constant scales")),
+                    Some(Some(n)) if n > 0 => {
+                        if n != listed {
+                            return Err(shape_err(node, "one scale per axis"));
+                        }
+                        let k =
+                            p.g.konst(node.input(scales_at))
+                                .ok_or_else(|| unsupported(node, "non-constant scales"))?;
+                        k.for_each_f32(|i, v| {
+                            if let Some(g) = given.get_mut(i) {
+                                *g = v;
+                            }
+                        })?;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if from_scales {
+                for i in 0..listed {
+                    let (a, sc) = (which[i], given[i]);
+                    let out = libm::floor(t.shape.dim(a) as f64 * sc as f64);
+                    if !(sc > 0.0 && sc.is_finite() && out <= u32::MAX as f64) {
+                        return Err(shape_err(node, "scales must be positive and finite"));
+                    }
+                    scales[a] = sc;
+                    d[a] = out as i64;
+                }
+            } else {
+                if upsample {
+                    return Err(shape_err(node, "missing scales"));
+                }
+                let k = match konst_len(3) {
+                    Some(Some(n)) if n == listed => p.g.konst(node.input(3)),
+                    Some(None) => return Err(unsupported(node, "non-constant sizes")),
+                    _ => return Err(shape_err(node, "needs scales or one size per axis")),
+                }
+                .ok_or_else(|| unsupported(node, "non-constant sizes"))?;
+                let mut sizes = [0i64; MAX_RANK];
+                k.for_each_i64(|i, v| {
+                    if let Some(s) = sizes.get_mut(i) {
+                        *s = v;
+                    }
+                })?;
+                for i in 0..listed {
+                    let (a, n) = (which[i], sizes[i]);
+                    if !(0..=u32::MAX as i64).contains(&n) {
+                        return Err(shape_err(node, "sizes must be non-negative"));
+                    }
+                    scales[a] = n as f32 / t.shape.dim(a).max(1) as f32;
+                    d[a] = n;
+                }
+            }
+            if mode == ResizeMode::Linear
+                && (0..r)
+                    .filter(|&a| d[a] != t.shape.dim(a) as i64 || scales[a] != 1.0)
+                    .count()
+                    > 3
+            {
+                return Err(unsupported(node, "linear resize of more than three axes"));
+            }
+            (
+                Op::Resize {
+                    in_shape: t.shape,
+                    scales,
+                    mode,
+                    coord,
+                },
+                t.dtype,
+                Shape::new(&d[..r], out_name)?,
+            )
+        }
         "Tile" | "Expand" if cfg!(feature = "layout-ops") => {
             let (x, t) = input(p.g, node, 0)?;
             let _ = ins.push(x);
@@ -1121,7 +1285,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
             return Err(unsupported(node, NO_FLOAT_OPS));
         }
         "Slice" | "Gather" | "Transpose" | "Pad" | "Tile" | "Expand" | "DepthToSpace"
-        | "SpaceToDepth" => {
+        | "SpaceToDepth" | "Resize" | "Upsample" => {
             return Err(unsupported(
                 node,
                 "layout op (sprig-runtime built without feature layout-ops)",

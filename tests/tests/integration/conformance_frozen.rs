@@ -78,6 +78,20 @@ const CASES: &[&str] = &[
     "test_split_variable_parts_2d",
     "test_split_variable_parts_default_axis",
     "test_split_zero_size_splits",
+    "test_resize_downsample_scales_linear",
+    "test_resize_downsample_scales_linear_align_corners",
+    "test_resize_downsample_scales_nearest",
+    "test_resize_downsample_sizes_linear_pytorch_half_pixel",
+    "test_resize_downsample_sizes_nearest",
+    "test_resize_downsample_sizes_nearest_tf_half_pixel_for_nn",
+    "test_resize_upsample_scales_linear",
+    "test_resize_upsample_scales_linear_align_corners",
+    "test_resize_upsample_scales_nearest",
+    "test_resize_upsample_sizes_nearest",
+    "test_resize_upsample_sizes_nearest_ceil_half_pixel",
+    "test_resize_upsample_sizes_nearest_floor_align_corners",
+    "test_resize_upsample_sizes_nearest_round_prefer_ceil_asymmetric",
+    "test_upsample_nearest",
 ];
 
 fn run_case(name: &str, dir: &Path) -> Result<(), String> {
