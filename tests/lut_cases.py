@@ -107,6 +107,7 @@ LAYOUT = [
     ("space_to_depth", "SpaceToDepth", {"blocksize": 2}, [], [1, 2, 4, 6], [1, 8, 2, 3]),
     ("tile", "Tile", {}, [[1, 2, 1, 2]], [1, 3, 2, 2], [1, 6, 2, 4]),
     ("expand", "Expand", {}, [[2, 3, 4, 5]], [1, 3, 1, 5], [2, 3, 4, 5]),
+    ("resize_nearest", "Resize", {"mode": "nearest"}, ["", [1.0, 1.0, 2.0, 1.5]], [1, 2, 3, 4], [1, 2, 6, 6]),
 ]
 
 
@@ -116,7 +117,11 @@ def build_layout(name, op, attrs, consts, xshape, yshape, dtype, expose):
     inits = qdq("x", sx, zx, dtype) + qdq("y", sx, zx, dtype)
     ins = ["xf"]
     for i, c in enumerate(consts):
-        arr = np.array(c, "f4" if isinstance(c, float) else "i8")
+        if c == "":
+            ins.append("")
+            continue
+        floats = isinstance(c, float) or (isinstance(c, list) and isinstance(c[0], float))
+        arr = np.array(c, "f4" if floats else "i8")
         inits.append(numpy_helper.from_array(arr, f"c{i}"))
         ins.append(f"c{i}")
     nodes = [

@@ -17,7 +17,7 @@
 //! Only the int8 core is frozen: the steps a fully quantized model runs on a microcontroller
 //! (int8 convolution and dense layers, Quantize/Dequantize, MaxPool, int8 Add, Concat and
 //! AveragePool, int8 lookup tables of element-wise ops, data movement (Transpose, Slice, Gather,
-//! Pad, Tile) and reshapes). A plan with float steps is refused by
+//! Pad, Tile, Resize) and reshapes). A plan with float steps is refused by
 //! [`InterpreterWith::freeze`]; plan it on the device instead.
 //!
 //! Layout (little endian, version 1): `"SPLN"`, version u8, model length u32, model FNV-1a
@@ -32,7 +32,10 @@ use crate::error::{Error, Result};
 use crate::graph::NONE;
 use crate::graph::{Graph, Loc, TensorInfo};
 use crate::interp::{InterpreterWith, Sizes};
-use crate::ops::{Broadcast, Op, PadMode, QAdd, QAvgPool, QConcat, QLinear, QParams, Step, Window};
+use crate::ops::{
+    Broadcast, Op, PadMode, QAdd, QAvgPool, QConcat, QLinear, QParams, ResizeCoord, ResizeMode,
+    Step, Window,
+};
 use crate::ops::{MAX_QCONCAT_INPUTS, MAX_STEP_INPUTS};
 use crate::quant::Requant;
 use crate::tensor::{DType, Shape, MAX_RANK};
@@ -296,6 +299,7 @@ const SLICE: u8 = 11;
 const PAD: u8 = 12;
 const TILE: u8 = 13;
 const GATHER: u8 = 14;
+const RESIZE: u8 = 15;
 
 /// Per-axis small integers as u32 words (permutations, begins, steps).
 #[cfg(feature = "alloc")]
@@ -402,6 +406,18 @@ fn put_op(op: &Op, w: &mut Writer) -> Result<()> {
             w.push(TILE);
             in_shape.put(w);
         }
+        Op::Resize {
+            in_shape,
+            scales,
+            mode,
+            coord,
+        } => {
+            w.push(RESIZE);
+            in_shape.put(w);
+            put_axes(w, scales, f32::to_bits);
+            w.push(*mode as u8);
+            w.push(*coord as u8);
+        }
         Op::Gather {
             outer,
             axis_len,
@@ -473,6 +489,26 @@ fn get_op(r: &mut Reader<'_>) -> Result<Op> {
         },
         TILE => Op::Tile {
             in_shape: Shape::get(r)?,
+        },
+        RESIZE => Op::Resize {
+            in_shape: Shape::get(r)?,
+            scales: get_axes(r, |v| Some(f32::from_bits(v)))?,
+            mode: match r.u8()? {
+                0 => ResizeMode::NearestRoundPreferFloor,
+                1 => ResizeMode::NearestRoundPreferCeil,
+                2 => ResizeMode::NearestFloor,
+                3 => ResizeMode::NearestCeil,
+                4 => ResizeMode::Linear,
+                _ => return Err(bad("resize mode")),
+            },
+            coord: match r.u8()? {
+                0 => ResizeCoord::HalfPixel,
+                1 => ResizeCoord::PytorchHalfPixel,
+                2 => ResizeCoord::AlignCorners,
+                3 => ResizeCoord::Asymmetric,
+                4 => ResizeCoord::TfHalfPixelForNn,
+                _ => return Err(bad("resize coordinates")),
+            },
         },
         GATHER => Op::Gather {
             outer: usize::get(r)?,
@@ -909,7 +945,7 @@ fn check_step<const T: usize, const N: usize>(
                         steps[a] != 0 && (0..dim).contains(&first) && (0..dim).contains(&last)
                     }))
         }
-        Op::Pad { in_shape, .. } | Op::Tile { in_shape } => {
+        Op::Pad { in_shape, .. } | Op::Tile { in_shape } | Op::Resize { in_shape, .. } => {
             s.n_in == 1 && elems(0) == Some(in_shape.numel()) && out.shape.rank() == in_shape.rank()
         }
         Op::Gather {

@@ -227,7 +227,7 @@ pub fn try_fuse<const T: usize, const N: usize>(
             fuse_passthrough(p, node, idx)
         }
         "Transpose" | "Slice" | "Gather" | "Pad" | "Tile" | "Expand" | "DepthToSpace"
-        | "SpaceToDepth"
+        | "SpaceToDepth" | "Resize" | "Upsample"
             if cfg!(feature = "layout-ops") =>
         {
             fuse_layout(p, node, idx)
@@ -505,7 +505,8 @@ fn fuse_passthrough<const T: usize, const N: usize>(
     Ok(Some((make_step(idx, op, &[x.id], y_id)?, absorbed)))
 }
 
-/// `DQ → Transpose|Slice|Gather|Pad|Tile|Expand|DepthToSpace|SpaceToDepth → Q` with equal
+/// `DQ → Transpose|Slice|Gather|Pad|Tile|Expand|DepthToSpace|SpaceToDepth|Resize (nearest) → Q`
+/// with equal
 /// parameters: data movement, so it runs on the 8-bit codes as they are (the step the float
 /// path would run, on the int8 tensor; constant padding writes the pad value's code).
 fn fuse_layout<const T: usize, const N: usize>(
@@ -528,6 +529,16 @@ fn fuse_layout<const T: usize, const N: usize>(
     let Ok(mut step) = prepare_node(p, node, idx) else {
         return Ok(None);
     };
+    // Linear resizing computes new values: the float path requantizes them.
+    if matches!(
+        step.op,
+        Op::Resize {
+            mode: ResizeMode::Linear,
+            ..
+        }
+    ) {
+        return Ok(None);
+    }
     if let Op::Pad { value, .. } = &mut step.op {
         let v = f32::from_le_bytes([value[0], value[1], value[2], value[3]]);
         let one = QParams {
