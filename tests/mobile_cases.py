@@ -1,6 +1,6 @@
 """Whole blocks of mobile architectures built from the ops beyond sprig's own exports (HardSwish,
 squeeze-excite with ReduceMean and HardSigmoid, reflect Pad, PRelu, PixelShuffle as
-DepthToSpace, LogSoftmax, Split, Resize, ...), with onnxruntime's outputs: the ops as exporters combine them,
+DepthToSpace, LogSoftmax, Split, Resize, ConvTranspose, ...), with onnxruntime's outputs: the ops as exporters combine them,
 where ONNX's node tests check one node at a time.
 
   mobile_cases.py OUT_DIR
@@ -138,10 +138,25 @@ def detection_neck():
                    coordinate_transformation_mode="align_corners")
 
 
+def segmentation_decoder():
+    """A U-Net step: strided conv down, grouped ConvTranspose back up (stride 2, pads,
+    output_padding), the skip connection added, and a 1-D ConvTranspose with dilation."""
+    g = Graph()
+    d = g.op("Relu", [g.op("Conv", ["X", g.w([6, 4, 3, 3]), g.w([6], 0.1)], pads=[1, 1, 1, 1],
+                                strides=[2, 2])])
+    u = g.op("ConvTranspose", [d, g.w([6, 2, 3, 3]), g.w([4], 0.1)], strides=[2, 2],
+             pads=[1, 1, 1, 1], output_padding=[1, 1], group=2)
+    t = g.op("Add", [u, "X"])
+    t = g.op("Reshape", [t, g.c([1, 4, 64], "flat", "i8")])
+    return g, g.op("ConvTranspose", [t, g.w([4, 3, 3])], dilations=[2], strides=[1])
+
+
 g, y = mobilenet_v3_block(17)
 save("mobilenet_v3_block", g, [1, 3, 16, 16], y, 17)
 g, y = mobilenet_v3_block(18)
 save("mobilenet_v3_block_opset18", g, [1, 3, 16, 16], y, 18)
+g, y = segmentation_decoder()
+save("segmentation_decoder", g, [1, 4, 8, 8], y, 13)
 g, y = detection_neck()
 save("detection_neck", g, [1, 4, 4, 4], y, 13)
 g, y = super_resolution_head()

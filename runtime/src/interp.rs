@@ -107,6 +107,7 @@ fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[S
             | Op::Binary(..)
             | Op::Conv(_)
             | Op::ConvF16(_)
+            | Op::ConvTranspose(_)
             | Op::Gemm { .. }
             | Op::GemmF16 { .. }
             | Op::MatMul { .. }
@@ -966,6 +967,15 @@ fn eval<const T: usize, const N: usize>(
             }
         }
         #[cfg(feature = "float-ops")]
+        Op::ConvTranspose(w) => {
+            let b = if ins.len() > 2 {
+                Some(f32s(get(2)?)?)
+            } else {
+                None
+            };
+            k::conv_transpose_f32(&w, f32s(get(0)?)?, f32s(get(1)?)?, b, f32s_mut(y)?)
+        }
+        #[cfg(feature = "float-ops")]
         Op::ConvF16(w) => {
             let b = if ins.len() > 2 {
                 Some(f16s(get(2)?)?)
@@ -1067,6 +1077,7 @@ fn eval<const T: usize, const N: usize>(
         | Op::Binary(..)
         | Op::Conv(_)
         | Op::ConvF16(_)
+        | Op::ConvTranspose(_)
         | Op::Gemm { .. }
         | Op::GemmF16 { .. }
         | Op::MatMul { .. }

@@ -359,6 +359,63 @@ fn window_sizes(w: &Window) -> (usize, usize, usize) {
     )
 }
 
+/// Float transposed convolution (NCHW, weights `C × OC/group × KH × KW`), as the scatter of
+/// every input element through the kernel: `y[oc, iy·sh + ky·dh − pt, ix·sw + kx·dw − pl] +=
+/// x[ic, iy, ix] · w[ic, oc mod (OC/group), ky, kx]`, starting from the bias.
+pub fn conv_transpose_f32(
+    p: &Window,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [f32],
+) -> Result<()> {
+    let g = p.group.max(1);
+    let (cpg, opg) = (p.c / g, p.oc / g);
+    check(
+        p.c == cpg * g
+            && p.oc == opg * g
+            && x.len() == p.n * p.c * p.h * p.w
+            && w.len() == p.c * opg * p.kh * p.kw
+            && y.len() == p.n * p.oc * p.oh * p.ow
+            && b.is_none_or(|b| b.len() == p.oc),
+    )?;
+    for n in 0..p.n {
+        for oc in 0..p.oc {
+            let bias = b.map_or(0.0, |b| b[oc]);
+            let at = (n * p.oc + oc) * p.oh * p.ow;
+            y[at..at + p.oh * p.ow].fill(bias);
+        }
+        for c in 0..p.c {
+            let grp = c / cpg.max(1);
+            for iy in 0..p.h {
+                for ix in 0..p.w {
+                    let v = x[((n * p.c + c) * p.h + iy) * p.w + ix];
+                    for og in 0..opg {
+                        let oc = grp * opg + og;
+                        let wbase = (c * opg + og) * p.kh * p.kw;
+                        let ybase = (n * p.oc + oc) * p.oh * p.ow;
+                        for ky in 0..p.kh {
+                            let oy = (iy * p.sh + ky * p.dh) as isize - p.pt as isize;
+                            if oy < 0 || oy as usize >= p.oh {
+                                continue;
+                            }
+                            for kx in 0..p.kw {
+                                let ox = (ix * p.sw + kx * p.dw) as isize - p.pl as isize;
+                                if ox < 0 || ox as usize >= p.ow {
+                                    continue;
+                                }
+                                y[ybase + oy as usize * p.ow + ox as usize] +=
+                                    v * w[wbase + ky * p.kw + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Float convolution (direct, NCHW).
 pub fn conv_f32(p: &Window, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) -> Result<()> {
     let (nx, nw, ny) = window_sizes(p);

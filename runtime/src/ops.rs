@@ -21,6 +21,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Concat",
     "Conv",
     "ConvInteger",
+    "ConvTranspose",
     "DepthToSpace",
     "DequantizeLinear",
     "Div",
@@ -538,6 +539,9 @@ pub enum Op {
         mode: PadMode,
         value: [u8; 8],
     },
+    /// Float `ConvTranspose`: `c`/`h`/`w` the input, `oc`/`oh`/`ow` the output, `pt`/`pl` the
+    /// leading pads (the trailing ones are implied by the output size).
+    ConvTranspose(Window),
     /// `Resize` / `Upsample` (output shape from the plan).
     Resize {
         in_shape: Shape,
@@ -850,6 +854,7 @@ pub fn op_name(op: &Op) -> &'static str {
             Binary::PRelu => "PRelu",
         },
         Op::Conv(_) | Op::ConvF16(_) => "Conv",
+        Op::ConvTranspose(_) => "ConvTranspose",
         Op::Gemm { .. } | Op::GemmF16 { .. } => "Gemm",
         Op::MatMul { .. } => "MatMul",
         Op::MaxPool(_) => "MaxPool",

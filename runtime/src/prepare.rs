@@ -183,7 +183,7 @@ pub(crate) fn prepare_split<const T: usize, const N: usize>(
         Some(n) => {
             if n != n_out
                 || parts[..n].iter().any(|&v| v < 0)
-                || parts[..n].iter().sum::<i64>() != dim
+                || parts[..n].iter().try_fold(0i64, |t, &v| t.checked_add(v)) != Some(dim)
             {
                 return Err(shape_err(node, "split sizes do not add up to the axis"));
             }
@@ -441,6 +441,26 @@ pub fn prepare_node<const T: usize, const N: usize>(
             }
             (
                 Op::Conv(win),
+                DType::F32,
+                window_out_shape(&sx, &win, node)?,
+            )
+        }
+        #[cfg(feature = "float-ops")]
+        "ConvTranspose" => {
+            let (x, sx) = f32_input(p, node, 0)?;
+            let (w, sw) = f32_input(p, node, 1)?;
+            let _ = ins.push(x);
+            let _ = ins.push(w);
+            let win = conv_transpose_window(node, &sx, &sw)?;
+            if let Some(bn) = node.input(2) {
+                let (b, sb) = f32_input(p, node, 2)?;
+                if sb.numel() != win.oc || bn.is_empty() {
+                    return Err(shape_err(node, "bias length differs from output channels"));
+                }
+                let _ = ins.push(b);
+            }
+            (
+                Op::ConvTranspose(win),
                 DType::F32,
                 window_out_shape(&sx, &win, node)?,
             )
@@ -1279,9 +1299,9 @@ pub fn prepare_node<const T: usize, const N: usize>(
         | "ThresholdedRelu" | "Reciprocal" | "Floor" | "Ceil" | "Round" | "Sign" | "Log"
         | "Erf" | "Cast" | "Clip" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min"
         | "Sum" | "Mean" | "PRelu" | "Conv" | "Gemm" | "MatMul" | "GlobalAveragePool"
-        | "Softmax" | "LogSoftmax" | "BatchNormalization" | "ReduceSum" | "ReduceMean"
-        | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum"
-        | "ReduceLogSumExp" | "ReduceSumSquare" => {
+        | "Softmax" | "LogSoftmax" | "BatchNormalization" | "ConvTranspose" | "ReduceSum"
+        | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
+        | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => {
             return Err(unsupported(node, NO_FLOAT_OPS));
         }
         "Slice" | "Gather" | "Transpose" | "Pad" | "Tile" | "Expand" | "DepthToSpace"
@@ -1718,6 +1738,138 @@ pub fn conv_window(node: &Node<'_>, x: &Shape, w: &Shape) -> Result<Window> {
         }
     }
     window_attrs(node, &x.dims()[2..], &kernel, &mut win)?;
+    Ok(win)
+}
+
+/// ConvTranspose geometry: output size from `output_shape` or from strides, kernel, dilation,
+/// `output_padding` and pads (ONNX's formulas, `auto_pad` included).
+#[cfg(feature = "float-ops")]
+fn conv_transpose_window(node: &Node<'_>, x: &Shape, w: &Shape) -> Result<Window> {
+    only_attrs(
+        node,
+        &[
+            "auto_pad",
+            "dilations",
+            "group",
+            "kernel_shape",
+            "output_padding",
+            "output_shape",
+            "pads",
+            "strides",
+        ],
+    )?;
+    let mut win = base_window(node, x)?;
+    if w.rank() != x.rank() {
+        return Err(shape_err(node, "weight rank differs from input rank"));
+    }
+    let group = node.attr_i("group", 1)?;
+    if group < 1 || win.c % group as usize != 0 || w.dim(0) != win.c {
+        return Err(shape_err(
+            node,
+            "weight channels or group do not match the input",
+        ));
+    }
+    win.group = group as usize;
+    win.oc = w.dim(1) * win.group;
+    let sp = x.rank() - 2;
+    let kernel: heapless::Vec<i64, 2> = w.dims()[2..].iter().map(|&d| d as i64).collect();
+    if let Some(ks) = ints::<4>(node, "kernel_shape")? {
+        if ks.as_slice() != kernel.as_slice() {
+            return Err(shape_err(node, "kernel_shape differs from the weight"));
+        }
+    }
+    let get = |name: &str, default: i64| -> Result<[i64; 4]> {
+        let mut v = [default; 4];
+        if let Some(a) = ints::<4>(node, name)? {
+            if a.len() != sp && !(name == "pads" && a.len() == 2 * sp) {
+                return Err(shape_err(
+                    node,
+                    "attribute length differs from the spatial rank",
+                ));
+            }
+            v[..a.len()].copy_from_slice(&a);
+        }
+        Ok(v)
+    };
+    let (strides, dil, out_pad, pads) = (
+        get("strides", 1)?,
+        get("dilations", 1)?,
+        get("output_padding", 0)?,
+        get("pads", 0)?,
+    );
+    let mut shape_given = [0i64; 4];
+    let given = match ints::<4>(node, "output_shape")? {
+        // The spatial sizes, or (as some exporters write it) the whole output shape.
+        Some(o) if o.len() == sp || o.len() == sp + 2 => {
+            shape_given[..sp].copy_from_slice(&o[o.len() - sp..]);
+            true
+        }
+        Some(_) => return Err(shape_err(node, "output_shape length")),
+        None => false,
+    };
+    let auto = node.attr_s("auto_pad")?.unwrap_or(b"NOTSET");
+    let ins: [usize; 2] = if sp == 1 {
+        [x.dim(2), 0]
+    } else {
+        [x.dim(2), x.dim(3)]
+    };
+    let mut out = [1usize; 2];
+    let mut begin = [0usize; 2];
+    for i in 0..sp {
+        let (n, k, s, d, op) = (ins[i] as i64, kernel[i], strides[i], dil[i], out_pad[i]);
+        if !(1..=65_535).contains(&s) || !(1..=65_535).contains(&d) || op < 0 || op >= s.max(d) {
+            return Err(shape_err(
+                node,
+                "strides, dilations or output_padding out of range",
+            ));
+        }
+        // Every index the kernel forms stays below 2^31 (32-bit targets included).
+        let full = s * (n - 1) + op + (k - 1) * d + 1;
+        if k < 1 || full > i32::MAX as i64 {
+            return Err(shape_err(node, "kernel or output too large"));
+        }
+        let (o, pb) = if given || matches!(auto, b"SAME_UPPER" | b"SAME_LOWER") {
+            let o = if given { shape_given[i] } else { n * s };
+            // ONNX: SAME_UPPER puts the smaller half first, anything else the larger half
+            // (halves rounded down: a negative total, an output_shape beyond the convolution's
+            // reach, leaves outputs that only get the bias).
+            let total = full.saturating_sub(o);
+            let pb = if auto == b"SAME_UPPER" {
+                total.div_euclid(2)
+            } else {
+                total - total.div_euclid(2)
+            };
+            if pb < 0 {
+                return Err(unsupported(node, "output_shape that pads the start"));
+            }
+            (o, pb)
+        } else {
+            let (pb, pe) = match auto {
+                b"VALID" => (0, 0),
+                b"NOTSET" | b"" => (pads[i], pads[i + sp]),
+                _ => return Err(unsupported(node, "auto_pad value")),
+            };
+            if pb < 0 || pe < 0 {
+                return Err(shape_err(node, "negative pads"));
+            }
+            (full.saturating_sub(pb).saturating_sub(pe), pb)
+        };
+        if o < 1 || o > u32::MAX as i64 {
+            return Err(shape_err(node, "output size out of range"));
+        }
+        out[i] = o as usize;
+        begin[i] = pb as usize;
+    }
+    let at = |v: [i64; 4], i: usize| v[i] as usize;
+    if sp == 1 {
+        (win.oh, win.ow, win.kh, win.kw) = (1, out[0], 1, kernel[0] as usize);
+        (win.sh, win.sw, win.dh, win.dw, win.pt, win.pl) =
+            (1, at(strides, 0), 1, at(dil, 0), 0, begin[0]);
+    } else {
+        (win.oh, win.ow, win.kh, win.kw) = (out[0], out[1], kernel[0] as usize, kernel[1] as usize);
+        (win.sh, win.sw, win.dh, win.dw) = (at(strides, 0), at(strides, 1), at(dil, 0), at(dil, 1));
+        (win.pt, win.pl) = (begin[0], begin[1]);
+    }
     Ok(win)
 }
 

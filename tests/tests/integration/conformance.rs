@@ -186,6 +186,7 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
     ("test_resize_upsample_sizes_nearest_floor_align_corners", "static plan: shape, axes, bounds or quantization parameters given as graph inputs instead of constants"),
     ("test_resize_upsample_sizes_nearest_round_prefer_ceil_asymmetric", "static plan: shape, axes, bounds or quantization parameters given as graph inputs instead of constants"),
     ("test_upsample_nearest", "static plan: shape, axes, bounds or quantization parameters given as graph inputs instead of constants"),
+    ("test_convtranspose_3d", "3-D convolution"),
 ];
 
 enum Outcome {

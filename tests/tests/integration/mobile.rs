@@ -1,6 +1,6 @@
 //! Blocks of mobile architectures built from the ops sprig's own exports do not use (HardSwish,
 //! squeeze-excite with ReduceMean and HardSigmoid, reflect Pad, PRelu, DepthToSpace as
-//! PixelShuffle, LogSoftmax, Split, Resize, opset-18 axes inputs, ...) against onnxruntime: the ops as
+//! PixelShuffle, LogSoftmax, Split, Resize, ConvTranspose, opset-18 axes inputs, ...) against onnxruntime: the ops as
 //! exporters chain them, where ONNX's node tests check one node at a time. Cases come from
 //! `tests/mobile_cases.py`.
 
@@ -29,7 +29,7 @@ fn mobile_blocks_match_onnxruntime() {
         .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
         .collect();
     cases.sort();
-    assert_eq!(cases.len(), 5, "expected 5 generated cases");
+    assert_eq!(cases.len(), 6, "expected 6 generated cases");
     for case in &cases {
         let stem = case.file_stem().unwrap().to_string_lossy().to_string();
         let bytes = std::fs::read(case).unwrap();
