@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from ort_reference import session
 
 OUT = pathlib.Path(sys.argv[1])
 # (op, attributes, input scale, output scale, output zero point for int8)
@@ -79,10 +79,7 @@ def build(op, attrs, sx, sy, zy, dtype, expose):
 
 
 def save(name, model, float_model, x, step, out):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = session(model)
     (y,) = sess.run(None, {"X": x})
     onnx.save(model, out / f"{name}.onnx")
     onnx.save(float_model, out / f"{name}.float.onnx")

@@ -13,8 +13,8 @@ import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from ort_reference import session
 
 rng = np.random.default_rng(11)
 OUT = pathlib.Path(sys.argv[1])
@@ -50,10 +50,7 @@ def save(name, g, x_shape, y, opset):
     model = onnx.shape_inference.infer_shapes(model)
     onnx.checker.check_model(model, full_check=True)
     x = rng.standard_normal(x_shape).astype("f4")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = session(model)
     (out,) = sess.run(None, {"X": x})
     onnx.save(model, OUT / f"{name}.onnx")
     x.tofile(OUT / f"{name}.x.f32")

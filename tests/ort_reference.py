@@ -14,11 +14,19 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 
-def load(model, samples):
+def session(model):
+    """onnxruntime as the reference: CPU, one intra-op thread, graph optimizations off (so it
+    runs the graph as written). `model`: a path, serialized bytes or an onnx ModelProto."""
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+def load(model, samples):
+    sess = session(model)
     inp = sess.get_inputs()[0]
     shape = [d if isinstance(d, int) else 1 for d in inp.shape]
     # One sample = one whole input tensor (its first dimension is not always a batch: GRU).

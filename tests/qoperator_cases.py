@@ -13,9 +13,9 @@ import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
+from ort_reference import session
 
 rng = np.random.default_rng(11)
 out = pathlib.Path(sys.argv[1])
@@ -39,10 +39,7 @@ def save(name, node, x, inits, y_type, reference=False):
         # onnxruntime refuses per-channel weight zero points in ConvInteger.
         (y,) = ReferenceEvaluator(model).run(None, {"X": x[0]})
     else:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = session(model)
         (y,) = sess.run(None, {"X": x[0]})
     onnx.save(model, out / f"{name}.onnx")
     (out / f"{name}.x.bin").write_bytes(x[0].tobytes())

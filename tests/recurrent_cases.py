@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
+from ort_reference import session
 
 rng = np.random.default_rng(7)
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
@@ -61,10 +61,7 @@ def case(name, op, seq, batch, inp, hidden, *, direction="forward", layout=0, bi
     onnx.checker.check_model(model, full_check=True)
     x = rng.standard_normal(xshape).astype("f4")
     if layout == 0:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = session(model)
         ys = sess.run(None, {"X": x})
     else:
         # onnxruntime refuses layout = 1; onnx's own reference implementation takes it.

@@ -189,6 +189,19 @@ fn plain_q_tail<const T: usize, const N: usize>(
     Ok(Some((absorbed, sy, zy, ydt, y_id)))
 }
 
+/// `DQ → node → Q` around a one-input node: the dequantized 8-bit input and the Q tail
+/// (absorbed nodes, output scale, zero point, type and tensor).
+#[allow(clippy::type_complexity)]
+fn dq_node_q<const T: usize, const N: usize>(
+    g: &Graph<'_, T, N>,
+    node: &Node<'_>,
+) -> Result<Option<(QAct, (heapless::Vec<u16, 2>, f32, i32, DType, u16))>> {
+    let Some(x) = dq_act(g, node.input(0))? else {
+        return Ok(None);
+    };
+    Ok(plain_q_tail(g, node.outputs[0])?.map(|t| (x, t)))
+}
+
 /// Types the fused step's output tensor.
 fn set_output<const T: usize, const N: usize>(
     p: &mut Prep<'_, '_, T, N>,
@@ -481,10 +494,7 @@ fn fuse_passthrough<const T: usize, const N: usize>(
     idx: u16,
 ) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
     let g = &*p.g;
-    let Some(x) = dq_act(g, node.input(0))? else {
-        return Ok(None);
-    };
-    let Some((absorbed, sy, zy, ydt, y_id)) = plain_q_tail(g, node.outputs[0])? else {
+    let Some((x, (absorbed, sy, zy, ydt, y_id))) = dq_node_q(g, node)? else {
         return Ok(None);
     };
     if sy != x.scale || zy != x.zp || (ydt == DType::U8) != x.unsigned {
@@ -515,10 +525,7 @@ fn fuse_layout<const T: usize, const N: usize>(
     idx: u16,
 ) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
     let g = &*p.g;
-    let Some(x) = dq_act(g, node.input(0))? else {
-        return Ok(None);
-    };
-    let Some((absorbed, sy, zy, ydt, y_id)) = plain_q_tail(g, node.outputs[0])? else {
+    let Some((x, (absorbed, sy, zy, ydt, y_id))) = dq_node_q(g, node)? else {
         return Ok(None);
     };
     if sy != x.scale || zy != x.zp || (ydt == DType::U8) != x.unsigned {
@@ -566,10 +573,7 @@ fn fuse_lut<const T: usize, const N: usize>(
     idx: u16,
 ) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
     let g = &*p.g;
-    let Some(x) = dq_act(g, node.input(0))? else {
-        return Ok(None);
-    };
-    let Some((absorbed, sy, zy, ydt, y_id)) = plain_q_tail(g, node.outputs[0])? else {
+    let Some((x, (absorbed, sy, zy, ydt, y_id))) = dq_node_q(g, node)? else {
         return Ok(None);
     };
     let Some(name) = LUT_OPS.iter().position(|&n| n == node.op_type) else {
@@ -586,13 +590,15 @@ fn fuse_lut<const T: usize, const N: usize>(
     let at = p.reserve(256)?;
     p.fill(Fill::Lut {
         at,
-        f,
-        sx: x.scale,
-        zx: x.zp,
-        sy,
-        zy,
-        unsigned_in: x.unsigned,
-        unsigned_out,
+        spec: LutSpec {
+            f,
+            sx: x.scale,
+            zx: x.zp,
+            sy,
+            zy,
+            unsigned_in: x.unsigned,
+            unsigned_out,
+        },
     })?;
     set_output(p, y_id, ydt, xs)?;
     let op = Op::QLut {
@@ -690,10 +696,7 @@ fn fuse_avgpool<const T: usize, const N: usize>(
     idx: u16,
 ) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
     let g = &*p.g;
-    let Some(x) = dq_act(g, node.input(0))? else {
-        return Ok(None);
-    };
-    let Some((absorbed, sy, zy, ydt, y_id)) = plain_q_tail(g, node.outputs[0])? else {
+    let Some((x, (absorbed, sy, zy, ydt, y_id))) = dq_node_q(g, node)? else {
         return Ok(None);
     };
     if (ydt == DType::U8) != x.unsigned {

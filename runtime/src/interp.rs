@@ -1513,20 +1513,11 @@ fn fill<const T: usize, const N: usize>(
             })?;
             res
         }
-        Fill::Lut {
-            at,
-            f,
-            sx,
-            zx,
-            sy,
-            zy,
-            unsigned_in,
-            unsigned_out,
-        } => {
+        Fill::Lut { at, spec } => {
             let table = persist.get_mut(at..at + 256).ok_or(Error::BadIo {
                 what: "lookup table",
             })?;
-            k::lut_table(f, sx, zx, sy, zy, unsigned_in, unsigned_out, table)
+            k::lut_table(&spec, table)
         }
         Fill::QParams { scale, zp, q } => {
             let s = g.t(scale).konst.ok_or(Error::BadIo { what: "scale" })?;

@@ -4,8 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::ops::{
-    Binary, Broadcast, PadMode, QAdd, QLinear, QParams, Reduce, ResizeCoord, ResizeMode, Unary,
-    Window,
+    Binary, Broadcast, LutSpec, PadMode, QAdd, QLinear, QParams, Reduce, ResizeCoord, ResizeMode,
+    Unary, Window,
 };
 use crate::quant::RequantTable;
 use crate::tensor::{DType, Shape, MAX_RANK};
@@ -1315,17 +1315,7 @@ pub fn slice(
 /// The table of a `DQ → f → Q` lookup step: entry `b` (an 8-bit code's bit pattern) is what the
 /// float path computes for that code — [`dequantize`], [`unary`], [`quantize`], the same
 /// functions, so the lookup is bit-identical to the steps it replaces.
-#[allow(clippy::too_many_arguments)]
-pub fn lut_table(
-    f: Unary,
-    sx: f32,
-    zx: i32,
-    sy: f32,
-    zy: i32,
-    unsigned_in: bool,
-    unsigned_out: bool,
-    table: &mut [u8],
-) -> Result<()> {
+pub fn lut_table(spec: &LutSpec, table: &mut [u8]) -> Result<()> {
     check(table.len() == 256)?;
     let codes: [u8; 256] = core::array::from_fn(|b| b as u8);
     let one = QParams {
@@ -1336,9 +1326,10 @@ pub fn lut_table(
     };
     let dt = |u: bool| if u { DType::U8 } else { DType::I8 };
     let (mut xf, mut yf) = ([0f32; 256], [0f32; 256]);
-    dequantize(&one, &[sx], &[zx], dt(unsigned_in), &codes, &mut xf)?;
-    unary(f, &xf, &mut yf)?;
-    quantize(&one, &[sy], &[zy], dt(unsigned_out), &yf, table)
+    let p = spec;
+    dequantize(&one, &[p.sx], &[p.zx], dt(p.unsigned_in), &codes, &mut xf)?;
+    unary(p.f, &xf, &mut yf)?;
+    quantize(&one, &[p.sy], &[p.zy], dt(p.unsigned_out), &yf, table)
 }
 
 /// A lookup step: `y[i] = table[x[i]]` (8-bit codes by bit pattern).
@@ -1374,6 +1365,43 @@ fn next_index(idx: &mut [usize; MAX_RANK], out: &Shape) {
     }
 }
 
+/// Copies elements of `esize` bytes from `x` (shape `in_shape`) to `y` (shape `out`, same rank):
+/// output multi-index `o` takes input element `src(o)` (a row-major index into `x`), or `fill`
+/// where `src` gives `None`. The data-movement kernels (Pad, Tile, nearest Resize) differ only
+/// in `src`.
+fn copy_by_index(
+    esize: usize,
+    in_shape: &Shape,
+    out: &Shape,
+    fill: &[u8],
+    x: &[u8],
+    y: &mut [u8],
+    mut src: impl FnMut(&[usize; MAX_RANK], &[usize; MAX_RANK]) -> Option<usize>,
+) -> Result<()> {
+    check(
+        out.rank() == in_shape.rank()
+            && x.len() == in_shape.numel() * esize
+            && y.len() == out.numel() * esize,
+    )?;
+    let stride = strides_of(in_shape);
+    let mut idx = [0usize; MAX_RANK];
+    for o in y.chunks_exact_mut(esize) {
+        match src(&idx, &stride) {
+            Some(at) => {
+                o.copy_from_slice(x.get(at * esize..(at + 1) * esize).ok_or(Error::BadIo {
+                    what: "data movement index",
+                })?)
+            }
+            None => o.copy_from_slice(
+                fill.get(..esize)
+                    .ok_or(Error::BadIo { what: "fill value" })?,
+            ),
+        }
+        next_index(&mut idx, out);
+    }
+    Ok(())
+}
+
 /// `Pad` on elements of `esize` bytes (any type): see [`crate::ops::Op::Pad`].
 #[allow(clippy::too_many_arguments)]
 pub fn pad(
@@ -1387,23 +1415,15 @@ pub fn pad(
     y: &mut [u8],
 ) -> Result<()> {
     let r = in_shape.rank();
-    check(
-        out.rank() == r
-            && x.len() == in_shape.numel() * esize
-            && y.len() == out.numel() * esize
-            && value.len() >= esize,
-    )?;
-    let stride = strides_of(in_shape);
-    let mut idx = [0usize; MAX_RANK];
-    for o in y.chunks_exact_mut(esize) {
-        let mut src = Some(0usize);
+    copy_by_index(esize, in_shape, out, value, x, y, |idx, stride| {
+        let mut at = 0usize;
         for a in 0..r {
             let d = in_shape.dim(a) as i64;
             let mut i = idx[a] as i64 - begin[a] as i64;
             if i < 0 || i >= d {
                 i = match mode {
-                    _ if d == 0 => -1,
-                    PadMode::Constant => -1,
+                    _ if d == 0 => return None,
+                    PadMode::Constant => return None,
                     PadMode::Edge => i.clamp(0, d - 1),
                     PadMode::Wrap => i.rem_euclid(d),
                     PadMode::Reflect if d == 1 => 0,
@@ -1418,21 +1438,10 @@ pub fn pad(
                     }
                 };
             }
-            src = match (src, usize::try_from(i)) {
-                (Some(at), Ok(i)) => Some(at + i * stride[a]),
-                _ => None,
-            };
+            at += i as usize * stride[a];
         }
-        match src {
-            Some(at) => o.copy_from_slice(
-                x.get(at * esize..(at + 1) * esize)
-                    .ok_or(Error::BadIo { what: "pad index" })?,
-            ),
-            None => o.copy_from_slice(&value[..esize]),
-        }
-        next_index(&mut idx, out);
-    }
-    Ok(())
+        Some(at)
+    })
 }
 
 /// The input coordinate an output index of `Resize` samples along one axis.
@@ -1485,15 +1494,8 @@ pub fn resize_nearest_any(
     y: &mut [u8],
 ) -> Result<()> {
     let r = in_shape.rank();
-    check(
-        out.rank() == r
-            && x.len() == in_shape.numel() * esize
-            && y.len() == out.numel() * esize
-            && (0..r).all(|a| in_shape.dim(a) > 0 || out.dim(a) == 0),
-    )?;
-    let stride = strides_of(in_shape);
-    let mut idx = [0usize; MAX_RANK];
-    for o in y.chunks_exact_mut(esize) {
+    check((0..r).all(|a| in_shape.dim(a) > 0 || out.dim(a) == 0))?;
+    copy_by_index(esize, in_shape, out, &[], x, y, |idx, stride| {
         let mut at = 0;
         for a in 0..r {
             let (n, m) = (in_shape.dim(a), out.dim(a));
@@ -1504,12 +1506,8 @@ pub fn resize_nearest_any(
             };
             at += i * stride[a];
         }
-        o.copy_from_slice(x.get(at * esize..(at + 1) * esize).ok_or(Error::BadIo {
-            what: "resize index",
-        })?);
-        next_index(&mut idx, out);
-    }
-    Ok(())
+        Some(at)
+    })
 }
 
 /// Linear `Resize` of float32 data: along each resized axis (at most 3) the two neighbours of
@@ -1585,23 +1583,10 @@ pub fn resize_linear(
 /// per axis.
 pub fn tile(esize: usize, in_shape: &Shape, out: &Shape, x: &[u8], y: &mut [u8]) -> Result<()> {
     let r = in_shape.rank();
-    check(
-        out.rank() == r
-            && x.len() == in_shape.numel() * esize
-            && y.len() == out.numel() * esize
-            && (0..r).all(|a| in_shape.dim(a) > 0 || out.dim(a) == 0),
-    )?;
-    let stride = strides_of(in_shape);
-    let mut idx = [0usize; MAX_RANK];
-    for o in y.chunks_exact_mut(esize) {
-        let at: usize = (0..r).map(|a| idx[a] % in_shape.dim(a) * stride[a]).sum();
-        o.copy_from_slice(
-            x.get(at * esize..(at + 1) * esize)
-                .ok_or(Error::BadIo { what: "tile index" })?,
-        );
-        next_index(&mut idx, out);
-    }
-    Ok(())
+    check((0..r).all(|a| in_shape.dim(a) > 0 || out.dim(a) == 0))?;
+    copy_by_index(esize, in_shape, out, &[], x, y, |idx, stride| {
+        Some((0..r).map(|a| idx[a] % in_shape.dim(a) * stride[a]).sum())
+    })
 }
 
 /// Transposes bytes of `esize`-byte elements.

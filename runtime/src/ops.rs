@@ -247,6 +247,20 @@ pub const LUT_OPS: &[&str] = &[
     "Erf",
 ];
 
+/// What a `DQ → f → Q` lookup table holds: Q(f(DQ(code))) for every 8-bit code, with the
+/// input's and output's quantization.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[allow(missing_docs)]
+pub struct LutSpec {
+    pub f: Unary,
+    pub sx: f32,
+    pub zx: i32,
+    pub sy: f32,
+    pub zy: i32,
+    pub unsigned_in: bool,
+    pub unsigned_out: bool,
+}
+
 /// Numpy-style broadcasting: output shape and element strides of both inputs (0 where the
 /// input is broadcast along that axis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -642,17 +656,8 @@ pub enum Fill {
         sy: f32,
         p: QLinear,
     },
-    /// The 256-byte table of a [`Op::QLut`] step: Q(f(DQ(code))) for every 8-bit code.
-    Lut {
-        at: usize,
-        f: Unary,
-        sx: f32,
-        zx: i32,
-        sy: f32,
-        zy: i32,
-        unsigned_in: bool,
-        unsigned_out: bool,
-    },
+    /// The 256-byte table of a [`Op::QLut`] step, at `at`.
+    Lut { at: usize, spec: LutSpec },
     /// Weight zero points, int32 biases and requantization of an integer op (scales unused
     /// when it outputs int32).
     IntLinear {

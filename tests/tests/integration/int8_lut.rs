@@ -5,10 +5,9 @@
 //! of onnxruntime. Cases come from
 //! `tests/lut_cases.py`.
 
-use crate::support::{f32s, python, repo};
+use crate::support::{f32s, generated_cases, onnx_files};
 use sprig_runtime::{Interpreter, Model};
 use std::path::Path;
-use std::process::Command;
 
 /// Output 0 of `model` on `x`, the plan's step count, the op families it uses, and output 1
 /// when there is one (the float model's op result).
@@ -47,16 +46,8 @@ fn run(model: &Path, x: &[f32], freeze: bool) -> (Vec<f32>, usize, Vec<&'static 
 /// path (5 steps) bit for bit, and against onnxruntime within one output step (NaN float results
 /// left out). Returns (cases, outputs compared, outputs one step away, NaN results).
 fn check_cases(dir: &Path, family: &str) -> (usize, usize, usize, usize) {
-    let mut cases: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let p = p.to_string_lossy();
-            p.ends_with(".onnx") && !p.ends_with(".float.onnx")
-        })
-        .collect();
-    cases.sort();
+    let mut cases = onnx_files(dir);
+    cases.retain(|p| !p.to_string_lossy().ends_with(".float.onnx"));
     let (mut off_by_one, mut total, mut nan) = (0, 0, 0);
     for case in &cases {
         let stem = case.file_stem().unwrap().to_string_lossy().to_string();
@@ -98,18 +89,7 @@ fn check_cases(dir: &Path, family: &str) -> (usize, usize, usize, usize) {
 
 #[test]
 fn int8_lookup_tables_and_layout_steps_equal_the_float_path_and_onnxruntime() {
-    let dir = std::env::temp_dir().join(format!("sprig-lut-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new(python())
-        .arg(repo().join("tests/lut_cases.py"))
-        .arg(&dir)
-        .output()
-        .unwrap_or_else(|e| panic!("python: {e} (run ./tests/run.sh first)"));
-    assert!(
-        out.status.success(),
-        "lut_cases.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (dir, _) = generated_cases("lut_cases.py");
     let (cases, total, off, nan) = check_cases(&dir, "int8-lut");
     assert_eq!(cases, 46, "expected 23 ops × int8/uint8");
     println!(

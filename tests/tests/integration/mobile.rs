@@ -4,31 +4,12 @@
 //! exporters chain them, where ONNX's node tests check one node at a time. Cases come from
 //! `tests/mobile_cases.py`.
 
-use crate::support::{f32s, python, repo};
+use crate::support::{f32s, generated_cases};
 use sprig_runtime::{Interpreter, Model};
-use std::process::Command;
 
 #[test]
 fn mobile_blocks_match_onnxruntime() {
-    let dir = std::env::temp_dir().join(format!("sprig-mobile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new(python())
-        .arg(repo().join("tests/mobile_cases.py"))
-        .arg(&dir)
-        .output()
-        .unwrap_or_else(|e| panic!("python: {e} (run ./tests/run.sh first)"));
-    assert!(
-        out.status.success(),
-        "mobile_cases.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut cases: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        .collect();
-    cases.sort();
+    let (dir, cases) = generated_cases("mobile_cases.py");
     assert_eq!(cases.len(), 6, "expected 6 generated cases");
     for case in &cases {
         let stem = case.file_stem().unwrap().to_string_lossy().to_string();

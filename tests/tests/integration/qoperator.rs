@@ -5,35 +5,12 @@
 //! requantization and sprig's exact fixed-point one round a near-tie differently; int32 outputs
 //! must be identical.
 
-use crate::support::repo;
+use crate::support::generated_cases;
 use sprig_runtime::{DType, Interpreter, Model};
-use std::path::PathBuf;
-use std::process::Command;
 
 #[test]
 fn integer_operators_match_onnxruntime() {
-    let dir = std::env::temp_dir().join(format!("sprig-qoperator-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let python = std::env::var_os("SPRIG_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    let out = Command::new(&python)
-        .arg(repo().join("tests/qoperator_cases.py"))
-        .arg(&dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e} (run ./tests/run.sh first)", python.display()));
-    assert!(
-        out.status.success(),
-        "qoperator_cases.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut cases: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        .collect();
-    cases.sort();
+    let (dir, cases) = generated_cases("qoperator_cases.py");
     assert_eq!(cases.len(), 9, "expected 9 generated cases");
     let (mut total, mut off_by_one) = (0usize, 0usize);
     for case in &cases {

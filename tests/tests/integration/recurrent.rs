@@ -3,35 +3,12 @@
 //! several outputs of one node — against onnxruntime (onnx's reference implementation for
 //! layout 1, which onnxruntime refuses). Cases come from `tests/recurrent_cases.py`.
 
-use crate::support::{f32s, repo};
+use crate::support::{f32s, generated_cases};
 use sprig_runtime::{Interpreter, Model};
-use std::path::PathBuf;
-use std::process::Command;
 
 #[test]
 fn recurrent_layers_match_onnxruntime() {
-    let dir = std::env::temp_dir().join(format!("sprig-recurrent-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let python = std::env::var_os("SPRIG_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    let out = Command::new(&python)
-        .arg(repo().join("tests/recurrent_cases.py"))
-        .arg(&dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e} (run ./tests/run.sh first)", python.display()));
-    assert!(
-        out.status.success(),
-        "recurrent_cases.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut cases: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        .collect();
-    cases.sort();
+    let (dir, cases) = generated_cases("recurrent_cases.py");
     assert_eq!(cases.len(), 8, "expected 8 generated cases");
     for case in &cases {
         let stem = case.file_stem().unwrap().to_string_lossy().to_string();

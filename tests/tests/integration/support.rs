@@ -32,3 +32,35 @@ pub fn f32s(p: &Path) -> Vec<f32> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
+
+/// Runs a case generator (`tests/SCRIPT OUT_DIR`, Python with onnx and onnxruntime) into a fresh
+/// temporary directory; returns the directory and the `.onnx` files directly in it, sorted
+/// (variants such as `CASE.float.onnx` included).
+pub fn generated_cases(script: &str) -> (PathBuf, Vec<PathBuf>) {
+    let stem = script.trim_end_matches(".py");
+    let dir = std::env::temp_dir().join(format!("sprig-{stem}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new(python())
+        .arg(repo().join("tests").join(script))
+        .arg(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("python: {e} (run ./tests/run.sh first)"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir.clone(), onnx_files(&dir))
+}
+
+/// The `.onnx` files directly in `dir`, sorted.
+pub fn onnx_files(dir: &Path) -> Vec<PathBuf> {
+    let mut cases: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    cases.sort();
+    cases
+}
