@@ -202,6 +202,21 @@ fn dq_node_q<const T: usize, const N: usize>(
     Ok(plain_q_tail(g, node.outputs[0])?.map(|t| (x, t)))
 }
 
+/// [`dq_node_q`] with the same scale, zero point and signedness on both sides (data movement,
+/// which runs on the codes as they are).
+#[allow(clippy::type_complexity)]
+fn dq_node_q_same<const T: usize, const N: usize>(
+    g: &Graph<'_, T, N>,
+    node: &Node<'_>,
+) -> Result<Option<(QAct, (heapless::Vec<u16, 2>, DType, u16))>> {
+    Ok(
+        dq_node_q(g, node)?.and_then(|(x, (absorbed, sy, zy, ydt, y_id))| {
+            (sy == x.scale && zy == x.zp && (ydt == DType::U8) == x.unsigned)
+                .then_some((x, (absorbed, ydt, y_id)))
+        }),
+    )
+}
+
 /// Types the fused step's output tensor.
 fn set_output<const T: usize, const N: usize>(
     p: &mut Prep<'_, '_, T, N>,
@@ -494,12 +509,9 @@ fn fuse_passthrough<const T: usize, const N: usize>(
     idx: u16,
 ) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
     let g = &*p.g;
-    let Some((x, (absorbed, sy, zy, ydt, y_id))) = dq_node_q(g, node)? else {
+    let Some((x, (absorbed, _, y_id))) = dq_node_q_same(g, node)? else {
         return Ok(None);
     };
-    if sy != x.scale || zy != x.zp || (ydt == DType::U8) != x.unsigned {
-        return Ok(None);
-    }
     let xs = g.t(x.id).shape;
     let xdt = g.t(x.id).dtype;
     let (op, shape) = if node.op_type == "MaxPool" {
@@ -516,21 +528,17 @@ fn fuse_passthrough<const T: usize, const N: usize>(
 }
 
 /// `DQ → Transpose|Slice|Gather|Pad|Tile|Expand|DepthToSpace|SpaceToDepth|Resize (nearest) → Q`
-/// with equal
-/// parameters: data movement, so it runs on the 8-bit codes as they are (the step the float
-/// path would run, on the int8 tensor; constant padding writes the pad value's code).
+/// with equal parameters: data movement, so it runs on the 8-bit codes as they are (the step
+/// the float path would run, on the int8 tensor; constant padding writes the pad value's code).
 fn fuse_layout<const T: usize, const N: usize>(
     p: &mut Prep<'_, '_, T, N>,
     node: &Node<'_>,
     idx: u16,
 ) -> Result<Option<(Step, heapless::Vec<u16, 2>)>> {
     let g = &*p.g;
-    let Some((x, (absorbed, sy, zy, ydt, y_id))) = dq_node_q(g, node)? else {
+    let Some((x, (absorbed, ydt, y_id))) = dq_node_q_same(g, node)? else {
         return Ok(None);
     };
-    if sy != x.scale || zy != x.zp || (ydt == DType::U8) != x.unsigned {
-        return Ok(None);
-    }
     // The float step (geometry from the dequantized tensor, which has x's shape), moved onto
     // the 8-bit tensors.
     let Ok(mut step) = prepare_node(p, node, idx) else {
@@ -555,7 +563,7 @@ fn fuse_layout<const T: usize, const N: usize>(
             inner: 1,
         };
         let mut code = [0u8; 1];
-        crate::kernels::quantize(&one, &[sy], &[zy], ydt, &[v], &mut code)?;
+        crate::kernels::quantize(&one, &[x.scale], &[x.zp], ydt, &[v], &mut code)?;
         *value = [code[0], 0, 0, 0, 0, 0, 0, 0];
     }
     let shape = p.g.t(step.out).shape;

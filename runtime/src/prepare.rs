@@ -426,12 +426,17 @@ pub fn prepare_node<const T: usize, const N: usize>(
             (Op::Copy, t.dtype, s)
         }
         #[cfg(feature = "float-ops")]
-        "Conv" => {
+        "Conv" | "ConvTranspose" => {
+            let transposed = node.op_type == "ConvTranspose";
             let (x, sx) = f32_input(p, node, 0)?;
             let (w, sw) = f32_input(p, node, 1)?;
             let _ = ins.push(x);
             let _ = ins.push(w);
-            let win = conv_window(node, &sx, &sw)?;
+            let win = if transposed {
+                conv_transpose_window(node, &sx, &sw)?
+            } else {
+                conv_window(node, &sx, &sw)?
+            };
             if let Some(bn) = node.input(2) {
                 let (b, sb) = f32_input(p, node, 2)?;
                 if sb.numel() != win.oc || bn.is_empty() {
@@ -439,31 +444,12 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 }
                 let _ = ins.push(b);
             }
-            (
-                Op::Conv(win),
-                DType::F32,
-                window_out_shape(&sx, &win, node)?,
-            )
-        }
-        #[cfg(feature = "float-ops")]
-        "ConvTranspose" => {
-            let (x, sx) = f32_input(p, node, 0)?;
-            let (w, sw) = f32_input(p, node, 1)?;
-            let _ = ins.push(x);
-            let _ = ins.push(w);
-            let win = conv_transpose_window(node, &sx, &sw)?;
-            if let Some(bn) = node.input(2) {
-                let (b, sb) = f32_input(p, node, 2)?;
-                if sb.numel() != win.oc || bn.is_empty() {
-                    return Err(shape_err(node, "bias length differs from output channels"));
-                }
-                let _ = ins.push(b);
-            }
-            (
-                Op::ConvTranspose(win),
-                DType::F32,
-                window_out_shape(&sx, &win, node)?,
-            )
+            let op = if transposed {
+                Op::ConvTranspose(win)
+            } else {
+                Op::Conv(win)
+            };
+            (op, DType::F32, window_out_shape(&sx, &win, node)?)
         }
         #[cfg(feature = "float-ops")]
         "Gemm" => {

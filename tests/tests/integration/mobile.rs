@@ -4,8 +4,7 @@
 //! exporters chain them, where ONNX's node tests check one node at a time. Cases come from
 //! `tests/mobile_cases.py`.
 
-use crate::support::{f32s, generated_cases};
-use sprig_runtime::{Interpreter, Model};
+use crate::support::{f32s, generated_cases, run_f32};
 
 #[test]
 fn mobile_blocks_match_onnxruntime() {
@@ -13,17 +12,10 @@ fn mobile_blocks_match_onnxruntime() {
     assert_eq!(cases.len(), 6, "expected 6 generated cases");
     for case in &cases {
         let stem = case.file_stem().unwrap().to_string_lossy().to_string();
-        let bytes = std::fs::read(case).unwrap();
-        let model = Model::parse(&bytes).unwrap();
-        let mut arena = vec![0u8; model.arena_bytes().unwrap()];
-        let mut it = Interpreter::new(&model, &mut arena)
-            .unwrap_or_else(|e| panic!("{stem}: plan refused: {e}"));
-        it.set_input_f32(0, &f32s(&dir.join(format!("{stem}.x.f32"))))
-            .unwrap();
-        it.invoke().unwrap();
+        let x = f32s(&dir.join(format!("{stem}.x.f32")));
+        let outputs = run_f32(&std::fs::read(case).unwrap(), &x, &stem);
+        let got = &outputs[0];
         let want = f32s(&dir.join(format!("{stem}.y0.f32")));
-        let got = it.output(0).unwrap();
-        let got = got.as_f32().unwrap();
         assert_eq!(got.len(), want.len(), "{stem}: output length");
         let worst = got
             .iter()

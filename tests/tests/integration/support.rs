@@ -64,3 +64,17 @@ pub fn onnx_files(dir: &Path) -> Vec<PathBuf> {
     cases.sort();
     cases
 }
+
+/// Plans `model` (ONNX bytes) on sprig-runtime, runs it on the float32 input `x` and returns
+/// every output as f32 values; `what` names the case in panics.
+pub fn run_f32(model: &[u8], x: &[f32], what: &str) -> Vec<Vec<f32>> {
+    let m = sprig_runtime::Model::parse(model).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let mut arena = vec![0u8; m.arena_bytes().unwrap()];
+    let mut it = sprig_runtime::Interpreter::new(&m, &mut arena)
+        .unwrap_or_else(|e| panic!("{what}: plan refused: {e}"));
+    it.set_input_f32(0, x).unwrap();
+    it.invoke().unwrap();
+    (0..it.output_count())
+        .map(|k| it.output(k).unwrap().as_f32().unwrap().to_vec())
+        .collect()
+}
