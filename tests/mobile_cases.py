@@ -148,6 +148,26 @@ def segmentation_decoder():
     return g, g.op("ConvTranspose", [t, g.w([4, 3, 3])], dilations=[2], strides=[1])
 
 
+def mobilenet_v3_digits(pad_mode):
+    """A MobileNetV3-style classifier for 8×8 digits (the PTQ test quantizes it): Pad, conv +
+    HardSwish, depthwise conv + HardSwish, squeeze-excite, global pooling, Gemm."""
+    g = Graph()
+    t = g.op("Pad", ["X", g.c([0, 0, 1, 1, 0, 0, 1, 1], "pads", "i8")], mode=pad_mode)
+    t = g.op("HardSwish", [g.op("Conv", [t, g.w([8, 1, 3, 3], 0.8), g.w([8], 0.2)])])
+    t = g.op("Conv", [t, g.w([8, 1, 3, 3], 0.6), g.w([8], 0.1)], group=8, pads=[1, 1, 1, 1])
+    t = g.op("HardSwish", [t])
+    se = g.op("ReduceMean", [t], axes=[2, 3], keepdims=1)
+    se = g.op("Relu", [g.op("Conv", [se, g.w([4, 8, 1, 1], 0.8), g.w([4], 0.1)])])
+    se = g.op("HardSigmoid", [g.op("Conv", [se, g.w([8, 4, 1, 1], 0.8), g.w([8], 0.1)])],
+              alpha=1 / 6, beta=0.5)
+    t = g.op("Mul", [t, se])
+    t = g.op("Flatten", [g.op("GlobalAveragePool", [t])])
+    return g, g.op("Gemm", [t, g.w([10, 8], 0.8), g.w([10], 0.1)], transB=1)
+
+
+for mode in ("reflect", "constant"):
+    g, y = mobilenet_v3_digits(mode)
+    save(f"mobilenet_v3_digits_{mode}_pad", g, [1, 1, 8, 8], y, 17)
 g, y = mobilenet_v3_block(17)
 save("mobilenet_v3_block", g, [1, 3, 16, 16], y, 17)
 g, y = mobilenet_v3_block(18)

@@ -3,9 +3,11 @@
 //! over the calibration images), then rewritten to standard QDQ — int8 per-channel weights
 //! behind DequantizeLinear (axis 0), int32 biases, and a QuantizeLinear/DequantizeLinear pair on
 //! the input and on every activation (after the ReLU that follows a Conv/Gemm, never between
-//! them, so sprig-runtime, onnxruntime and TensorRT fuse them). MaxPool, Flatten, Reshape and
-//! friends keep their input's parameters, so they run directly on int8. Everything the rewrite
-//! does not touch is copied byte for byte.
+//! them, so sprig-runtime, onnxruntime and TensorRT fuse them). MaxPool, Flatten, Reshape,
+//! Transpose, Pad, Resize and the other data-movement ops keep their input's parameters, so they
+//! run directly on int8; element-wise activations (HardSwish, Sigmoid, …) get their own, so
+//! sprig-runtime runs them as int8 lookup tables. Everything the rewrite does not touch is
+//! copied byte for byte.
 
 use crate::pb::{self, dtype, tensor, tensor_f32, Msg};
 use crate::quantize::{ActQuant, WeightQuant};
@@ -30,6 +32,21 @@ const COMPUTE: &[&str] = &[
     "Tanh",
     "BatchNormalization",
     "Mul",
+    "Sub",
+    "Div",
+    "PRelu",
+    "HardSigmoid",
+    "HardSwish",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Softplus",
+    "Softsign",
+    "Exp",
+    "Log",
+    "Erf",
+    "Sqrt",
+    "ReduceMean",
 ];
 /// Ops that commute with quantization: their output keeps the input's parameters.
 const PASSTHROUGH: &[&str] = &[
@@ -39,6 +56,18 @@ const PASSTHROUGH: &[&str] = &[
     "Squeeze",
     "Unsqueeze",
     "Identity",
+    "Transpose",
+    "Slice",
+    "Gather",
+    // Reflect, edge and wrap modes only (a constant Pad is quantized like a compute op).
+    "Pad",
+    "Tile",
+    "Expand",
+    "DepthToSpace",
+    "SpaceToDepth",
+    // Nearest copies input values; linear interpolates between them, so stays in their range.
+    "Resize",
+    "Upsample",
 ];
 
 /// What the rewrite did.
@@ -212,7 +241,11 @@ pub fn quantize_onnx(
         if n.outputs.len() != 1 || !n.domain.is_empty() {
             continue;
         }
-        if COMPUTE.contains(&n.op_type) {
+        // A constant Pad writes zeros, which in int8 would be code 0, not the zero point: it
+        // gets its own parameters (a float Pad between DQ and Q); the other modes copy values.
+        let constant_pad =
+            n.op_type == "Pad" && n.attr_s("mode")?.unwrap_or(b"constant") == b"constant";
+        if COMPUTE.contains(&n.op_type) || constant_pad {
             let cons = consumers.get(out).map(|v| v.as_slice()).unwrap_or(&[]);
             let fused = !outputs.contains(&out)
                 && matches!(n.op_type, "Conv" | "Gemm" | "MatMul" | "Add")

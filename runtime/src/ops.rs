@@ -247,6 +247,34 @@ pub const LUT_OPS: &[&str] = &[
     "Erf",
 ];
 
+/// How profiles name a lookup step: `QLinear` + the op, as onnxruntime names its int8
+/// activations (`QLinearSigmoid`, `QLinearLeakyRelu`); in [`LUT_OPS`] order.
+pub const LUT_STEP_NAMES: &[&str] = &[
+    "QLinearRelu",
+    "QLinearSigmoid",
+    "QLinearTanh",
+    "QLinearAbs",
+    "QLinearNeg",
+    "QLinearExp",
+    "QLinearSqrt",
+    "QLinearLeakyRelu",
+    "QLinearHardSigmoid",
+    "QLinearHardSwish",
+    "QLinearElu",
+    "QLinearCelu",
+    "QLinearSelu",
+    "QLinearSoftplus",
+    "QLinearSoftsign",
+    "QLinearThresholdedRelu",
+    "QLinearReciprocal",
+    "QLinearFloor",
+    "QLinearCeil",
+    "QLinearRound",
+    "QLinearSign",
+    "QLinearLog",
+    "QLinearErf",
+];
+
 /// What a `DQ → f → Q` lookup table holds: Q(f(DQ(code))) for every 8-bit code, with the
 /// input's and output's quantization.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -885,7 +913,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Gather { .. } => "Gather",
         Op::Slice { .. } => "Slice",
         Op::Pad { .. } => "Pad",
-        Op::QLut { name, .. } => LUT_OPS
+        Op::QLut { name, .. } => LUT_STEP_NAMES
             .get(*name as usize)
             .copied()
             .unwrap_or("QLinearLookup"),

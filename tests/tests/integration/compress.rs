@@ -667,6 +667,65 @@ fn post_training_quantization_of_float_onnx() {
     );
 }
 
+/// `sprig quantize` on MobileNetV3-style float models from another exporter
+/// (`tests/mobile_cases.py`: Pad, HardSwish, squeeze-excite with ReduceMean and HardSigmoid):
+/// the QDQ file passes onnx's checker, agrees with onnxruntime within one output step and with
+/// the float model within a tenth of its output range; on sprig-runtime the HardSwish and
+/// HardSigmoid layers run as int8 lookup tables. A reflect Pad runs on the 8-bit codes; a
+/// constant Pad gets its own quantization (int8 zeros would be code 0, not the zero point).
+#[test]
+fn post_training_quantization_of_a_mobilenet_v3_block() {
+    use sprig_compress::ptq::quantize_onnx;
+    let (dir, _) = crate::support::generated_cases("mobile_cases.py");
+    let (train_set, test) = digits().split(0.2, 0);
+    let test = subset(&test, 40);
+    for mode in ["reflect", "constant"] {
+        let float =
+            std::fs::read(dir.join(format!("mobilenet_v3_digits_{mode}_pad.onnx"))).unwrap();
+        let (q, summary) = quantize_onnx(&float, &subset(&train_set, 200), false).unwrap();
+        let out = tmp("ptq-mobilenet-v3");
+        let path = out.join(format!("mobilenet_v3_{mode}.int8.onnx"));
+        std::fs::write(&path, &q).unwrap();
+        check_with_onnxruntime(&path, &test);
+        let (f, i) = (outputs(&float, &test), outputs(&q, &test));
+        let range = f.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = f
+            .iter()
+            .zip(&i)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 0.1 * range,
+            "{mode}: int8 {worst} from float (range {range})"
+        );
+        // The 3×3 conv, the depthwise conv, the two squeeze-excite convs and the Gemm.
+        assert_eq!(summary.weights_quantized, 5);
+        let m = Model::parse(&q).unwrap();
+        let mut arena = vec![0u8; m.arena_bytes().unwrap()];
+        let it = sprig_runtime::Interpreter::new(&m, &mut arena).unwrap();
+        let names: Vec<&str> = (0..it.step_count()).map(|i| it.step_op(i)).collect();
+        let count = |op: &str| names.iter().filter(|&&n| n == op).count();
+        assert_eq!(count("QLinearHardSwish"), 2, "{names:?}");
+        assert_eq!(count("QLinearHardSigmoid"), 1, "{names:?}");
+        // In the QDQ file a reflect Pad reads the int8 tensor itself; a constant Pad reads
+        // the dequantized one and has its own Quantize after it (sprig-runtime then fuses it
+        // with the zero point's code as the pad value when the parameters come out equal).
+        let nodes: Vec<_> = m.nodes().map(|n| n.unwrap()).collect();
+        let pad = nodes.iter().find(|n| n.op_type == "Pad").unwrap();
+        let producer = nodes
+            .iter()
+            .find(|n| n.outputs.first() == pad.inputs.first())
+            .unwrap();
+        let want = if mode == "constant" {
+            "DequantizeLinear"
+        } else {
+            "QuantizeLinear"
+        };
+        assert_eq!(producer.op_type, want, "{mode}: the Pad's input");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Float16 export: half-precision weights (under 60% of the float32 file), onnx's checker passes, onnxruntime
 /// and tract agree with sprig-runtime, and the predictions stay those of the
 /// float32 file — for a ResNet (residual Adds), the MobileNetV2-style net (depthwise `group`) and

@@ -9,7 +9,7 @@ use crate::support::{f32s, generated_cases, run_f32};
 #[test]
 fn mobile_blocks_match_onnxruntime() {
     let (dir, cases) = generated_cases("mobile_cases.py");
-    assert_eq!(cases.len(), 6, "expected 6 generated cases");
+    assert_eq!(cases.len(), 8, "expected 8 generated cases");
     for case in &cases {
         let stem = case.file_stem().unwrap().to_string_lossy().to_string();
         let x = f32s(&dir.join(format!("{stem}.x.f32")));
