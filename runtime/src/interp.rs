@@ -697,10 +697,10 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
 
     /// The op-family features of sprig-runtime this plan uses ([`OP_FAMILIES`] order:
     /// `float-ops`, `layout-ops`, `int8-residual`, `int8-concat`, `int8-avgpool`, `recurrent`,
-    /// `integer-ops`, `uint8`, `int8-lut`). A firmware built with just these runs the model with the same
-    /// outputs and leaves every other family's code out of flash — int8 convolutions and dense
-    /// layers, Quantize/Dequantize, MaxPool, Concat and reshapes are always built. An int8 QDQ
-    /// model whose layers all fuse needs no `float-ops`.
+    /// `integer-ops`, `uint8`, `int8-lut`). A firmware built with just these runs the model with
+    /// the same outputs and leaves every other family's code out of flash — int8 convolutions
+    /// and dense layers, Quantize/Dequantize, MaxPool, Concat and reshapes are always built. An
+    /// int8 QDQ model whose layers all fuse needs no `float-ops`.
     pub fn op_features(&self) -> heapless::Vec<&'static str, 9> {
         families_used(&self.g, &self.steps)
             .iter()
