@@ -150,7 +150,8 @@ def segmentation_decoder():
 
 def mobilenet_v3_digits(pad_mode):
     """A MobileNetV3-style classifier for 8×8 digits (the PTQ test quantizes it): Pad, conv +
-    HardSwish, depthwise conv + HardSwish, squeeze-excite, global pooling, Gemm."""
+    HardSwish, depthwise conv + HardSwish, squeeze-excite, global pooling as ReduceMean without
+    kept dimensions, Gemm."""
     g = Graph()
     t = g.op("Pad", ["X", g.c([0, 0, 1, 1, 0, 0, 1, 1], "pads", "i8")], mode=pad_mode)
     t = g.op("HardSwish", [g.op("Conv", [t, g.w([8, 1, 3, 3], 0.8), g.w([8], 0.2)])])
@@ -161,7 +162,7 @@ def mobilenet_v3_digits(pad_mode):
     se = g.op("HardSigmoid", [g.op("Conv", [se, g.w([8, 4, 1, 1], 0.8), g.w([8], 0.1)])],
               alpha=1 / 6, beta=0.5)
     t = g.op("Mul", [t, se])
-    t = g.op("Flatten", [g.op("GlobalAveragePool", [t])])
+    t = g.op("ReduceMean", [t], axes=[-2, -1], keepdims=0)
     return g, g.op("Gemm", [t, g.w([10, 8], 0.8), g.w([10], 0.1)], transB=1)
 
 

@@ -248,7 +248,7 @@ pub fn try_fuse<const T: usize, const N: usize>(
         // step then needs float-ops, or the plan refuses the node.
         "Add" if cfg!(feature = "int8-residual") => fuse_add(p, node, idx),
         "Concat" if cfg!(feature = "int8-concat") => fuse_concat(p, node, idx),
-        "AveragePool" | "GlobalAveragePool" if cfg!(feature = "int8-avgpool") => {
+        "AveragePool" | "GlobalAveragePool" | "ReduceMean" if cfg!(feature = "int8-avgpool") => {
             fuse_avgpool(p, node, idx)
         }
         "MaxPool" | "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" | "Identity" => {
@@ -695,7 +695,48 @@ fn fuse_concat<const T: usize, const N: usize>(
     )))
 }
 
-/// `DQ → AveragePool|GlobalAveragePool → Q` when every window lies inside the unpadded input
+/// For a ReduceMean over exactly axes 2 and 3 of a rank-4 input: whether it keeps the reduced
+/// dimensions. `None` for any other ReduceMean.
+fn spatial_mean<const T: usize, const N: usize>(
+    g: &Graph<'_, T, N>,
+    node: &Node<'_>,
+    rank: usize,
+) -> Result<Option<bool>> {
+    let mut axes = [0i64; 8];
+    let n = match node.input(1) {
+        Some(a) => {
+            let Some(k) = g.konst(Some(a)) else {
+                return Ok(None);
+            };
+            let mut n = 0;
+            k.for_each_i64(|i, v| {
+                if let Some(slot) = axes.get_mut(i) {
+                    *slot = v;
+                    n += 1;
+                }
+            })?;
+            n
+        }
+        None => match node.attr_ints("axes", &mut axes) {
+            Ok(Some(n)) => n,
+            _ => return Ok(None),
+        },
+    };
+    let mut set = [false; 4];
+    for &a in &axes[..n] {
+        let a = if a < 0 { a + rank as i64 } else { a };
+        match usize::try_from(a) {
+            Ok(a @ 2..=3) if rank == 4 => set[a] = true,
+            _ => return Ok(None),
+        }
+    }
+    if n != 2 || !set[2] || !set[3] {
+        return Ok(None);
+    }
+    Ok(Some(node.attr_i("keepdims", 1)? != 0))
+}
+
+/// `DQ → AveragePool|GlobalAveragePool|ReduceMean (spatial) → Q` when every window lies inside the unpadded input
 /// (the usual 2×2/stride-2 transition and global pooling): the sum stays integer and one
 /// requantization divides by the window size. Padded or partial windows use the float path.
 fn fuse_avgpool<const T: usize, const N: usize>(
@@ -711,7 +752,16 @@ fn fuse_avgpool<const T: usize, const N: usize>(
         return Ok(None);
     }
     let xs = g.t(x.id).shape;
-    let (win, shape) = if node.op_type == "GlobalAveragePool" {
+    // ReduceMean over the two spatial axes (how PyTorch exports `x.mean((2, 3))`) is a global
+    // average pool; `keepdims = 0` only drops the 1×1.
+    let keep = match node.op_type {
+        "ReduceMean" => match spatial_mean(g, node, xs.rank())? {
+            Some(keep) => keep,
+            None => return Ok(None),
+        },
+        _ => true,
+    };
+    let (win, shape) = if node.op_type != "AveragePool" {
         if xs.rank() != 4 {
             return Ok(None);
         }
@@ -734,7 +784,8 @@ fn fuse_avgpool<const T: usize, const N: usize>(
             dw: 1,
             group: 1,
         };
-        let shape = Shape::from_usize(&[win.n, win.c, 1, 1], node.outputs[0])?;
+        let dims = [win.n, win.c, 1, 1];
+        let shape = Shape::from_usize(&dims[..if keep { 4 } else { 2 }], node.outputs[0])?;
         (win, shape)
     } else {
         let mut pads = [0i64; 8];

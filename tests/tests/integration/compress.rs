@@ -671,7 +671,8 @@ fn post_training_quantization_of_float_onnx() {
 /// (`tests/mobile_cases.py`: Pad, HardSwish, squeeze-excite with ReduceMean and HardSigmoid):
 /// the QDQ file passes onnx's checker, agrees with onnxruntime within one output step and with
 /// the float model within a tenth of its output range; on sprig-runtime the HardSwish and
-/// HardSigmoid layers run as int8 lookup tables. A reflect Pad runs on the 8-bit codes; a
+/// HardSigmoid layers run as int8 lookup tables and the spatial ReduceMeans as int8 average
+/// pools. A reflect Pad runs on the 8-bit codes; a
 /// constant Pad gets its own quantization (int8 zeros would be code 0, not the zero point).
 #[test]
 fn post_training_quantization_of_a_mobilenet_v3_block() {
@@ -707,6 +708,10 @@ fn post_training_quantization_of_a_mobilenet_v3_block() {
         let count = |op: &str| names.iter().filter(|&&n| n == op).count();
         assert_eq!(count("QLinearHardSwish"), 2, "{names:?}");
         assert_eq!(count("QLinearHardSigmoid"), 1, "{names:?}");
+        // Both spatial ReduceMeans (squeeze-excite, keeping dims; the head, dropping them) run
+        // as int8 global average pools.
+        assert_eq!(count("QLinearAveragePool"), 2, "{names:?}");
+        assert_eq!(count("ReduceMean"), 0, "{names:?}");
         // In the QDQ file a reflect Pad reads the int8 tensor itself; a constant Pad reads
         // the dequantized one and has its own Quantize after it (sprig-runtime then fuses it
         // with the zero point's code as the pad value when the parameters come out equal).
