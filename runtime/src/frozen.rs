@@ -33,8 +33,8 @@ use crate::graph::NONE;
 use crate::graph::{Graph, Loc, TensorInfo};
 use crate::interp::{InterpreterWith, Sizes};
 use crate::ops::{
-    Broadcast, Op, PadMode, QAdd, QAvgPool, QConcat, QLinear, QParams, ResizeCoord, ResizeMode,
-    Step, Window,
+    Broadcast, Op, PadMode, QAdd, QAvgPool, QConcat, QLinear, QMul, QParams, ResizeCoord,
+    ResizeMode, Step, Window,
 };
 use crate::ops::{MAX_QCONCAT_INPUTS, MAX_STEP_INPUTS};
 use crate::quant::Requant;
@@ -268,6 +268,16 @@ wire_struct!(QAdd {
     act_max,
     unsigned
 });
+wire_struct!(QMul {
+    bc,
+    za,
+    zb,
+    zy,
+    m,
+    act_min,
+    act_max,
+    unsigned
+});
 wire_struct!(QConcat {
     outer,
     inner,
@@ -300,6 +310,7 @@ const PAD: u8 = 12;
 const TILE: u8 = 13;
 const GATHER: u8 = 14;
 const RESIZE: u8 = 15;
+const QMUL: u8 = 16;
 
 /// Per-axis small integers as u32 words (permutations, begins, steps).
 #[cfg(feature = "alloc")]
@@ -350,6 +361,10 @@ fn put_op(op: &Op, w: &mut Writer) -> Result<()> {
         }
         Op::QAdd(p) => {
             w.push(QADD);
+            p.put(w);
+        }
+        Op::QMul(p) => {
+            w.push(QMUL);
             p.put(w);
         }
         Op::QConcat(p) => {
@@ -457,6 +472,7 @@ fn get_op(r: &mut Reader<'_>) -> Result<Op> {
         },
         QCONV => Op::QConv(QLinear::get(r)?),
         QADD => Op::QAdd(QAdd::get(r)?),
+        QMUL => Op::QMul(QMul::get(r)?),
         QCONCAT => Op::QConcat(QConcat::get(r)?),
         QAVGPOOL => Op::QAvgPool(QAvgPool::get(r)?),
         CONCAT => Op::Concat {
@@ -812,6 +828,11 @@ fn zero_points_ok(op: &Op) -> bool {
             [p.za, p.zb, p.zy].iter().all(|z| r.contains(z))
                 && clamp_ok(p.act_min, p.act_max, p.unsigned)
         }
+        Op::QMul(p) => {
+            let r = q_range(p.unsigned);
+            [p.za, p.zb, p.zy].iter().all(|z| r.contains(z))
+                && clamp_ok(p.act_min, p.act_max, p.unsigned)
+        }
         Op::QConcat(p) => {
             let r = q_range(p.unsigned);
             r.contains(&p.zy) && p.inputs.iter().all(|(z, _)| r.contains(z))
@@ -891,6 +912,18 @@ fn check_step<const T: usize, const N: usize>(
                         && p.requant.checked_add(b).is_some_and(|e| e <= sizes.persist)
                 })
                 && (p.w_stride_oc <= u32::MAX as usize && p.w_stride_k <= u32::MAX as usize)
+        }
+        Op::QMul(p) => {
+            let r = p.bc.out.rank();
+            s.n_in == 2
+                && y == p.bc.out.numel()
+                && p.act_min <= p.act_max
+                && requant_ok(&p.m)
+                && (!p.bc.same || (elems(0) == Some(y) && elems(1) == Some(y)))
+                && p.bc.a[..r]
+                    .iter()
+                    .chain(&p.bc.b[..r])
+                    .all(|&v| v < (1 << 24))
         }
         Op::QAdd(p) => {
             let r = p.bc.out.rank();

@@ -246,7 +246,7 @@ pub fn try_fuse<const T: usize, const N: usize>(
         "Conv" | "Gemm" | "MatMul" => fuse_linear(p, node, idx),
         // Families a build leaves out are not fused (and their code drops out); the plain
         // step then needs float-ops, or the plan refuses the node.
-        "Add" if cfg!(feature = "int8-residual") => fuse_add(p, node, idx),
+        "Add" | "Mul" if cfg!(feature = "int8-residual") => fuse_add(p, node, idx),
         "Concat" if cfg!(feature = "int8-concat") => fuse_concat(p, node, idx),
         "AveragePool" | "GlobalAveragePool" | "ReduceMean" if cfg!(feature = "int8-avgpool") => {
             fuse_avgpool(p, node, idx)
@@ -448,6 +448,7 @@ fn fuse_linear<const T: usize, const N: usize>(
     Ok(Some((step, absorbed)))
 }
 
+/// `DQ, DQ → Add|Mul → [Relu|Clip] → Q` (residual connections, squeeze-excite scales).
 fn fuse_add<const T: usize, const N: usize>(
     p: &mut Prep<'_, '_, T, N>,
     node: &Node<'_>,
@@ -475,9 +476,26 @@ fn fuse_add<const T: usize, const N: usize>(
     let Some(y_id) = g.find(q.outputs[0]) else {
         return Ok(None);
     };
+    let (act_min, act_max) = act_range(relu, clip, sy, zy, a.unsigned);
+    if node.op_type == "Mul" {
+        let qm = QMul {
+            bc,
+            za: a.zp,
+            zb: b.zp,
+            zy,
+            m: Requant::from_f64(a.scale as f64 * b.scale as f64 / sy as f64),
+            act_min,
+            act_max,
+            unsigned: a.unsigned,
+        };
+        set_output(p, y_id, ydt, bc.out)?;
+        return Ok(Some((
+            make_step(idx, Op::QMul(qm), &[a.id, b.id], y_id)?,
+            absorbed,
+        )));
+    }
     // TFLite's scheme: both inputs to a common fixed-point scale with 20 bits of headroom.
     let twice_max = 2.0 * (a.scale.max(b.scale) as f64);
-    let (act_min, act_max) = act_range(relu, clip, sy, zy, a.unsigned);
     let qa = QAdd {
         bc,
         za: a.zp,

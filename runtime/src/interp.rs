@@ -127,7 +127,7 @@ fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[S
                 ..
             } => Some(0),
             Op::Resize { .. } => Some(1),
-            Op::QAdd(_) => Some(2),
+            Op::QAdd(_) | Op::QMul(_) => Some(2),
             Op::QConcat(_) => Some(3),
             Op::QAvgPool(_) => Some(4),
             Op::Rnn(_) => Some(5),
@@ -690,6 +690,7 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
         match self.steps.get(i).map(|s| s.op) {
             Some(Op::QConv(_)) => "QLinearConv",
             Some(Op::QAdd(_)) => "QLinearAdd",
+            Some(Op::QMul(_)) => "QLinearMul",
             Some(op) => crate::ops::op_name(&op),
             None => "",
         }
@@ -1282,6 +1283,20 @@ fn eval<const T: usize, const N: usize>(
                     w,
                     bias,
                     rq,
+                    bytemuck::cast_slice_mut(y),
+                )
+            }
+        }
+        Op::QMul(p) => {
+            built(cfg!(feature = "int8-residual"), "int8-residual")?;
+            if p.unsigned {
+                built(cfg!(feature = "uint8"), "uint8")?;
+                k::qmul::<u8>(&p, get(0)?, get(1)?, y)
+            } else {
+                k::qmul::<i8>(
+                    &p,
+                    bytemuck::cast_slice(get(0)?),
+                    bytemuck::cast_slice(get(1)?),
                     bytemuck::cast_slice_mut(y),
                 )
             }

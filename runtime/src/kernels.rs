@@ -4,8 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::ops::{
-    Binary, Broadcast, LutSpec, PadMode, QAdd, QLinear, QParams, Reduce, ResizeCoord, ResizeMode,
-    Unary, Window,
+    Binary, Broadcast, LutSpec, PadMode, QAdd, QLinear, QMul, QParams, Reduce, ResizeCoord,
+    ResizeMode, Unary, Window,
 };
 use crate::quant::RequantTable;
 use crate::tensor::{DType, Shape, MAX_RANK};
@@ -890,6 +890,15 @@ pub fn qadd<T: Q8>(p: &QAdd, a: &[T], b: &[T], y: &mut [T]) -> Result<()> {
 
 /// Reference int8 Add with both inputs rescaled (TFLite scheme).
 pub fn qadd_ref<T: Q8>(p: &QAdd, a: &[T], b: &[T], y: &mut [T]) -> Result<()> {
+    check(broadcast_fits(&p.bc, a.len(), b.len(), y.len()))?;
+    for_each_broadcast(&p.bc, |o, i, j| {
+        y[o] = T::put(p.output(a[i].get(), b[j].get()));
+    });
+    Ok(())
+}
+
+/// Int8 element-wise Mul (reference kernel; see [`QMul`]).
+pub fn qmul<T: Q8>(p: &QMul, a: &[T], b: &[T], y: &mut [T]) -> Result<()> {
     check(broadcast_fits(&p.bc, a.len(), b.len(), y.len()))?;
     for_each_broadcast(&p.bc, |o, i, j| {
         y[o] = T::put(p.output(a[i].get(), b[j].get()));
@@ -1874,6 +1883,39 @@ mod tests {
         tile(1, &si, &so, &[7, 8], &mut y).unwrap();
         assert_eq!(y, [7, 8, 7, 8, 7, 8, 7, 8]);
         assert!(tile(1, &si, &so, &[7], &mut y).is_err());
+    }
+
+    #[test]
+    fn qmul_matches_the_exact_rounded_product() {
+        // Every pair of int8 codes, against round_half_even(sa·sb/sy·(a − za)(b − zb)) + zy in
+        // f64: one step at most (the Q31 multiplier on a near-tie), exact almost always.
+        let (sa, sb, sy, za, zb, zy) = (0.043f64, 0.0071f64, 0.0093f64, -7, 12, -3);
+        let shape = Shape::new(&[1], "x").unwrap();
+        let p = QMul {
+            bc: crate::ops::broadcast(&shape, &shape).unwrap(),
+            za,
+            zb,
+            zy,
+            m: crate::quant::Requant::from_f64(sa * sb / sy),
+            act_min: -128,
+            act_max: 127,
+            unsigned: false,
+        };
+        let (mut exact, mut total) = (0, 0);
+        for a in -128..=127 {
+            for b in -128..=127 {
+                let want =
+                    (sa * sb / sy * ((a - za) * (b - zb)) as f64).round_ties_even() as i32 + zy;
+                let got = p.output(a, b);
+                assert!(
+                    (got - want.clamp(-128, 127)).abs() <= 1,
+                    "{a}·{b}: {got} vs {want}"
+                );
+                exact += usize::from(got == want.clamp(-128, 127));
+                total += 1;
+            }
+        }
+        assert!(exact * 1000 >= total * 999, "{exact} of {total} exact");
     }
 
     #[test]

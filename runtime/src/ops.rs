@@ -468,6 +468,41 @@ impl QAdd {
     }
 }
 
+/// Parameters of a fused int8 element-wise Mul (`DQ, DQ → Mul → [Relu] → Q`: a
+/// squeeze-excite scale): y = zy + round(sa·sb/sy · (a − za)(b − zb)), the product exact in
+/// i32 and rounded once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QMul {
+    /// Broadcasting of the two inputs.
+    pub bc: Broadcast,
+    /// Zero points of A, B and the output.
+    pub za: i32,
+    /// See `za`.
+    pub zb: i32,
+    /// See `za`.
+    pub zy: i32,
+    /// sa·sb/sy.
+    pub m: Requant,
+    /// Output clamp after the fused activation.
+    pub act_min: i32,
+    /// See `act_min`.
+    pub act_max: i32,
+    /// uint8 tensors.
+    pub unsigned: bool,
+}
+
+impl QMul {
+    /// The output value for input values `a` and `b`, clamped to the fused activation.
+    #[inline]
+    pub fn output(&self, a: i32, b: i32) -> i32 {
+        // |(a − za)(b − zb)| ≤ 255² for 8-bit codes and in-range zero points.
+        let prod = (a - self.za).saturating_mul(b - self.zb);
+        self.zy
+            .saturating_add(self.m.apply(prod))
+            .clamp(self.act_min, self.act_max)
+    }
+}
+
 /// Quantize/Dequantize parameters: per-tensor (`axis_len == 1`) or per-axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QParams {
@@ -614,6 +649,7 @@ pub enum Op {
     },
     QConv(QLinear),
     QAdd(QAdd),
+    QMul(QMul),
     /// RNN, GRU or LSTM (one output per step).
     Rnn(crate::rnn::RnnSpec),
     /// int8/uint8 Concat whose inputs are rescaled to the output's scale and zero point.
@@ -923,6 +959,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Dequantize { .. } => "DequantizeLinear",
         Op::QConv(_) => "QLinearConv",
         Op::QAdd(_) => "QLinearAdd",
+        Op::QMul(_) => "QLinearMul",
         Op::IntLinear(l) => match (l.geom, l.out8.is_some()) {
             (crate::intop::IntGeom::Conv(_), true) => "QLinearConv",
             (crate::intop::IntGeom::Conv(_), false) => "ConvInteger",

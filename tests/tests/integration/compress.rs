@@ -671,8 +671,9 @@ fn post_training_quantization_of_float_onnx() {
 /// (`tests/mobile_cases.py`: Pad, HardSwish, squeeze-excite with ReduceMean and HardSigmoid):
 /// the QDQ file passes onnx's checker, agrees with onnxruntime within one output step and with
 /// the float model within a tenth of its output range; on sprig-runtime the HardSwish and
-/// HardSigmoid layers run as int8 lookup tables and the spatial ReduceMeans as int8 average
-/// pools. A reflect Pad runs on the 8-bit codes; a
+/// HardSigmoid layers run as int8 lookup tables, the spatial ReduceMeans as int8 average pools
+/// and the squeeze-excite Mul as an int8 Mul: no float kernel is needed, and a frozen plan of
+/// it computes the same outputs. A reflect Pad runs on the 8-bit codes; a
 /// constant Pad gets its own quantization (int8 zeros would be code 0, not the zero point).
 #[test]
 fn post_training_quantization_of_a_mobilenet_v3_block() {
@@ -712,6 +713,29 @@ fn post_training_quantization_of_a_mobilenet_v3_block() {
         // as int8 global average pools.
         assert_eq!(count("QLinearAveragePool"), 2, "{names:?}");
         assert_eq!(count("ReduceMean"), 0, "{names:?}");
+        // The squeeze-excite scale is an int8 Mul: the whole block runs without float kernels.
+        assert_eq!(count("QLinearMul"), 1, "{names:?}");
+        assert!(
+            !it.op_features().contains(&"float-ops"),
+            "{mode}: {names:?}"
+        );
+        // A frozen plan (portable kernels, as for a microcontroller) computes the same bytes.
+        drop(it);
+        sprig_runtime::kernels::set_portable_only(true);
+        let mut arena2 = vec![0u8; m.arena_bytes().unwrap()];
+        let planned = sprig_runtime::Interpreter::new(&m, &mut arena2).unwrap();
+        sprig_runtime::kernels::set_portable_only(false);
+        let plan = planned.freeze(&q).unwrap();
+        drop(planned);
+        let mut arena3 = vec![0u8; m.arena_bytes().unwrap()];
+        let mut thawed = sprig_runtime::Interpreter::new_frozen(&q, &plan, &mut arena3).unwrap();
+        let mut frozen_out = Vec::new();
+        for k in 0..test.len() {
+            thawed.set_input_f32(0, test.image(k)).unwrap();
+            thawed.invoke().unwrap();
+            frozen_out.extend_from_slice(thawed.output(0).unwrap().as_f32().unwrap());
+        }
+        assert_eq!(frozen_out, i, "{mode}: frozen plan");
         // In the QDQ file a reflect Pad reads the int8 tensor itself; a constant Pad reads
         // the dequantized one and has its own Quantize after it (sprig-runtime then fuses it
         // with the zero point's code as the pad value when the parameters come out equal).
