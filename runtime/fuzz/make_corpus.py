@@ -1,11 +1,11 @@
 """Regenerates the checked-in seed corpus of the parse_plan fuzz target.
 
 Seeds: the sprig-exported int8 models the firmware ships, plus every ONNX backend node test
-(Debian libonnx-testdata) whose ops sprig-runtime claims, so mutations start from files that
+(Debian libonnx-testdata) whose ops sprig-runtime claims, plus tests/shape_cases.py's models, so mutations start from files that
 reach the planner and the kernels rather than stopping at the first unknown op.
 Run: ../../.venv/bin/python make_corpus.py  (from runtime/fuzz)
 """
-import hashlib, pathlib, re, shutil
+import hashlib, pathlib, re, shutil, subprocess, sys, tempfile
 import onnx
 
 here = pathlib.Path(__file__).resolve().parent
@@ -34,4 +34,10 @@ for d in sorted(pathlib.Path("/usr/share/libonnx-testdata/data/node").iterdir())
     if ops <= claimed:
         add(data)
         n += 1
-print(f"{n} node-test models + firmware models -> {out}")
+# Exporter-style shape arithmetic (folded at plan time, src/fold.rs).
+with tempfile.TemporaryDirectory() as tmp:
+    subprocess.run([sys.executable, str(root / "tests/shape_cases.py"), tmp], check=True,
+                   cwd=root / "tests")
+    for p in sorted(pathlib.Path(tmp).glob("*.onnx")):
+        add(p.read_bytes())
+print(f"{n} node-test models + firmware and shape-arithmetic models -> {out}")

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Name, Result};
 use crate::onnx::{Model, Node, TensorView};
-use crate::tensor::{DType, Shape};
+use crate::tensor::{DType, Shape, MAX_RANK};
 
 /// Marks "no node" in producer/consumer fields.
 pub const NONE: u16 = u16::MAX;
@@ -96,6 +96,80 @@ pub struct Graph<'m, const T: usize, const N: usize> {
     pub outputs: heapless::Vec<u16, 16>,
     /// The model's default-domain opset.
     pub opset: i64,
+    /// Values computed at plan time (shape arithmetic, see [`crate::fold`]).
+    pub folded: heapless::Vec<Folded, MAX_FOLDED>,
+}
+
+/// Most values the plan computes ahead of time (shape vectors and their arithmetic: a
+/// few per reshape an exporter wrote with `Shape`); none without feature `shape-ops`, so
+/// microcontroller builds that do not need it keep their tables as small as before.
+#[cfg(feature = "shape-ops")]
+pub const MAX_FOLDED: usize = 24;
+/// See above.
+#[cfg(not(feature = "shape-ops"))]
+pub const MAX_FOLDED: usize = 0;
+
+/// A tensor whose value the plan computed ahead of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Folded {
+    /// The tensor.
+    pub id: u16,
+    /// Its value.
+    pub value: FoldedValue,
+}
+
+/// The value of a [`Folded`] tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoldedValue {
+    /// At most [`MAX_RANK`] integers (the tensor's element type says which kind).
+    Ints {
+        /// How many.
+        len: u8,
+        /// The values (the first `len`).
+        values: [i64; MAX_RANK],
+    },
+    /// Every element equal to the `value` attribute of `ConstantOfShape` node `node`.
+    Splat {
+        /// The node index.
+        node: u16,
+    },
+}
+
+/// An integer constant as plan-time code reads it: from the model, or computed by folding.
+#[derive(Debug, Clone, Copy)]
+pub enum IntConst<'m> {
+    /// An initializer or `Constant` value.
+    Model(TensorView<'m>),
+    /// A folded value.
+    Folded {
+        /// Its shape.
+        shape: Shape,
+        /// Its elements.
+        values: [i64; MAX_RANK],
+    },
+}
+
+impl IntConst<'_> {
+    /// The shape.
+    pub fn shape(&self) -> Shape {
+        match self {
+            IntConst::Model(v) => v.shape,
+            IntConst::Folded { shape, .. } => *shape,
+        }
+    }
+
+    /// Calls `f(index, value)` for every element.
+    pub fn for_each_i64(&self, mut f: impl FnMut(usize, i64)) -> Result<()> {
+        match self {
+            IntConst::Model(v) => v.for_each_i64(f),
+            IntConst::Folded { shape, values } => {
+                for (i, &v) in values.iter().take(shape.numel()).enumerate() {
+                    f(i, v);
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
@@ -152,6 +226,7 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
             inputs: heapless::Vec::new(),
             outputs: heapless::Vec::new(),
             opset: 0,
+            folded: heapless::Vec::new(),
         }
     }
 
@@ -163,6 +238,7 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
         self.nodes.clear();
         self.inputs.clear();
         self.outputs.clear();
+        self.folded.clear();
         self.opset = model.opset();
         let g = self;
         for init in model.initializers() {
@@ -249,6 +325,28 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
     pub fn konst(&self, name: Option<&str>) -> Option<TensorView<'m>> {
         name.and_then(|n| self.find(n))
             .and_then(|id| self.t(id).konst)
+    }
+
+    /// The plan-time value of tensor `id`, if folding computed one.
+    pub fn folded(&self, id: u16) -> Option<FoldedValue> {
+        self.folded.iter().find(|f| f.id == id).map(|f| f.value)
+    }
+
+    /// The integer constant behind tensor `name` (a model constant, or a folded vector), for
+    /// plan-time reads of shapes, axes, pads and sizes.
+    pub fn int_konst(&self, name: Option<&str>) -> Option<IntConst<'m>> {
+        let id = self.find(name?)?;
+        let t = self.t(id);
+        if let Some(k) = t.konst {
+            return Some(IntConst::Model(k));
+        }
+        match self.folded(id)? {
+            FoldedValue::Ints { values, .. } => Some(IntConst::Folded {
+                shape: t.shape,
+                values,
+            }),
+            FoldedValue::Splat { .. } => None,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use core::ptr::addr_of_mut;
 
 use crate::error::{Error, Name, Result};
 use crate::fuse::try_fuse;
-use crate::graph::{Graph, Loc, NONE};
+use crate::graph::{FoldedValue, Graph, Loc, NONE};
 use crate::kernels as k;
 use crate::onnx::Model;
 use crate::ops::{Fill, Op, Prep, Step, MAX_STEP_INPUTS};
@@ -86,7 +86,7 @@ pub struct ArenaReport {
 /// Plans `model` into tables the caller owns (filled in place: on a microcontroller these
 /// tables are most of the stack, so they must not be built here and then moved).
 /// The op families a build may leave out, each with whether this build has it.
-pub const OP_FAMILIES: [(&str, bool); 9] = [
+pub const OP_FAMILIES: [(&str, bool); 10] = [
     ("float-ops", cfg!(feature = "float-ops")),
     ("layout-ops", cfg!(feature = "layout-ops")),
     ("int8-residual", cfg!(feature = "int8-residual")),
@@ -96,11 +96,17 @@ pub const OP_FAMILIES: [(&str, bool); 9] = [
     ("integer-ops", cfg!(feature = "integer-ops")),
     ("uint8", cfg!(feature = "uint8")),
     ("int8-lut", cfg!(feature = "int8-lut")),
+    ("shape-ops", cfg!(feature = "shape-ops")),
 ];
 
 /// Which of [`OP_FAMILIES`] the steps use.
-fn families_used<const T: usize, const N: usize>(g: &Graph<'_, T, N>, steps: &[Step]) -> [bool; 9] {
-    let mut used = [false; 9];
+fn families_used<const T: usize, const N: usize>(
+    g: &Graph<'_, T, N>,
+    steps: &[Step],
+) -> [bool; 10] {
+    let mut used = [false; 10];
+    // Values folded at plan time (a build without the family refuses them in `fold`).
+    used[9] = !g.folded.is_empty();
     for s in steps {
         let family = match s.op {
             Op::Unary(_)
@@ -313,6 +319,9 @@ fn plan_into<'m, const T: usize, const N: usize>(
             persist = prep.persist;
             continue;
         }
+        if crate::fold::try_fold(&mut prep, &node, idx as u16)? {
+            continue;
+        }
         let step = match try_fuse(&mut prep, &node, idx as u16)? {
             Some((step, gone)) => {
                 for i in gone {
@@ -374,6 +383,10 @@ fn plan_into<'m, const T: usize, const N: usize>(
         for pos in 0..s.n_in as usize {
             let i = s.ins[pos];
             let t = *g.t(i);
+            if t.konst.is_none() && g.folded(i).is_some() {
+                persist = place_folded(g, fills, persist, i)?;
+                continue;
+            }
             let Some(kv) = t.konst else { continue };
             if t.loc != Loc::None {
                 continue;
@@ -451,6 +464,12 @@ fn plan_into<'m, const T: usize, const N: usize>(
             g.t_mut(i)?.loc = Loc::Persist(at);
         }
     }
+    // Folded values the caller reads as outputs.
+    for o in g.outputs.clone() {
+        if g.folded(o).is_some() {
+            persist = place_folded(g, fills, persist, o)?;
+        }
+    }
     // Lifetimes in step indices.
     for i in g.inputs.clone() {
         g.t_mut(i)?.first = 0;
@@ -501,6 +520,37 @@ fn plan_into<'m, const T: usize, const N: usize>(
         persist,
         work,
         lower_bound,
+    })
+}
+
+/// Gives folded tensor `id` persistent bytes (once), filled with its value in
+/// `Interpreter::new`; returns the new end of the persistent area.
+fn place_folded<const T: usize, const N: usize>(
+    g: &mut Graph<'_, T, N>,
+    fills: &mut heapless::Vec<Fill, N>,
+    persist: usize,
+    id: u16,
+) -> Result<usize> {
+    if g.t(id).loc != Loc::None {
+        return Ok(persist);
+    }
+    let size = g
+        .t(id)
+        .bytes()
+        .checked_add(ALIGN - 1)
+        .ok_or(Error::InvalidModel {
+            reason: "constant sizes overflow",
+        })?
+        & !(ALIGN - 1);
+    fills
+        .push(Fill::Folded { id, at: persist })
+        .map_err(|_| Error::CapacityExceeded {
+            what: "prepared constants",
+            capacity: N,
+        })?;
+    g.t_mut(id)?.loc = Loc::Persist(persist);
+    persist.checked_add(size).ok_or(Error::InvalidModel {
+        reason: "constant sizes overflow",
     })
 }
 
@@ -642,6 +692,7 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
             addr_of_mut!((*p).g.inputs).write(heapless::Vec::new());
             addr_of_mut!((*p).g.outputs).write(heapless::Vec::new());
             addr_of_mut!((*p).g.opset).write(0);
+            addr_of_mut!((*p).g.folded).write(heapless::Vec::new());
             addr_of_mut!((*p).steps).write(heapless::Vec::new());
             addr_of_mut!((*p).persist).write(&mut []);
             addr_of_mut!((*p).work).write(&mut []);
@@ -698,11 +749,11 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
 
     /// The op-family features of sprig-runtime this plan uses ([`OP_FAMILIES`] order:
     /// `float-ops`, `layout-ops`, `int8-residual`, `int8-concat`, `int8-avgpool`, `recurrent`,
-    /// `integer-ops`, `uint8`, `int8-lut`). A firmware built with just these runs the model with
+    /// `integer-ops`, `uint8`, `int8-lut`, `shape-ops`). A firmware built with just these runs the model with
     /// the same outputs and leaves every other family's code out of flash — int8 convolutions
     /// and dense layers, Quantize/Dequantize, MaxPool, Concat and reshapes are always built. An
     /// int8 QDQ model whose layers all fuse needs no `float-ops`.
-    pub fn op_features(&self) -> heapless::Vec<&'static str, 9> {
+    pub fn op_features(&self) -> heapless::Vec<&'static str, 10> {
         families_used(&self.g, &self.steps)
             .iter()
             .zip(OP_FAMILIES)
@@ -762,6 +813,10 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
         let t = self.g.t(id);
         let data = match t.loc {
             Loc::Work(at) => self.work.get(at..at + t.bytes()).ok_or(Error::BadIo {
+                what: "output outside the arena",
+            })?,
+            // A value the plan computed ahead of time (an exported shape vector).
+            Loc::Persist(at) => self.persist.get(at..at + t.bytes()).ok_or(Error::BadIo {
                 what: "output outside the arena",
             })?,
             _ => {
@@ -1418,6 +1473,53 @@ pub(crate) fn put_i32(persist: &mut [u8], at: usize, i: usize, v: i32) -> Result
 
 /// Writes one prepared constant into the persistent area.
 #[inline(never)] // keeps this large frame off the caller's stack on MCUs
+/// Writes folded tensor `id`'s value at `at` (little-endian, in the tensor's type).
+fn fill_folded<const T: usize, const N: usize>(
+    g: &Graph<'_, T, N>,
+    id: u16,
+    at: usize,
+    persist: &mut [u8],
+) -> Result<()> {
+    let t = g.t(id);
+    let es = t.dtype.size();
+    let bad = || Error::BadIo {
+        what: "fill outside the arena",
+    };
+    let dst = persist.get_mut(at..at + t.bytes()).ok_or_else(bad)?;
+    // One element's bytes, repeated (a splat) or one by one (a vector).
+    let mut one = [0u8; 8];
+    match g.folded(id) {
+        Some(FoldedValue::Ints { len, values }) => {
+            for (d, v) in dst
+                .chunks_exact_mut(es)
+                .zip(values.iter().take(len as usize))
+            {
+                d.copy_from_slice(&v.to_le_bytes()[..es]);
+            }
+            return Ok(());
+        }
+        Some(FoldedValue::Splat { node }) => {
+            let node = g.node(node)?;
+            match node.attr("value")?.and_then(|a| a.tensor()).transpose()? {
+                None => {}
+                Some(v) if t.dtype == DType::F32 => {
+                    one[..4].copy_from_slice(&v.f32_at(0)?.to_le_bytes());
+                }
+                Some(v) => one[..es].copy_from_slice(&v.i64_at(0)?.to_le_bytes()[..es]),
+            }
+        }
+        None => {
+            return Err(Error::BadIo {
+                what: "folded fill of a tensor without a value",
+            })
+        }
+    }
+    for d in dst.chunks_exact_mut(es) {
+        d.copy_from_slice(&one[..es]);
+    }
+    Ok(())
+}
+
 fn fill<const T: usize, const N: usize>(
     g: &Graph<'_, T, N>,
     f: &Fill,
@@ -1441,6 +1543,7 @@ fn fill<const T: usize, const N: usize>(
             let scales = k(sw).map(|w| (sx, w, sy));
             crate::intop::fill_int_linear(&p, k(zw), k(bias), scales, persist)
         }
+        Fill::Folded { id, at } => fill_folded(g, id, at, persist),
         Fill::Const { id, at } => {
             let t = g.t(id);
             let kv = t.konst.ok_or(Error::BadIo {

@@ -29,6 +29,7 @@ extern crate alloc;
 extern crate std;
 
 mod error;
+pub mod fold;
 pub mod frozen;
 mod fuse;
 mod graph;

@@ -19,6 +19,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Celu",
     "Clip",
     "Concat",
+    "ConstantOfShape",
     "Conv",
     "ConvInteger",
     "ConvTranspose",
@@ -74,8 +75,10 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "RNN",
     "Round",
     "Selu",
+    "Shape",
     "Sigmoid",
     "Sign",
+    "Size",
     "Slice",
     "Softmax",
     "Softplus",
@@ -720,6 +723,9 @@ pub enum Fill {
         sy: f32,
         p: QLinear,
     },
+    /// A value computed at plan time ([`crate::fold`]) that a step reads or the caller
+    /// receives as an output.
+    Folded { id: u16, at: usize },
     /// The 256-byte table of a [`Op::QLut`] step, at `at`.
     Lut { at: usize, spec: LutSpec },
     /// Weight zero points, int32 biases and requantization of an integer op (scales unused

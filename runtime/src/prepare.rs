@@ -110,7 +110,7 @@ fn ints<const L: usize>(node: &Node<'_>, name: &str) -> Result<Option<heapless::
 }
 
 /// Reads a constant 1-D int64 input (Reshape's shape, Squeeze's axes in opset 13+).
-fn const_ints<const T: usize, const N: usize>(
+pub(crate) fn const_ints<const T: usize, const N: usize>(
     p: &Prep<'_, '_, T, N>,
     node: &Node<'_>,
     i: usize,
@@ -119,9 +119,9 @@ fn const_ints<const T: usize, const N: usize>(
         return Ok(None);
     };
     let k =
-        p.g.konst(Some(name))
+        p.g.int_konst(Some(name))
             .ok_or_else(|| unsupported(node, "non-constant shape/axes input"))?;
-    if k.shape.numel() > MAX_RANK {
+    if k.shape().numel() > MAX_RANK {
         return Err(Error::BadDimension {
             name: Name::new(name),
         });
@@ -164,9 +164,9 @@ pub(crate) fn prepare_split<const T: usize, const N: usize>(
         match node.input(1) {
             Some(n) => {
                 let k =
-                    p.g.konst(Some(n))
+                    p.g.int_konst(Some(n))
                         .ok_or_else(|| unsupported(node, "non-constant split input"))?;
-                if k.shape.numel() > MAX_SPLIT_OUTPUTS {
+                if k.shape().numel() > MAX_SPLIT_OUTPUTS {
                     return Err(shape_err(node, "more parts than outputs"));
                 }
                 k.for_each_i64(|i, v| {
@@ -174,7 +174,7 @@ pub(crate) fn prepare_split<const T: usize, const N: usize>(
                         *slot = v;
                     }
                 })?;
-                Some(k.shape.numel())
+                Some(k.shape().numel())
             }
             None => None,
         }
@@ -817,9 +817,9 @@ pub fn prepare_node<const T: usize, const N: usize>(
                     .ok_or_else(|| shape_err(node, "missing pads"))?
             } else {
                 let k =
-                    p.g.konst(node.input(1))
+                    p.g.int_konst(node.input(1))
                         .ok_or_else(|| unsupported(node, "non-constant pads input"))?;
-                if k.shape.numel() > 2 * MAX_RANK {
+                if k.shape().numel() > 2 * MAX_RANK {
                     return Err(shape_err(node, "more pads than axes"));
                 }
                 k.for_each_i64(|i, v| {
@@ -827,7 +827,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
                         *r = v;
                     }
                 })?;
-                k.shape.numel()
+                k.shape().numel()
             };
             let axes = match node.input(3) {
                 Some(_) => const_ints(p, node, 3)?,
@@ -987,7 +987,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
             // input 1 at opset 10), else sizes (Resize: input 3).
             let konst_len = |i: usize| {
                 node.input(i)
-                    .map(|n| p.g.konst(Some(n)).map(|k| k.shape.numel()))
+                    .map(|n| p.g.int_konst(Some(n)).map(|k| k.shape().numel()))
             };
             let scales_at = if upsample || p.g.opset < 11 { 1 } else { 2 };
             let mut scales = [1f32; MAX_RANK];
@@ -1043,7 +1043,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
                     return Err(shape_err(node, "missing scales"));
                 }
                 let k = match konst_len(3) {
-                    Some(Some(n)) if n == listed => p.g.konst(node.input(3)),
+                    Some(Some(n)) if n == listed => p.g.int_konst(node.input(3)),
                     Some(None) => return Err(unsupported(node, "non-constant sizes")),
                     _ => return Err(shape_err(node, "needs scales or one size per axis")),
                 }
@@ -1086,10 +1086,10 @@ pub fn prepare_node<const T: usize, const N: usize>(
             let (x, t) = input(p.g, node, 0)?;
             let _ = ins.push(x);
             let k =
-                p.g.konst(node.input(1))
+                p.g.int_konst(node.input(1))
                     .ok_or_else(|| unsupported(node, "non-constant repeats or shape input"))?;
             let mut want = [0i64; MAX_RANK];
-            let n = k.shape.numel();
+            let n = k.shape().numel();
             if n > MAX_RANK {
                 return Err(Error::BadDimension {
                     name: Name::new(out_name),

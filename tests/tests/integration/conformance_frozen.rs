@@ -94,22 +94,33 @@ const CASES: &[&str] = &[
     "test_upsample_nearest",
 ];
 
+/// Cases whose only input is the shape (ConstantOfShape): frozen entirely, no graph input left.
+const ALL_FROZEN: &[&str] = &[
+    "test_constantofshape_float_ones",
+    "test_constantofshape_int_shape_zero",
+    "test_constantofshape_int_zeros",
+];
+
 fn run_case(name: &str, dir: &Path) -> Result<(), String> {
+    let all = ALL_FROZEN.contains(&name);
     let o = Command::new(python())
         .arg(repo().join("tests/freeze_inputs.py"))
         .arg(Path::new(NODE_TESTS).join(name))
         .arg(dir)
+        .args(all.then_some("--all"))
         .output()
         .map_err(|e| e.to_string())?;
     if !o.status.success() {
         return Err(String::from_utf8_lossy(&o.stderr).into_owned());
     }
     let bytes = std::fs::read(dir.join("model.onnx")).map_err(|e| e.to_string())?;
-    let x = npy::read(&dir.join("input_0.npy")).map_err(|e| e.to_string())?;
     let model = Model::parse(&bytes).map_err(|e| e.to_string())?;
     let mut arena = vec![0u8; model.arena_bytes().map_err(|e| e.to_string())?];
     let mut it = Interpreter::new(&model, &mut arena).map_err(|e| e.to_string())?;
-    it.set_input(0, &x.bytes).map_err(|e| e.to_string())?;
+    if !all {
+        let x = npy::read(&dir.join("input_0.npy")).map_err(|e| e.to_string())?;
+        it.set_input(0, &x.bytes).map_err(|e| e.to_string())?;
+    }
     it.invoke().map_err(|e| e.to_string())?;
     for k in 0..it.output_count() {
         let want = npy::read(&dir.join(format!("output_{k}.npy"))).map_err(|e| e.to_string())?;
@@ -145,7 +156,7 @@ fn node_tests_with_frozen_inputs_match_onnx() {
     );
     let base = std::env::temp_dir().join(format!("sprig-frozen-{}", std::process::id()));
     let mut failures = Vec::new();
-    for name in CASES {
+    for name in CASES.iter().chain(ALL_FROZEN) {
         let dir = base.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         if let Err(e) = run_case(name, &dir) {
@@ -154,8 +165,8 @@ fn node_tests_with_frozen_inputs_match_onnx() {
     }
     eprintln!(
         "frozen-input node tests: {} of {} match",
-        CASES.len() - failures.len(),
-        CASES.len()
+        CASES.len() + ALL_FROZEN.len() - failures.len(),
+        CASES.len() + ALL_FROZEN.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -22,4 +22,5 @@ mod pipeline;
 mod qoperator;
 mod recurrent;
 mod robustness;
+mod shape_fold;
 mod tract;
