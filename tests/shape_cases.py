@@ -1,7 +1,7 @@
 """Shape arithmetic as exporters write it, with onnxruntime's outputs: `x.view(x.size(0), -1)`
 (Shape → Gather → Unsqueeze → Concat → Reshape) at opsets 9, 11 and 13, a ShuffleNet channel
 shuffle with the group size computed from the shape, an upsample to a size computed from the
-input's, ConstantOfShape / Expand / Where(Equal) as PyTorch's `expand_as` writes them, and
+input's (integer, and PyTorch 1.x's float `floor(dim * scale)`), ConstantOfShape / Expand / Where(Equal) as PyTorch's `expand_as` writes them, and
 channel indices from Range reversed by a Slice and read by a Gather. sprig-runtime folds all
 of it at plan time (runtime/src/fold.rs).
 
@@ -113,6 +113,24 @@ def upsample_to_size():
     save("upsample_to_size", g, [1, 2, 3, 4], [(y, 0), (g.op("Size", [y]), 1)])
 
 
+def upsample_scale_factor():
+    """F.interpolate(x, scale_factor=1.5) as PyTorch 1.x exported it at opset 11: each output
+    size is floor(float(dim) * scale) computed from the shape, sizes into Resize with empty
+    roi and scales constants."""
+    g = Graph(11)
+    s = g.op("Shape", ["X"])
+    dims = []
+    for axis in (2, 3):
+        d = g.op("Cast", [g.op("Gather", [s, g.c(axis)], axis=0)], to=TensorProto.FLOAT)
+        scaled = g.op("Floor", [g.op("Mul", [d, g.c(1.5, "f4")])])
+        dims.append(g.unsqueeze0(g.op("Cast", [scaled], to=TensorProto.INT64)))
+    sizes = g.op("Concat", [g.slice1d(s, 0, 2)] + dims, axis=0)
+    empty = g.c([], "f4")
+    y = g.op("Resize", ["X", empty, empty, sizes], mode="nearest",
+             coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    save("upsample_scale_factor", g, [1, 2, 3, 5], [(y, 0), (sizes, 1)])
+
+
 def expand_as():
     """`bias.expand_as(x)`: ConstantOfShape, Where(Equal(shape, -1)), Expand; plus a constant
     float tensor of the input's shape added to the result."""
@@ -171,6 +189,7 @@ for opset in (9, 11, 13):
     flatten_view(opset)
 channel_shuffle()
 upsample_to_size()
+upsample_scale_factor()
 expand_as()
 reversed_channels()
 bad_cases()

@@ -7,9 +7,10 @@
 //! [`crate::graph::Graph::int_konst`]). Nothing of it runs per inference, and a model whose
 //! shape chain cannot be resolved is refused at plan time, never during `invoke`.
 //!
-//! Only small integer vectors are folded (at most [`MAX_RANK`] elements, the size of a shape);
-//! a node with a larger or a floating-point value, or with an input only known at run time,
-//! is left to the normal operator path.
+//! Only small vectors are folded (at most [`MAX_RANK`] elements, the size of a shape): integers,
+//! and float32 for the sizes PyTorch computes as `floor(float(h) * scale)`, in float32
+//! arithmetic like the kernels'. A node with a larger value, a float16 one, or an input only
+//! known at run time is left to the normal operator path.
 
 use crate::error::{Error, Name, Result};
 use crate::graph::{Folded, FoldedValue};
@@ -19,8 +20,8 @@ use crate::prepare::{const_ints, reshape_like};
 use crate::tensor::{DType, Shape, MAX_RANK};
 
 /// Ops folded when their inputs are known at plan time. `Shape`, `Size` and
-/// `ConstantOfShape` always are (shapes are static); the others only on small integer
-/// constants — with a run-time input, `Equal`, `Where` and `Range` are refused.
+/// `ConstantOfShape` always are (shapes are static); the others only on small constant
+/// vectors — with a run-time input, `Equal`, `Where` and `Range` are refused.
 pub const FOLDED_OPS: &[&str] = &[
     "Shape",
     "Size",
@@ -43,6 +44,9 @@ pub const FOLDED_OPS: &[&str] = &[
     "Div",
     "Neg",
     "Abs",
+    "Floor",
+    "Ceil",
+    "Round",
     "Max",
     "Min",
 ];
@@ -78,6 +82,16 @@ fn is_int(d: DType) -> bool {
     )
 }
 
+/// A float32 value as stored in a [`Val`].
+fn bits(x: f32) -> i64 {
+    x.to_bits() as i64
+}
+
+/// The float32 value stored as `v`.
+fn fl(v: i64) -> f32 {
+    f32::from_bits(v as u32)
+}
+
 /// Wraps `v` to the range of `d` (what storing it in a tensor of that type does).
 fn wrap(d: DType, v: i64) -> i64 {
     match d {
@@ -102,18 +116,32 @@ fn small<const T: usize, const N: usize>(
         return Ok(None);
     };
     let t = p.g.t(id);
-    if !t.known || !is_int(t.dtype) || t.shape.numel() > MAX_RANK {
+    // float32 too (PyTorch computes interpolation sizes as float), but not float16 values,
+    // which half-precision plans round differently.
+    let float = t.dtype == DType::F32 && !t.half;
+    if !t.known || !(is_int(t.dtype) || float) || t.shape.numel() > MAX_RANK {
         return Ok(None);
     }
-    let Some(k) = p.g.int_konst(Some(name)) else {
-        return Ok(None);
-    };
     let mut v = [0i64; MAX_RANK];
-    k.for_each_i64(|j, x| {
-        if let Some(slot) = v.get_mut(j) {
-            *slot = x;
+    if let Some(k) = t.konst {
+        if float {
+            k.for_each_f32(|j, x| {
+                if let Some(slot) = v.get_mut(j) {
+                    *slot = bits(x);
+                }
+            })?;
+        } else {
+            k.for_each_i64(|j, x| {
+                if let Some(slot) = v.get_mut(j) {
+                    *slot = x;
+                }
+            })?;
         }
-    })?;
+    } else if let Some(FoldedValue::Small { values, .. }) = p.g.folded(id) {
+        v = values;
+    } else {
+        return Ok(None);
+    }
     Ok(Some(Val {
         dtype: t.dtype,
         shape: t.shape,
@@ -236,7 +264,7 @@ pub(crate) fn try_fold<const T: usize, const N: usize>(
     push(
         p,
         out_id,
-        FoldedValue::Ints {
+        FoldedValue::Small {
             len: result.len() as u8,
             values: result.v,
         },
@@ -244,7 +272,7 @@ pub(crate) fn try_fold<const T: usize, const N: usize>(
     Ok(true)
 }
 
-/// The value of a folded op on small integer inputs `xs` (`None`: not foldable).
+/// The value of a folded op on small inputs `xs` (`None`: not foldable).
 fn fold_values<const T: usize, const N: usize>(
     p: &Prep<'_, '_, T, N>,
     node: &Node<'_>,
@@ -260,25 +288,47 @@ fn fold_values<const T: usize, const N: usize>(
             ..x
         },
         "Cast" => {
-            let to = DType::from_onnx(node.attr_i("to", 0)?, out_name)?;
-            if !is_int(to) {
+            let to = match DType::from_onnx(node.attr_i("to", 0)?, out_name)? {
+                d if is_int(d) || d == DType::F32 => d,
+                _ => return Ok(None),
+            };
+            let mut v = x.v;
+            for e in v.iter_mut() {
+                *e = match (x.dtype, to) {
+                    (DType::F32, DType::F32) => *e,
+                    // Truncation toward zero (saturating; NaN gives 0).
+                    (DType::F32, _) => wrap(to, fl(*e) as i64),
+                    (_, DType::F32) => bits(*e as f32),
+                    _ => wrap(to, *e),
+                };
+            }
+            Val { dtype: to, v, ..x }
+        }
+        "Floor" | "Ceil" | "Round" => {
+            if x.dtype != DType::F32 {
                 return Ok(None);
             }
             let mut v = x.v;
             for e in v.iter_mut() {
-                *e = wrap(to, *e);
+                let f = fl(*e);
+                *e = bits(match node.op_type {
+                    "Floor" => libm::floorf(f),
+                    "Ceil" => libm::ceilf(f),
+                    // Halves to even, as ONNX's Round.
+                    _ => libm::rintf(f),
+                });
             }
-            Val { dtype: to, v, ..x }
+            Val { v, ..x }
         }
         "Neg" | "Abs" => {
             let mut v = x.v;
             for e in v.iter_mut() {
-                let m = if node.op_type == "Neg" {
-                    e.wrapping_neg()
-                } else {
-                    e.wrapping_abs()
+                *e = match (x.dtype, node.op_type) {
+                    (DType::F32, "Neg") => bits(-fl(*e)),
+                    (DType::F32, _) => bits(fl(*e).abs()),
+                    (_, "Neg") => wrap(x.dtype, e.wrapping_neg()),
+                    _ => wrap(x.dtype, e.wrapping_abs()),
                 };
-                *e = wrap(x.dtype, m);
             }
             Val { v, ..x }
         }
@@ -330,6 +380,7 @@ fn fold_values<const T: usize, const N: usize>(
             Val::vector(x.dtype, &v[..total], out_name)?
         }
         "Slice" => return slice(p, node, &x).map(Some),
+        "Range" if x.dtype == DType::F32 => return Ok(None),
         "Range" => {
             let [s, l, d] = [0, 1, 2].map(|i| xs.get(i).map_or(0, |y| y.v[0]));
             if xs.len() != 3 || xs.iter().any(|y| y.len() != 1) {
@@ -392,6 +443,19 @@ fn fold_values<const T: usize, const N: usize>(
             let mut v = [0i64; MAX_RANK];
             for (i, slot) in v.iter_mut().enumerate().take(len) {
                 let (l, r) = (at(&x, i), at(b, i));
+                if x.dtype == DType::F32 {
+                    let (l, r) = (fl(l), fl(r));
+                    *slot = match node.op_type {
+                        "Add" => bits(l + r),
+                        "Sub" => bits(l - r),
+                        "Mul" => bits(l * r),
+                        "Div" => bits(l / r),
+                        "Max" => bits(l.max(r)),
+                        "Min" => bits(l.min(r)),
+                        _ => (l == r) as i64,
+                    };
+                    continue;
+                }
                 *slot = wrap(
                     dtype,
                     match node.op_type {
@@ -515,7 +579,7 @@ fn constant_of_shape<const T: usize, const N: usize>(
     };
     register(p, out_id, dtype, shape)?;
     let folded = if is_int(dtype) && shape.numel() <= MAX_RANK {
-        FoldedValue::Ints {
+        FoldedValue::Small {
             len: shape.numel() as u8,
             values: [fill; MAX_RANK],
         }

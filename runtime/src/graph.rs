@@ -121,8 +121,9 @@ pub struct Folded {
 /// The value of a [`Folded`] tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FoldedValue {
-    /// At most [`MAX_RANK`] integers (the tensor's element type says which kind).
-    Ints {
+    /// At most [`MAX_RANK`] values: integers, or for a float32 tensor the `f32` bit patterns
+    /// (the tensor's element type says which).
+    Small {
         /// How many.
         len: u8,
         /// The values (the first `len`).
@@ -341,11 +342,11 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
             return Some(IntConst::Model(k));
         }
         match self.folded(id)? {
-            FoldedValue::Ints { values, .. } => Some(IntConst::Folded {
+            FoldedValue::Small { values, .. } if t.dtype != DType::F32 => Some(IntConst::Folded {
                 shape: t.shape,
                 values,
             }),
-            FoldedValue::Splat { .. } => None,
+            _ => None,
         }
     }
 }

@@ -1489,7 +1489,7 @@ fn fill_folded<const T: usize, const N: usize>(
     // One element's bytes, repeated (a splat) or one by one (a vector).
     let mut one = [0u8; 8];
     match g.folded(id) {
-        Some(FoldedValue::Ints { len, values }) => {
+        Some(FoldedValue::Small { len, values }) => {
             for (d, v) in dst
                 .chunks_exact_mut(es)
                 .zip(values.iter().take(len as usize))

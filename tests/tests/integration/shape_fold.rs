@@ -28,7 +28,7 @@ fn run(bytes: &[u8], x: &[f32], frozen: Option<&[u8]>) -> (Vec<Vec<u8>>, Vec<&'s
 #[test]
 fn shape_chains_fold_at_plan_time_and_match_onnxruntime() {
     let (dir, cases) = generated_cases("shape_cases.py");
-    assert_eq!(cases.len(), 7, "expected 7 generated cases");
+    assert_eq!(cases.len(), 8, "expected 8 generated cases");
     let mut frozen = 0;
     for case in &cases {
         let stem = case.file_stem().unwrap().to_string_lossy().to_string();
@@ -65,8 +65,11 @@ fn shape_chains_fold_at_plan_time_and_match_onnxruntime() {
             assert_eq!(ops.len(), 2, "{stem}: Reshape and MatMul only, got {ops:?}");
         }
         // A frozen plan (int8 and data-movement plans only) carries the folded values in its
-        // persistent image: the two cases without float arithmetic check it.
-        if matches!(stem.as_str(), "reversed_channels" | "upsample_to_size") {
+        // persistent image: the three cases without float steps check it.
+        if matches!(
+            stem.as_str(),
+            "reversed_channels" | "upsample_to_size" | "upsample_scale_factor"
+        ) {
             let m = Model::parse(&bytes).unwrap();
             let mut arena = vec![0u8; m.arena_bytes().unwrap()];
             let it = Interpreter::new(&m, &mut arena).unwrap();
@@ -80,7 +83,7 @@ fn shape_chains_fold_at_plan_time_and_match_onnxruntime() {
             outs.len()
         );
     }
-    assert_eq!(frozen, 2, "frozen-plan cases");
+    assert_eq!(frozen, 3, "frozen-plan cases");
     // Chains that cannot be resolved are refused when the plan is made, with the reason.
     let mut bad: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
