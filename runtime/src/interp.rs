@@ -120,6 +120,7 @@ fn families_used<const T: usize, const N: usize>(
             | Op::AveragePool { .. }
             | Op::GlobalAveragePool { .. }
             | Op::Softmax { .. }
+            | Op::ArgExtreme { .. }
             | Op::Reduce { .. }
             | Op::BatchNorm { .. } => Some(0),
             Op::MaxPool(_) if g.t(s.out).dtype == DType::F32 => Some(0),
@@ -1140,6 +1141,7 @@ fn eval<const T: usize, const N: usize>(
         | Op::AveragePool { .. }
         | Op::GlobalAveragePool { .. }
         | Op::Softmax { .. }
+        | Op::ArgExtreme { .. }
         | Op::Reduce { .. }
         | Op::BatchNorm { .. } => Err(no_float_ops()),
         #[cfg(feature = "float-ops")]
@@ -1156,6 +1158,14 @@ fn eval<const T: usize, const N: usize>(
             inner,
             log,
         } => k::softmax(outer, len, inner, log, f32s(get(0)?)?, f32s_mut(y)?),
+        #[cfg(feature = "float-ops")]
+        Op::ArgExtreme {
+            outer,
+            len,
+            inner,
+            max,
+            last,
+        } => k::arg_extreme(outer, len, inner, max, last, f32s(get(0)?)?, y),
         #[cfg(feature = "float-ops")]
         Op::Reduce {
             kind,

@@ -1089,6 +1089,47 @@ pub fn global_avg(nc: usize, hw: usize, x: &[f32], y: &mut [f32]) -> Result<()> 
     Ok(())
 }
 
+/// `ArgMax` (`max`) or `ArgMin` along an axis of length `len` with `inner` elements after it:
+/// the index of the first extreme value (the last with `last`, ONNX's `select_last_index`)
+/// written as little-endian int64 into `y`. A NaN counts as the extreme, as in `ReduceMax`.
+pub fn arg_extreme(
+    outer: usize,
+    len: usize,
+    inner: usize,
+    max: bool,
+    last: bool,
+    x: &[f32],
+    y: &mut [u8],
+) -> Result<()> {
+    check(len > 0 && x.len() == outer * len * inner && y.len() == outer * inner * 8)?;
+    if y.is_empty() {
+        return Ok(());
+    }
+    for (o, row) in y.chunks_exact_mut(inner * 8).enumerate() {
+        for (i, out) in row.chunks_exact_mut(8).enumerate() {
+            let at = |k: usize| x[(o * len + k) * inner + i];
+            let mut best = 0;
+            for k in 1..len {
+                let (v, b) = (at(k), at(best));
+                let better = if b.is_nan() {
+                    false
+                } else if v.is_nan() {
+                    true
+                } else if max {
+                    v > b || (last && v == b)
+                } else {
+                    v < b || (last && v == b)
+                };
+                if better {
+                    best = k;
+                }
+            }
+            out.copy_from_slice(&(best as i64).to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
 /// Softmax (or, with `log`, LogSoftmax) along an axis of length `len` with `inner` elements
 /// after it.
 pub fn softmax(
@@ -1831,6 +1872,28 @@ pub fn qavgpool<T: Q8>(p: &crate::ops::QAvgPool, x: &[T], y: &mut [T]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn indices(y: &[u8]) -> [i64; 2] {
+        [0, 1].map(|i| i64::from_le_bytes(y[i * 8..i * 8 + 8].try_into().unwrap()))
+    }
+
+    #[test]
+    fn arg_extreme_ties_and_nan() {
+        // Two rows of four along the last axis: ties at 1 and 3, then a NaN at 2.
+        let x = [0.0, 5.0, 1.0, 5.0, 1.0, 9.0, f32::NAN, 9.0];
+        let mut y = [0u8; 16];
+        arg_extreme(2, 4, 1, true, false, &x, &mut y).unwrap();
+        assert_eq!(indices(&y), [1, 2]);
+        arg_extreme(2, 4, 1, true, true, &x, &mut y).unwrap();
+        assert_eq!(indices(&y), [3, 2]);
+        arg_extreme(2, 4, 1, false, false, &x, &mut y).unwrap();
+        assert_eq!(indices(&y), [0, 2]);
+        // Along the first axis of a 4 × 2 view: columns (0, 1, 1, NaN) and (5, 5, 9, 9).
+        arg_extreme(1, 4, 2, true, false, &x, &mut y).unwrap();
+        assert_eq!(indices(&y), [3, 2]);
+        // A wrong output size is a typed error, not a panic.
+        assert!(arg_extreme(2, 4, 1, true, false, &x, &mut y[..8]).is_err());
+    }
 
     /// `Pad` of u8 elements (any element type takes the same byte path).
     fn pad_u8(

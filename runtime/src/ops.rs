@@ -12,6 +12,8 @@ use crate::tensor::{DType, Shape, MAX_RANK};
 pub const SUPPORTED_OPS: &[&str] = &[
     "Abs",
     "Add",
+    "ArgMax",
+    "ArgMin",
     "AveragePool",
     "BatchNormalization",
     "Cast",
@@ -569,6 +571,15 @@ pub enum Op {
         nc: usize,
         hw: usize,
     },
+    /// `ArgMax` / `ArgMin` along an axis of length `len` with `inner` elements after it:
+    /// int64 indices of the first extreme (the last with `last`).
+    ArgExtreme {
+        outer: usize,
+        len: usize,
+        inner: usize,
+        max: bool,
+        last: bool,
+    },
     Softmax {
         outer: usize,
         len: usize,
@@ -935,6 +946,8 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::MaxPool(_) => "MaxPool",
         Op::AveragePool { .. } => "AveragePool",
         Op::GlobalAveragePool { .. } => "GlobalAveragePool",
+        Op::ArgExtreme { max: true, .. } => "ArgMax",
+        Op::ArgExtreme { max: false, .. } => "ArgMin",
         Op::Softmax { log: false, .. } => "Softmax",
         Op::Softmax { log: true, .. } => "LogSoftmax",
         Op::BatchNorm { .. } => "BatchNormalization",

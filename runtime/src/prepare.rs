@@ -557,6 +557,42 @@ pub fn prepare_node<const T: usize, const N: usize>(
             )
         }
         #[cfg(feature = "float-ops")]
+        "ArgMax" | "ArgMin" => {
+            let (x, s) = f32_input(p, node, 0)?;
+            let _ = ins.push(x);
+            only_attrs(node, &["axis", "keepdims", "select_last_index"])?;
+            let rank = s.rank();
+            if rank == 0 {
+                return Err(shape_err(node, "input must have rank >= 1"));
+            }
+            let ax = axis(node, node.attr_i("axis", 0)?, rank)?;
+            let len = s.dim(ax);
+            if len == 0 {
+                return Err(shape_err(node, "the reduced axis is empty"));
+            }
+            let keep = node.attr_i("keepdims", 1)? != 0;
+            let mut d = [0i64; MAX_RANK];
+            let mut n = 0;
+            for i in 0..rank {
+                if i != ax || keep {
+                    d[n] = if i == ax { 1 } else { s.dim(i) as i64 };
+                    n += 1;
+                }
+            }
+            let dims = s.dims();
+            (
+                Op::ArgExtreme {
+                    outer: dims[..ax].iter().map(|&v| v as usize).product(),
+                    len,
+                    inner: dims[ax + 1..].iter().map(|&v| v as usize).product(),
+                    max: node.op_type == "ArgMax",
+                    last: node.attr_i("select_last_index", 0)? != 0,
+                },
+                DType::I64,
+                Shape::new(&d[..n], out_name)?,
+            )
+        }
+        #[cfg(feature = "float-ops")]
         "Softmax" | "LogSoftmax" => {
             let log = node.op_type == "LogSoftmax";
             let (x, s) = f32_input(p, node, 0)?;
@@ -1285,9 +1321,10 @@ pub fn prepare_node<const T: usize, const N: usize>(
         | "ThresholdedRelu" | "Reciprocal" | "Floor" | "Ceil" | "Round" | "Sign" | "Log"
         | "Erf" | "Cast" | "Clip" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min"
         | "Sum" | "Mean" | "PRelu" | "Conv" | "Gemm" | "MatMul" | "GlobalAveragePool"
-        | "Softmax" | "LogSoftmax" | "BatchNormalization" | "ConvTranspose" | "ReduceSum"
-        | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
-        | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => {
+        | "Softmax" | "LogSoftmax" | "ArgMax" | "ArgMin" | "BatchNormalization"
+        | "ConvTranspose" | "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin"
+        | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp"
+        | "ReduceSumSquare" => {
             return Err(unsupported(node, NO_FLOAT_OPS));
         }
         "Slice" | "Gather" | "Transpose" | "Pad" | "Tile" | "Expand" | "DepthToSpace"
