@@ -918,6 +918,27 @@ fn open<'m>(
     Ok((model, arena))
 }
 
+/// The elements of an integer output (little-endian bytes), for printing.
+fn int_values(dtype: sprig_runtime::DType, b: &[u8]) -> Option<Vec<i64>> {
+    use sprig_runtime::DType;
+    let size = match dtype {
+        DType::I64 => 8,
+        DType::I32 => 4,
+        DType::I8 | DType::U8 | DType::Bool => 1,
+        _ => return None,
+    };
+    Some(
+        b.chunks_exact(size)
+            .map(|c| match dtype {
+                DType::I64 => i64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
+                DType::I32 => i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64,
+                DType::I8 => c[0] as i8 as i64,
+                _ => c[0] as i64,
+            })
+            .collect(),
+    )
+}
+
 fn run(path: &std::path::Path, inputs: &[PathBuf], output: Option<&std::path::Path>) -> Result<()> {
     let bytes = load(path)?;
     let (model, mut arena) = open(path, &bytes, Default::default())?;
@@ -957,6 +978,14 @@ fn run(path: &std::path::Path, inputs: &[PathBuf], output: Option<&std::path::Pa
             print!(
                 " min {mn:.4} max {mx:.4} argmax {} [{}{}]",
                 sprig_compress::eval::argmax(v),
+                head.join(", "),
+                if v.len() > 10 { ", ..." } else { "" }
+            );
+        } else if let Some(v) = int_values(t.dtype, t.data) {
+            // Indices (ArgMax), shape vectors, 8-bit codes.
+            let head: Vec<String> = v.iter().take(10).map(|x| x.to_string()).collect();
+            print!(
+                " [{}{}]",
                 head.join(", "),
                 if v.len() > 10 { ", ..." } else { "" }
             );
