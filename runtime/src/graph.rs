@@ -341,6 +341,9 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
         if let Some(k) = t.konst {
             return Some(IntConst::Model(k));
         }
+        if !cfg!(feature = "shape-ops") {
+            return None;
+        }
         match self.folded(id)? {
             FoldedValue::Small { values, .. } if t.dtype != DType::F32 => Some(IntConst::Folded {
                 shape: t.shape,

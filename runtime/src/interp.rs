@@ -6,7 +6,7 @@ use core::ptr::addr_of_mut;
 
 use crate::error::{Error, Name, Result};
 use crate::fuse::try_fuse;
-use crate::graph::{FoldedValue, Graph, Loc, NONE};
+use crate::graph::{Graph, Loc, NONE};
 use crate::kernels as k;
 use crate::onnx::Model;
 use crate::ops::{Fill, Op, Prep, Step, MAX_STEP_INPUTS};
@@ -384,7 +384,7 @@ fn plan_into<'m, const T: usize, const N: usize>(
         for pos in 0..s.n_in as usize {
             let i = s.ins[pos];
             let t = *g.t(i);
-            if t.konst.is_none() && g.folded(i).is_some() {
+            if cfg!(feature = "shape-ops") && t.konst.is_none() && g.folded(i).is_some() {
                 persist = place_folded(g, fills, persist, i)?;
                 continue;
             }
@@ -467,7 +467,7 @@ fn plan_into<'m, const T: usize, const N: usize>(
     }
     // Folded values the caller reads as outputs.
     for o in g.outputs.clone() {
-        if g.folded(o).is_some() {
+        if cfg!(feature = "shape-ops") && g.folded(o).is_some() {
             persist = place_folded(g, fills, persist, o)?;
         }
     }
@@ -1484,6 +1484,7 @@ pub(crate) fn put_i32(persist: &mut [u8], at: usize, i: usize, v: i32) -> Result
 /// Writes one prepared constant into the persistent area.
 #[inline(never)] // keeps this large frame off the caller's stack on MCUs
 /// Writes folded tensor `id`'s value at `at` (little-endian, in the tensor's type).
+#[cfg(feature = "shape-ops")]
 fn fill_folded<const T: usize, const N: usize>(
     g: &Graph<'_, T, N>,
     id: u16,
@@ -1499,7 +1500,7 @@ fn fill_folded<const T: usize, const N: usize>(
     // One element's bytes, repeated (a splat) or one by one (a vector).
     let mut one = [0u8; 8];
     match g.folded(id) {
-        Some(FoldedValue::Small { len, values }) => {
+        Some(crate::graph::FoldedValue::Small { len, values }) => {
             for (d, v) in dst
                 .chunks_exact_mut(es)
                 .zip(values.iter().take(len as usize))
@@ -1508,7 +1509,7 @@ fn fill_folded<const T: usize, const N: usize>(
             }
             return Ok(());
         }
-        Some(FoldedValue::Splat { node }) => {
+        Some(crate::graph::FoldedValue::Splat { node }) => {
             let node = g.node(node)?;
             match node.attr("value")?.and_then(|a| a.tensor()).transpose()? {
                 None => {}
@@ -1530,6 +1531,9 @@ fn fill_folded<const T: usize, const N: usize>(
     Ok(())
 }
 
+// Never inlined: `plan` calls it after planning, and inlined its frame would add to the
+// planning path's deepest stack (plan → plan_into → prepare_node) on microcontrollers.
+#[inline(never)]
 fn fill<const T: usize, const N: usize>(
     g: &Graph<'_, T, N>,
     f: &Fill,
@@ -1553,7 +1557,12 @@ fn fill<const T: usize, const N: usize>(
             let scales = k(sw).map(|w| (sx, w, sy));
             crate::intop::fill_int_linear(&p, k(zw), k(bias), scales, persist)
         }
+        #[cfg(feature = "shape-ops")]
         Fill::Folded { id, at } => fill_folded(g, id, at, persist),
+        #[cfg(not(feature = "shape-ops"))]
+        Fill::Folded { .. } => Err(Error::FamilyNotBuilt {
+            feature: "shape-ops",
+        }),
         Fill::Const { id, at } => {
             let t = g.t(id);
             let kv = t.konst.ok_or(Error::BadIo {
