@@ -8,7 +8,8 @@ of it at plan time (runtime/src/fold.rs).
   shape_cases.py OUT_DIR
       writes, per case, CASE.onnx (one float input X), CASE.x.f32 and CASE.yK.bin, output K's
       bytes as onnxruntime gives them (float32 or int64, little-endian); and CASE.bad /
-      CASE.why for chains sprig must refuse at plan time. Seeded.
+      CASE.why for chains sprig must refuse at plan time; ptq/view_classifier.onnx for the
+      post-training quantization test. Seeded.
 """
 import pathlib
 import sys
@@ -158,6 +159,26 @@ def reversed_channels():
     save("reversed_channels", g, [2, 5, 3], [(y, 0), (rev, 1)])
 
 
+def view_classifier():
+    """ptq/view_classifier.onnx: a digits-shaped (1×8×8) CNN that flattens with
+    `x.view(x.size(0), -1)`, for `sprig quantize` (tests/tests/integration/compress.rs)."""
+    g = Graph(13)
+    c = g.op("Relu", [g.op("Conv", ["X", g.c(rng.standard_normal((6, 1, 3, 3)) * 0.5, "f4"),
+                                    g.c(np.zeros(6), "f4")], pads=[1, 1, 1, 1])])
+    b = g.op("Gather", [g.op("Shape", [c]), g.c(0)], axis=0)
+    flat = g.op("Reshape", [c, g.op("Concat", [g.unsqueeze0(b), g.c([-1])], axis=0)])
+    y = g.op("MatMul", [flat, g.c(rng.standard_normal((384, 10)) * 0.1, "f4")])
+    graph = helper.make_graph(
+        g.nodes, "view_classifier",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, [1, 10])], initializer=g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    (OUT / "ptq").mkdir(exist_ok=True)
+    onnx.save(model, OUT / "ptq" / "view_classifier.onnx")
+
+
 def refused(name, g, x_shape, y, why):
     """A model sprig must refuse at plan time: CASE.bad (ONNX bytes) and CASE.why (the text the
     typed error must contain)."""
@@ -193,3 +214,4 @@ upsample_scale_factor()
 expand_as()
 reversed_channels()
 bad_cases()
+view_classifier()

@@ -234,11 +234,41 @@ pub fn quantize_onnx(
     let mut observed: Vec<&str> = vec![input.name];
     let mut passthrough_of: HashMap<&str, &str> = HashMap::new();
     let mut quantized: HashSet<&str> = HashSet::from([input.name]);
+    // Float tensors: only those carry activations. Exporters' shape arithmetic (Shape → Gather
+    // → Concat → Reshape, Mul/Div on sizes) runs on int64 and is left as it is.
+    let mut float: HashSet<&str> = HashSet::from([input.name]);
+    for t in model.initializers() {
+        let t = t?;
+        if t.dtype == DType::F32 {
+            float.insert(t.name);
+        }
+    }
+    for n in &nodes {
+        let is_float = |i: usize| n.input(i).is_some_and(|x| float.contains(x));
+        let value_is_float = || -> crate::Result<bool> {
+            Ok(match n.attr("value")?.and_then(|a| a.tensor()) {
+                Some(t) => t?.dtype == DType::F32,
+                None => n.op_type == "ConstantOfShape", // its default value is float 0
+            })
+        };
+        let out_float = match n.op_type {
+            "Shape" | "Size" | "ArgMax" | "ArgMin" | "Equal" | "Less" | "Greater"
+            | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "NonZero" => false,
+            "Cast" => n.attr_i("to", 0)? == 1,
+            "Constant" | "ConstantOfShape" => value_is_float()?,
+            "Where" => is_float(1),
+            "Concat" => (0..n.inputs.len()).all(is_float),
+            _ => is_float(0),
+        };
+        if out_float {
+            float.extend(n.outputs.iter().filter(|o| !o.is_empty()));
+        }
+    }
     for n in &nodes {
         let Some(&out) = n.outputs.first() else {
             continue;
         };
-        if n.outputs.len() != 1 || !n.domain.is_empty() {
+        if n.outputs.len() != 1 || !n.domain.is_empty() || !float.contains(out) {
             continue;
         }
         // A constant Pad writes zeros, which in int8 would be code 0, not the zero point: it

@@ -755,6 +755,38 @@ fn post_training_quantization_of_a_mobilenet_v3_block() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `sprig quantize` on a classifier that flattens with `x.view(x.size(0), -1)` (Shape →
+/// Gather → Unsqueeze → Concat → Reshape, int64): only float activations get Q/DQ pairs, the
+/// shape chain stays int64 (the int8 plan folds it), onnxruntime runs the file, and the int8
+/// outputs stay near the float ones.
+#[test]
+fn post_training_quantization_leaves_shape_arithmetic_alone() {
+    use sprig_compress::ptq::quantize_onnx;
+    let (dir, _) = crate::support::generated_cases("shape_cases.py");
+    let float = std::fs::read(dir.join("ptq/view_classifier.onnx")).unwrap();
+    let (train_set, test) = digits().split(0.2, 0);
+    let test = subset(&test, 40);
+    let (q, summary) = quantize_onnx(&float, &subset(&train_set, 200), false).unwrap();
+    assert_eq!(summary.weights_quantized, 2);
+    // The input, the conv's Relu and the logits: not the int64 shape vectors.
+    assert_eq!(summary.activations_quantized, 3);
+    let path = tmp("ptq-view").join("view_classifier.int8.onnx");
+    std::fs::write(&path, &q).unwrap();
+    check_with_onnxruntime(&path, &test);
+    let (f, i) = (outputs(&float, &test), outputs(&q, &test));
+    let range = f.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = f
+        .iter()
+        .zip(&i)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= 0.1 * range,
+        "int8 {worst} from float (range {range})"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Float16 export: half-precision weights (under 60% of the float32 file), onnx's checker passes, onnxruntime
 /// and tract agree with sprig-runtime, and the predictions stay those of the
 /// float32 file — for a ResNet (residual Adds), the MobileNetV2-style net (depthwise `group`) and
