@@ -685,21 +685,8 @@ fn post_training_quantization_of_a_mobilenet_v3_block() {
         let float =
             std::fs::read(dir.join(format!("mobilenet_v3_digits_{mode}_pad.onnx"))).unwrap();
         let (q, summary) = quantize_onnx(&float, &subset(&train_set, 200), false).unwrap();
-        let out = tmp("ptq-mobilenet-v3");
-        let path = out.join(format!("mobilenet_v3_{mode}.int8.onnx"));
-        std::fs::write(&path, &q).unwrap();
-        check_with_onnxruntime(&path, &test);
-        let (f, i) = (outputs(&float, &test), outputs(&q, &test));
-        let range = f.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = f
-            .iter()
-            .zip(&i)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(
-            worst <= 0.1 * range,
-            "{mode}: int8 {worst} from float (range {range})"
-        );
+        let path = tmp("ptq-mobilenet-v3").join(format!("mobilenet_v3_{mode}.int8.onnx"));
+        let i = check_ptq_file(&float, &q, &path, &test);
         // The 3×3 conv, the depthwise conv, the two squeeze-excite convs and the Gemm.
         assert_eq!(summary.weights_quantized, 5);
         let m = Model::parse(&q).unwrap();
@@ -755,6 +742,27 @@ fn post_training_quantization_of_a_mobilenet_v3_block() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Writes the quantized model `q` to `path`, checks that onnxruntime agrees with sprig-runtime
+/// on it, and that its outputs on `test` stay within a tenth of the float model's output range;
+/// returns the int8 outputs.
+fn check_ptq_file(float: &[u8], q: &[u8], path: &Path, test: &ImageSet) -> Vec<f32> {
+    std::fs::write(path, q).unwrap();
+    check_with_onnxruntime(path, test);
+    let (f, i) = (outputs(float, test), outputs(q, test));
+    let range = f.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = f
+        .iter()
+        .zip(&i)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= 0.1 * range,
+        "{}: int8 {worst} from float (range {range})",
+        path.display()
+    );
+    i
+}
+
 /// `sprig quantize` on a classifier that flattens with `x.view(x.size(0), -1)` (Shape →
 /// Gather → Unsqueeze → Concat → Reshape, int64): only float activations get Q/DQ pairs, the
 /// shape chain stays int64 (the int8 plan folds it), onnxruntime runs the file, and the int8
@@ -770,19 +778,11 @@ fn post_training_quantization_leaves_shape_arithmetic_alone() {
     assert_eq!(summary.weights_quantized, 2);
     // The input, the conv's Relu and the logits: not the int64 shape vectors.
     assert_eq!(summary.activations_quantized, 3);
-    let path = tmp("ptq-view").join("view_classifier.int8.onnx");
-    std::fs::write(&path, &q).unwrap();
-    check_with_onnxruntime(&path, &test);
-    let (f, i) = (outputs(&float, &test), outputs(&q, &test));
-    let range = f.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = f
-        .iter()
-        .zip(&i)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    assert!(
-        worst <= 0.1 * range,
-        "int8 {worst} from float (range {range})"
+    check_ptq_file(
+        &float,
+        &q,
+        &tmp("ptq-view").join("view_classifier.int8.onnx"),
+        &test,
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,7 @@
 //! that cannot be resolved (an index past the rank, a division by zero, a Range too long to
 //! fold) are refused at plan time with the reason. Cases come from `tests/shape_cases.py`.
 
-use crate::support::{f32s, generated_cases};
+use crate::support::{f32s, files_with_extension, generated_cases};
 use sprig_runtime::{Interpreter, Model};
 
 /// Every output's bytes, and the step op names.
@@ -85,13 +85,7 @@ fn shape_chains_fold_at_plan_time_and_match_onnxruntime() {
     }
     assert_eq!(frozen, 3, "frozen-plan cases");
     // Chains that cannot be resolved are refused when the plan is made, with the reason.
-    let mut bad: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "bad"))
-        .collect();
-    bad.sort();
+    let bad = files_with_extension(&dir, "bad");
     assert_eq!(bad.len(), 3, "expected 3 refused cases");
     for case in &bad {
         let why = std::fs::read_to_string(case.with_extension("why")).unwrap();

@@ -55,11 +55,16 @@ pub fn generated_cases(script: &str) -> (PathBuf, Vec<PathBuf>) {
 
 /// The `.onnx` files directly in `dir`, sorted.
 pub fn onnx_files(dir: &Path) -> Vec<PathBuf> {
+    files_with_extension(dir, "onnx")
+}
+
+/// The files directly in `dir` whose extension is `ext`, sorted.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut cases: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     cases.sort();
     cases
