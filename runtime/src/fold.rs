@@ -197,7 +197,7 @@ fn broadcast(xs: &[Val]) -> Option<(usize, usize)> {
     Some((len, rank))
 }
 
-/// Folds `node` if it computes a small integer value from values known at plan time:
+/// Folds `node` if it computes a small value from values known at plan time:
 /// registers the output's type, shape and value and returns `true`; `false` leaves the node to
 /// [`crate::prepare::prepare_node`].
 pub(crate) fn try_fold<const T: usize, const N: usize>(

@@ -393,7 +393,6 @@ fn plan_into<'m, const T: usize, const N: usize>(
                 continue;
             }
             let at = persist;
-            let size = (t.bytes() + ALIGN - 1) & !(ALIGN - 1);
             let fill = match (&mut s.op, pos, kv.raw()) {
                 (Op::QConv(_), 1, Some(raw)) => {
                     g.t_mut(i)?.loc = Loc::Model(raw);
@@ -455,14 +454,7 @@ fn plan_into<'m, const T: usize, const N: usize>(
                 }
                 _ => Fill::Const { id: i, at },
             };
-            fills.push(fill).map_err(|_| Error::CapacityExceeded {
-                what: "prepared constants",
-                capacity: N,
-            })?;
-            persist = persist.checked_add(size).ok_or(Error::InvalidModel {
-                reason: "constant sizes overflow",
-            })?;
-            g.t_mut(i)?.loc = Loc::Persist(at);
+            persist = place_persistent(g, fills, persist, i, fill)?;
         }
     }
     // Folded values the caller reads as outputs.
@@ -535,24 +527,33 @@ fn place_folded<const T: usize, const N: usize>(
     if g.t(id).loc != Loc::None {
         return Ok(persist);
     }
+    place_persistent(g, fills, persist, id, Fill::Folded { id, at: persist })
+}
+
+/// Stores tensor `id` at `persist` (the end of the persistent area so far), written by `fill`
+/// in `Interpreter::new`; returns the new end, `ALIGN`ed.
+fn place_persistent<const T: usize, const N: usize>(
+    g: &mut Graph<'_, T, N>,
+    fills: &mut heapless::Vec<Fill, N>,
+    persist: usize,
+    id: u16,
+    fill: Fill,
+) -> Result<usize> {
+    let overflow = || Error::InvalidModel {
+        reason: "constant sizes overflow",
+    };
     let size = g
         .t(id)
         .bytes()
         .checked_add(ALIGN - 1)
-        .ok_or(Error::InvalidModel {
-            reason: "constant sizes overflow",
-        })?
+        .ok_or_else(overflow)?
         & !(ALIGN - 1);
-    fills
-        .push(Fill::Folded { id, at: persist })
-        .map_err(|_| Error::CapacityExceeded {
-            what: "prepared constants",
-            capacity: N,
-        })?;
+    fills.push(fill).map_err(|_| Error::CapacityExceeded {
+        what: "prepared constants",
+        capacity: N,
+    })?;
     g.t_mut(id)?.loc = Loc::Persist(persist);
-    persist.checked_add(size).ok_or(Error::InvalidModel {
-        reason: "constant sizes overflow",
-    })
+    persist.checked_add(size).ok_or_else(overflow)
 }
 
 impl<'m> Model<'m> {
