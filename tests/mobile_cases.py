@@ -1,7 +1,8 @@
 """Whole blocks of mobile architectures built from the ops beyond sprig's own exports (HardSwish,
 squeeze-excite with ReduceMean and HardSigmoid, reflect Pad, PRelu, PixelShuffle as
-DepthToSpace, LogSoftmax, Split, Resize, ConvTranspose, ...), with onnxruntime's outputs: the ops as exporters combine them,
-where ONNX's node tests check one node at a time.
+DepthToSpace, LogSoftmax, Split, Resize, ConvTranspose, LayerNormalization, self-attention,
+InstanceNormalization, GlobalMaxPool, ...), with onnxruntime's outputs: the ops as exporters
+combine them, where ONNX's node tests check one node at a time.
 
   mobile_cases.py OUT_DIR
       writes, per case, CASE.onnx (weights as initializers, one float input X), CASE.x.f32 and
@@ -166,6 +167,45 @@ def mobilenet_v3_digits(pad_mode):
     return g, g.op("Gemm", [t, g.w([10, 8], 0.8), g.w([10], 0.1)], transB=1)
 
 
+def transformer_block():
+    """A pre-norm transformer encoder block as MobileViT and trajectory transformers use it (8
+    tokens of 16 features): LayerNormalization as PyTorch exports nn.LayerNorm from opset 17,
+    single-head self-attention (batched MatMul, Transpose, Softmax), a GELU MLP in its exported
+    Erf form, residual Adds, and a final LayerNormalization without bias."""
+    g = Graph()
+    d = 16
+
+    def ln(x, bias=True):
+        ins = [x, g.c(1 + rng.standard_normal(d) * 0.2)]
+        if bias:
+            ins.append(g.w([d], 0.2))
+        return g.op("LayerNormalization", ins, axis=-1, epsilon=1e-5)
+
+    h = ln("X")
+    q = g.op("MatMul", [h, g.w([d, d], 0.3)])
+    k = g.op("MatMul", [h, g.w([d, d], 0.3)])
+    v = g.op("MatMul", [h, g.w([d, d], 0.3)])
+    s = g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 2, 1])])
+    s = g.op("Softmax", [g.op("Mul", [s, g.c(0.25)])], axis=-1)
+    t = g.op("Add", ["X", g.op("MatMul", [g.op("MatMul", [s, v]), g.w([d, d], 0.3)])])
+    h = g.op("Add", [g.op("MatMul", [ln(t), g.w([d, 2 * d], 0.3)]), g.w([2 * d], 0.1)])
+    erf = g.op("Erf", [g.op("Div", [h, g.c(np.sqrt(2.0))])])
+    h = g.op("Mul", [g.op("Mul", [h, g.op("Add", [erf, g.c(1.0)])]), g.c(0.5)])
+    t = g.op("Add", [t, g.op("MatMul", [h, g.w([2 * d, d], 0.3)])])
+    return g, ln(t, bias=False)
+
+
+def instance_norm_head():
+    """A style-transfer / re-identification head: conv, InstanceNormalization, ReLU, then
+    GlobalMaxPool, Flatten and a Gemm classifier."""
+    g = Graph()
+    t = g.op("Conv", ["X", g.w([6, 3, 3, 3], 0.5), g.w([6], 0.1)], pads=[1, 1, 1, 1])
+    t = g.op("InstanceNormalization", [t, g.c(1 + rng.standard_normal(6) * 0.2),
+                                       g.w([6], 0.2)], epsilon=1e-5)
+    t = g.op("Flatten", [g.op("GlobalMaxPool", [g.op("Relu", [t])])])
+    return g, g.op("Gemm", [t, g.w([4, 6], 0.8), g.w([4], 0.1)], transB=1)
+
+
 for mode in ("reflect", "constant"):
     g, y = mobilenet_v3_digits(mode)
     save(f"mobilenet_v3_digits_{mode}_pad", g, [1, 1, 8, 8], y, 17)
@@ -181,3 +221,7 @@ g, y = super_resolution_head()
 save("super_resolution_head", g, [1, 2, 6, 6], y, 13)
 g, y = elementwise_tail()
 save("elementwise_tail", g, [2, 5, 7], y, 13)
+g, y = transformer_block()
+save("transformer_block", g, [1, 8, 16], y, 17)
+g, y = instance_norm_head()
+save("instance_norm_head", g, [2, 3, 8, 8], y, 13)

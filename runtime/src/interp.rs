@@ -122,6 +122,7 @@ fn families_used<const T: usize, const N: usize>(
             | Op::Softmax { .. }
             | Op::ArgExtreme { .. }
             | Op::Reduce { .. }
+            | Op::Norm(_)
             | Op::BatchNorm { .. } => Some(0),
             Op::MaxPool(_) if g.t(s.out).dtype == DType::F32 => Some(0),
             Op::Slice { .. }
@@ -311,6 +312,15 @@ fn plan_into<'m, const T: usize, const N: usize>(
         if matches!(node.op_type, "RNN" | "GRU" | "LSTM") && node.domain.is_empty() {
             // One step per requested output.
             crate::rnn::prepare_rnn(&mut prep, &node, idx as u16, steps)?;
+            persist = prep.persist;
+            continue;
+        }
+        #[cfg(feature = "float-ops")]
+        if matches!(node.op_type, "LayerNormalization" | "InstanceNormalization")
+            && node.domain.is_empty()
+        {
+            // One step per requested output.
+            crate::norm::prepare_norm(&mut prep, &node, idx as u16, steps)?;
             persist = prep.persist;
             continue;
         }
@@ -1144,7 +1154,17 @@ fn eval<const T: usize, const N: usize>(
         | Op::Softmax { .. }
         | Op::ArgExtreme { .. }
         | Op::Reduce { .. }
+        | Op::Norm(_)
         | Op::BatchNorm { .. } => Err(no_float_ops()),
+        #[cfg(feature = "float-ops")]
+        Op::Norm(n) => {
+            let (scale, bias) = match (n.output, ins.len()) {
+                (crate::norm::NormOutput::Y, 3) => (f32s(get(1)?)?, f32s(get(2)?)?),
+                (crate::norm::NormOutput::Y, _) => (f32s(get(1)?)?, &[][..]),
+                _ => (&[][..], &[][..]),
+            };
+            crate::norm::normalize(&n, f32s(get(0)?)?, scale, bias, f32s_mut(y)?)
+        }
         #[cfg(feature = "float-ops")]
         Op::AveragePool {
             win,

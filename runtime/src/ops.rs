@@ -38,10 +38,13 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gather",
     "Gemm",
     "GlobalAveragePool",
+    "GlobalMaxPool",
     "GRU",
     "HardSigmoid",
     "HardSwish",
     "Identity",
+    "InstanceNormalization",
+    "LayerNormalization",
     "LeakyRelu",
     "Log",
     "LogSoftmax",
@@ -666,6 +669,8 @@ pub enum Op {
     QMul(QMul),
     /// RNN, GRU or LSTM (one output per step).
     Rnn(crate::rnn::RnnSpec),
+    /// LayerNormalization or InstanceNormalization (one output per step).
+    Norm(crate::norm::Norm),
     /// int8/uint8 Concat whose inputs are rescaled to the output's scale and zero point.
     QConcat(QConcat),
     /// int8/uint8 AveragePool or GlobalAveragePool over full windows.
@@ -992,5 +997,7 @@ pub fn op_name(op: &Op) -> &'static str {
             crate::rnn::Cell::Gru => "GRU",
             crate::rnn::Cell::Lstm => "LSTM",
         },
+        Op::Norm(n) if n.channels > 0 => "InstanceNormalization",
+        Op::Norm(_) => "LayerNormalization",
     }
 }

@@ -29,7 +29,7 @@ pub(crate) fn make_step(node_idx: u16, op: Op, ins: &[u16], out: u16) -> Result<
 }
 
 /// Refuses a node with an attribute outside `allowed` (one the op would silently ignore).
-fn only_attrs(node: &Node<'_>, allowed: &[&str]) -> Result<()> {
+pub(crate) fn only_attrs(node: &Node<'_>, allowed: &[&str]) -> Result<()> {
     for a in node.attr_names() {
         let a = a?;
         if !allowed.contains(&a) {
@@ -551,6 +551,27 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Op::GlobalAveragePool {
                     nc: s.dim(0) * s.dim(1),
                     hw,
+                },
+                DType::F32,
+                Shape::new(&o[..s.rank()], out_name)?,
+            )
+        }
+        // The maximum over every spatial position of each N×C map (keeping their axes as 1s).
+        #[cfg(feature = "float-ops")]
+        "GlobalMaxPool" => {
+            let (x, s) = f32_input(p, node, 0)?;
+            let _ = ins.push(x);
+            if s.rank() < 3 {
+                return Err(shape_err(node, "input must be N×C×spatial"));
+            }
+            let mut o = [1i64; MAX_RANK];
+            o[0] = s.dim(0) as i64;
+            o[1] = s.dim(1) as i64;
+            (
+                Op::Reduce {
+                    kind: Reduce::Max,
+                    in_shape: s,
+                    axes: (((1u16 << s.rank()) - 1) & !3) as u8,
                 },
                 DType::F32,
                 Shape::new(&o[..s.rank()], out_name)?,
@@ -1314,6 +1335,10 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 t.dtype,
                 Shape::new(&d[..r], out_name)?,
             )
+        }
+        #[cfg(not(feature = "float-ops"))]
+        "GlobalMaxPool" | "LayerNormalization" | "InstanceNormalization" => {
+            return Err(unsupported(node, NO_FLOAT_OPS));
         }
         #[cfg(not(feature = "float-ops"))]
         "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Neg" | "Exp" | "Sqrt" | "LeakyRelu"
