@@ -1,8 +1,8 @@
 """Whole blocks of mobile architectures built from the ops beyond sprig's own exports (HardSwish,
 squeeze-excite with ReduceMean and HardSigmoid, reflect Pad, PRelu, PixelShuffle as
 DepthToSpace, LogSoftmax, Split, Resize, ConvTranspose, LayerNormalization, self-attention,
-InstanceNormalization, GlobalMaxPool, ...), with onnxruntime's outputs: the ops as exporters
-combine them, where ONNX's node tests check one node at a time.
+InstanceNormalization, GlobalMaxPool, comparisons and boolean masks, ...), with onnxruntime's
+outputs: the ops as exporters combine them, where ONNX's node tests check one node at a time.
 
   mobile_cases.py OUT_DIR
       writes, per case, CASE.onnx (weights as initializers, one float input X), CASE.x.f32 and
@@ -206,6 +206,20 @@ def instance_norm_head():
     return g, g.op("Gemm", [t, g.w([4, 6], 0.8), g.w([4], 0.1)], transB=1)
 
 
+def masked_softmax():
+    """Attention scores masked on run-time values, as exporters write masks and thresholds:
+    comparisons of a tensor with broadcast constants (Greater, LessOrEqual, GreaterOrEqual, Less,
+    Equal), Not/And/Or/Xor on the bool masks, Where to put -1e4 where the mask is off, then
+    Softmax."""
+    g = Graph()
+    a = g.op("Greater", ["X", g.c(-0.8)])
+    b = g.op("LessOrEqual", ["X", g.c(rng.standard_normal(6) + 1.0)])
+    band = g.op("Xor", [g.op("GreaterOrEqual", ["X", g.c(0.2)]), g.op("Less", ["X", g.c(1.2)])])
+    zero = g.op("Equal", [g.op("Floor", [g.op("Mul", ["X", g.c(2.0)])]), g.c(0.0)])
+    keep = g.op("Or", [g.op("And", [a, b]), g.op("And", [band, g.op("Not", [zero])])])
+    return g, g.op("Softmax", [g.op("Where", [keep, "X", g.c(-1e4)])], axis=-1)
+
+
 for mode in ("reflect", "constant"):
     g, y = mobilenet_v3_digits(mode)
     save(f"mobilenet_v3_digits_{mode}_pad", g, [1, 1, 8, 8], y, 17)
@@ -225,3 +239,5 @@ g, y = transformer_block()
 save("transformer_block", g, [1, 8, 16], y, 17)
 g, y = instance_norm_head()
 save("instance_norm_head", g, [2, 3, 8, 8], y, 13)
+g, y = masked_softmax()
+save("masked_softmax", g, [2, 4, 6], y, 13)

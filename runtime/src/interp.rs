@@ -86,7 +86,7 @@ pub struct ArenaReport {
 /// Plans `model` into tables the caller owns (filled in place: on a microcontroller these
 /// tables are most of the stack, so they must not be built here and then moved).
 /// The op families a build may leave out, each with whether this build has it.
-pub const OP_FAMILIES: [(&str, bool); 10] = [
+pub const OP_FAMILIES: [(&str, bool); 11] = [
     ("float-ops", cfg!(feature = "float-ops")),
     ("layout-ops", cfg!(feature = "layout-ops")),
     ("int8-residual", cfg!(feature = "int8-residual")),
@@ -97,14 +97,15 @@ pub const OP_FAMILIES: [(&str, bool); 10] = [
     ("uint8", cfg!(feature = "uint8")),
     ("int8-lut", cfg!(feature = "int8-lut")),
     ("shape-ops", cfg!(feature = "shape-ops")),
+    ("logic-ops", cfg!(feature = "logic-ops")),
 ];
 
 /// Which of [`OP_FAMILIES`] the steps use.
 fn families_used<const T: usize, const N: usize>(
     g: &Graph<'_, T, N>,
     steps: &[Step],
-) -> [bool; 10] {
-    let mut used = [false; 10];
+) -> [bool; 11] {
+    let mut used = [false; 11];
     // Values folded at plan time (a build without the family refuses them in `fold`).
     used[9] = !g.folded.is_empty();
     for s in steps {
@@ -141,6 +142,7 @@ fn families_used<const T: usize, const N: usize>(
             Op::Rnn(_) => Some(5),
             Op::IntLinear(_) => Some(6),
             Op::QLut { .. } => Some(8),
+            Op::Compare(_) | Op::Logic(_) | Op::Where => Some(10),
             _ => None,
         };
         if let Some(f) = family {
@@ -761,11 +763,12 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
 
     /// The op-family features of sprig-runtime this plan uses ([`OP_FAMILIES`] order:
     /// `float-ops`, `layout-ops`, `int8-residual`, `int8-concat`, `int8-avgpool`, `recurrent`,
-    /// `integer-ops`, `uint8`, `int8-lut`, `shape-ops`). A firmware built with just these runs the model with
+    /// `integer-ops`, `uint8`, `int8-lut`, `shape-ops`, `logic-ops`). A firmware built with just
+    /// these runs the model with
     /// the same outputs and leaves every other family's code out of flash — int8 convolutions
     /// and dense layers, Quantize/Dequantize, MaxPool, Concat and reshapes are always built. An
     /// int8 QDQ model whose layers all fuse needs no `float-ops`.
-    pub fn op_features(&self) -> heapless::Vec<&'static str, 10> {
+    pub fn op_features(&self) -> heapless::Vec<&'static str, 11> {
         families_used(&self.g, &self.steps)
             .iter()
             .zip(OP_FAMILIES)
@@ -1437,6 +1440,49 @@ fn eval<const T: usize, const N: usize>(
             op: crate::error::Name::new("integer op (feature integer-ops)"),
             node: crate::error::Name::new(""),
         }),
+        #[cfg(not(feature = "logic-ops"))]
+        Op::Compare(_) | Op::Logic(_) | Op::Where => Err(Error::FamilyNotBuilt {
+            feature: "logic-ops",
+        }),
+        #[cfg(feature = "logic-ops")]
+        Op::Compare(c) => {
+            let (a, b) = (g.t(s.ins[0]), g.t(s.ins[1]));
+            let bc = crate::ops::broadcast(&a.shape, &b.shape).ok_or(Error::BadIo {
+                what: "input shapes do not broadcast",
+            })?;
+            crate::logic::compare(c, a.dtype, &bc, get(0)?, get(1)?, y)
+        }
+        #[cfg(feature = "logic-ops")]
+        Op::Logic(l) => {
+            let a = g.t(s.ins[0]).shape;
+            let b = if l == crate::logic::Logic::Not {
+                a
+            } else {
+                g.t(s.ins[1]).shape
+            };
+            let bc = crate::ops::broadcast(&a, &b).ok_or(Error::BadIo {
+                what: "input shapes do not broadcast",
+            })?;
+            let second = if l == crate::logic::Logic::Not {
+                &[][..]
+            } else {
+                get(1)?
+            };
+            crate::logic::logic(l, &bc, get(0)?, second, y)
+        }
+        #[cfg(feature = "logic-ops")]
+        Op::Where => {
+            let [c, x, z] = [0, 1, 2].map(|i| g.t(s.ins[i]));
+            crate::logic::where_select(
+                &g.t(s.out).shape,
+                [&c.shape, &x.shape, &z.shape],
+                x.dtype.size(),
+                get(0)?,
+                get(1)?,
+                get(2)?,
+                y,
+            )
+        }
         #[cfg(not(feature = "recurrent"))]
         Op::Rnn(_) => Err(Error::UnsupportedOp {
             op: crate::error::Name::new("recurrent op (feature recurrent)"),

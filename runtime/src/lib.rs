@@ -45,6 +45,7 @@ mod int8_neon;
 mod interp;
 pub mod intop;
 pub mod kernels;
+pub mod logic;
 pub mod norm;
 pub mod onnx;
 pub mod ops;

@@ -12,6 +12,7 @@ use crate::tensor::{DType, Shape, MAX_RANK};
 pub const SUPPORTED_OPS: &[&str] = &[
     "Abs",
     "Add",
+    "And",
     "ArgMax",
     "ArgMin",
     "AveragePool",
@@ -30,6 +31,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Div",
     "Dropout",
     "Elu",
+    "Equal",
     "Erf",
     "Exp",
     "Expand",
@@ -39,6 +41,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
+    "Greater",
+    "GreaterOrEqual",
     "GRU",
     "HardSigmoid",
     "HardSwish",
@@ -46,6 +50,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "InstanceNormalization",
     "LayerNormalization",
     "LeakyRelu",
+    "Less",
+    "LessOrEqual",
     "Log",
     "LogSoftmax",
     "LSTM",
@@ -57,6 +63,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Min",
     "Mul",
     "Neg",
+    "Not",
+    "Or",
     "Pad",
     "Pow",
     "PRelu",
@@ -100,6 +108,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Transpose",
     "Unsqueeze",
     "Upsample",
+    "Where",
+    "Xor",
 ];
 
 /// Element-wise unary functions on f32.
@@ -671,6 +681,12 @@ pub enum Op {
     Rnn(crate::rnn::RnnSpec),
     /// LayerNormalization or InstanceNormalization (one output per step).
     Norm(crate::norm::Norm),
+    /// A comparison with broadcasting (strides from the input shapes at run time); bool out.
+    Compare(crate::logic::Cmp),
+    /// Not, And, Or, Xor on bool tensors, with broadcasting.
+    Logic(crate::logic::Logic),
+    /// `Where(cond, x, y)` with all three broadcast to the output.
+    Where,
     /// int8/uint8 Concat whose inputs are rescaled to the output's scale and zero point.
     QConcat(QConcat),
     /// int8/uint8 AveragePool or GlobalAveragePool over full windows.
@@ -999,5 +1015,19 @@ pub fn op_name(op: &Op) -> &'static str {
         },
         Op::Norm(n) if n.channels > 0 => "InstanceNormalization",
         Op::Norm(_) => "LayerNormalization",
+        Op::Compare(c) => match c {
+            crate::logic::Cmp::Equal => "Equal",
+            crate::logic::Cmp::Greater => "Greater",
+            crate::logic::Cmp::GreaterOrEqual => "GreaterOrEqual",
+            crate::logic::Cmp::Less => "Less",
+            crate::logic::Cmp::LessOrEqual => "LessOrEqual",
+        },
+        Op::Logic(l) => match l {
+            crate::logic::Logic::Not => "Not",
+            crate::logic::Logic::And => "And",
+            crate::logic::Logic::Or => "Or",
+            crate::logic::Logic::Xor => "Xor",
+        },
+        Op::Where => "Where",
     }
 }

@@ -556,6 +556,16 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Shape::new(&o[..s.rank()], out_name)?,
             )
         }
+        #[cfg(feature = "logic-ops")]
+        "Equal" | "Greater" | "GreaterOrEqual" | "Less" | "LessOrEqual" | "Not" | "And" | "Or"
+        | "Xor" | "Where" => crate::logic::prepare_logic(p, node, &mut ins, out_name)?,
+        #[cfg(not(feature = "logic-ops"))]
+        "Equal" | "Greater" | "GreaterOrEqual" | "Less" | "LessOrEqual" | "Not" | "And" | "Or"
+        | "Xor" | "Where" => {
+            return Err(Error::FamilyNotBuilt {
+                feature: "logic-ops",
+            })
+        }
         // The maximum over every spatial position of each N×C map (keeping their axes as 1s).
         #[cfg(feature = "float-ops")]
         "GlobalMaxPool" => {

@@ -1,0 +1,352 @@
+//! Comparisons and boolean logic on run-time tensors (feature `logic-ops`): `Equal`, `Greater`,
+//! `GreaterOrEqual`, `Less`, `LessOrEqual`, `Not`, `And`, `Or`, `Xor` and `Where`, with numpy
+//! broadcasting. Masks in attention blocks, thresholds in post-processing and `Where`-based
+//! clamps are built from these. (Comparisons of small shape vectors are folded at plan time
+//! instead, by `fold`.)
+//!
+//! Booleans are one byte, 0 or 1, as ONNX stores them. Comparisons take any numeric element
+//! type (both inputs the same) and treat NaN as unordered (every comparison with it is false).
+//! The steps carry no broadcast strides: they are computed from the input shapes when the step
+//! runs (a few operations per call), which keeps the step table small.
+
+// The types are part of every build (the step table names them); planning and kernels only
+// with the feature.
+#![cfg_attr(not(feature = "logic-ops"), allow(dead_code, unused_imports))]
+
+use crate::error::{Error, Result};
+use crate::onnx::Node;
+use crate::ops::{broadcast, input, shape_err, unsupported, Broadcast, Op, Prep, MAX_STEP_INPUTS};
+use crate::tensor::{DType, Shape, MAX_RANK};
+
+/// A comparison: `y = a ⋄ b`, boolean out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Cmp {
+    Equal,
+    Greater,
+    GreaterOrEqual,
+    Less,
+    LessOrEqual,
+}
+
+/// Boolean logic on boolean tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Logic {
+    Not,
+    And,
+    Or,
+    Xor,
+}
+
+/// Plans one comparison, logic or `Where` node: its op, output type and shape.
+#[cfg(feature = "logic-ops")]
+pub(crate) fn prepare_logic<const T: usize, const N: usize>(
+    p: &Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    ins: &mut heapless::Vec<u16, MAX_STEP_INPUTS>,
+    out_name: &str,
+) -> Result<(Op, DType, Shape)> {
+    crate::prepare::only_attrs(node, &[])?;
+    let arity = match node.op_type {
+        "Not" => 1,
+        "Where" => 3,
+        _ => 2,
+    };
+    if node.inputs.len() != arity {
+        return Err(unsupported(node, "number of inputs"));
+    }
+    let mut types = [DType::Bool; 3];
+    let mut shape = Shape::SCALAR;
+    for (i, ty) in types.iter_mut().enumerate().take(arity) {
+        let (id, t) = input(p.g, node, i)?;
+        *ty = t.dtype;
+        shape = if i == 0 {
+            t.shape
+        } else {
+            broadcast(&shape, &t.shape)
+                .ok_or_else(|| shape_err(node, "input shapes do not broadcast"))?
+                .out
+        };
+        let _ = ins.push(id);
+    }
+    let bool_in = |n: usize| types[..n].iter().all(|&d| d == DType::Bool);
+    let (op, dtype) = match node.op_type {
+        "Not" | "And" | "Or" | "Xor" => {
+            if !bool_in(arity) {
+                return Err(unsupported(
+                    node,
+                    "element type (logic ops take bool tensors)",
+                ));
+            }
+            let l = match node.op_type {
+                "Not" => Logic::Not,
+                "And" => Logic::And,
+                "Or" => Logic::Or,
+                _ => Logic::Xor,
+            };
+            (Op::Logic(l), DType::Bool)
+        }
+        "Where" => {
+            if types[0] != DType::Bool || types[1] != types[2] {
+                return Err(unsupported(
+                    node,
+                    "element types (a bool condition and two values of one type)",
+                ));
+            }
+            (Op::Where, types[1])
+        }
+        _ => {
+            if types[0] != types[1] || (types[0] == DType::Bool && node.op_type != "Equal") {
+                return Err(unsupported(
+                    node,
+                    "element types (both inputs of one numeric type)",
+                ));
+            }
+            let c = match node.op_type {
+                "Equal" => Cmp::Equal,
+                "Greater" => Cmp::Greater,
+                "GreaterOrEqual" => Cmp::GreaterOrEqual,
+                "Less" => Cmp::Less,
+                _ => Cmp::LessOrEqual,
+            };
+            (Op::Compare(c), DType::Bool)
+        }
+    };
+    let mut d = [0i64; MAX_RANK];
+    for (i, v) in d.iter_mut().enumerate().take(shape.rank()) {
+        *v = shape.dim(i) as i64;
+    }
+    Ok((op, dtype, Shape::new(&d[..shape.rank()], out_name)?))
+}
+
+fn size_mismatch() -> Error {
+    Error::BadIo {
+        what: "buffer size does not match the plan",
+    }
+}
+
+/// The element at index `i` of little-endian bytes, widened for comparison.
+fn load(dtype: DType, b: &[u8], i: usize) -> Option<Num> {
+    let at = |n: usize| b.get(i * n..i * n + n);
+    Some(match dtype {
+        DType::F32 => Num::F(f32::from_le_bytes(at(4)?.try_into().ok()?)),
+        DType::I64 => Num::I(i64::from_le_bytes(at(8)?.try_into().ok()?)),
+        DType::I32 => Num::I(i32::from_le_bytes(at(4)?.try_into().ok()?).into()),
+        DType::I8 => Num::I((*b.get(i)? as i8).into()),
+        DType::U8 | DType::Bool => Num::I((*b.get(i)?).into()),
+        DType::F16 => return None,
+    })
+}
+
+/// A compared value: integers compare exactly as i64, floats as f32.
+#[derive(PartialEq, PartialOrd)]
+enum Num {
+    F(f32),
+    I(i64),
+}
+
+/// `y[o] = a[i] ⋄ b[j]` over the broadcast `bc`, for inputs of element type `dtype`.
+pub fn compare(
+    c: Cmp,
+    dtype: DType,
+    bc: &Broadcast,
+    a: &[u8],
+    b: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
+    let n = bc.out.numel();
+    if y.len() != n || dtype == DType::F16 {
+        return Err(size_mismatch());
+    }
+    let mut bad = false;
+    crate::kernels::for_each_broadcast(bc, |o, i, j| {
+        let (Some(u), Some(v)) = (load(dtype, a, i), load(dtype, b, j)) else {
+            bad = true;
+            return;
+        };
+        y[o] = match c {
+            Cmp::Equal => u == v,
+            Cmp::Greater => u > v,
+            Cmp::GreaterOrEqual => u >= v,
+            Cmp::Less => u < v,
+            Cmp::LessOrEqual => u <= v,
+        } as u8;
+    });
+    if bad {
+        return Err(size_mismatch());
+    }
+    Ok(())
+}
+
+/// Boolean logic: `Not` reads `a` only (with `bc` the identity over it).
+pub fn logic(l: Logic, bc: &Broadcast, a: &[u8], b: &[u8], y: &mut [u8]) -> Result<()> {
+    if y.len() != bc.out.numel() {
+        return Err(size_mismatch());
+    }
+    let mut bad = false;
+    crate::kernels::for_each_broadcast(bc, |o, i, j| {
+        let u = a.get(i).map(|&v| v != 0);
+        let v = if l == Logic::Not {
+            Some(false)
+        } else {
+            b.get(j).map(|&v| v != 0)
+        };
+        let (Some(u), Some(v)) = (u, v) else {
+            bad = true;
+            return;
+        };
+        y[o] = match l {
+            Logic::Not => !u,
+            Logic::And => u && v,
+            Logic::Or => u || v,
+            Logic::Xor => u ^ v,
+        } as u8;
+    });
+    if bad {
+        return Err(size_mismatch());
+    }
+    Ok(())
+}
+
+/// Strides (in elements) of a tensor of shape `s` read at every index of `out` (0 along the
+/// axes it is broadcast over); `None` when `s` does not broadcast to `out`.
+pub fn strides_into(s: &Shape, out: &Shape) -> Option<[u32; MAX_RANK]> {
+    let (r, k) = (out.rank(), s.rank());
+    if k > r {
+        return None;
+    }
+    let mut st = [0u32; MAX_RANK];
+    let mut stride = 1u32;
+    for i in (0..r).rev() {
+        let d = if i + k >= r { s.dim(i + k - r) } else { 1 };
+        if d == out.dim(i) && d != 1 {
+            st[i] = stride;
+        } else if d != 1 {
+            return None;
+        }
+        stride = stride.checked_mul(d as u32)?;
+    }
+    Some(st)
+}
+
+/// `Where`: `y[o] = cond[c] ? x[i] : z[j]` with all three broadcast to `out`; `es` is the
+/// value type's size in bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn where_select(
+    out: &Shape,
+    shapes: [&Shape; 3],
+    es: usize,
+    cond: &[u8],
+    x: &[u8],
+    z: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
+    let st = [
+        strides_into(shapes[0], out).ok_or_else(size_mismatch)?,
+        strides_into(shapes[1], out).ok_or_else(size_mismatch)?,
+        strides_into(shapes[2], out).ok_or_else(size_mismatch)?,
+    ];
+    let n = out.numel();
+    if y.len() != n * es
+        || cond.len() != shapes[0].numel()
+        || x.len() != shapes[1].numel() * es
+        || z.len() != shapes[2].numel() * es
+    {
+        return Err(size_mismatch());
+    }
+    let r = out.rank();
+    let mut idx = [0usize; MAX_RANK];
+    let mut at = [0usize; 3];
+    for o in 0..n {
+        let src = if cond.get(at[0]).is_some_and(|&c| c != 0) {
+            x.get(at[1] * es..at[1] * es + es)
+        } else {
+            z.get(at[2] * es..at[2] * es + es)
+        };
+        y[o * es..o * es + es].copy_from_slice(src.ok_or_else(size_mismatch)?);
+        // Next multi-index, last axis fastest.
+        let mut ax = r;
+        while ax > 0 {
+            ax -= 1;
+            idx[ax] += 1;
+            for (a, s) in at.iter_mut().zip(&st) {
+                *a += s[ax] as usize;
+            }
+            if idx[ax] < out.dim(ax) {
+                break;
+            }
+            for (a, s) in at.iter_mut().zip(&st) {
+                *a -= s[ax] as usize * idx[ax];
+            }
+            idx[ax] = 0;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(d: &[i64]) -> Shape {
+        Shape::new(d, "t").unwrap()
+    }
+
+    fn f32_bytes(v: &[f32]) -> alloc::vec::Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn comparisons_broadcast_and_treat_nan_as_unordered() {
+        let bc = broadcast(&shape(&[2, 3]), &shape(&[3])).unwrap();
+        let a = f32_bytes(&[1.0, 2.0, f32::NAN, 3.0, 0.0, -1.0]);
+        let b = f32_bytes(&[2.0, 2.0, 2.0]);
+        let mut y = [9u8; 6];
+        compare(Cmp::GreaterOrEqual, DType::F32, &bc, &a, &b, &mut y).unwrap();
+        assert_eq!(y, [0, 1, 0, 1, 0, 0]);
+        compare(Cmp::Less, DType::F32, &bc, &a, &b, &mut y).unwrap();
+        assert_eq!(y, [1, 0, 0, 0, 1, 1]);
+        compare(Cmp::Equal, DType::F32, &bc, &a, &b, &mut y).unwrap();
+        assert_eq!(y, [0, 1, 0, 0, 0, 0]);
+        // int64 compares exactly, beyond f32's 24-bit mantissa.
+        let big = (1i64 << 40) + 1;
+        let bc1 = broadcast(&shape(&[1]), &shape(&[1])).unwrap();
+        let mut one = [9u8; 1];
+        let (x, z) = (big.to_le_bytes(), (big - 1).to_le_bytes());
+        compare(Cmp::Greater, DType::I64, &bc1, &x, &z, &mut one).unwrap();
+        assert_eq!(one, [1]);
+        // A short input is an error, not a panic.
+        assert!(compare(Cmp::Less, DType::F32, &bc, &a[..20], &b, &mut y).is_err());
+    }
+
+    #[test]
+    fn logic_ops_follow_their_truth_tables() {
+        let bc = broadcast(&shape(&[4]), &shape(&[4])).unwrap();
+        let (a, b) = ([0u8, 0, 1, 1], [0u8, 1, 0, 1]);
+        let mut y = [9u8; 4];
+        for (l, want) in [
+            (Logic::And, [0, 0, 0, 1]),
+            (Logic::Or, [0, 1, 1, 1]),
+            (Logic::Xor, [0, 1, 1, 0]),
+            (Logic::Not, [1, 1, 0, 0]),
+        ] {
+            logic(l, &bc, &a, &b, &mut y).unwrap();
+            assert_eq!(y, want, "{l:?}");
+        }
+    }
+
+    #[test]
+    fn where_picks_per_element_across_three_broadcasts() {
+        // cond [2,1], x [1,3], z scalar -> [2,3].
+        let out = shape(&[2, 3]);
+        let (c, xs, zs) = (shape(&[2, 1]), shape(&[1, 3]), shape(&[]));
+        let x = f32_bytes(&[1.0, 2.0, 3.0]);
+        let z = f32_bytes(&[-7.0]);
+        let mut y = [0u8; 24];
+        where_select(&out, [&c, &xs, &zs], 4, &[1, 0], &x, &z, &mut y).unwrap();
+        assert_eq!(y.to_vec(), f32_bytes(&[1.0, 2.0, 3.0, -7.0, -7.0, -7.0]));
+        assert!(strides_into(&shape(&[3, 1]), &out).is_none());
+        assert!(where_select(&out, [&c, &xs, &zs], 4, &[1], &x, &z, &mut y).is_err());
+    }
+}
