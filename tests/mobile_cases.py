@@ -210,14 +210,16 @@ def masked_softmax():
     """Attention scores masked on run-time values, as exporters write masks and thresholds:
     comparisons of a tensor with broadcast constants (Greater, LessOrEqual, GreaterOrEqual, Less,
     Equal), Not/And/Or/Xor on the bool masks, Where to put -1e4 where the mask is off, then
-    Softmax."""
+    Softmax, and the mask cast to float32 (and to int64 and back) zeroing what it left out."""
     g = Graph()
     a = g.op("Greater", ["X", g.c(-0.8)])
     b = g.op("LessOrEqual", ["X", g.c(rng.standard_normal(6) + 1.0)])
     band = g.op("Xor", [g.op("GreaterOrEqual", ["X", g.c(0.2)]), g.op("Less", ["X", g.c(1.2)])])
     zero = g.op("Equal", [g.op("Floor", [g.op("Mul", ["X", g.c(2.0)])]), g.c(0.0)])
     keep = g.op("Or", [g.op("And", [a, b]), g.op("And", [band, g.op("Not", [zero])])])
-    return g, g.op("Softmax", [g.op("Where", [keep, "X", g.c(-1e4)])], axis=-1)
+    p = g.op("Softmax", [g.op("Where", [keep, "X", g.c(-1e4)])], axis=-1)
+    m = g.op("Cast", [g.op("Cast", [keep], to=TensorProto.INT64)], to=TensorProto.FLOAT)
+    return g, g.op("Mul", [p, m])
 
 
 for mode in ("reflect", "constant"):

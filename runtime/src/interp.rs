@@ -124,6 +124,7 @@ fn families_used<const T: usize, const N: usize>(
             | Op::ArgExtreme { .. }
             | Op::Reduce { .. }
             | Op::Norm(_)
+            | Op::Convert { .. }
             | Op::BatchNorm { .. } => Some(0),
             Op::MaxPool(_) if g.t(s.out).dtype == DType::F32 => Some(0),
             Op::Slice { .. }
@@ -1158,7 +1159,10 @@ fn eval<const T: usize, const N: usize>(
         | Op::ArgExtreme { .. }
         | Op::Reduce { .. }
         | Op::Norm(_)
+        | Op::Convert { .. }
         | Op::BatchNorm { .. } => Err(no_float_ops()),
+        #[cfg(feature = "float-ops")]
+        Op::Convert { from, to } => k::convert(from, to, get(0)?, y),
         #[cfg(feature = "float-ops")]
         Op::Norm(n) => {
             let (scale, bias) = match (n.output, ins.len()) {

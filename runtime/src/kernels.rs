@@ -323,6 +323,78 @@ fn broadcast_fits(bc: &Broadcast, a: usize, b: usize, y: usize) -> bool {
     y == bc.out.numel() && (bc.out.numel() == 0 || (last(&bc.a) < a && last(&bc.b) < b))
 }
 
+/// Element `i` of little-endian bytes of type `dtype`, widened exactly (`None` past the end,
+/// or for float16, which is computed as float32).
+pub(crate) fn load_num(dtype: DType, b: &[u8], i: usize) -> Option<Num> {
+    let at = |n: usize| b.get(i * n..i * n + n);
+    Some(match dtype {
+        DType::F32 => Num::F(f32::from_le_bytes(at(4)?.try_into().ok()?)),
+        DType::I64 => Num::I(i64::from_le_bytes(at(8)?.try_into().ok()?)),
+        DType::I32 => Num::I(i32::from_le_bytes(at(4)?.try_into().ok()?).into()),
+        DType::I8 => Num::I((*b.get(i)? as i8).into()),
+        DType::U8 | DType::Bool => Num::I((*b.get(i)?).into()),
+        DType::F16 => return None,
+    })
+}
+
+/// A numeric element: integers exactly as i64, floats as f32 (comparisons, casts).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub(crate) enum Num {
+    /// A float32 value.
+    F(f32),
+    /// An integer or bool value.
+    I(i64),
+}
+
+/// `Cast` between numeric types (`to` may be float16: stored as float32 rounded to f16).
+/// Float to integer truncates toward zero and saturates at the target's range, NaN giving 0
+/// (Rust's `as`; ONNX leaves out-of-range values undefined); integer to narrower integer wraps,
+/// as numpy and onnxruntime do; to bool is `!= 0` (NaN is true).
+pub fn convert(from: DType, to: DType, x: &[u8], y: &mut [u8]) -> Result<()> {
+    let (fs, ts) = (from.computed().size(), to.computed().size());
+    let n = x.len() / fs;
+    check(x.len() == n * fs && y.len() == n * ts && from != DType::F16)?;
+    for (i, out) in y.chunks_exact_mut(ts).enumerate() {
+        let v = load_num(from, x, i).ok_or(Error::BadIo {
+            what: "buffer size does not match the plan",
+        })?;
+        let f = |v: Num| match v {
+            Num::F(f) => f,
+            Num::I(i) => i as f32,
+        };
+        let int = |v: Num| match v {
+            Num::F(f) => f as i64,
+            Num::I(i) => i,
+        };
+        match to {
+            DType::F32 => out.copy_from_slice(&f(v).to_le_bytes()),
+            DType::F16 => out.copy_from_slice(&half::f16::from_f32(f(v)).to_f32().to_le_bytes()),
+            DType::I64 => out.copy_from_slice(&int(v).to_le_bytes()),
+            DType::I32 => out.copy_from_slice(
+                &match v {
+                    Num::F(f) => f as i32,
+                    Num::I(i) => i as i32,
+                }
+                .to_le_bytes(),
+            ),
+            DType::I8 => {
+                out[0] = match v {
+                    Num::F(f) => f as i8 as u8,
+                    Num::I(i) => i as i8 as u8,
+                }
+            }
+            DType::U8 => {
+                out[0] = match v {
+                    Num::F(f) => f as u8,
+                    Num::I(i) => i as u8,
+                }
+            }
+            DType::Bool => out[0] = (v != Num::F(0.0) && v != Num::I(0)) as u8,
+        }
+    }
+    Ok(())
+}
+
 /// Element-wise binary op with broadcasting.
 pub fn binary(k: Binary, bc: &Broadcast, a: &[f32], b: &[f32], y: &mut [f32]) -> Result<()> {
     check(broadcast_fits(bc, a.len(), b.len(), y.len()))?;
@@ -1875,6 +1947,42 @@ mod tests {
 
     fn indices(y: &[u8]) -> [i64; 2] {
         [0, 1].map(|i| i64::from_le_bytes(y[i * 8..i * 8 + 8].try_into().unwrap()))
+    }
+
+    #[test]
+    fn convert_truncates_saturates_wraps_and_tests_nonzero() {
+        use alloc::vec::Vec;
+        let f: Vec<u8> = [2.7f32, -2.7, 300.0, -1e10, f32::NAN, 0.0, -0.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut y = [0u8; 7];
+        convert(DType::F32, DType::I8, &f, &mut y).unwrap();
+        assert_eq!(y.map(|b| b as i8), [2, -2, 127, -128, 0, 0, 0]);
+        convert(DType::F32, DType::U8, &f, &mut y).unwrap();
+        assert_eq!(y, [2, 0, 255, 0, 0, 0, 0]);
+        convert(DType::F32, DType::Bool, &f, &mut y).unwrap();
+        assert_eq!(y, [1, 1, 1, 1, 1, 0, 0]);
+        // int64 -> int8 wraps (numpy, onnxruntime); -> float32 rounds to nearest.
+        let w: Vec<u8> = [300i64, -129, (1 << 24) + 1]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut b = [0u8; 3];
+        convert(DType::I64, DType::I8, &w, &mut b).unwrap();
+        assert_eq!(b.map(|v| v as i8), [44, 127, 1]);
+        let mut fl = [0u8; 12];
+        convert(DType::I64, DType::F32, &w, &mut fl).unwrap();
+        let got: Vec<f32> = fl
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, [300.0, -129.0, 16_777_216.0]);
+        // bool -> float32 is 0/1; a wrong output size is an error.
+        convert(DType::Bool, DType::F32, &[1, 0, 1], &mut fl).unwrap();
+        assert_eq!(&fl[..4], &1f32.to_le_bytes());
+        assert_eq!(&fl[4..8], &0f32.to_le_bytes());
+        assert!(convert(DType::Bool, DType::F32, &[1, 0], &mut fl).is_err());
     }
 
     #[test]

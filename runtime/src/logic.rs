@@ -126,26 +126,6 @@ fn size_mismatch() -> Error {
     }
 }
 
-/// The element at index `i` of little-endian bytes, widened for comparison.
-fn load(dtype: DType, b: &[u8], i: usize) -> Option<Num> {
-    let at = |n: usize| b.get(i * n..i * n + n);
-    Some(match dtype {
-        DType::F32 => Num::F(f32::from_le_bytes(at(4)?.try_into().ok()?)),
-        DType::I64 => Num::I(i64::from_le_bytes(at(8)?.try_into().ok()?)),
-        DType::I32 => Num::I(i32::from_le_bytes(at(4)?.try_into().ok()?).into()),
-        DType::I8 => Num::I((*b.get(i)? as i8).into()),
-        DType::U8 | DType::Bool => Num::I((*b.get(i)?).into()),
-        DType::F16 => return None,
-    })
-}
-
-/// A compared value: integers compare exactly as i64, floats as f32.
-#[derive(PartialEq, PartialOrd)]
-enum Num {
-    F(f32),
-    I(i64),
-}
-
 /// `y[o] = a[i] ⋄ b[j]` over the broadcast `bc`, for inputs of element type `dtype`.
 pub fn compare(
     c: Cmp,
@@ -161,7 +141,10 @@ pub fn compare(
     }
     let mut bad = false;
     crate::kernels::for_each_broadcast(bc, |o, i, j| {
-        let (Some(u), Some(v)) = (load(dtype, a, i), load(dtype, b, j)) else {
+        let (Some(u), Some(v)) = (
+            crate::kernels::load_num(dtype, a, i),
+            crate::kernels::load_num(dtype, b, j),
+        ) else {
             bad = true;
             return;
         };

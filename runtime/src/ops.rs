@@ -687,6 +687,11 @@ pub enum Op {
     Logic(crate::logic::Logic),
     /// `Where(cond, x, y)` with all three broadcast to the output.
     Where,
+    /// `Cast` between numeric types other than float32 → float16 (`kernels::convert`).
+    Convert {
+        from: DType,
+        to: DType,
+    },
     /// int8/uint8 Concat whose inputs are rescaled to the output's scale and zero point.
     QConcat(QConcat),
     /// int8/uint8 AveragePool or GlobalAveragePool over full windows.
@@ -1029,5 +1034,6 @@ pub fn op_name(op: &Op) -> &'static str {
             crate::logic::Logic::Xor => "Xor",
         },
         Op::Where => "Where",
+        Op::Convert { .. } => "Cast",
     }
 }

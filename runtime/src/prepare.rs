@@ -306,12 +306,10 @@ pub fn prepare_node<const T: usize, const N: usize>(
             match (t.dtype, to) {
                 (DType::F32, DType::F32) => (Op::Copy, DType::F32, t.shape),
                 (DType::F32, DType::F16) => (Op::Unary(Unary::RoundF16), DType::F32, t.shape),
-                _ => {
-                    return Err(unsupported(
-                        node,
-                        "Cast between these types (float32 and float16 are supported)",
-                    ))
-                }
+                (from, to) if from == to => (Op::Copy, to, t.shape),
+                // Between float32, int64, int32, int8, uint8 and bool (float16 is computed as
+                // float32, so it is never the source here).
+                (from, to) => (Op::Convert { from, to }, to.computed(), t.shape),
             }
         }
         #[cfg(feature = "float-ops")]
