@@ -210,7 +210,8 @@ def masked_softmax():
     """Attention scores masked on run-time values, as exporters write masks and thresholds:
     comparisons of a tensor with broadcast constants (Greater, LessOrEqual, GreaterOrEqual, Less,
     Equal), Not/And/Or/Xor on the bool masks, Where to put -1e4 where the mask is off, then
-    Softmax, and the mask cast to float32 (and to int64 and back) zeroing what it left out."""
+    Softmax, the mask cast to int64 and weighted with integer Mul/Sub/Max/Div, cast back to
+    float32 to zero what it left out, and a three-input Sum with a broadcast row."""
     g = Graph()
     a = g.op("Greater", ["X", g.c(-0.8)])
     b = g.op("LessOrEqual", ["X", g.c(rng.standard_normal(6) + 1.0)])
@@ -218,8 +219,12 @@ def masked_softmax():
     zero = g.op("Equal", [g.op("Floor", [g.op("Mul", ["X", g.c(2.0)])]), g.c(0.0)])
     keep = g.op("Or", [g.op("And", [a, b]), g.op("And", [band, g.op("Not", [zero])])])
     p = g.op("Softmax", [g.op("Where", [keep, "X", g.c(-1e4)])], axis=-1)
-    m = g.op("Cast", [g.op("Cast", [keep], to=TensorProto.INT64)], to=TensorProto.FLOAT)
-    return g, g.op("Mul", [p, m])
+    k = g.op("Cast", [keep], to=TensorProto.INT64)
+    k = g.op("Max", [g.op("Sub", [g.op("Mul", [k, g.c(3, dtype="i8")]), g.c(1, dtype="i8")]),
+                     g.c(0, dtype="i8")])
+    m = g.op("Cast", [g.op("Div", [k, g.c(2, dtype="i8")])], to=TensorProto.FLOAT)
+    pm = g.op("Mul", [p, m])
+    return g, g.op("Sum", [pm, g.op("Mul", [pm, g.c(0.5)]), g.c(rng.standard_normal(6) * 0.1)])
 
 
 for mode in ("reflect", "constant"):

@@ -125,6 +125,7 @@ fn families_used<const T: usize, const N: usize>(
             | Op::Reduce { .. }
             | Op::Norm(_)
             | Op::Convert { .. }
+            | Op::Variadic(_)
             | Op::BatchNorm { .. } => Some(0),
             Op::MaxPool(_) if g.t(s.out).dtype == DType::F32 => Some(0),
             Op::Slice { .. }
@@ -143,7 +144,7 @@ fn families_used<const T: usize, const N: usize>(
             Op::Rnn(_) => Some(5),
             Op::IntLinear(_) => Some(6),
             Op::QLut { .. } => Some(8),
-            Op::Compare(_) | Op::Logic(_) | Op::Where => Some(10),
+            Op::Compare(_) | Op::Logic(_) | Op::Where | Op::IntBinary(_) => Some(10),
             _ => None,
         };
         if let Some(f) = family {
@@ -1160,7 +1161,21 @@ fn eval<const T: usize, const N: usize>(
         | Op::Reduce { .. }
         | Op::Norm(_)
         | Op::Convert { .. }
+        | Op::Variadic(_)
         | Op::BatchNorm { .. } => Err(no_float_ops()),
+        #[cfg(feature = "float-ops")]
+        Op::Variadic(k) => {
+            let out = g.t(s.out).shape;
+            let y = f32s_mut(y)?;
+            for (i, x) in ins.iter().enumerate() {
+                let shape = g.t(s.ins[i]).shape;
+                k::variadic_step(k, i == 0, &out, &shape, f32s(x)?, y)?;
+            }
+            if k == crate::ops::Binary::Mean {
+                k::mean_finish(ins.len(), y);
+            }
+            Ok(())
+        }
         #[cfg(feature = "float-ops")]
         Op::Convert { from, to } => k::convert(from, to, get(0)?, y),
         #[cfg(feature = "float-ops")]
@@ -1445,9 +1460,11 @@ fn eval<const T: usize, const N: usize>(
             node: crate::error::Name::new(""),
         }),
         #[cfg(not(feature = "logic-ops"))]
-        Op::Compare(_) | Op::Logic(_) | Op::Where => Err(Error::FamilyNotBuilt {
-            feature: "logic-ops",
-        }),
+        Op::Compare(_) | Op::Logic(_) | Op::Where | Op::IntBinary(_) => {
+            Err(Error::FamilyNotBuilt {
+                feature: "logic-ops",
+            })
+        }
         #[cfg(feature = "logic-ops")]
         Op::Compare(c) => {
             let (a, b) = (g.t(s.ins[0]), g.t(s.ins[1]));
@@ -1455,6 +1472,14 @@ fn eval<const T: usize, const N: usize>(
                 what: "input shapes do not broadcast",
             })?;
             crate::logic::compare(c, a.dtype, &bc, get(0)?, get(1)?, y)
+        }
+        #[cfg(feature = "logic-ops")]
+        Op::IntBinary(b) => {
+            let (x, z) = (g.t(s.ins[0]), g.t(s.ins[1]));
+            let bc = crate::ops::broadcast(&x.shape, &z.shape).ok_or(Error::BadIo {
+                what: "input shapes do not broadcast",
+            })?;
+            crate::logic::int_binary(b, x.dtype, &bc, get(0)?, get(1)?, y)
         }
         #[cfg(feature = "logic-ops")]
         Op::Logic(l) => {

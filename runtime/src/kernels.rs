@@ -395,6 +395,68 @@ pub fn convert(from: DType, to: DType, x: &[u8], y: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
+/// Strides (in elements) of a tensor of shape `s` read at every index of `out` (0 along the
+/// axes it is broadcast over); `None` when `s` does not broadcast to `out`.
+pub fn strides_into(s: &Shape, out: &Shape) -> Option<[u32; MAX_RANK]> {
+    let (r, k) = (out.rank(), s.rank());
+    if k > r {
+        return None;
+    }
+    let mut st = [0u32; MAX_RANK];
+    let mut stride = 1u32;
+    for i in (0..r).rev() {
+        let d = if i + k >= r { s.dim(i + k - r) } else { 1 };
+        if d == out.dim(i) && d != 1 {
+            st[i] = stride;
+        } else if d != 1 {
+            return None;
+        }
+        stride = stride.checked_mul(d as u32)?;
+    }
+    Some(st)
+}
+
+/// One input of a Max/Min/Sum/Mean with more than two inputs: `y = x` broadcast (`first`),
+/// else `y = y ⋄ x` element-wise (Sum and Mean add; Mean divides by the count afterwards in
+/// [`mean_finish`]).
+pub fn variadic_step(
+    k: Binary,
+    first: bool,
+    out: &Shape,
+    shape: &Shape,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    let st = strides_into(shape, out).ok_or(Error::BadIo {
+        what: "input shapes do not broadcast",
+    })?;
+    let bc = Broadcast {
+        out: *out,
+        a: [0; MAX_RANK],
+        b: st,
+        same: false,
+    };
+    check(broadcast_fits(&bc, 1, x.len(), y.len()))?;
+    for_each_broadcast(&bc, |o, _, j| {
+        let (u, v) = (y[o], x[j]);
+        y[o] = match k {
+            _ if first => v,
+            Binary::Max if u.is_nan() || v.is_nan() => f32::NAN,
+            Binary::Max => u.max(v),
+            Binary::Min if u.is_nan() || v.is_nan() => f32::NAN,
+            Binary::Min => u.min(v),
+            _ => u + v,
+        };
+    });
+    Ok(())
+}
+
+/// The last step of a Mean of `n` inputs: the sum divided by `n`.
+pub fn mean_finish(n: usize, y: &mut [f32]) {
+    let inv = n as f32;
+    y.iter_mut().for_each(|v| *v /= inv);
+}
+
 /// Element-wise binary op with broadcasting.
 pub fn binary(k: Binary, bc: &Broadcast, a: &[f32], b: &[f32], y: &mut [f32]) -> Result<()> {
     check(broadcast_fits(bc, a.len(), b.len(), y.len()))?;
@@ -1947,6 +2009,38 @@ mod tests {
 
     fn indices(y: &[u8]) -> [i64; 2] {
         [0, 1].map(|i| i64::from_le_bytes(y[i * 8..i * 8 + 8].try_into().unwrap()))
+    }
+
+    #[test]
+    fn variadic_steps_fold_three_broadcast_inputs() {
+        let out = Shape::new(&[2, 2], "y").unwrap();
+        let (row, col, all) = (
+            Shape::new(&[2], "r").unwrap(),
+            Shape::new(&[2, 1], "c").unwrap(),
+            Shape::new(&[2, 2], "a").unwrap(),
+        );
+        let mut y = [0f32; 4];
+        variadic_step(Binary::Add, true, &out, &row, &[1.0, 2.0], &mut y).unwrap();
+        variadic_step(Binary::Add, false, &out, &col, &[10.0, 20.0], &mut y).unwrap();
+        variadic_step(Binary::Add, false, &out, &all, &[0.5; 4], &mut y).unwrap();
+        assert_eq!(y, [11.5, 12.5, 21.5, 22.5]);
+        mean_finish(3, &mut y);
+        assert_eq!(y[0], 11.5 / 3.0);
+        let mut m = [0f32; 4];
+        variadic_step(Binary::Max, true, &out, &row, &[1.0, f32::NAN], &mut m).unwrap();
+        variadic_step(Binary::Max, false, &out, &col, &[0.0, 5.0], &mut m).unwrap();
+        assert_eq!((m[0], m[2]), (1.0, 5.0));
+        assert!(m[1].is_nan() && m[3].is_nan());
+        // An input that does not broadcast to the output is an error.
+        assert!(variadic_step(
+            Binary::Max,
+            false,
+            &out,
+            &Shape::new(&[3], "z").unwrap(),
+            &[0.0; 3],
+            &mut m
+        )
+        .is_err());
     }
 
     #[test]

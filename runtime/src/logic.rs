@@ -1,6 +1,6 @@
-//! Comparisons and boolean logic on run-time tensors (feature `logic-ops`): `Equal`, `Greater`,
-//! `GreaterOrEqual`, `Less`, `LessOrEqual`, `Not`, `And`, `Or`, `Xor` and `Where`, with numpy
-//! broadcasting. Masks in attention blocks, thresholds in post-processing and `Where`-based
+//! Comparisons, boolean logic and integer arithmetic on run-time tensors (feature `logic-ops`):
+//! `Equal`, `Greater`, `GreaterOrEqual`, `Less`, `LessOrEqual`, `Not`, `And`, `Or`, `Xor`,
+//! `Where`, and `Add`/`Sub`/`Mul`/`Div`/`Max`/`Min` on integer tensors, with numpy broadcasting. Masks in attention blocks, thresholds in post-processing and `Where`-based
 //! clamps are built from these. (Comparisons of small shape vectors are folded at plan time
 //! instead, by `fold`.)
 //!
@@ -14,8 +14,11 @@
 #![cfg_attr(not(feature = "logic-ops"), allow(dead_code, unused_imports))]
 
 use crate::error::{Error, Result};
+use crate::kernels::{load_num, Num};
 use crate::onnx::Node;
-use crate::ops::{broadcast, input, shape_err, unsupported, Broadcast, Op, Prep, MAX_STEP_INPUTS};
+use crate::ops::{
+    broadcast, input, shape_err, unsupported, Binary, Broadcast, Op, Prep, MAX_STEP_INPUTS,
+};
 use crate::tensor::{DType, Shape, MAX_RANK};
 
 /// A comparison: `y = a ⋄ b`, boolean out.
@@ -120,6 +123,109 @@ pub(crate) fn prepare_logic<const T: usize, const N: usize>(
     Ok((op, dtype, Shape::new(&d[..shape.rank()], out_name)?))
 }
 
+/// True when input 0 of `node` is an integer tensor: its arithmetic is `int_binary`'s.
+#[cfg(feature = "logic-ops")]
+pub(crate) fn int_input<const T: usize, const N: usize>(
+    g: &crate::graph::Graph<'_, T, N>,
+    node: &Node<'_>,
+) -> bool {
+    node.input(0).and_then(|n| g.find(n)).is_some_and(|id| {
+        matches!(
+            g.t(id).dtype,
+            DType::I64 | DType::I32 | DType::I8 | DType::U8
+        )
+    })
+}
+
+/// Plans Add, Sub, Mul, Div, Max or Min on two integer tensors of one type.
+#[cfg(feature = "logic-ops")]
+pub(crate) fn prepare_int_binary<const T: usize, const N: usize>(
+    p: &Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    ins: &mut heapless::Vec<u16, MAX_STEP_INPUTS>,
+) -> Result<(Op, DType, Shape)> {
+    crate::prepare::only_attrs(node, &[])?;
+    if node.inputs.len() != 2 {
+        return Err(unsupported(
+            node,
+            "number of inputs (integer arithmetic takes two)",
+        ));
+    }
+    let (a, ta) = input(p.g, node, 0)?;
+    let (b, tb) = input(p.g, node, 1)?;
+    if ta.dtype != tb.dtype {
+        return Err(unsupported(
+            node,
+            "element types (both inputs of one integer type)",
+        ));
+    }
+    let bc = broadcast(&ta.shape, &tb.shape)
+        .ok_or_else(|| shape_err(node, "input shapes do not broadcast"))?;
+    let _ = ins.push(a);
+    let _ = ins.push(b);
+    let k = match node.op_type {
+        "Add" => Binary::Add,
+        "Sub" => Binary::Sub,
+        "Mul" => Binary::Mul,
+        "Div" => Binary::Div,
+        "Max" => Binary::Max,
+        _ => Binary::Min,
+    };
+    Ok((Op::IntBinary(k), ta.dtype, bc.out))
+}
+
+/// Integer `y[o] = a[i] ⋄ b[j]` over the broadcast `bc`, computed in i64 and stored in
+/// `dtype`: Add, Sub and Mul wrap in the element type (as numpy and onnxruntime do), Div
+/// truncates toward zero and refuses a zero divisor with an error.
+pub fn int_binary(
+    k: Binary,
+    dtype: DType,
+    bc: &Broadcast,
+    a: &[u8],
+    b: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
+    let es = dtype.size();
+    if !matches!(dtype, DType::I64 | DType::I32 | DType::I8 | DType::U8)
+        || y.len() != bc.out.numel() * es
+    {
+        return Err(size_mismatch());
+    }
+    let mut err = None;
+    crate::kernels::for_each_broadcast(bc, |o, i, j| {
+        let (Some(Num::I(u)), Some(Num::I(v))) = (load_num(dtype, a, i), load_num(dtype, b, j))
+        else {
+            err = Some(size_mismatch());
+            return;
+        };
+        let r = match k {
+            Binary::Add => u.wrapping_add(v),
+            Binary::Sub => u.wrapping_sub(v),
+            Binary::Mul => u.wrapping_mul(v),
+            Binary::Div if v == 0 => {
+                err = Some(Error::BadIo {
+                    what: "integer division by zero",
+                });
+                return;
+            }
+            Binary::Div => u.wrapping_div(v),
+            Binary::Max => u.max(v),
+            Binary::Min => u.min(v),
+            _ => {
+                err = Some(size_mismatch());
+                return;
+            }
+        };
+        let out = &mut y[o * es..o * es + es];
+        match dtype {
+            DType::I64 => out.copy_from_slice(&r.to_le_bytes()),
+            DType::I32 => out.copy_from_slice(&(r as i32).to_le_bytes()),
+            _ => out[0] = r as u8,
+        }
+    });
+    err.map_or(Ok(()), Err)
+}
+
 fn size_mismatch() -> Error {
     Error::BadIo {
         what: "buffer size does not match the plan",
@@ -192,27 +298,6 @@ pub fn logic(l: Logic, bc: &Broadcast, a: &[u8], b: &[u8], y: &mut [u8]) -> Resu
     Ok(())
 }
 
-/// Strides (in elements) of a tensor of shape `s` read at every index of `out` (0 along the
-/// axes it is broadcast over); `None` when `s` does not broadcast to `out`.
-pub fn strides_into(s: &Shape, out: &Shape) -> Option<[u32; MAX_RANK]> {
-    let (r, k) = (out.rank(), s.rank());
-    if k > r {
-        return None;
-    }
-    let mut st = [0u32; MAX_RANK];
-    let mut stride = 1u32;
-    for i in (0..r).rev() {
-        let d = if i + k >= r { s.dim(i + k - r) } else { 1 };
-        if d == out.dim(i) && d != 1 {
-            st[i] = stride;
-        } else if d != 1 {
-            return None;
-        }
-        stride = stride.checked_mul(d as u32)?;
-    }
-    Some(st)
-}
-
 /// `Where`: `y[o] = cond[c] ? x[i] : z[j]` with all three broadcast to `out`; `es` is the
 /// value type's size in bytes.
 #[allow(clippy::too_many_arguments)]
@@ -226,9 +311,9 @@ pub fn where_select(
     y: &mut [u8],
 ) -> Result<()> {
     let st = [
-        strides_into(shapes[0], out).ok_or_else(size_mismatch)?,
-        strides_into(shapes[1], out).ok_or_else(size_mismatch)?,
-        strides_into(shapes[2], out).ok_or_else(size_mismatch)?,
+        crate::kernels::strides_into(shapes[0], out).ok_or_else(size_mismatch)?,
+        crate::kernels::strides_into(shapes[1], out).ok_or_else(size_mismatch)?,
+        crate::kernels::strides_into(shapes[2], out).ok_or_else(size_mismatch)?,
     ];
     let n = out.numel();
     if y.len() != n * es
@@ -320,6 +405,53 @@ mod tests {
     }
 
     #[test]
+    fn integer_arithmetic_wraps_truncates_and_refuses_zero_divisors() {
+        let bc = broadcast(&shape(&[3]), &shape(&[1])).unwrap();
+        let mut y = [0u8; 3];
+        int_binary(Binary::Add, DType::U8, &bc, &[200, 1, 255], &[100], &mut y).unwrap();
+        assert_eq!(y, [44, 101, 99]);
+        let a: alloc::vec::Vec<u8> = [-7i64, 7, i64::MIN]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut w = [0u8; 24];
+        int_binary(
+            Binary::Div,
+            DType::I64,
+            &bc,
+            &a,
+            &2i64.to_le_bytes(),
+            &mut w,
+        )
+        .unwrap();
+        let got: alloc::vec::Vec<i64> = w
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, [-3, 3, i64::MIN / 2]);
+        int_binary(Binary::Min, DType::I8, &bc, &[0x80, 5, 0xff], &[0], &mut y).unwrap();
+        assert_eq!(y.map(|v| v as i8), [-128, 0, -1]);
+        let zero = int_binary(
+            Binary::Div,
+            DType::I64,
+            &bc,
+            &a,
+            &0i64.to_le_bytes(),
+            &mut w,
+        );
+        assert!(matches!(zero, Err(Error::BadIo { what }) if what.contains("zero")));
+        assert!(int_binary(
+            Binary::Add,
+            DType::F32,
+            &bc,
+            &[0; 12],
+            &[0; 4],
+            &mut w[..12]
+        )
+        .is_err());
+    }
+
+    #[test]
     fn where_picks_per_element_across_three_broadcasts() {
         // cond [2,1], x [1,3], z scalar -> [2,3].
         let out = shape(&[2, 3]);
@@ -329,7 +461,7 @@ mod tests {
         let mut y = [0u8; 24];
         where_select(&out, [&c, &xs, &zs], 4, &[1, 0], &x, &z, &mut y).unwrap();
         assert_eq!(y.to_vec(), f32_bytes(&[1.0, 2.0, 3.0, -7.0, -7.0, -7.0]));
-        assert!(strides_into(&shape(&[3, 1]), &out).is_none());
+        assert!(crate::kernels::strides_into(&shape(&[3, 1]), &out).is_none());
         assert!(where_select(&out, [&c, &xs, &zs], 4, &[1], &x, &z, &mut y).is_err());
     }
 }

@@ -687,6 +687,10 @@ pub enum Op {
     Logic(crate::logic::Logic),
     /// `Where(cond, x, y)` with all three broadcast to the output.
     Where,
+    /// Add, Sub, Mul, Div, Max or Min on two integer tensors of one type, with broadcasting.
+    IntBinary(Binary),
+    /// Max, Min, Sum (`Add`) or Mean of more than two float32 inputs, with broadcasting.
+    Variadic(Binary),
     /// `Cast` between numeric types other than float32 → float16 (`kernels::convert`).
     Convert {
         from: DType,
@@ -1034,6 +1038,18 @@ pub fn op_name(op: &Op) -> &'static str {
             crate::logic::Logic::Xor => "Xor",
         },
         Op::Where => "Where",
+        Op::IntBinary(b) | Op::Variadic(b) => match b {
+            Binary::Add if matches!(op, Op::Variadic(_)) => "Sum",
+            Binary::Add => "Add",
+            Binary::Sub => "Sub",
+            Binary::Mul => "Mul",
+            Binary::Div => "Div",
+            Binary::Max => "Max",
+            Binary::Min => "Min",
+            Binary::Mean => "Mean",
+            Binary::Pow => "Pow",
+            Binary::PRelu => "PRelu",
+        },
         Op::Convert { .. } => "Cast",
     }
 }

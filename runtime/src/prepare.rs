@@ -336,6 +336,11 @@ pub fn prepare_node<const T: usize, const N: usize>(
             }
             (Op::Unary(Unary::Clip(lo, hi)), DType::F32, s)
         }
+        // Integer tensors: index and mask arithmetic, computed exactly (src/logic.rs).
+        #[cfg(feature = "logic-ops")]
+        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" if crate::logic::int_input(p.g, node) => {
+            crate::logic::prepare_int_binary(p, node, &mut ins)?
+        }
         #[cfg(feature = "float-ops")]
         "Add" | "Sub" | "Mul" | "Div" | "Pow" => {
             let (a, sa) = f32_input(p, node, 0)?;
@@ -376,11 +381,24 @@ pub fn prepare_node<const T: usize, const N: usize>(
                     };
                     (Op::Binary(k, bc), DType::F32, bc.out)
                 }
-                _ => {
-                    return Err(unsupported(
-                        node,
-                        "more than two inputs (chain two-input nodes instead)",
-                    ))
+                // More: one step that folds the inputs into the output in order.
+                n => {
+                    let mut out = sa;
+                    for i in 1..n {
+                        let (b, sb) = f32_input(p, node, i)?;
+                        out = broadcast(&out, &sb)
+                            .ok_or_else(|| shape_err(node, "shapes do not broadcast"))?
+                            .out;
+                        ins.push(b)
+                            .map_err(|_| unsupported(node, "number of inputs"))?;
+                    }
+                    let k = match node.op_type {
+                        "Max" => Binary::Max,
+                        "Min" => Binary::Min,
+                        "Sum" => Binary::Add,
+                        _ => Binary::Mean,
+                    };
+                    (Op::Variadic(k), DType::F32, out)
                 }
             }
         }
