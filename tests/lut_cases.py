@@ -43,7 +43,24 @@ CASES = [
     ("Sqrt", {}, 0.05, 0.03, -128),
     ("Log", {}, 0.05, 0.04, 20),
     ("Reciprocal", {}, 0.05, 0.2, 0),
+    ("Sin", {}, 0.05, 1 / 128, 0),
+    ("Cos", {}, 0.05, 1 / 128, 0),
+    ("Tan", {}, 0.01, 0.03, 0),
+    ("Asin", {}, 1 / 128, 0.013, 0),
+    ("Acos", {}, 1 / 128, 0.0125, -128),
+    ("Atan", {}, 0.05, 0.0125, 0),
+    ("Sinh", {}, 0.02, 0.05, 0),
+    ("Cosh", {}, 0.02, 0.03, -128),
+    ("Asinh", {}, 0.1, 0.03, 0),
+    ("Acosh", {}, 0.1, 0.03, -128),
+    ("Atanh", {}, 1 / 130, 0.03, 0),
+    ("Shrink", {"lambd": 1.0, "bias": 0.5}, 0.05, 0.04, 0),
+    ("Mish", {}, 0.05, 0.04, -20),
+    ("Gelu", {}, 0.05, 0.04, -20),
+    ("Gelu", {"approximate": "tanh"}, 0.05, 0.04, -20),
 ]
+# Ops newer than the opset the cases use.
+OPSET = {"Mish": 18, "Gelu": 20}
 
 
 def qdq(name, scale, zp, dtype):
@@ -69,7 +86,7 @@ def build(op, attrs, sx, sy, zy, dtype, expose):
         outs.append(helper.make_tensor_value_info("f", TensorProto.FLOAT, [256]))
     graph = helper.make_graph(nodes, op, [helper.make_tensor_value_info("X", TensorProto.FLOAT, [256])],
                               outs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET.get(op, 14))])
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     # Inputs that quantize to every code: (code − zx) · sx, code over the type's range.
@@ -151,7 +168,7 @@ for name, op, attrs, consts, xshape, yshape in LAYOUT:
 
 for op, attrs, sx, sy, zy in CASES:
     for dtype in (np.int8, np.uint8):
-        name = f"{op}_{np.dtype(dtype).name}"
+        name = f"{op}{'_' + attrs['approximate'] if 'approximate' in attrs else ''}_{np.dtype(dtype).name}"
         model, x = build(op, attrs, sx, sy, zy, dtype, False)
         float_model, _ = build(op, attrs, sx, sy, zy, dtype, True)
         save(name, model, float_model, x, sy, OUT)

@@ -227,6 +227,17 @@ def masked_softmax():
     return g, g.op("Sum", [pm, g.op("Mul", [pm, g.c(0.5)]), g.c(rng.standard_normal(6) * 0.1)])
 
 
+def activations_opset20():
+    """Newer activations as single nodes: YOLOv4's Mish (opset 18), nn.GELU exported as Gelu
+    at opset 20 (exact and tanh-approximated), and sinusoidal features (Sin, Cos) as positional
+    encodings use them."""
+    g = Graph()
+    t = g.op("Mish", [g.op("Conv", ["X", g.w([4, 2, 3, 3], 0.6), g.w([4], 0.1)], pads=[1, 1, 1, 1])])
+    t = g.op("Conv", [t, g.w([4, 4, 1, 1], 0.6), g.w([4], 0.1)])
+    t = g.op("Add", [g.op("Gelu", [t]), g.op("Gelu", [t], approximate="tanh")])
+    return g, g.op("Add", [g.op("Sin", [t]), g.op("Cos", [g.op("Mul", [t, g.c(0.5)])])])
+
+
 for mode in ("reflect", "constant"):
     g, y = mobilenet_v3_digits(mode)
     save(f"mobilenet_v3_digits_{mode}_pad", g, [1, 1, 8, 8], y, 17)
@@ -248,3 +259,5 @@ g, y = instance_norm_head()
 save("instance_norm_head", g, [2, 3, 8, 8], y, 13)
 g, y = masked_softmax()
 save("masked_softmax", g, [2, 4, 6], y, 13)
+g, y = activations_opset20()
+save("activations_opset20", g, [1, 2, 5, 5], y, 20)

@@ -605,6 +605,9 @@ fn fuse_lut<const T: usize, const N: usize>(
     let Some(name) = LUT_OPS.iter().position(|&n| n == node.op_type) else {
         return Ok(None);
     };
+    if name >= crate::ops::LUT_OPS_WITHOUT_FLOAT_OPS && !cfg!(feature = "float-ops") {
+        return Ok(None);
+    }
     // Attributes the op does not take are left for the float path to refuse.
     let Ok(f) = unary_op(node) else {
         return Ok(None);

@@ -143,6 +143,11 @@ fn families_used<const T: usize, const N: usize>(
             Op::QAvgPool(_) => Some(4),
             Op::Rnn(_) => Some(5),
             Op::IntLinear(_) => Some(6),
+            // Trigonometric, Mish and Gelu tables are computed with float-ops' libm functions.
+            Op::QLut { name, .. } if name as usize >= crate::ops::LUT_OPS_WITHOUT_FLOAT_OPS => {
+                used[0] = true;
+                Some(8)
+            }
             Op::QLut { .. } => Some(8),
             Op::Compare(_) | Op::Logic(_) | Op::Where | Op::IntBinary(_) => Some(10),
             _ => None,

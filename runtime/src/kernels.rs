@@ -272,6 +272,48 @@ pub fn unary_one(u: Unary, v: f32) -> f32 {
         }
         Unary::Log => libm::logf(v),
         Unary::Erf => libm::erff(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Sin => libm::sinf(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Cos => libm::cosf(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Tan => libm::tanf(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Asin => libm::asinf(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Acos => libm::acosf(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Atan => libm::atanf(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Sinh => libm::sinhf(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Cosh => libm::coshf(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Asinh => libm::asinhf(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Acosh => libm::acoshf(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Atanh => libm::atanhf(v),
+        #[cfg(feature = "float-ops")]
+        Unary::Shrink(l, b) => {
+            if v < -l {
+                v + b
+            } else if v > l {
+                v - b
+            } else {
+                0.0
+            }
+        }
+        #[cfg(feature = "float-ops")]
+        Unary::Mish => v * tanh(v.max(0.0) + libm::log1pf(exp(-v.abs()))),
+        #[cfg(feature = "float-ops")]
+        Unary::Gelu(false) => 0.5 * v * (1.0 + libm::erff(v * core::f32::consts::FRAC_1_SQRT_2)),
+        #[cfg(feature = "float-ops")]
+        Unary::Gelu(true) => {
+            // √(2/π) · (x + 0.044715 x³)
+            let k = 0.797_884_6 * (v + 0.044_715 * v * v * v);
+            0.5 * v * (1.0 + tanh(k))
+        }
         Unary::Clip(lo, hi) => {
             if v < lo {
                 lo
@@ -281,6 +323,9 @@ pub fn unary_one(u: Unary, v: f32) -> f32 {
                 v
             }
         }
+        // Only planned with float-ops (see LUT_OPS_WITHOUT_FLOAT_OPS).
+        #[cfg(not(feature = "float-ops"))]
+        _ => f32::NAN,
     }
 }
 

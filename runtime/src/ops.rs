@@ -11,10 +11,16 @@ use crate::tensor::{DType, Shape, MAX_RANK};
 /// Ops the runtime claims, as listed in README and checked by the conformance suite.
 pub const SUPPORTED_OPS: &[&str] = &[
     "Abs",
+    "Acos",
+    "Acosh",
     "Add",
     "And",
     "ArgMax",
     "ArgMin",
+    "Asin",
+    "Asinh",
+    "Atan",
+    "Atanh",
     "AveragePool",
     "BatchNormalization",
     "Cast",
@@ -26,6 +32,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Conv",
     "ConvInteger",
     "ConvTranspose",
+    "Cos",
+    "Cosh",
     "DepthToSpace",
     "DequantizeLinear",
     "Div",
@@ -38,6 +46,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Flatten",
     "Floor",
     "Gather",
+    "Gelu",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
@@ -61,6 +70,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "MaxPool",
     "Mean",
     "Min",
+    "Mish",
     "Mul",
     "Neg",
     "Not",
@@ -89,8 +99,11 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Round",
     "Selu",
     "Shape",
+    "Shrink",
     "Sigmoid",
     "Sign",
+    "Sin",
+    "Sinh",
     "Size",
     "Slice",
     "Softmax",
@@ -102,6 +115,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Squeeze",
     "Sub",
     "Sum",
+    "Tan",
     "Tanh",
     "ThresholdedRelu",
     "Tile",
@@ -151,6 +165,23 @@ pub enum Unary {
     Erf,
     /// `Cast` to float16: rounds to the nearest f16 value (kept as f32).
     RoundF16,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+    /// `Shrink(lambd, bias)`: x + bias below −lambd, x − bias above lambd, 0 between.
+    Shrink(f32, f32),
+    /// x · tanh(softplus(x)) (YOLOv4).
+    Mish,
+    /// x · Φ(x), exactly (erf) or with the tanh approximation (`true`).
+    Gelu(bool),
 }
 
 /// Element-wise binary functions on f32.
@@ -240,6 +271,7 @@ pub enum Reduce {
 /// The element-wise ops that `DQ → op → Q` turns into a 256-entry int8 lookup table, by the
 /// index `Op::QLut` records (for profiles and frozen plans).
 pub const LUT_OPS: &[&str] = &[
+    // The first LUT_OPS_WITHOUT_FLOAT_OPS entries have tables in every build.
     "Relu",
     "Sigmoid",
     "Tanh",
@@ -263,7 +295,26 @@ pub const LUT_OPS: &[&str] = &[
     "Sign",
     "Log",
     "Erf",
+    // The rest are computed with libm functions only `float-ops` builds link (about 9 KB of
+    // Cortex-M flash an int8-lut firmware would otherwise carry for every model).
+    "Sin",
+    "Cos",
+    "Tan",
+    "Asin",
+    "Acos",
+    "Atan",
+    "Sinh",
+    "Cosh",
+    "Asinh",
+    "Acosh",
+    "Atanh",
+    "Shrink",
+    "Mish",
+    "Gelu",
 ];
+
+/// How many of [`LUT_OPS`] (from the start) have lookup tables in builds without `float-ops`.
+pub const LUT_OPS_WITHOUT_FLOAT_OPS: usize = 23;
 
 /// How profiles name a lookup step: `QLinear` + the op, as onnxruntime names its int8
 /// activations (`QLinearSigmoid`, `QLinearLeakyRelu`); in [`LUT_OPS`] order.
@@ -291,6 +342,20 @@ pub const LUT_STEP_NAMES: &[&str] = &[
     "QLinearSign",
     "QLinearLog",
     "QLinearErf",
+    "QLinearSin",
+    "QLinearCos",
+    "QLinearTan",
+    "QLinearAsin",
+    "QLinearAcos",
+    "QLinearAtan",
+    "QLinearSinh",
+    "QLinearCosh",
+    "QLinearAsinh",
+    "QLinearAcosh",
+    "QLinearAtanh",
+    "QLinearShrink",
+    "QLinearMish",
+    "QLinearGelu",
 ];
 
 /// What a `DQ → f → Q` lookup table holds: Q(f(DQ(code))) for every 8-bit code, with the
@@ -957,6 +1022,20 @@ pub fn op_name(op: &Op) -> &'static str {
             Unary::Log => "Log",
             Unary::Erf => "Erf",
             Unary::RoundF16 => "Cast",
+            Unary::Sin => "Sin",
+            Unary::Cos => "Cos",
+            Unary::Tan => "Tan",
+            Unary::Asin => "Asin",
+            Unary::Acos => "Acos",
+            Unary::Atan => "Atan",
+            Unary::Sinh => "Sinh",
+            Unary::Cosh => "Cosh",
+            Unary::Asinh => "Asinh",
+            Unary::Acosh => "Acosh",
+            Unary::Atanh => "Atanh",
+            Unary::Shrink(..) => "Shrink",
+            Unary::Mish => "Mish",
+            Unary::Gelu(_) => "Gelu",
         },
         Op::Binary(b, _) => match b {
             Binary::Add => "Add",

@@ -77,6 +77,24 @@ pub(crate) fn unary_op(node: &Node<'_>) -> Result<Unary> {
         "Sign" => Unary::Sign,
         "Log" => Unary::Log,
         "Erf" => Unary::Erf,
+        "Sin" => Unary::Sin,
+        "Cos" => Unary::Cos,
+        "Tan" => Unary::Tan,
+        "Asin" => Unary::Asin,
+        "Acos" => Unary::Acos,
+        "Atan" => Unary::Atan,
+        "Sinh" => Unary::Sinh,
+        "Cosh" => Unary::Cosh,
+        "Asinh" => Unary::Asinh,
+        "Acosh" => Unary::Acosh,
+        "Atanh" => Unary::Atanh,
+        "Shrink" => Unary::Shrink(node.attr_f("lambd", 0.5)?, node.attr_f("bias", 0.0)?),
+        "Mish" => Unary::Mish,
+        "Gelu" => match node.attr_s("approximate")? {
+            None | Some(b"none") => Unary::Gelu(false),
+            Some(b"tanh") => Unary::Gelu(true),
+            Some(_) => return Err(unsupported(node, "Gelu approximate value")),
+        },
         _ => return Err(unsupported(node, "op")),
     })
 }
@@ -291,7 +309,8 @@ pub fn prepare_node<const T: usize, const N: usize>(
         "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Neg" | "Exp" | "Sqrt" | "LeakyRelu"
         | "HardSigmoid" | "HardSwish" | "Elu" | "Celu" | "Selu" | "Softplus" | "Softsign"
         | "ThresholdedRelu" | "Reciprocal" | "Floor" | "Ceil" | "Round" | "Sign" | "Log"
-        | "Erf" => {
+        | "Erf" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan" | "Sinh" | "Cosh" | "Asinh"
+        | "Acosh" | "Atanh" | "Shrink" | "Mish" | "Gelu" => {
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);
             (Op::Unary(unary_op(node)?), DType::F32, s)
@@ -1363,7 +1382,23 @@ pub fn prepare_node<const T: usize, const N: usize>(
             )
         }
         #[cfg(not(feature = "float-ops"))]
-        "GlobalMaxPool" | "LayerNormalization" | "InstanceNormalization" => {
+        "GlobalMaxPool"
+        | "LayerNormalization"
+        | "InstanceNormalization"
+        | "Sin"
+        | "Cos"
+        | "Tan"
+        | "Asin"
+        | "Acos"
+        | "Atan"
+        | "Sinh"
+        | "Cosh"
+        | "Asinh"
+        | "Acosh"
+        | "Atanh"
+        | "Shrink"
+        | "Mish"
+        | "Gelu" => {
             return Err(unsupported(node, NO_FLOAT_OPS));
         }
         #[cfg(not(feature = "float-ops"))]

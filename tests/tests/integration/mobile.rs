@@ -2,7 +2,8 @@
 //! squeeze-excite with ReduceMean and HardSigmoid, reflect Pad, PRelu, DepthToSpace as
 //! PixelShuffle, LogSoftmax, Split, Resize, ConvTranspose, opset-18 axes inputs, a pre-norm
 //! transformer block with LayerNormalization and self-attention, InstanceNormalization and
-//! GlobalMaxPool, an attention mask built with comparisons, Not/And/Or/Xor and Where, ...) against onnxruntime: the ops as exporters chain them, where ONNX's node
+//! GlobalMaxPool, an attention mask built with comparisons, Not/And/Or/Xor and Where, Mish,
+//! opset-20 Gelu, Sin and Cos, ...) against onnxruntime: the ops as exporters chain them, where ONNX's node
 //! tests check one node at a time. Cases come from `tests/mobile_cases.py`.
 
 use crate::support::{f32s, generated_cases, run_f32};
@@ -10,7 +11,7 @@ use crate::support::{f32s, generated_cases, run_f32};
 #[test]
 fn mobile_blocks_match_onnxruntime() {
     let (dir, cases) = generated_cases("mobile_cases.py");
-    assert_eq!(cases.len(), 11, "expected 11 generated cases");
+    assert_eq!(cases.len(), 12, "expected 12 generated cases");
     for case in &cases {
         let stem = case.file_stem().unwrap().to_string_lossy().to_string();
         let x = f32s(&dir.join(format!("{stem}.x.f32")));
