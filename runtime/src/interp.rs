@@ -126,6 +126,7 @@ fn families_used<const T: usize, const N: usize>(
             | Op::Norm(_)
             | Op::Convert { .. }
             | Op::Variadic(_)
+            | Op::Hardmax { .. }
             | Op::BatchNorm { .. } => Some(0),
             Op::MaxPool(_) if g.t(s.out).dtype == DType::F32 => Some(0),
             Op::Slice { .. }
@@ -149,7 +150,9 @@ fn families_used<const T: usize, const N: usize>(
                 Some(8)
             }
             Op::QLut { .. } => Some(8),
-            Op::Compare(_) | Op::Logic(_) | Op::Where | Op::IntBinary(_) => Some(10),
+            Op::Compare(_) | Op::Logic(_) | Op::Where | Op::IntBinary(_) | Op::Classify(_) => {
+                Some(10)
+            }
             _ => None,
         };
         if let Some(f) = family {
@@ -1167,7 +1170,12 @@ fn eval<const T: usize, const N: usize>(
         | Op::Norm(_)
         | Op::Convert { .. }
         | Op::Variadic(_)
+        | Op::Hardmax { .. }
         | Op::BatchNorm { .. } => Err(no_float_ops()),
+        #[cfg(feature = "float-ops")]
+        Op::Hardmax { outer, len, inner } => {
+            k::hardmax(outer, len, inner, f32s(get(0)?)?, f32s_mut(y)?)
+        }
         #[cfg(feature = "float-ops")]
         Op::Variadic(k) => {
             let out = g.t(s.out).shape;
@@ -1465,7 +1473,7 @@ fn eval<const T: usize, const N: usize>(
             node: crate::error::Name::new(""),
         }),
         #[cfg(not(feature = "logic-ops"))]
-        Op::Compare(_) | Op::Logic(_) | Op::Where | Op::IntBinary(_) => {
+        Op::Compare(_) | Op::Logic(_) | Op::Where | Op::IntBinary(_) | Op::Classify(_) => {
             Err(Error::FamilyNotBuilt {
                 feature: "logic-ops",
             })
@@ -1478,6 +1486,8 @@ fn eval<const T: usize, const N: usize>(
             })?;
             crate::logic::compare(c, a.dtype, &bc, get(0)?, get(1)?, y)
         }
+        #[cfg(feature = "logic-ops")]
+        Op::Classify(c) => crate::logic::classify(c, get(0)?, y),
         #[cfg(feature = "logic-ops")]
         Op::IntBinary(b) => {
             let (x, z) = (g.t(s.ins[0]), g.t(s.ins[1]));

@@ -502,6 +502,30 @@ pub fn mean_finish(n: usize, y: &mut [f32]) {
     y.iter_mut().for_each(|v| *v /= inv);
 }
 
+/// `Hardmax` along an axis of length `len` with `inner` elements after it: 1.0 at the first
+/// maximum (NaN counts as the largest, as in `arg_extreme`), 0.0 elsewhere.
+pub fn hardmax(outer: usize, len: usize, inner: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
+    let n = outer.checked_mul(len).and_then(|v| v.checked_mul(inner));
+    check(n == Some(x.len()) && y.len() == x.len())?;
+    y.fill(0.0);
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * len + k) * inner + i;
+            let mut best = 0;
+            for k in 1..len {
+                let (v, b) = (x[at(k)], x[at(best)]);
+                if !b.is_nan() && (v > b || v.is_nan()) {
+                    best = k;
+                }
+            }
+            if len > 0 {
+                y[at(best)] = 1.0;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Element-wise binary op with broadcasting.
 pub fn binary(k: Binary, bc: &Broadcast, a: &[f32], b: &[f32], y: &mut [f32]) -> Result<()> {
     check(broadcast_fits(bc, a.len(), b.len(), y.len()))?;
@@ -2054,6 +2078,19 @@ mod tests {
 
     fn indices(y: &[u8]) -> [i64; 2] {
         [0, 1].map(|i| i64::from_le_bytes(y[i * 8..i * 8 + 8].try_into().unwrap()))
+    }
+
+    #[test]
+    fn hardmax_marks_the_first_maximum_per_run() {
+        // 2 × 3, axis 1 (inner 1): ties go to the first; NaN wins.
+        let x = [1.0, 3.0, 3.0, 0.0, f32::NAN, 9.0];
+        let mut y = [7.0; 6];
+        hardmax(2, 3, 1, &x, &mut y).unwrap();
+        assert_eq!(y, [0.0, 1.0, 0.0, 0.0, 1.0, 0.0]);
+        // axis 0 of the same 2 × 3 (outer 1, len 2, inner 3).
+        hardmax(1, 2, 3, &x, &mut y).unwrap();
+        assert_eq!(y, [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]);
+        assert!(hardmax(1, 4, 2, &x, &mut y).is_err());
     }
 
     #[test]

@@ -42,6 +42,37 @@ pub enum Logic {
     Xor,
 }
 
+/// What `IsNaN` / `IsInf` look for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// NaN.
+    Nan,
+    /// Infinities of the signs asked for (`detect_positive`, `detect_negative`).
+    Inf {
+        /// +∞ counts.
+        positive: bool,
+        /// −∞ counts.
+        negative: bool,
+    },
+}
+
+/// `y = x is NaN` or `x is ±∞` for float32 `x`, bool out.
+pub fn classify(c: Class, x: &[u8], y: &mut [u8]) -> Result<()> {
+    if x.len() != y.len() * 4 {
+        return Err(size_mismatch());
+    }
+    for (o, b) in y.iter_mut().zip(x.chunks_exact(4)) {
+        let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        *o = match c {
+            Class::Nan => v.is_nan(),
+            Class::Inf { positive, negative } => {
+                (positive && v == f32::INFINITY) || (negative && v == f32::NEG_INFINITY)
+            }
+        } as u8;
+    }
+    Ok(())
+}
+
 /// Plans one comparison, logic or `Where` node: its op, output type and shape.
 #[cfg(feature = "logic-ops")]
 pub(crate) fn prepare_logic<const T: usize, const N: usize>(
@@ -50,6 +81,23 @@ pub(crate) fn prepare_logic<const T: usize, const N: usize>(
     ins: &mut heapless::Vec<u16, MAX_STEP_INPUTS>,
     out_name: &str,
 ) -> Result<(Op, DType, Shape)> {
+    if matches!(node.op_type, "IsNaN" | "IsInf") {
+        crate::prepare::only_attrs(node, &["detect_positive", "detect_negative"])?;
+        let (x, t) = input(p.g, node, 0)?;
+        if t.dtype != DType::F32 {
+            return Err(unsupported(node, "element type (this op runs on float32)"));
+        }
+        let _ = ins.push(x);
+        let c = if node.op_type == "IsNaN" {
+            Class::Nan
+        } else {
+            Class::Inf {
+                positive: node.attr_i("detect_positive", 1)? != 0,
+                negative: node.attr_i("detect_negative", 1)? != 0,
+            }
+        };
+        return Ok((Op::Classify(c), DType::Bool, t.shape));
+    }
     crate::prepare::only_attrs(node, &[])?;
     let arity = match node.op_type {
         "Not" => 1,
@@ -386,6 +434,21 @@ mod tests {
         assert_eq!(one, [1]);
         // A short input is an error, not a panic.
         assert!(compare(Cmp::Less, DType::F32, &bc, &a[..20], &b, &mut y).is_err());
+    }
+
+    #[test]
+    fn classify_finds_nan_and_the_infinities_asked_for() {
+        let x = f32_bytes(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.0]);
+        let mut y = [9u8; 4];
+        classify(Class::Nan, &x, &mut y).unwrap();
+        assert_eq!(y, [1, 0, 0, 0]);
+        let neg = Class::Inf {
+            positive: false,
+            negative: true,
+        };
+        classify(neg, &x, &mut y).unwrap();
+        assert_eq!(y, [0, 0, 1, 0]);
+        assert!(classify(Class::Nan, &x[..12], &mut y).is_err());
     }
 
     #[test]

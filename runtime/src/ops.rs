@@ -53,10 +53,13 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Greater",
     "GreaterOrEqual",
     "GRU",
+    "Hardmax",
     "HardSigmoid",
     "HardSwish",
     "Identity",
     "InstanceNormalization",
+    "IsInf",
+    "IsNaN",
     "LayerNormalization",
     "LeakyRelu",
     "Less",
@@ -756,6 +759,14 @@ pub enum Op {
     IntBinary(Binary),
     /// Max, Min, Sum (`Add`) or Mean of more than two float32 inputs, with broadcasting.
     Variadic(Binary),
+    /// `Hardmax`: 1.0 at the first maximum along an axis of length `len`, 0.0 elsewhere.
+    Hardmax {
+        outer: usize,
+        len: usize,
+        inner: usize,
+    },
+    /// `IsNaN` / `IsInf` on float32: bool out.
+    Classify(crate::logic::Class),
     /// `Cast` between numeric types other than float32 → float16 (`kernels::convert`).
     Convert {
         from: DType,
@@ -1130,5 +1141,8 @@ pub fn op_name(op: &Op) -> &'static str {
             Binary::PRelu => "PRelu",
         },
         Op::Convert { .. } => "Cast",
+        Op::Hardmax { .. } => "Hardmax",
+        Op::Classify(crate::logic::Class::Nan) => "IsNaN",
+        Op::Classify(_) => "IsInf",
     }
 }

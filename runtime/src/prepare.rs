@@ -263,6 +263,30 @@ pub const MAX_SPLIT_OUTPUTS: usize = 16;
 /// firmware leaves the float kernels out of flash).
 const NO_FLOAT_OPS: &str = "float32 computation (sprig-runtime built without feature float-ops)";
 
+/// Float32-only ops a build without `float-ops` refuses with [`NO_FLOAT_OPS`] (besides those
+/// listed in `prepare_node`'s own arm).
+#[cfg(not(feature = "float-ops"))]
+const FLOAT_ONLY_OPS: &[&str] = &[
+    "GlobalMaxPool",
+    "LayerNormalization",
+    "InstanceNormalization",
+    "Sin",
+    "Cos",
+    "Tan",
+    "Asin",
+    "Acos",
+    "Atan",
+    "Sinh",
+    "Cosh",
+    "Asinh",
+    "Acosh",
+    "Atanh",
+    "Shrink",
+    "Mish",
+    "Gelu",
+    "Hardmax",
+];
+
 /// Prepares one node as a plain step. Returns the step; sets its output's type and shape.
 #[inline(never)] // keeps this large frame off the caller's stack on MCUs
 pub fn prepare_node<const T: usize, const N: usize>(
@@ -593,10 +617,12 @@ pub fn prepare_node<const T: usize, const N: usize>(
         }
         #[cfg(feature = "logic-ops")]
         "Equal" | "Greater" | "GreaterOrEqual" | "Less" | "LessOrEqual" | "Not" | "And" | "Or"
-        | "Xor" | "Where" => crate::logic::prepare_logic(p, node, &mut ins, out_name)?,
+        | "Xor" | "Where" | "IsNaN" | "IsInf" => {
+            crate::logic::prepare_logic(p, node, &mut ins, out_name)?
+        }
         #[cfg(not(feature = "logic-ops"))]
         "Equal" | "Greater" | "GreaterOrEqual" | "Less" | "LessOrEqual" | "Not" | "And" | "Or"
-        | "Xor" | "Where" => {
+        | "Xor" | "Where" | "IsNaN" | "IsInf" => {
             return Err(Error::FamilyNotBuilt {
                 feature: "logic-ops",
             })
@@ -659,13 +685,16 @@ pub fn prepare_node<const T: usize, const N: usize>(
             )
         }
         #[cfg(feature = "float-ops")]
-        "Softmax" | "LogSoftmax" => {
+        "Softmax" | "LogSoftmax" | "Hardmax" => {
             let log = node.op_type == "LogSoftmax";
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);
             let default_axis = if p.g.opset >= 13 { -1 } else { 1 };
             if s.rank() == 0 {
-                return Err(shape_err(node, "(Log)Softmax input must have rank >= 1"));
+                return Err(shape_err(
+                    node,
+                    "(Log)Softmax/Hardmax input must have rank >= 1",
+                ));
             }
             let ax = axis(node, node.attr_i("axis", default_axis)?, s.rank())?;
             let d = s.dims();
@@ -686,6 +715,12 @@ pub fn prepare_node<const T: usize, const N: usize>(
                     inner: 1,
                     log,
                 }
+            };
+            let op = match op {
+                Op::Softmax {
+                    outer, len, inner, ..
+                } if node.op_type == "Hardmax" => Op::Hardmax { outer, len, inner },
+                op => op,
             };
             (op, DType::F32, s)
         }
@@ -1382,23 +1417,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
             )
         }
         #[cfg(not(feature = "float-ops"))]
-        "GlobalMaxPool"
-        | "LayerNormalization"
-        | "InstanceNormalization"
-        | "Sin"
-        | "Cos"
-        | "Tan"
-        | "Asin"
-        | "Acos"
-        | "Atan"
-        | "Sinh"
-        | "Cosh"
-        | "Asinh"
-        | "Acosh"
-        | "Atanh"
-        | "Shrink"
-        | "Mish"
-        | "Gelu" => {
+        op if FLOAT_ONLY_OPS.contains(&op) => {
             return Err(unsupported(node, NO_FLOAT_OPS));
         }
         #[cfg(not(feature = "float-ops"))]
