@@ -264,7 +264,9 @@ pub const MAX_SPLIT_OUTPUTS: usize = 16;
 const NO_FLOAT_OPS: &str = "float32 computation (sprig-runtime built without feature float-ops)";
 
 /// Float32-only ops a build without `float-ops` refuses with [`NO_FLOAT_OPS`] (besides those
-/// listed in `prepare_node`'s own arm).
+/// listed in `prepare_node`'s own arm). The lookup-table ops among them repeat the end of
+/// `LUT_OPS` on purpose: reading that table here would link all its names into every build
+/// without float-ops (216 B of Cortex-M flash).
 #[cfg(not(feature = "float-ops"))]
 const FLOAT_ONLY_OPS: &[&str] = &[
     "GlobalMaxPool",
