@@ -211,14 +211,7 @@ pub(crate) fn prepare_int_binary<const T: usize, const N: usize>(
         .ok_or_else(|| shape_err(node, "input shapes do not broadcast"))?;
     let _ = ins.push(a);
     let _ = ins.push(b);
-    let k = match node.op_type {
-        "Add" => Binary::Add,
-        "Sub" => Binary::Sub,
-        "Mul" => Binary::Mul,
-        "Div" => Binary::Div,
-        "Max" => Binary::Max,
-        _ => Binary::Min,
-    };
+    let k = Binary::of(node.op_type).ok_or_else(|| unsupported(node, "op"))?;
     Ok((Op::IntBinary(k), ta.dtype, bc.out))
 }
 

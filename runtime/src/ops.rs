@@ -206,6 +206,24 @@ pub enum Binary {
     PRelu,
 }
 
+impl Binary {
+    /// The function of an element-wise ONNX op (`Sum` adds); `None` for any other op.
+    pub fn of(op_type: &str) -> Option<Self> {
+        Some(match op_type {
+            "Add" | "Sum" => Binary::Add,
+            "Sub" => Binary::Sub,
+            "Mul" => Binary::Mul,
+            "Div" => Binary::Div,
+            "Pow" => Binary::Pow,
+            "Max" => Binary::Max,
+            "Min" => Binary::Min,
+            "Mean" => Binary::Mean,
+            "PRelu" => Binary::PRelu,
+            _ => return None,
+        })
+    }
+}
+
 /// Where an output index of `Resize` samples the input (ONNX's
 /// `coordinate_transformation_mode`), `o` the output index, `s` the scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

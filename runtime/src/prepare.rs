@@ -397,19 +397,14 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 broadcast(&sa, &sb).ok_or_else(|| shape_err(node, "shapes do not broadcast"))?;
             let _ = ins.push(a);
             let _ = ins.push(b);
-            let k = match node.op_type {
-                "Add" => Binary::Add,
-                "Sub" => Binary::Sub,
-                "Mul" => Binary::Mul,
-                "Div" => Binary::Div,
-                _ => Binary::Pow,
-            };
+            let k = Binary::of(node.op_type).ok_or_else(|| unsupported(node, "op"))?;
             (Op::Binary(k, bc), DType::F32, bc.out)
         }
         #[cfg(feature = "float-ops")]
         "Max" | "Min" | "Sum" | "Mean" => {
             let (a, sa) = f32_input(p, node, 0)?;
             let _ = ins.push(a);
+            let k = Binary::of(node.op_type).ok_or_else(|| unsupported(node, "op"))?;
             match node.inputs.len() {
                 // The maximum, minimum, sum or mean of one tensor is that tensor.
                 1 => (Op::Copy, DType::F32, sa),
@@ -418,12 +413,6 @@ pub fn prepare_node<const T: usize, const N: usize>(
                     let bc = broadcast(&sa, &sb)
                         .ok_or_else(|| shape_err(node, "shapes do not broadcast"))?;
                     let _ = ins.push(b);
-                    let k = match node.op_type {
-                        "Max" => Binary::Max,
-                        "Min" => Binary::Min,
-                        "Sum" => Binary::Add,
-                        _ => Binary::Mean,
-                    };
                     (Op::Binary(k, bc), DType::F32, bc.out)
                 }
                 // More: one step that folds the inputs into the output in order.
@@ -437,12 +426,6 @@ pub fn prepare_node<const T: usize, const N: usize>(
                         ins.push(b)
                             .map_err(|_| unsupported(node, "number of inputs"))?;
                     }
-                    let k = match node.op_type {
-                        "Max" => Binary::Max,
-                        "Min" => Binary::Min,
-                        "Sum" => Binary::Add,
-                        _ => Binary::Mean,
-                    };
                     (Op::Variadic(k), DType::F32, out)
                 }
             }
@@ -701,28 +684,22 @@ pub fn prepare_node<const T: usize, const N: usize>(
             let ax = axis(node, node.attr_i("axis", default_axis)?, s.rank())?;
             let d = s.dims();
             let outer: usize = d[..ax].iter().map(|&v| v as usize).product();
-            let op = if p.g.opset >= 13 {
+            let (len, inner) = if p.g.opset >= 13 {
                 let inner: usize = d[ax + 1..].iter().map(|&v| v as usize).product();
+                (s.dim(ax), inner)
+            } else {
+                // Before opset 13 these ops flatten to 2-D at `axis`.
+                (s.numel() / outer.max(1), 1)
+            };
+            let op = if node.op_type == "Hardmax" {
+                Op::Hardmax { outer, len, inner }
+            } else {
                 Op::Softmax {
                     outer,
-                    len: s.dim(ax),
+                    len,
                     inner,
                     log,
                 }
-            } else {
-                // Before opset 13 Softmax flattens to 2-D at `axis`.
-                Op::Softmax {
-                    outer,
-                    len: s.numel() / outer.max(1),
-                    inner: 1,
-                    log,
-                }
-            };
-            let op = match op {
-                Op::Softmax {
-                    outer, len, inner, ..
-                } if node.op_type == "Hardmax" => Op::Hardmax { outer, len, inner },
-                op => op,
             };
             (op, DType::F32, s)
         }
