@@ -6,6 +6,7 @@
 //! on sprig-runtime ([`eval`], [`hazard`]). The `sprig` binary is a thin CLI over these modules.
 #![warn(missing_docs)]
 
+pub mod bake;
 pub mod boards;
 pub mod demo;
 pub mod demo_hazard;

@@ -99,6 +99,20 @@ enum Cmd {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Turns graph inputs into constants: a model that takes a shape, axes, bounds or
+    /// quantization parameters as inputs (refused by the runtime's static plan) gets the values
+    /// the device will always feed baked in as initializers.
+    Bake {
+        /// The .onnx file.
+        model: PathBuf,
+        /// `NAME=FILE`: the graph input and its value, a `.npy` array or a serialized ONNX
+        /// TensorProto (`.pb`). Repeat for several inputs.
+        #[arg(long = "input", value_name = "NAME=FILE", required = true)]
+        inputs: Vec<String>,
+        /// Output file (default: MODEL with `.baked.onnx`).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Top-1 accuracy of an ONNX classifier on sprig-runtime.
     Eval {
         /// The .onnx file.
@@ -720,8 +734,31 @@ fn main() {
         }
     };
     if let Err(e) = dispatch(cli.cmd) {
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        eprintln!(
+            "error: {}{}",
+            format!("{e:#}").replace('\n', " "),
+            bake_hint(&e)
+        );
         std::process::exit(1);
+    }
+}
+
+/// A plan refused because a shape, axes or quantization parameter is not a constant is usually
+/// a graph input the device always feeds the same value: say how to bake it in.
+fn bake_hint(e: &anyhow::Error) -> &'static str {
+    let runtime = e.chain().find_map(|c| {
+        c.downcast_ref::<sprig_runtime::Error>().or_else(|| {
+            match c.downcast_ref::<sprig_compress::Error>() {
+                Some(sprig_compress::Error::Runtime(r)) => Some(r),
+                _ => None,
+            }
+        })
+    });
+    match runtime {
+        Some(sprig_runtime::Error::Unsupported { what, .. }) if what.starts_with("non-constant") => {
+            " (if the graph takes it as an input, bake the value in: sprig bake MODEL --input NAME=FILE)"
+        }
+        _ => "",
     }
 }
 
@@ -806,6 +843,41 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 sprig_compress::boards::Board::Host => profile(&model, runs, json, opts),
                 b => board_profile(&model, b, json, opts, false),
             }
+        }
+        Cmd::Bake {
+            model,
+            inputs,
+            output,
+        } => {
+            let bytes = load(&model)?;
+            let fixed = inputs
+                .iter()
+                .map(|spec| {
+                    let (name, file) = spec
+                        .split_once('=')
+                        .ok_or_else(|| anyhow::anyhow!("--input '{spec}': expected NAME=FILE"))?;
+                    Ok(sprig_compress::bake::FixedInput::from_file(
+                        name,
+                        std::path::Path::new(file),
+                    )?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let baked = sprig_compress::bake::bake_inputs(&bytes, &fixed)
+                .with_context(|| format!("baking inputs into {}", model.display()))?;
+            let out = output.unwrap_or_else(|| model.with_extension("baked.onnx"));
+            sprig_compress::write_file(&out, &baked.bytes)?;
+            println!(
+                "{}: {} bytes, {} input(s) baked; inputs left: {}",
+                out.display(),
+                baked.bytes.len(),
+                fixed.len(),
+                if baked.remaining_inputs.is_empty() {
+                    "none".into()
+                } else {
+                    baked.remaining_inputs.join(", ")
+                }
+            );
+            Ok(())
         }
         Cmd::Freeze { model, output } => {
             let bytes = load(&model)?;

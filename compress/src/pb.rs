@@ -47,6 +47,12 @@ impl Msg {
         self.bytes(field, &m.0)
     }
 
+    /// 64-bit fixed field (`double`, `fixed64`), as raw bits.
+    pub fn fixed64(&mut self, field: u32, bits: u64) {
+        self.raw_varint(((field as u64) << 3) | 1);
+        self.0.extend_from_slice(&bits.to_le_bytes());
+    }
+
     /// float field (fixed32).
     pub fn f32(&mut self, field: u32, v: f32) -> &mut Self {
         self.raw_varint(((field as u64) << 3) | 5);

@@ -261,3 +261,87 @@ fn freeze_from_the_cli() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--frozen is for cortex-m-qemu"));
 }
+
+/// `sprig bake`: a model whose Reshape target is a graph input is refused by `sprig run`, runs
+/// once the value is baked from a `.npy` file, and bad requests are one-line errors naming the
+/// input.
+#[test]
+fn bake_turns_a_shape_input_into_a_constant() {
+    use sprig_compress::pb::{self, Attr, Msg};
+    let mut g = Msg::new();
+    g.msg(
+        1,
+        &pb::node(
+            "Reshape",
+            "r",
+            &["x", "shape"],
+            &["y"],
+            &[] as &[(&str, Attr)],
+        ),
+    )
+    .str(2, "g")
+    .msg(11, &pb::value_info("x", pb::dtype::FLOAT, &[2, 3]))
+    .msg(11, &pb::value_info("shape", pb::dtype::INT64, &[2]))
+    .msg(12, &pb::value_info("y", pb::dtype::FLOAT, &[3, 2]));
+    let model = tmp("reshape.onnx");
+    std::fs::write(&model, pb::model(&g, 13)).unwrap();
+    let x = tmp("x.npy");
+    let xs: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    sprig_compress::npy::write(&x, sprig_runtime::DType::F32, &[2, 3], &xs).unwrap();
+    let shape = tmp("shape.npy");
+    let sv: Vec<u8> = [3i64, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+    sprig_compress::npy::write(&shape, sprig_runtime::DType::I64, &[2], &sv).unwrap();
+
+    let o = sprig(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "a run-time shape must be refused");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("non-constant") && err.contains("sprig bake MODEL --input NAME=FILE"),
+        "the refusal should point at sprig bake: {err}"
+    );
+
+    let baked = tmp("reshape.baked.onnx");
+    let o = sprig(&[
+        "bake",
+        model.to_str().unwrap(),
+        "--input",
+        &format!("shape={}", shape.display()),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("inputs left: x"), "{said}");
+    let y = tmp("y.npy");
+    let o = sprig(&[
+        "run",
+        baked.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = sprig_compress::npy::read(&y).unwrap();
+    assert_eq!(out.shape, vec![3, 2]);
+    assert_eq!(out.bytes, xs);
+
+    for (spec, says) in [
+        (
+            format!("shap={}", shape.display()),
+            "'shap' is not an input",
+        ),
+        (format!("shape={}", x.display()), "'shape' is declared I64"),
+        ("shape".to_string(), "expected NAME=FILE"),
+    ] {
+        let o = sprig(&["bake", model.to_str().unwrap(), "--input", &spec]);
+        assert_eq!(o.status.code(), Some(1), "{spec}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{spec}: {err}");
+    }
+}

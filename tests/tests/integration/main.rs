@@ -12,7 +12,7 @@ mod arena;
 mod boards;
 mod compress;
 mod conformance;
-mod conformance_frozen;
+mod conformance_baked;
 mod float16;
 mod hazard;
 mod int8_lut;

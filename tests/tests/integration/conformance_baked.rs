@@ -1,11 +1,13 @@
 //! The ONNX node tests that pass shapes, axes, Slice/Clip bounds or quantization parameters as
 //! graph inputs (refused by the static planner, see conformance.rs) run here with those inputs
-//! frozen into initializers (tests/freeze_inputs.py, onnx from the venv): sprig-runtime must
-//! compute ONNX's expected outputs, so the ops' semantics are checked even where the test files
-//! are not in ahead-of-time form.
+//! baked into initializers by `sprig bake`'s library ([`sprig_compress::bake`]), as a user
+//! deploying such a model does: sprig-runtime must compute ONNX's expected outputs from the baked
+//! file, and ONNX's checker and onnxruntime must accept it (`tests/baked_ort.py`), so both the
+//! ops' semantics and the rewrite are checked.
 
 use crate::support::{python, repo};
-use sprig_compress::npy;
+use sprig_compress::bake::{bake_inputs, FixedInput};
+use sprig_runtime::onnx::TensorView;
 use sprig_runtime::{Interpreter, Model};
 use std::path::Path;
 use std::process::Command;
@@ -94,54 +96,90 @@ const CASES: &[&str] = &[
     "test_upsample_nearest",
 ];
 
-/// Cases whose only input is the shape (ConstantOfShape): frozen entirely, no graph input left.
+/// Cases whose only input is the shape (ConstantOfShape): baked entirely, no graph input left.
 const ALL_FROZEN: &[&str] = &[
     "test_constantofshape_float_ones",
     "test_constantofshape_int_shape_zero",
     "test_constantofshape_int_zeros",
 ];
 
-fn run_case(name: &str, dir: &Path) -> Result<(), String> {
+/// The case's `test_data_set_0/{kind}_{k}.pb`.
+fn data_file(case: &Path, kind: &str, k: usize) -> std::path::PathBuf {
+    case.join("test_data_set_0").join(format!("{kind}_{k}.pb"))
+}
+
+/// Bakes every input but the first (all of them for [`ALL_FROZEN`]) into the case's model,
+/// writes the baked file to `out` for the onnxruntime check, runs it and compares every output.
+fn run_case(name: &str, out: &Path) -> Result<(), String> {
     let all = ALL_FROZEN.contains(&name);
-    let o = Command::new(python())
-        .arg(repo().join("tests/freeze_inputs.py"))
-        .arg(Path::new(NODE_TESTS).join(name))
-        .arg(dir)
-        .args(all.then_some("--all"))
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !o.status.success() {
-        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
-    }
-    let bytes = std::fs::read(dir.join("model.onnx")).map_err(|e| e.to_string())?;
+    let case = Path::new(NODE_TESTS).join(name);
+    let bytes = std::fs::read(case.join("model.onnx")).map_err(|e| e.to_string())?;
     let model = Model::parse(&bytes).map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    for vi in model.inputs() {
+        let vi = vi.map_err(|e| e.to_string())?;
+        if model
+            .initializer(vi.name)
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            names.push(vi.name.to_string());
+        }
+    }
+    let first_baked = if all { 0 } else { 1 };
+    let fixed = names
+        .iter()
+        .enumerate()
+        .skip(first_baked)
+        .map(|(k, n)| {
+            FixedInput::from_file(n, &data_file(&case, "input", k)).map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let baked = bake_inputs(&bytes, &fixed).map_err(|e| e.to_string())?;
+    std::fs::write(out.join(format!("{name}.onnx")), &baked.bytes).map_err(|e| e.to_string())?;
+    std::fs::write(
+        out.join(format!("{name}.dir")),
+        case.to_string_lossy().as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+
+    let model = Model::parse(&baked.bytes).map_err(|e| e.to_string())?;
     let mut arena = vec![0u8; model.arena_bytes().map_err(|e| e.to_string())?];
     let mut it = Interpreter::new(&model, &mut arena).map_err(|e| e.to_string())?;
+    if it.input_count() != first_baked {
+        return Err(format!("{} inputs left after baking", it.input_count()));
+    }
     if !all {
-        let x = npy::read(&dir.join("input_0.npy")).map_err(|e| e.to_string())?;
-        it.set_input(0, &x.bytes).map_err(|e| e.to_string())?;
+        let raw = std::fs::read(data_file(&case, "input", 0)).map_err(|e| e.to_string())?;
+        let x = TensorView::parse(&raw).map_err(|e| e.to_string())?;
+        it.set_input(0, x.raw().ok_or("non-raw input")?)
+            .map_err(|e| e.to_string())?;
     }
     it.invoke().map_err(|e| e.to_string())?;
     for k in 0..it.output_count() {
-        let want = npy::read(&dir.join(format!("output_{k}.npy"))).map_err(|e| e.to_string())?;
+        let raw = std::fs::read(data_file(&case, "output", k)).map_err(|e| e.to_string())?;
+        let want = TensorView::parse(&raw).map_err(|e| e.to_string())?;
+        let want_bytes = want.raw().ok_or("non-raw expected output")?;
         let got = it.output(k).map_err(|e| e.to_string())?;
-        if got.data.len() != want.bytes.len() {
+        if got.shape.dims() != want.shape.dims() || got.data.len() != want_bytes.len() {
             return Err(format!(
-                "output {k}: {} bytes, expected {}",
+                "output {k}: shape {:?} ({} bytes), expected {:?} ({} bytes)",
+                got.shape.dims(),
                 got.data.len(),
-                want.bytes.len()
+                want.shape.dims(),
+                want_bytes.len()
             ));
         }
         match (got.as_f32(), want.dtype) {
             (Some(g), sprig_runtime::DType::F32) => {
-                for (i, (a, b)) in g.iter().zip(want.bytes.chunks(4)).enumerate() {
+                for (i, (a, b)) in g.iter().zip(want_bytes.chunks(4)).enumerate() {
                     let b = f32::from_le_bytes(b.try_into().unwrap());
                     if (a - b).abs() > 1e-5 * b.abs().max(1.0) {
                         return Err(format!("output {k} element {i}: {a} vs {b}"));
                     }
                 }
             }
-            _ if got.data == want.bytes.as_slice() => {}
+            _ if got.data == want_bytes => {}
             _ => return Err(format!("output {k}: integer values differ")),
         }
     }
@@ -149,24 +187,39 @@ fn run_case(name: &str, dir: &Path) -> Result<(), String> {
 }
 
 #[test]
-fn node_tests_with_frozen_inputs_match_onnx() {
+fn node_tests_with_baked_inputs_match_onnx() {
     assert!(
         Path::new(NODE_TESTS).exists(),
         "{NODE_TESTS} missing: tests/run.sh installs libonnx-testdata"
     );
-    let base = std::env::temp_dir().join(format!("sprig-frozen-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("sprig-baked-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
     let mut failures = Vec::new();
     for name in CASES.iter().chain(ALL_FROZEN) {
-        let dir = base.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        if let Err(e) = run_case(name, &dir) {
+        if let Err(e) = run_case(name, &out) {
             failures.push(format!("{name}: {e}"));
         }
     }
     eprintln!(
-        "frozen-input node tests: {} of {} match",
+        "baked-input node tests: {} of {} match",
         CASES.len() + ALL_FROZEN.len() - failures.len(),
         CASES.len() + ALL_FROZEN.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The baked files are standard ONNX: ONNX's checker accepts them and onnxruntime gives the
+    // same outputs from them as from the originals fed every input.
+    let ort = Command::new(python())
+        .arg(repo().join("tests/baked_ort.py"))
+        .arg(&out)
+        .output()
+        .expect("python runs");
+    eprint!("{}", String::from_utf8_lossy(&ort.stdout));
+    assert!(
+        ort.status.success(),
+        "baked models rejected by onnx/onnxruntime: {}{}",
+        String::from_utf8_lossy(&ort.stdout),
+        String::from_utf8_lossy(&ort.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }
