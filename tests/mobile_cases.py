@@ -1,7 +1,7 @@
 """Whole blocks of mobile architectures built from the ops beyond sprig's own exports (HardSwish,
 squeeze-excite with ReduceMean and HardSigmoid, reflect Pad, PRelu, PixelShuffle as
 DepthToSpace, LogSoftmax, Split, Resize, ConvTranspose, LayerNormalization, self-attention,
-InstanceNormalization, GlobalMaxPool, comparisons and boolean masks, ...), with onnxruntime's
+InstanceNormalization, GlobalMaxPool, comparisons and boolean masks, TopK, ...), with onnxruntime's
 outputs: the ops as exporters combine them, where ONNX's node tests check one node at a time.
 
   mobile_cases.py OUT_DIR
@@ -238,6 +238,25 @@ def activations_opset20():
     return g, g.op("Add", [g.op("Sin", [t]), g.op("Cos", [g.op("Mul", [t, g.c(0.5)])])])
 
 
+def classifier_top5():
+    """A classifier's end as deployed for a top-5 answer: global pooling, Gemm, Softmax, then
+    TopK with K a constant (values and indices; the indices cast to float and concatenated to
+    the values so one output checks both), and the 3 smallest logits along the batch axis too."""
+    g = Graph()
+    logits = g.op("Gemm", [g.op("Flatten", [g.op("GlobalAveragePool", ["X"])]), g.w([3, 16], 1.0),
+                           g.w([16], 0.2)])
+    p = g.op("Softmax", [logits], axis=-1)
+    values, indices = "top_values", "top_indices"
+    g.nodes.append(helper.make_node("TopK", [p, g.c([5], dtype="i8")], [values, indices], axis=-1))
+    low, low_ix = "low_values", "low_indices"
+    g.nodes.append(helper.make_node("TopK", [logits, g.c([3], dtype="i8")], [low, low_ix], axis=0,
+                                    largest=0))
+    low = g.op("Add", [g.op("Flatten", [low]), g.op("Cast", [g.op("Flatten", [low_ix])],
+                                                     to=TensorProto.FLOAT)])
+    top = g.op("Concat", [values, g.op("Cast", [indices], to=TensorProto.FLOAT)], axis=1)
+    return g, g.op("Concat", [top, g.op("Reshape", [low, g.c([-1, 16], dtype="i8")])], axis=1)
+
+
 for mode in ("reflect", "constant"):
     g, y = mobilenet_v3_digits(mode)
     save(f"mobilenet_v3_digits_{mode}_pad", g, [1, 1, 8, 8], y, 17)
@@ -261,3 +280,5 @@ g, y = masked_softmax()
 save("masked_softmax", g, [2, 4, 6], y, 13)
 g, y = activations_opset20()
 save("activations_opset20", g, [1, 2, 5, 5], y, 20)
+g, y = classifier_top5()
+save("classifier_top5", g, [3, 3, 4, 4], y, 13)

@@ -124,6 +124,7 @@ fn families_used<const T: usize, const N: usize>(
             | Op::ArgExtreme { .. }
             | Op::Reduce { .. }
             | Op::Norm(_)
+            | Op::TopK(_)
             | Op::Convert { .. }
             | Op::Variadic(_)
             | Op::Hardmax { .. }
@@ -333,6 +334,13 @@ fn plan_into<'m, const T: usize, const N: usize>(
         {
             // One step per requested output.
             crate::norm::prepare_norm(&mut prep, &node, idx as u16, steps)?;
+            persist = prep.persist;
+            continue;
+        }
+        #[cfg(feature = "float-ops")]
+        if node.op_type == "TopK" && node.domain.is_empty() {
+            // One step per requested output.
+            crate::topk::prepare_topk(&mut prep, &node, idx as u16, steps)?;
             persist = prep.persist;
             continue;
         }
@@ -1168,6 +1176,7 @@ fn eval<const T: usize, const N: usize>(
         | Op::ArgExtreme { .. }
         | Op::Reduce { .. }
         | Op::Norm(_)
+        | Op::TopK(_)
         | Op::Convert { .. }
         | Op::Variadic(_)
         | Op::Hardmax { .. }
@@ -1191,6 +1200,8 @@ fn eval<const T: usize, const N: usize>(
         }
         #[cfg(feature = "float-ops")]
         Op::Convert { from, to } => k::convert(from, to, get(0)?, y),
+        #[cfg(feature = "float-ops")]
+        Op::TopK(t) => crate::topk::top_k(&t, f32s(get(0)?)?, y),
         #[cfg(feature = "float-ops")]
         Op::Norm(n) => {
             let (scale, bias) = match (n.output, ins.len()) {

@@ -549,6 +549,16 @@ pub fn binary(k: Binary, bc: &Broadcast, a: &[f32], b: &[f32], y: &mut [f32]) ->
                     u
                 }
             }
+            Binary::Fmod => libm::fmodf(u, v),
+            // Planned only for integers (ONNX requires fmod = 1 on floats); kept total here.
+            Binary::Mod => {
+                let r = libm::fmodf(u, v);
+                if r != 0.0 && (r < 0.0) != (v < 0.0) {
+                    r + v
+                } else {
+                    r
+                }
+            }
         };
     });
     Ok(())
@@ -2078,6 +2088,32 @@ mod tests {
 
     fn indices(y: &[u8]) -> [i64; 2] {
         [0, 1].map(|i| i64::from_le_bytes(y[i * 8..i * 8 + 8].try_into().unwrap()))
+    }
+
+    /// Float Mod (fmod = 1) keeps the dividend's sign, as C's fmod and onnxruntime do.
+    #[test]
+    fn float_fmod_keeps_the_dividend_sign() {
+        let s = Shape::new(&[4], "t").unwrap();
+        let bc = crate::ops::broadcast(&s, &s).unwrap();
+        let mut y = [0.0f32; 4];
+        binary(
+            Binary::Fmod,
+            &bc,
+            &[5.5, -5.5, 5.5, -5.5],
+            &[2.0, 2.0, -2.0, -2.0],
+            &mut y,
+        )
+        .unwrap();
+        assert_eq!(y, [1.5, -1.5, 1.5, -1.5]);
+        binary(
+            Binary::Mod,
+            &bc,
+            &[5.5, -5.5, 5.5, -5.5],
+            &[2.0, 2.0, -2.0, -2.0],
+            &mut y,
+        )
+        .unwrap();
+        assert_eq!(y, [1.5, 0.5, -0.5, -1.5]);
     }
 
     #[test]

@@ -60,6 +60,7 @@ mod simd;
 pub mod tensor;
 #[doc(hidden)]
 pub mod testutil;
+pub mod topk;
 
 pub use error::{Error, Name, Result};
 pub use interp::{

@@ -185,14 +185,21 @@ pub(crate) fn int_input<const T: usize, const N: usize>(
     })
 }
 
-/// Plans Add, Sub, Mul, Div, Max or Min on two integer tensors of one type.
+/// Plans Add, Sub, Mul, Div, Mod, Max or Min on two integer tensors of one type.
 #[cfg(feature = "logic-ops")]
 pub(crate) fn prepare_int_binary<const T: usize, const N: usize>(
     p: &Prep<'_, '_, T, N>,
     node: &Node<'_>,
     ins: &mut heapless::Vec<u16, MAX_STEP_INPUTS>,
 ) -> Result<(Op, DType, Shape)> {
-    crate::prepare::only_attrs(node, &[])?;
+    crate::prepare::only_attrs(
+        node,
+        if node.op_type == "Mod" {
+            &["fmod"]
+        } else {
+            &[]
+        },
+    )?;
     if node.inputs.len() != 2 {
         return Err(unsupported(
             node,
@@ -211,7 +218,10 @@ pub(crate) fn prepare_int_binary<const T: usize, const N: usize>(
         .ok_or_else(|| shape_err(node, "input shapes do not broadcast"))?;
     let _ = ins.push(a);
     let _ = ins.push(b);
-    let k = Binary::of(node.op_type).ok_or_else(|| unsupported(node, "op"))?;
+    let k = match Binary::of(node.op_type).ok_or_else(|| unsupported(node, "op"))? {
+        Binary::Mod if node.attr_i("fmod", 0)? != 0 => Binary::Fmod,
+        k => k,
+    };
     Ok((Op::IntBinary(k), ta.dtype, bc.out))
 }
 
@@ -250,6 +260,23 @@ pub fn int_binary(
                 return;
             }
             Binary::Div => u.wrapping_div(v),
+            Binary::Mod | Binary::Fmod if v == 0 => {
+                err = Some(Error::BadIo {
+                    what: "integer modulo by zero",
+                });
+                return;
+            }
+            // Computed in i64, where every loaded value fits: wrapping_rem only wraps for
+            // i64::MIN % -1, whose remainder is 0 either way.
+            Binary::Fmod => u.wrapping_rem(v),
+            Binary::Mod => {
+                let r = u.wrapping_rem(v);
+                if r != 0 && (r < 0) != (v < 0) {
+                    r + v
+                } else {
+                    r
+                }
+            }
             Binary::Max => u.max(v),
             Binary::Min => u.min(v),
             _ => {
@@ -458,6 +485,39 @@ mod tests {
             logic(l, &bc, &a, &b, &mut y).unwrap();
             assert_eq!(y, want, "{l:?}");
         }
+    }
+
+    /// Mod takes the divisor's sign, Fmod the dividend's; Python's `%` and C's `fmod` on the
+    /// four sign combinations, i64::MIN % -1 (0, no overflow) and a zero divisor.
+    #[test]
+    fn integer_mod_follows_the_divisor_and_fmod_the_dividend() {
+        let ints =
+            |v: &[i64]| -> alloc::vec::Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let bc = broadcast(&shape(&[5]), &shape(&[5])).unwrap();
+        let a = ints(&[7, -7, 7, -7, i64::MIN]);
+        let b = ints(&[3, 3, -3, -3, -1]);
+        let mut y = [0u8; 40];
+        for (k, want) in [
+            (Binary::Mod, [1i64, 2, -2, -1, 0]),
+            (Binary::Fmod, [1, -1, 1, -1, 0]),
+        ] {
+            int_binary(k, DType::I64, &bc, &a, &b, &mut y).unwrap();
+            assert_eq!(y, *ints(&want), "{k:?}");
+        }
+        let zero = int_binary(
+            Binary::Mod,
+            DType::I64,
+            &bc,
+            &a,
+            &ints(&[1, 2, 0, 4, 5]),
+            &mut y,
+        );
+        assert!(matches!(zero, Err(Error::BadIo { what }) if what.contains("modulo by zero")));
+        // uint8 values are loaded as non-negative.
+        let bc = broadcast(&shape(&[2]), &shape(&[1])).unwrap();
+        let mut u = [0u8; 2];
+        int_binary(Binary::Mod, DType::U8, &bc, &[250, 7], &[6], &mut u).unwrap();
+        assert_eq!(u, [4, 1]);
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Mean",
     "Min",
     "Mish",
+    "Mod",
     "Mul",
     "Neg",
     "Not",
@@ -122,6 +123,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Tanh",
     "ThresholdedRelu",
     "Tile",
+    "TopK",
     "Transpose",
     "Unsqueeze",
     "Upsample",
@@ -204,6 +206,10 @@ pub enum Binary {
     Mean,
     /// `PRelu(x, slope)`: x for x ≥ 0, slope·x otherwise.
     PRelu,
+    /// `Mod` with `fmod = 0`: the remainder takes the divisor's sign (Python's `%`).
+    Mod,
+    /// `Mod` with `fmod = 1`: the remainder takes the dividend's sign (C's `fmod`).
+    Fmod,
 }
 
 impl Binary {
@@ -219,8 +225,26 @@ impl Binary {
             "Min" => Binary::Min,
             "Mean" => Binary::Mean,
             "PRelu" => Binary::PRelu,
+            // The planner turns it into Fmod when the node says `fmod = 1`.
+            "Mod" => Binary::Mod,
             _ => return None,
         })
+    }
+
+    /// The ONNX op that computes this function of two inputs (the inverse of [`Binary::of`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::Add => "Add",
+            Binary::Sub => "Sub",
+            Binary::Mul => "Mul",
+            Binary::Div => "Div",
+            Binary::Pow => "Pow",
+            Binary::Max => "Max",
+            Binary::Min => "Min",
+            Binary::Mean => "Mean",
+            Binary::PRelu => "PRelu",
+            Binary::Mod | Binary::Fmod => "Mod",
+        }
     }
 }
 
@@ -767,6 +791,8 @@ pub enum Op {
     Rnn(crate::rnn::RnnSpec),
     /// LayerNormalization or InstanceNormalization (one output per step).
     Norm(crate::norm::Norm),
+    /// TopK values or indices (one output per step).
+    TopK(crate::topk::TopK),
     /// A comparison with broadcasting (strides from the input shapes at run time); bool out.
     Compare(crate::logic::Cmp),
     /// Not, And, Or, Xor on bool tensors, with broadcasting.
@@ -1066,17 +1092,7 @@ pub fn op_name(op: &Op) -> &'static str {
             Unary::Mish => "Mish",
             Unary::Gelu(_) => "Gelu",
         },
-        Op::Binary(b, _) => match b {
-            Binary::Add => "Add",
-            Binary::Sub => "Sub",
-            Binary::Mul => "Mul",
-            Binary::Div => "Div",
-            Binary::Pow => "Pow",
-            Binary::Max => "Max",
-            Binary::Min => "Min",
-            Binary::Mean => "Mean",
-            Binary::PRelu => "PRelu",
-        },
+        Op::Binary(b, _) | Op::IntBinary(b) => b.name(),
         Op::Conv(_) | Op::ConvF16(_) => "Conv",
         Op::ConvTranspose(_) => "ConvTranspose",
         Op::Gemm { .. } | Op::GemmF16 { .. } => "Gemm",
@@ -1111,6 +1127,7 @@ pub fn op_name(op: &Op) -> &'static str {
             .copied()
             .unwrap_or("QLinearLookup"),
         Op::Tile { .. } => "Tile",
+        Op::TopK(_) => "TopK",
         Op::Resize { .. } => "Resize",
         Op::Quantize { .. } => "QuantizeLinear",
         Op::Dequantize { .. } => "DequantizeLinear",
@@ -1146,18 +1163,8 @@ pub fn op_name(op: &Op) -> &'static str {
             crate::logic::Logic::Xor => "Xor",
         },
         Op::Where => "Where",
-        Op::IntBinary(b) | Op::Variadic(b) => match b {
-            Binary::Add if matches!(op, Op::Variadic(_)) => "Sum",
-            Binary::Add => "Add",
-            Binary::Sub => "Sub",
-            Binary::Mul => "Mul",
-            Binary::Div => "Div",
-            Binary::Max => "Max",
-            Binary::Min => "Min",
-            Binary::Mean => "Mean",
-            Binary::Pow => "Pow",
-            Binary::PRelu => "PRelu",
-        },
+        Op::Variadic(Binary::Add) => "Sum",
+        Op::Variadic(b) => b.name(),
         Op::Convert { .. } => "Cast",
         Op::Hardmax { .. } => "Hardmax",
         Op::Classify(crate::logic::Class::Nan) => "IsNaN",

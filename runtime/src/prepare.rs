@@ -112,7 +112,7 @@ fn f32_input<const T: usize, const N: usize>(
     Ok((id, t.shape))
 }
 
-fn axis(node: &Node<'_>, a: i64, rank: usize) -> Result<usize> {
+pub(crate) fn axis(node: &Node<'_>, a: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     if a < -r || a >= r.max(1) {
         return Err(shape_err(node, "axis out of range"));
@@ -383,11 +383,13 @@ pub fn prepare_node<const T: usize, const N: usize>(
         }
         // Integer tensors: index and mask arithmetic, computed exactly (src/logic.rs).
         #[cfg(feature = "logic-ops")]
-        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" if crate::logic::int_input(p.g, node) => {
+        "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Max" | "Min"
+            if crate::logic::int_input(p.g, node) =>
+        {
             crate::logic::prepare_int_binary(p, node, &mut ins)?
         }
         #[cfg(feature = "float-ops")]
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" => {
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" => {
             let (a, sa) = f32_input(p, node, 0)?;
             let (b, sb) = f32_input(p, node, 1)?;
             if p.g.opset < 7 {
@@ -397,7 +399,14 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 broadcast(&sa, &sb).ok_or_else(|| shape_err(node, "shapes do not broadcast"))?;
             let _ = ins.push(a);
             let _ = ins.push(b);
-            let k = Binary::of(node.op_type).ok_or_else(|| unsupported(node, "op"))?;
+            let mut k = Binary::of(node.op_type).ok_or_else(|| unsupported(node, "op"))?;
+            if k == Binary::Mod {
+                // ONNX: a floating-point Mod must ask for fmod semantics.
+                if node.attr_i("fmod", 0)? == 0 {
+                    return Err(shape_err(node, "Mod on floats needs fmod = 1"));
+                }
+                k = Binary::Fmod;
+            }
             (Op::Binary(k, bc), DType::F32, bc.out)
         }
         #[cfg(feature = "float-ops")]
@@ -1403,9 +1412,9 @@ pub fn prepare_node<const T: usize, const N: usize>(
         "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Neg" | "Exp" | "Sqrt" | "LeakyRelu"
         | "HardSigmoid" | "HardSwish" | "Elu" | "Celu" | "Selu" | "Softplus" | "Softsign"
         | "ThresholdedRelu" | "Reciprocal" | "Floor" | "Ceil" | "Round" | "Sign" | "Log"
-        | "Erf" | "Cast" | "Clip" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min"
-        | "Sum" | "Mean" | "PRelu" | "Conv" | "Gemm" | "MatMul" | "GlobalAveragePool"
-        | "Softmax" | "LogSoftmax" | "ArgMax" | "ArgMin" | "BatchNormalization"
+        | "Erf" | "Cast" | "Clip" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Max"
+        | "Min" | "Sum" | "Mean" | "PRelu" | "Conv" | "Gemm" | "MatMul" | "GlobalAveragePool"
+        | "Softmax" | "LogSoftmax" | "ArgMax" | "ArgMin" | "TopK" | "BatchNormalization"
         | "ConvTranspose" | "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin"
         | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp"
         | "ReduceSumSquare" => {

@@ -94,6 +94,9 @@ const CASES: &[&str] = &[
     "test_resize_upsample_sizes_nearest_floor_align_corners",
     "test_resize_upsample_sizes_nearest_round_prefer_ceil_asymmetric",
     "test_upsample_nearest",
+    "test_top_k",
+    "test_top_k_negative_axis",
+    "test_top_k_smallest",
 ];
 
 /// Cases whose only input is the shape (ConstantOfShape): baked entirely, no graph input left.

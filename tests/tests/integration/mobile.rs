@@ -3,7 +3,7 @@
 //! PixelShuffle, LogSoftmax, Split, Resize, ConvTranspose, opset-18 axes inputs, a pre-norm
 //! transformer block with LayerNormalization and self-attention, InstanceNormalization and
 //! GlobalMaxPool, an attention mask built with comparisons, Not/And/Or/Xor and Where, Mish,
-//! opset-20 Gelu, Sin and Cos, ...) against onnxruntime: the ops as exporters chain them, where ONNX's node
+//! opset-20 Gelu, Sin and Cos, a classifier's top-5 with TopK, ...) against onnxruntime: the ops as exporters chain them, where ONNX's node
 //! tests check one node at a time. Cases come from `tests/mobile_cases.py`.
 
 use crate::support::{f32s, generated_cases, run_f32};
@@ -11,7 +11,7 @@ use crate::support::{f32s, generated_cases, run_f32};
 #[test]
 fn mobile_blocks_match_onnxruntime() {
     let (dir, cases) = generated_cases("mobile_cases.py");
-    assert_eq!(cases.len(), 12, "expected 12 generated cases");
+    assert_eq!(cases.len(), 13, "expected 13 generated cases");
     for case in &cases {
         let stem = case.file_stem().unwrap().to_string_lossy().to_string();
         let x = f32s(&dir.join(format!("{stem}.x.f32")));
