@@ -132,6 +132,7 @@ fn families_used<const T: usize, const N: usize>(
             Op::MaxPool(_) if g.t(s.out).dtype == DType::F32 => Some(0),
             Op::Slice { .. }
             | Op::Gather { .. }
+            | Op::GatherElements { .. }
             | Op::Transpose { .. }
             | Op::Pad { .. }
             | Op::Tile { .. } => Some(1),
@@ -1303,6 +1304,20 @@ fn eval<const T: usize, const N: usize>(
                     inner,
                     indices,
                 },
+                get(1)?,
+                wide,
+                get(0)?,
+                y,
+            )
+        }
+        Op::GatherElements { data, axis, wide } => {
+            built(cfg!(feature = "layout-ops"), "layout-ops")?;
+            let out = g.t(s.out);
+            k::gather_elements(
+                out.dtype.size(),
+                &data,
+                axis as usize,
+                &out.shape,
                 get(1)?,
                 wide,
                 get(0)?,

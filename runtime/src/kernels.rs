@@ -1529,6 +1529,56 @@ pub fn gather(
     Ok(())
 }
 
+/// GatherElements for `esize`-byte elements: output element `o` (a multi-index over
+/// `idx_shape`, the shape of the indices and the output) reads `x` (shape `data`) at `o` with its
+/// `axis` coordinate replaced by the index at `o`. Indices (little-endian int64 when `wide`, else
+/// int32) may be negative (counted from the end); one outside the axis is an error, since
+/// indices can be run-time data.
+#[allow(clippy::too_many_arguments)]
+pub fn gather_elements(
+    esize: usize,
+    data: &Shape,
+    axis: usize,
+    idx_shape: &Shape,
+    idx: &[u8],
+    wide: bool,
+    x: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
+    let isz = if wide { 8 } else { 4 };
+    let rank = data.rank();
+    check(
+        idx_shape.rank() == rank
+            && axis < rank
+            && (0..rank).all(|a| a == axis || idx_shape.dim(a) <= data.dim(a))
+            && idx.len() == idx_shape.numel() * isz
+            && x.len() == data.numel() * esize
+            && y.len() == idx_shape.numel() * esize,
+    )?;
+    let stride = strides_of(data);
+    let n = data.dim(axis) as i64;
+    let mut m = [0usize; MAX_RANK];
+    for (o, c) in y.chunks_exact_mut(esize).zip(idx.chunks_exact(isz)) {
+        let v = if wide {
+            i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+        } else {
+            i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64
+        };
+        let v = if v < 0 { v + n } else { v };
+        if !(0..n).contains(&v) {
+            return Err(Error::BadIo {
+                what: "GatherElements index out of range",
+            });
+        }
+        let at: usize = (0..rank)
+            .map(|a| if a == axis { v as usize } else { m[a] } * stride[a])
+            .sum();
+        o.copy_from_slice(&x[at * esize..(at + 1) * esize]);
+        next_index(&mut m, idx_shape);
+    }
+    Ok(())
+}
+
 /// Copies a strided window (`starts`, `steps` per axis; `out` the planned output shape) of
 /// `esize`-byte elements.
 pub fn slice(
@@ -2088,6 +2138,40 @@ mod tests {
 
     fn indices(y: &[u8]) -> [i64; 2] {
         [0, 1].map(|i| i64::from_le_bytes(y[i * 8..i * 8 + 8].try_into().unwrap()))
+    }
+
+    /// ONNX's own example (axis 1 of a 2 × 2), negative indices, int32 indices along axis 0 of
+    /// a 3 × 3 with a smaller output, and an index past the axis refused.
+    #[test]
+    fn gather_elements_reads_along_the_axis() {
+        let sh = |d: &[i64]| Shape::new(d, "t").unwrap();
+        let bytes =
+            |v: &[f32]| -> alloc::vec::Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let i64s =
+            |v: &[i64]| -> alloc::vec::Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let mut y = [0u8; 16];
+        let (x, ix) = (bytes(&[1.0, 2.0, 3.0, 4.0]), i64s(&[0, 0, 1, -2]));
+        gather_elements(4, &sh(&[2, 2]), 1, &sh(&[2, 2]), &ix, true, &x, &mut y).unwrap();
+        assert_eq!(y[..], bytes(&[1.0, 1.0, 4.0, 3.0])[..]);
+        let x9 = bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+        let ix32: alloc::vec::Vec<u8> = [1i32, 2, 0, 2, 0, 0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut y6 = [0u8; 24];
+        gather_elements(4, &sh(&[3, 3]), 0, &sh(&[2, 3]), &ix32, false, &x9, &mut y6).unwrap();
+        assert_eq!(y6[..], bytes(&[4.0, 8.0, 3.0, 7.0, 2.0, 3.0])[..]);
+        let past = gather_elements(
+            4,
+            &sh(&[2, 2]),
+            1,
+            &sh(&[2, 2]),
+            &i64s(&[0, 2, 0, 0]),
+            true,
+            &x,
+            &mut y,
+        );
+        assert!(matches!(past, Err(Error::BadIo { what }) if what.contains("out of range")));
     }
 
     /// Float Mod (fmod = 1) keeps the dividend's sign, as C's fmod and onnxruntime do.

@@ -46,6 +46,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Flatten",
     "Floor",
     "Gather",
+    "GatherElements",
     "Gelu",
     "Gemm",
     "GlobalAveragePool",
@@ -776,6 +777,13 @@ pub enum Op {
         indices: usize,
         wide: bool,
     },
+    /// `GatherElements`: the output (shape of the indices) reads `data` at its own position
+    /// with the `axis` coordinate taken from the indices (int64, or int32 unless `wide`).
+    GatherElements {
+        data: Shape,
+        axis: u8,
+        wide: bool,
+    },
     Quantize {
         q: QParams,
         out: DType,
@@ -1120,6 +1128,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Concat { .. } => "Concat",
         Op::Transpose { .. } => "Transpose",
         Op::Gather { .. } => "Gather",
+        Op::GatherElements { .. } => "GatherElements",
         Op::Slice { .. } => "Slice",
         Op::Pad { .. } => "Pad",
         Op::QLut { name, .. } => LUT_STEP_NAMES

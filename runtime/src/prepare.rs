@@ -1369,6 +1369,39 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Shape::new(&d[..k], out_name)?,
             )
         }
+        "GatherElements" if cfg!(feature = "layout-ops") => {
+            only_attrs(node, &["axis"])?;
+            let (x, t) = input(p.g, node, 0)?;
+            let (ix, ti) = input(p.g, node, 1)?;
+            let _ = ins.push(x);
+            let _ = ins.push(ix);
+            let wide = match ti.dtype {
+                DType::I64 => true,
+                DType::I32 => false,
+                _ => return Err(shape_err(node, "indices must be int64 or int32")),
+            };
+            let r = t.shape.rank();
+            if r == 0 || ti.shape.rank() != r {
+                return Err(shape_err(
+                    node,
+                    "data and indices must have one rank, at least 1",
+                ));
+            }
+            let ax = axis(node, node.attr_i("axis", 0)?, r)?;
+            // Off the axis, an output position is also a data position.
+            if (0..r).any(|a| a != ax && ti.shape.dim(a) > t.shape.dim(a)) {
+                return Err(shape_err(node, "indices larger than data off the axis"));
+            }
+            (
+                Op::GatherElements {
+                    data: t.shape,
+                    axis: ax as u8,
+                    wide,
+                },
+                t.dtype,
+                ti.shape,
+            )
+        }
         "Transpose" if cfg!(feature = "layout-ops") => {
             let (x, t) = input(p.g, node, 0)?;
             let _ = ins.push(x);
@@ -1420,8 +1453,8 @@ pub fn prepare_node<const T: usize, const N: usize>(
         | "ReduceSumSquare" => {
             return Err(unsupported(node, NO_FLOAT_OPS));
         }
-        "Slice" | "Gather" | "Transpose" | "Pad" | "Tile" | "Expand" | "DepthToSpace"
-        | "SpaceToDepth" | "Resize" | "Upsample" => {
+        "Slice" | "Gather" | "GatherElements" | "Transpose" | "Pad" | "Tile" | "Expand"
+        | "DepthToSpace" | "SpaceToDepth" | "Resize" | "Upsample" => {
             return Err(unsupported(
                 node,
                 "layout op (sprig-runtime built without feature layout-ops)",
