@@ -133,6 +133,7 @@ fn families_used<const T: usize, const N: usize>(
             Op::Slice { .. }
             | Op::Gather { .. }
             | Op::GatherElements { .. }
+            | Op::ScatterElements { .. }
             | Op::Transpose { .. }
             | Op::Pad { .. }
             | Op::Tile { .. } => Some(1),
@@ -1321,6 +1322,29 @@ fn eval<const T: usize, const N: usize>(
                 get(1)?,
                 wide,
                 get(0)?,
+                y,
+            )
+        }
+        Op::ScatterElements {
+            indices,
+            axis,
+            wide,
+            reduction,
+        } => {
+            built(cfg!(feature = "layout-ops"), "layout-ops")?;
+            let out = g.t(s.out);
+            k::scatter_elements(
+                &k::ScatterDims {
+                    esize: out.dtype.size(),
+                    data: out.shape,
+                    indices,
+                    axis: axis as usize,
+                    wide,
+                    reduction,
+                },
+                get(0)?,
+                get(1)?,
+                get(2)?,
                 y,
             )
         }

@@ -1579,6 +1579,86 @@ pub fn gather_elements(
     Ok(())
 }
 
+/// Geometry of a ScatterElements step.
+#[derive(Debug, Clone, Copy)]
+pub struct ScatterDims {
+    /// Bytes per element of data, updates and output.
+    pub esize: usize,
+    /// Shape of data and output.
+    pub data: Shape,
+    /// Shape of the indices and the updates.
+    pub indices: Shape,
+    /// The scattered axis.
+    pub axis: usize,
+    /// Indices are int64 (else int32).
+    pub wide: bool,
+    /// How an update combines with the value there.
+    pub reduction: crate::ops::ScatterReduction,
+}
+
+/// ScatterElements: `y` is `x`, then update `k` (a multi-index over the indices' shape) goes to
+/// its own position with the `axis` coordinate replaced by index `k` (negative counts from the
+/// end; out of range is an error), combined by `d.reduction` (float32 for any but `None`).
+/// Updates apply in order, so with duplicate indices and no reduction the last one wins.
+pub fn scatter_elements(
+    d: &ScatterDims,
+    x: &[u8],
+    idx: &[u8],
+    upd: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
+    use crate::ops::ScatterReduction as R;
+    let (es, rank) = (d.esize, d.data.rank());
+    let isz = if d.wide { 8 } else { 4 };
+    check(
+        d.indices.rank() == rank
+            && d.axis < rank
+            && (0..rank).all(|a| a == d.axis || d.indices.dim(a) <= d.data.dim(a))
+            && idx.len() == d.indices.numel() * isz
+            && upd.len() == d.indices.numel() * es
+            && x.len() == d.data.numel() * es
+            && y.len() == x.len()
+            && (d.reduction == R::None || es == 4),
+    )?;
+    y.copy_from_slice(x);
+    let stride = strides_of(&d.data);
+    let n = d.data.dim(d.axis) as i64;
+    let mut m = [0usize; MAX_RANK];
+    for (u, c) in upd.chunks_exact(es).zip(idx.chunks_exact(isz)) {
+        let v = if d.wide {
+            i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+        } else {
+            i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64
+        };
+        let v = if v < 0 { v + n } else { v };
+        if !(0..n).contains(&v) {
+            return Err(Error::BadIo {
+                what: "ScatterElements index out of range",
+            });
+        }
+        let at: usize = (0..rank)
+            .map(|a| if a == d.axis { v as usize } else { m[a] } * stride[a])
+            .sum();
+        let dst = &mut y[at * es..(at + 1) * es];
+        if d.reduction == R::None {
+            dst.copy_from_slice(u);
+        } else {
+            let f = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let (old, new) = (f(dst), f(u));
+            let r = match d.reduction {
+                R::Add => old + new,
+                R::Mul => old * new,
+                R::Max => old.max(new),
+                R::Min => old.min(new),
+                R::None => new,
+            };
+            dst.copy_from_slice(&r.to_le_bytes());
+        }
+        next_index(&mut m, &d.indices);
+    }
+    Ok(())
+}
+
 /// Copies a strided window (`starts`, `steps` per axis; `out` the planned output shape) of
 /// `esize`-byte elements.
 pub fn slice(
@@ -2171,6 +2251,34 @@ mod tests {
             &x,
             &mut y,
         );
+        assert!(matches!(past, Err(Error::BadIo { what }) if what.contains("out of range")));
+    }
+
+    /// ONNX's example of ScatterElements along axis 1, duplicate indices added with
+    /// `reduction = add`, and an index past the axis refused.
+    #[test]
+    fn scatter_elements_writes_along_the_axis() {
+        use crate::ops::ScatterReduction as R;
+        let sh = |d: &[i64]| Shape::new(d, "t").unwrap();
+        let f =
+            |v: &[f32]| -> alloc::vec::Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let i =
+            |v: &[i64]| -> alloc::vec::Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let dims = |reduction| ScatterDims {
+            esize: 4,
+            data: sh(&[1, 5]),
+            indices: sh(&[1, 2]),
+            axis: 1,
+            wide: true,
+            reduction,
+        };
+        let x = f(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        let mut y = [0u8; 20];
+        scatter_elements(&dims(R::None), &x, &i(&[1, -2]), &f(&[1.1, 2.1]), &mut y).unwrap();
+        assert_eq!(y[..], f(&[1.0, 1.1, 3.0, 2.1, 5.0])[..]);
+        scatter_elements(&dims(R::Add), &x, &i(&[1, 1]), &f(&[1.1, 2.1]), &mut y).unwrap();
+        assert_eq!(y[..], f(&[1.0, 2.0 + 1.1 + 2.1, 3.0, 4.0, 5.0])[..]);
+        let past = scatter_elements(&dims(R::None), &x, &i(&[5, 0]), &f(&[0.0, 0.0]), &mut y);
         assert!(matches!(past, Err(Error::BadIo { what }) if what.contains("out of range")));
     }
 

@@ -103,6 +103,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "RNN",
     "Round",
     "Selu",
+    "Scatter",
+    "ScatterElements",
     "Shape",
     "Shrink",
     "Sigmoid",
@@ -247,6 +249,21 @@ impl Binary {
             Binary::Mod | Binary::Fmod => "Mod",
         }
     }
+}
+
+/// How `ScatterElements` combines an update with the value already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScatterReduction {
+    /// Overwrite (a later update to the same position wins).
+    None,
+    /// Add (float32 only).
+    Add,
+    /// Multiply (float32 only).
+    Mul,
+    /// Keep the larger (float32 only).
+    Max,
+    /// Keep the smaller (float32 only).
+    Min,
 }
 
 /// Where an output index of `Resize` samples the input (ONNX's
@@ -784,6 +801,15 @@ pub enum Op {
         axis: u8,
         wide: bool,
     },
+    /// `ScatterElements` (and the older `Scatter`): the output is `data` with each update
+    /// written at its own position, the `axis` coordinate taken from the indices (the inverse
+    /// of GatherElements); `indices` has this shape.
+    ScatterElements {
+        indices: Shape,
+        axis: u8,
+        wide: bool,
+        reduction: ScatterReduction,
+    },
     Quantize {
         q: QParams,
         out: DType,
@@ -1129,6 +1155,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Transpose { .. } => "Transpose",
         Op::Gather { .. } => "Gather",
         Op::GatherElements { .. } => "GatherElements",
+        Op::ScatterElements { .. } => "ScatterElements",
         Op::Slice { .. } => "Slice",
         Op::Pad { .. } => "Pad",
         Op::QLut { name, .. } => LUT_STEP_NAMES

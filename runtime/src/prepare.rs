@@ -1402,6 +1402,58 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 ti.shape,
             )
         }
+        "ScatterElements" | "Scatter" if cfg!(feature = "layout-ops") => {
+            only_attrs(node, &["axis", "reduction"])?;
+            let (x, t) = input(p.g, node, 0)?;
+            let (ix, ti) = input(p.g, node, 1)?;
+            let (u, tu) = input(p.g, node, 2)?;
+            let _ = ins.push(x);
+            let _ = ins.push(ix);
+            let _ = ins.push(u);
+            let wide = match ti.dtype {
+                DType::I64 => true,
+                DType::I32 => false,
+                _ => return Err(shape_err(node, "indices must be int64 or int32")),
+            };
+            let r = t.shape.rank();
+            if r == 0 || ti.shape.rank() != r {
+                return Err(shape_err(
+                    node,
+                    "data and indices must have one rank, at least 1",
+                ));
+            }
+            if tu.dtype != t.dtype || tu.shape.dims() != ti.shape.dims() {
+                return Err(shape_err(
+                    node,
+                    "updates must match indices in shape and data in type",
+                ));
+            }
+            let ax = axis(node, node.attr_i("axis", 0)?, r)?;
+            if (0..r).any(|a| a != ax && ti.shape.dim(a) > t.shape.dim(a)) {
+                return Err(shape_err(node, "indices larger than data off the axis"));
+            }
+            let reduction = match node.attr_s("reduction")? {
+                None | Some(b"none") => ScatterReduction::None,
+                Some(b"add") => ScatterReduction::Add,
+                Some(b"mul") => ScatterReduction::Mul,
+                Some(b"max") => ScatterReduction::Max,
+                Some(b"min") => ScatterReduction::Min,
+                Some(_) => return Err(unsupported(node, "reduction")),
+            };
+            if reduction != ScatterReduction::None && t.dtype != DType::F32 {
+                return Err(unsupported(node, "reduction on a type other than float32"));
+            }
+            (
+                Op::ScatterElements {
+                    indices: ti.shape,
+                    axis: ax as u8,
+                    wide,
+                    reduction,
+                },
+                t.dtype,
+                t.shape,
+            )
+        }
         "Transpose" if cfg!(feature = "layout-ops") => {
             let (x, t) = input(p.g, node, 0)?;
             let _ = ins.push(x);
@@ -1453,8 +1505,8 @@ pub fn prepare_node<const T: usize, const N: usize>(
         | "ReduceSumSquare" => {
             return Err(unsupported(node, NO_FLOAT_OPS));
         }
-        "Slice" | "Gather" | "GatherElements" | "Transpose" | "Pad" | "Tile" | "Expand"
-        | "DepthToSpace" | "SpaceToDepth" | "Resize" | "Upsample" => {
+        "Slice" | "Gather" | "GatherElements" | "ScatterElements" | "Scatter" | "Transpose"
+        | "Pad" | "Tile" | "Expand" | "DepthToSpace" | "SpaceToDepth" | "Resize" | "Upsample" => {
             return Err(unsupported(
                 node,
                 "layout op (sprig-runtime built without feature layout-ops)",
