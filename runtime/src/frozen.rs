@@ -17,8 +17,9 @@
 //! Only the int8 core is frozen: the steps a fully quantized model runs on a microcontroller
 //! (int8 convolution and dense layers, Quantize/Dequantize, MaxPool, int8 Add, Concat and
 //! AveragePool, int8 lookup tables of element-wise ops, data movement (Transpose, Slice, Gather,
-//! Pad, Tile, Resize) and reshapes). A plan with other steps (float, GatherElements, integer
-//! and logic ops) is refused by [`InterpreterWith::freeze`]; plan it on the device instead.
+//! Pad, Tile, Resize) and reshapes). A plan with other steps (float, GatherElements,
+//! ScatterElements, integer and logic ops) is refused by [`InterpreterWith::freeze`]; plan it
+//! on the device instead.
 //!
 //! Layout (little endian, version 1): `"SPLN"`, version u8, model length u32, model FNV-1a
 //! u32, plan-body FNV-1a u32, then the body: persistent bytes u32, working bytes u32, working
@@ -449,9 +450,10 @@ fn put_op(op: &Op, w: &mut Writer) -> Result<()> {
         }
         _ => {
             return Err(bad(
-                "a step frozen plans do not hold: only int8 plans (int8 layers, \
-                 Quantize/Dequantize, MaxPool, Concat, lookup tables, data movement other than \
-                 GatherElements, reshapes) are frozen; plan this model on the device",
+                "a step frozen plans do not hold (a float step, GatherElements, ScatterElements, \
+                 integer or logic ops): only int8 plans (int8 layers, Quantize/Dequantize, \
+                 MaxPool, Concat, lookup tables, data movement, reshapes) are frozen; plan this \
+                 model on the device",
             ))
         }
     }
