@@ -1529,6 +1529,48 @@ pub fn gather(
     Ok(())
 }
 
+/// Walks the indices of GatherElements/ScatterElements (shape `idx_shape`, int64 when `wide`
+/// else int32, negative counted from the end) and calls `f(k, at)` with the row-major position
+/// in `data` of element `k`: its own multi-index with the `axis` coordinate from index `k`. An
+/// index outside the axis stops the walk with `what` (indices can be run-time data).
+fn for_each_element_position(
+    data: &Shape,
+    axis: usize,
+    idx_shape: &Shape,
+    idx: &[u8],
+    wide: bool,
+    what: &'static str,
+    mut f: impl FnMut(usize, usize),
+) -> Result<()> {
+    let isz = if wide { 8 } else { 4 };
+    check(
+        idx_shape.rank() == data.rank()
+            && axis < data.rank()
+            && (0..data.rank()).all(|a| a == axis || idx_shape.dim(a) <= data.dim(a))
+            && idx.len() == idx_shape.numel() * isz,
+    )?;
+    let stride = strides_of(data);
+    let n = data.dim(axis) as i64;
+    let mut m = [0usize; MAX_RANK];
+    for (k, c) in idx.chunks_exact(isz).enumerate() {
+        let v = if wide {
+            i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+        } else {
+            i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64
+        };
+        let v = if v < 0 { v + n } else { v };
+        if !(0..n).contains(&v) {
+            return Err(Error::BadIo { what });
+        }
+        let at: usize = (0..data.rank())
+            .map(|a| if a == axis { v as usize } else { m[a] } * stride[a])
+            .sum();
+        f(k, at);
+        next_index(&mut m, idx_shape);
+    }
+    Ok(())
+}
+
 /// GatherElements for `esize`-byte elements: output element `o` (a multi-index over
 /// `idx_shape`, the shape of the indices and the output) reads `x` (shape `data`) at `o` with its
 /// `axis` coordinate replaced by the index at `o`. Indices (little-endian int64 when `wide`, else
@@ -1545,38 +1587,16 @@ pub fn gather_elements(
     x: &[u8],
     y: &mut [u8],
 ) -> Result<()> {
-    let isz = if wide { 8 } else { 4 };
-    let rank = data.rank();
-    check(
-        idx_shape.rank() == rank
-            && axis < rank
-            && (0..rank).all(|a| a == axis || idx_shape.dim(a) <= data.dim(a))
-            && idx.len() == idx_shape.numel() * isz
-            && x.len() == data.numel() * esize
-            && y.len() == idx_shape.numel() * esize,
-    )?;
-    let stride = strides_of(data);
-    let n = data.dim(axis) as i64;
-    let mut m = [0usize; MAX_RANK];
-    for (o, c) in y.chunks_exact_mut(esize).zip(idx.chunks_exact(isz)) {
-        let v = if wide {
-            i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
-        } else {
-            i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64
-        };
-        let v = if v < 0 { v + n } else { v };
-        if !(0..n).contains(&v) {
-            return Err(Error::BadIo {
-                what: "GatherElements index out of range",
-            });
-        }
-        let at: usize = (0..rank)
-            .map(|a| if a == axis { v as usize } else { m[a] } * stride[a])
-            .sum();
-        o.copy_from_slice(&x[at * esize..(at + 1) * esize]);
-        next_index(&mut m, idx_shape);
-    }
-    Ok(())
+    check(x.len() == data.numel() * esize && y.len() == idx_shape.numel() * esize)?;
+    for_each_element_position(
+        data,
+        axis,
+        idx_shape,
+        idx,
+        wide,
+        "GatherElements index out of range",
+        |k, at| y[k * esize..(k + 1) * esize].copy_from_slice(&x[at * esize..(at + 1) * esize]),
+    )
 }
 
 /// Geometry of a ScatterElements step.
@@ -1608,55 +1628,32 @@ pub fn scatter_elements(
     y: &mut [u8],
 ) -> Result<()> {
     use crate::ops::ScatterReduction as R;
-    let (es, rank) = (d.esize, d.data.rank());
-    let isz = if d.wide { 8 } else { 4 };
+    let es = d.esize;
     check(
-        d.indices.rank() == rank
-            && d.axis < rank
-            && (0..rank).all(|a| a == d.axis || d.indices.dim(a) <= d.data.dim(a))
-            && idx.len() == d.indices.numel() * isz
-            && upd.len() == d.indices.numel() * es
+        upd.len() == d.indices.numel() * es
             && x.len() == d.data.numel() * es
             && y.len() == x.len()
             && (d.reduction == R::None || es == 4),
     )?;
     y.copy_from_slice(x);
-    let stride = strides_of(&d.data);
-    let n = d.data.dim(d.axis) as i64;
-    let mut m = [0usize; MAX_RANK];
-    for (u, c) in upd.chunks_exact(es).zip(idx.chunks_exact(isz)) {
-        let v = if d.wide {
-            i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
-        } else {
-            i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64
-        };
-        let v = if v < 0 { v + n } else { v };
-        if !(0..n).contains(&v) {
-            return Err(Error::BadIo {
-                what: "ScatterElements index out of range",
-            });
-        }
-        let at: usize = (0..rank)
-            .map(|a| if a == d.axis { v as usize } else { m[a] } * stride[a])
-            .sum();
-        let dst = &mut y[at * es..(at + 1) * es];
+    let what = "ScatterElements index out of range";
+    for_each_element_position(&d.data, d.axis, &d.indices, idx, d.wide, what, |k, at| {
+        let (u, dst) = (&upd[k * es..(k + 1) * es], &mut y[at * es..(at + 1) * es]);
         if d.reduction == R::None {
             dst.copy_from_slice(u);
-        } else {
-            let f = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            let (old, new) = (f(dst), f(u));
-            let r = match d.reduction {
-                R::Add => old + new,
-                R::Mul => old * new,
-                R::Max => old.max(new),
-                R::Min => old.min(new),
-                R::None => new,
-            };
-            dst.copy_from_slice(&r.to_le_bytes());
+            return;
         }
-        next_index(&mut m, &d.indices);
-    }
-    Ok(())
+        let f = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let (old, new) = (f(dst), f(u));
+        let r = match d.reduction {
+            R::Add => old + new,
+            R::Mul => old * new,
+            R::Max => old.max(new),
+            R::Min => old.min(new),
+            R::None => new,
+        };
+        dst.copy_from_slice(&r.to_le_bytes());
+    })
 }
 
 /// Copies a strided window (`starts`, `steps` per axis; `out` the planned output shape) of

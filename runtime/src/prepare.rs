@@ -127,6 +127,33 @@ fn ints<const L: usize>(node: &Node<'_>, name: &str) -> Result<Option<heapless::
         .map(|n| buf[..n].iter().copied().collect()))
 }
 
+/// The axis of GatherElements or ScatterElements and whether the indices are int64 (else
+/// int32): data and indices share one rank of at least 1, and off the axis an index position is
+/// also a data position.
+fn elements_axis(
+    node: &Node<'_>,
+    data: &Shape,
+    ti: &crate::graph::TensorInfo<'_>,
+) -> Result<(usize, bool)> {
+    let wide = match ti.dtype {
+        DType::I64 => true,
+        DType::I32 => false,
+        _ => return Err(shape_err(node, "indices must be int64 or int32")),
+    };
+    let r = data.rank();
+    if r == 0 || ti.shape.rank() != r {
+        return Err(shape_err(
+            node,
+            "data and indices must have one rank, at least 1",
+        ));
+    }
+    let ax = axis(node, node.attr_i("axis", 0)?, r)?;
+    if (0..r).any(|a| a != ax && ti.shape.dim(a) > data.dim(a)) {
+        return Err(shape_err(node, "indices larger than data off the axis"));
+    }
+    Ok((ax, wide))
+}
+
 /// Reads a constant 1-D int64 input (Reshape's shape, Squeeze's axes in opset 13+).
 pub(crate) fn const_ints<const T: usize, const N: usize>(
     p: &Prep<'_, '_, T, N>,
@@ -1375,23 +1402,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
             let (ix, ti) = input(p.g, node, 1)?;
             let _ = ins.push(x);
             let _ = ins.push(ix);
-            let wide = match ti.dtype {
-                DType::I64 => true,
-                DType::I32 => false,
-                _ => return Err(shape_err(node, "indices must be int64 or int32")),
-            };
-            let r = t.shape.rank();
-            if r == 0 || ti.shape.rank() != r {
-                return Err(shape_err(
-                    node,
-                    "data and indices must have one rank, at least 1",
-                ));
-            }
-            let ax = axis(node, node.attr_i("axis", 0)?, r)?;
-            // Off the axis, an output position is also a data position.
-            if (0..r).any(|a| a != ax && ti.shape.dim(a) > t.shape.dim(a)) {
-                return Err(shape_err(node, "indices larger than data off the axis"));
-            }
+            let (ax, wide) = elements_axis(node, &t.shape, &ti)?;
             (
                 Op::GatherElements {
                     data: t.shape,
@@ -1410,27 +1421,12 @@ pub fn prepare_node<const T: usize, const N: usize>(
             let _ = ins.push(x);
             let _ = ins.push(ix);
             let _ = ins.push(u);
-            let wide = match ti.dtype {
-                DType::I64 => true,
-                DType::I32 => false,
-                _ => return Err(shape_err(node, "indices must be int64 or int32")),
-            };
-            let r = t.shape.rank();
-            if r == 0 || ti.shape.rank() != r {
-                return Err(shape_err(
-                    node,
-                    "data and indices must have one rank, at least 1",
-                ));
-            }
+            let (ax, wide) = elements_axis(node, &t.shape, &ti)?;
             if tu.dtype != t.dtype || tu.shape.dims() != ti.shape.dims() {
                 return Err(shape_err(
                     node,
                     "updates must match indices in shape and data in type",
                 ));
-            }
-            let ax = axis(node, node.attr_i("axis", 0)?, r)?;
-            if (0..r).any(|a| a != ax && ti.shape.dim(a) > t.shape.dim(a)) {
-                return Err(shape_err(node, "indices larger than data off the axis"));
             }
             let reduction = match node.attr_s("reduction")? {
                 None | Some(b"none") => ScatterReduction::None,
