@@ -340,6 +340,12 @@ fn put_op(op: &Op, w: &mut Writer) -> Result<()> {
             w.push(MAXPOOL);
             win.put(w);
         }
+        Op::Quantize { q, .. } | Op::Dequantize { q, .. } if q.from_inputs() => {
+            return Err(bad(
+                "a Quantize/Dequantize whose scale or zero point is computed at run time: \
+                 frozen plans hold constant ones only; plan this model on the device",
+            ))
+        }
         Op::Quantize { q, out } => {
             w.push(QUANTIZE);
             q.put(w);
@@ -450,7 +456,7 @@ fn put_op(op: &Op, w: &mut Writer) -> Result<()> {
         }
         _ => {
             return Err(bad(
-                "a step frozen plans do not hold (a float step, GatherElements, ScatterElements, \
+                "a step frozen plans do not hold (a float step, GatherElements, ScatterElements, Trilu, \
                  integer or logic ops): only int8 plans (int8 layers, Quantize/Dequantize, \
                  MaxPool, Concat, lookup tables, data movement, reshapes) are frozen; plan this \
                  model on the device",

@@ -128,6 +128,7 @@ fn families_used<const T: usize, const N: usize>(
             | Op::Convert { .. }
             | Op::Variadic(_)
             | Op::Hardmax { .. }
+            | Op::ClipInputs { .. }
             | Op::BatchNorm { .. } => Some(0),
             Op::MaxPool(_) if g.t(s.out).dtype == DType::F32 => Some(0),
             Op::Slice { .. }
@@ -136,7 +137,8 @@ fn families_used<const T: usize, const N: usize>(
             | Op::ScatterElements { .. }
             | Op::Transpose { .. }
             | Op::Pad { .. }
-            | Op::Tile { .. } => Some(1),
+            | Op::Tile { .. }
+            | Op::Trilu { .. } => Some(1),
             Op::Resize {
                 mode: crate::ops::ResizeMode::Linear,
                 ..
@@ -146,7 +148,7 @@ fn families_used<const T: usize, const N: usize>(
             Op::QConcat(_) => Some(3),
             Op::QAvgPool(_) => Some(4),
             Op::Rnn(_) => Some(5),
-            Op::IntLinear(_) => Some(6),
+            Op::IntLinear(_) | Op::DynQuant(_) => Some(6),
             // Trigonometric, Mish and Gelu tables are computed with float-ops' libm functions.
             Op::QLut { name, .. } if name as usize >= crate::ops::LUT_OPS_WITHOUT_FLOAT_OPS => {
                 used[0] = true;
@@ -346,6 +348,13 @@ fn plan_into<'m, const T: usize, const N: usize>(
             persist = prep.persist;
             continue;
         }
+        #[cfg(feature = "integer-ops")]
+        if node.op_type == "DynamicQuantizeLinear" && node.domain.is_empty() {
+            // One step per requested output.
+            crate::dynquant::prepare_dynquant(&mut prep, &node, idx as u16, steps)?;
+            persist = prep.persist;
+            continue;
+        }
         if node.op_type == "Split" && node.domain.is_empty() {
             // One step per output.
             crate::prepare::prepare_split(&mut prep, &node, idx as u16, steps)?;
@@ -367,10 +376,7 @@ fn plan_into<'m, const T: usize, const N: usize>(
             None => prepare_node(&mut prep, &node, idx as u16)?,
         };
         persist = prep.persist;
-        steps.push(step).map_err(|_| Error::CapacityExceeded {
-            what: "steps",
-            capacity: N,
-        })?;
+        crate::ops::push_step(steps, step)?;
     }
     // Every graph output must be computed by a step.
     for &o in &g.outputs {
@@ -964,6 +970,31 @@ fn carve(
     Ok(if swapped { (b, a, segs) } else { (a, b, segs) })
 }
 
+/// The per-tensor scale and zero point of a Quantize/Dequantize step that reads them from its
+/// inputs (`zp` absent: 0); `zdt` is the zero point's element type.
+#[cfg(feature = "integer-ops")]
+fn run_time_qparams<'a>(
+    scale: &'a [u8],
+    zp: Option<&[u8]>,
+    zdt: DType,
+) -> Result<(&'a [f32], [i32; 1])> {
+    let bad = Error::BadIo {
+        what: "run-time scale or zero point is not one value",
+    };
+    let z = match (zp, zdt) {
+        (None, _) => 0,
+        (Some(&[b]), DType::U8) => i32::from(b),
+        (Some(&[b]), DType::I8) => i32::from(b as i8),
+        (Some(&[a, b, c, d]), DType::I32) => i32::from_le_bytes([a, b, c, d]),
+        _ => return Err(bad),
+    };
+    let sc = f32s(scale)?;
+    if sc.len() != 1 {
+        return Err(bad);
+    }
+    Ok((sc, [z]))
+}
+
 fn f32s(b: &[u8]) -> Result<&[f32]> {
     bytemuck::try_cast_slice(b).map_err(|_| Error::BadIo {
         what: "misaligned float buffer",
@@ -1182,6 +1213,7 @@ fn eval<const T: usize, const N: usize>(
         | Op::Convert { .. }
         | Op::Variadic(_)
         | Op::Hardmax { .. }
+        | Op::ClipInputs { .. }
         | Op::BatchNorm { .. } => Err(no_float_ops()),
         #[cfg(feature = "float-ops")]
         Op::Hardmax { outer, len, inner } => {
@@ -1402,6 +1434,46 @@ fn eval<const T: usize, const N: usize>(
                 )
             }
         }
+        #[cfg(feature = "float-ops")]
+        Op::ClipInputs { min_at, max_at } => {
+            let bound = |at: u8, none: f32| match at {
+                0 => Ok(none),
+                _ => f32s(get(at as usize)?)?
+                    .first()
+                    .copied()
+                    .ok_or(Error::BadIo {
+                        what: "Clip bound is empty",
+                    }),
+            };
+            let clip = crate::ops::Unary::Clip(
+                bound(min_at, f32::NEG_INFINITY)?,
+                bound(max_at, f32::INFINITY)?,
+            );
+            k::unary(clip, f32s(get(0)?)?, f32s_mut(y)?)
+        }
+        Op::Trilu {
+            rows,
+            cols,
+            upper,
+            k,
+            k_input,
+        } => {
+            built(cfg!(feature = "layout-ops"), "layout-ops")?;
+            let k = if k_input {
+                match get(1)? {
+                    &[a, b, c, d, e, f, g, h] => i64::from_le_bytes([a, b, c, d, e, f, g, h]),
+                    _ => {
+                        return Err(Error::BadIo {
+                            what: "Trilu k is not one int64",
+                        })
+                    }
+                }
+            } else {
+                k
+            };
+            let esize = g.t(s.out).dtype.size();
+            k::trilu(esize, rows, cols, upper, k, get(0)?, y)
+        }
         Op::Tile { in_shape } => {
             built(cfg!(feature = "layout-ops"), "layout-ops")?;
             let out = g.t(s.out);
@@ -1411,10 +1483,20 @@ fn eval<const T: usize, const N: usize>(
             built(cfg!(feature = "layout-ops"), "layout-ops")?;
             k::transpose(g.t(s.out).dtype.size(), &in_shape, &perm, get(0)?, y)
         }
+        #[cfg(feature = "integer-ops")]
+        Op::Quantize { q, out } if q.from_inputs() => {
+            let (sc, zp) = run_time_qparams(get(1)?, ins.get(2).copied(), out)?;
+            k::quantize(&q, sc, &zp, out, f32s(get(0)?)?, y)
+        }
         Op::Quantize { q, out } => {
             let sc = f32s(persist_slice(persist, q.scales, q.axis_len * 4)?)?;
             let zp = i32s(persist_slice(persist, q.zps, q.axis_len * 4)?)?;
             k::quantize(&q, sc, zp, out, f32s(get(0)?)?, y)
+        }
+        #[cfg(feature = "integer-ops")]
+        Op::Dequantize { q, input } if q.from_inputs() => {
+            let (sc, zp) = run_time_qparams(get(1)?, ins.get(2).copied(), input)?;
+            k::dequantize(&q, sc, &zp, input, get(0)?, f32s_mut(y)?)
         }
         Op::Dequantize { q, input } => {
             let sc = f32s(persist_slice(persist, q.scales, q.axis_len * 4)?)?;
@@ -1518,7 +1600,7 @@ fn eval<const T: usize, const N: usize>(
             }
         }
         #[cfg(not(feature = "integer-ops"))]
-        Op::IntLinear(_) => Err(Error::UnsupportedOp {
+        Op::IntLinear(_) | Op::DynQuant(_) => Err(Error::UnsupportedOp {
             op: crate::error::Name::new("integer op (feature integer-ops)"),
             node: crate::error::Name::new(""),
         }),
@@ -1583,6 +1665,8 @@ fn eval<const T: usize, const N: usize>(
             node: crate::error::Name::new(""),
         }),
         #[cfg(feature = "integer-ops")]
+        Op::DynQuant(part) => crate::dynquant::dynamic_quantize(part, f32s(get(0)?)?, y),
+        #[cfg(feature = "integer-ops")]
         Op::IntLinear(l) => {
             let ch = l.geom.channels();
             let zw = i32s(persist_slice(persist, l.zw, ch * 4)?)?;
@@ -1599,6 +1683,9 @@ fn eval<const T: usize, const N: usize>(
                 )?)?)),
                 None => None,
             };
+            let (l, zw_run) = l.with_input_zero_points(ins.get(2..).unwrap_or(&[]))?;
+            let zw_one = [zw_run.unwrap_or(0)];
+            let zw = if zw_run.is_some() { &zw_one[..] } else { zw };
             crate::intop::int_linear(&l, get(0)?, get(1)?, zw, bias, rq, y)
         }
         #[cfg(feature = "recurrent")]

@@ -73,8 +73,14 @@ pub struct IntLinear {
     pub x_unsigned: bool,
     /// w (B) is uint8 rather than int8.
     pub w_unsigned: bool,
-    /// x zero point.
+    /// x zero point (the constant, or the last value read from the step's third input).
     pub zx: i32,
+    /// The x zero point is a tensor computed at run time (the step's third input), as after
+    /// `DynamicQuantizeLinear` in onnxruntime's dynamically quantized files.
+    pub zx_input: bool,
+    /// The weight zero point is a one-element tensor read at run time (the step's input after
+    /// the x zero point's); `zw` then holds zeros.
+    pub zw_input: bool,
     /// Persist offset of one i32 weight zero point per channel.
     pub zw: usize,
     /// Persist offset of one i32 bias per channel (usize::MAX: none).
@@ -99,6 +105,49 @@ fn konst_scalar_f32<const T: usize, const N: usize>(
         return Err(shape_err(node, "scale must be positive and finite"));
     }
     Ok(s)
+}
+
+impl IntLinear {
+    /// The zero points read at run time from the step's inputs after x and w (`ins`): this
+    /// step with its x zero point set, and the weight zero point (one value), if any.
+    pub fn with_input_zero_points(mut self, ins: &[&[u8]]) -> Result<(Self, Option<i32>)> {
+        let one = |b: Option<&&[u8]>, unsigned: bool| match b {
+            Some(&&[v]) => Ok(elem(&[v], 0, unsigned)),
+            _ => Err(Error::BadIo {
+                what: "integer op zero point is not one 8-bit value",
+            }),
+        };
+        let mut at = 0;
+        if self.zx_input {
+            self.zx = one(ins.get(at), self.x_unsigned)?;
+            at += 1;
+        }
+        let zw = match self.zw_input {
+            true => Some(one(ins.get(at), self.w_unsigned)?),
+            false => None,
+        };
+        Ok((self, zw))
+    }
+}
+
+/// The x zero point of ConvInteger/MatMulInteger: a constant (0 when absent), or a one-element
+/// tensor computed at run time, returned as its id.
+fn x_zero_point<const T: usize, const N: usize>(
+    p: &Prep<'_, '_, T, N>,
+    node: &Node<'_>,
+    want: DType,
+) -> Result<(i32, u16)> {
+    if node.input(2).is_none() || p.g.konst(node.input(2)).is_some() {
+        return Ok((konst_zp(p, node, 2, want)?, NONE));
+    }
+    let (id, t) = input(p.g, node, 2)?;
+    if t.dtype != want {
+        return Err(shape_err(node, "zero point type differs from its tensor's"));
+    }
+    if t.shape.numel() != 1 {
+        return Err(unsupported(node, "per-row zero point of the left input"));
+    }
+    Ok((0, id))
 }
 
 /// A constant zero point (0 when absent); must be scalar.
@@ -161,7 +210,12 @@ pub(crate) fn prepare_intop<const T: usize, const N: usize>(
     let (w_id, wt) = input(p.g, node, wi)?;
     let x_unsigned = int8_type(node, xt.dtype)?;
     let w_unsigned = int8_type(node, wt.dtype)?;
-    let zx = konst_zp(p, node, 2, xt.dtype)?;
+    // QLinear ops take constant zero points only; the integer ops also a run-time one.
+    let (zx, zx_id) = if qlinear {
+        (konst_zp(p, node, 2, xt.dtype)?, NONE)
+    } else {
+        x_zero_point(p, node, xt.dtype)?
+    };
     let zw_name = node.input(if qlinear { 5 } else { 3 });
     let (geom, out_shape) = if conv {
         let win = conv_window(node, &xt.shape, &wt.shape)?;
@@ -170,7 +224,25 @@ pub(crate) fn prepare_intop<const T: usize, const N: usize>(
         matmul_geom(node, &xt.shape, &wt.shape)?
     };
     let ch = geom.channels();
-    let zw_k = match zw_name {
+    // ConvInteger/MatMulInteger also take a one-element weight zero point computed at run time.
+    let zw_run = match zw_name.filter(|n| !qlinear && !n.is_empty() && p.g.konst(Some(n)).is_none())
+    {
+        Some(_) => {
+            let (id, t) = input(p.g, node, 3)?;
+            if t.dtype != wt.dtype {
+                return Err(shape_err(node, "zero point type differs from its tensor's"));
+            }
+            if t.shape.numel() != 1 {
+                return Err(unsupported(
+                    node,
+                    "non-constant per-channel weight zero point",
+                ));
+            }
+            id
+        }
+        None => NONE,
+    };
+    let zw_k = match zw_name.filter(|_| zw_run == NONE) {
         Some(n) => {
             let k =
                 p.g.konst(Some(n))
@@ -291,6 +363,8 @@ pub(crate) fn prepare_intop<const T: usize, const N: usize>(
         x_unsigned,
         w_unsigned,
         zx,
+        zx_input: zx_id != NONE,
+        zw_input: zw_run != NONE,
         zw: p.reserve_n(ch, 4)?,
         bias: if bias == NONE {
             usize::MAX
@@ -299,7 +373,10 @@ pub(crate) fn prepare_intop<const T: usize, const N: usize>(
         },
         out8,
     };
-    let zw_id = zw_name.and_then(|n| p.g.find(n)).unwrap_or(NONE);
+    let zw_id = match zw_run {
+        NONE => zw_name.and_then(|n| p.g.find(n)).unwrap_or(NONE),
+        _ => NONE, // read at run time; the persisted zeros are not used
+    };
     p.fill(Fill::IntLinear {
         zw: zw_id,
         bias,
@@ -314,7 +391,16 @@ pub(crate) fn prepare_intop<const T: usize, const N: usize>(
         None => DType::I32,
     };
     set_output(p, y_id, ydt, out_shape)?;
-    make_step(idx, Op::IntLinear(il), &[x_id, w_id], y_id)
+    // Inputs: x, w, then the run-time zero points present, x's first.
+    let mut ins = [x_id, w_id, NONE, NONE];
+    let mut n = 2;
+    for id in [zx_id, zw_run] {
+        if id != NONE {
+            ins[n] = id;
+            n += 1;
+        }
+    }
+    make_step(idx, Op::IntLinear(il), &ins[..n], y_id)
 }
 
 fn set_output<const T: usize, const N: usize>(
@@ -429,7 +515,11 @@ pub fn int_linear(
     let bad = Error::BadIo {
         what: "integer op buffers differ from the plan",
     };
-    if zw.len() != ch || bias.is_some_and(|b| b.len() != ch) || rq.is_some_and(|r| r.len() != ch) {
+    // One weight zero point per channel, or one for all (read at run time).
+    if (zw.len() != ch && zw.len() != 1)
+        || bias.is_some_and(|b| b.len() != ch)
+        || rq.is_some_and(|r| r.len() != ch)
+    {
         return Err(bad);
     }
     let out_len = match p.geom {
@@ -488,7 +578,7 @@ pub fn int_linear(
                                             w,
                                             oc * per_oc + (ic * win.kh + ky) * win.kw + kx,
                                             p.w_unsigned,
-                                        ) - zw[oc];
+                                        ) - zw[oc % zw.len()];
                                         acc = acc.wrapping_add(xv.wrapping_mul(wv));
                                     }
                                 }
@@ -519,7 +609,7 @@ pub fn int_linear(
                         let mut acc = 0i32;
                         for kk in 0..k {
                             let av = elem(x, ab + i * k + kk, p.x_unsigned) - p.zx;
-                            let bv = elem(w, bb + kk * n + j, p.w_unsigned) - zw[j];
+                            let bv = elem(w, bb + kk * n + j, p.w_unsigned) - zw[j % zw.len()];
                             acc = acc.wrapping_add(av.wrapping_mul(bv));
                         }
                         emit((bi * m + i) * n + j, j, acc);

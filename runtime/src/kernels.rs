@@ -315,9 +315,9 @@ pub fn unary_one(u: Unary, v: f32) -> f32 {
             0.5 * v * (1.0 + tanh(k))
         }
         Unary::Clip(lo, hi) => {
-            if v < lo {
-                lo
-            } else if v > hi {
+            // min(max(v, lo), hi): `hi` everywhere when lo > hi, as ONNX specifies; NaN stays.
+            let v = if v < lo { lo } else { v };
+            if v > hi {
                 hi
             } else {
                 v
@@ -744,21 +744,137 @@ pub fn conv_f32_rows_portable(
                         }
                     }
                 }
-                for oc in g * opg..(g + 1) * opg {
-                    let at = ((n * p.oc + oc) * p.oh + oy) * ow;
-                    let yrow = &mut y[at..at + ow];
-                    let bias = b.map_or(0.0, |b| b[oc]);
-                    yrow.iter_mut().for_each(|v| *v = bias);
-                    for (k, &wv) in w[oc * kk..(oc + 1) * kk].iter().enumerate() {
-                        for (v, &c) in yrow.iter_mut().zip(&cols[k * ow..(k + 1) * ow]) {
-                            *v += c * wv;
-                        }
-                    }
+                let rows = ConvRows {
+                    w,
+                    b,
+                    cols,
+                    kk,
+                    ow,
+                    // y index of (oc, this output row, column 0) is base + oc·stride.
+                    base: (n * p.oc * p.oh + oy) * ow,
+                    stride: p.oh * ow,
+                };
+                let (mut oc, end) = (g * opg, (g + 1) * opg);
+                // Register tiles of 4 channels (then 1) × 16, 8, 4, then 1 columns.
+                while oc + 4 <= end {
+                    rows.tiles::<4>(oc, y)?;
+                    oc += 4;
+                }
+                for r in oc..end {
+                    rows.tiles::<1>(r, y)?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// One output row of a grouped convolution as a product: `y[oc][x] = bias[oc] +
+/// Σ_k w[oc·kk + k] · cols[k·ow + x]`, each sum taken in k order from the bias (as
+/// [`conv_f32`] takes it), so every blocking below gives the same bits. The sums stay in
+/// registers over all of k; accumulating across a row in memory instead reloads and stores
+/// the row for every k.
+struct ConvRows<'a> {
+    w: &'a [f32],
+    b: Option<&'a [f32]>,
+    cols: &'a [f32],
+    kk: usize,
+    ow: usize,
+    base: usize,
+    stride: usize,
+}
+
+impl ConvRows<'_> {
+    /// Channels `oc..oc + R`, columns from `x0` in blocks of `W`. Returns the first column
+    /// it left.
+    #[inline(always)]
+    fn tile<const R: usize, const W: usize>(
+        &self,
+        oc: usize,
+        mut x0: usize,
+        y: &mut [f32],
+    ) -> Result<usize> {
+        let bad = || Error::BadIo {
+            what: "convolution tile outside its buffers",
+        };
+        while x0 + W <= self.ow {
+            let mut acc = [[0f32; W]; R];
+            for (r, a) in acc.iter_mut().enumerate() {
+                *a = [self.b.map_or(0.0, |b| b[oc + r]); W];
+            }
+            for k in 0..self.kk {
+                let at = k * self.ow + x0;
+                let c: &[f32; W] = self
+                    .cols
+                    .get(at..at + W)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(bad)?;
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let wv = self.w[(oc + r) * self.kk + k];
+                    for (v, &cv) in a.iter_mut().zip(c) {
+                        *v += cv * wv;
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                let at = self.base + (oc + r) * self.stride + x0;
+                y.get_mut(at..at + W).ok_or_else(bad)?.copy_from_slice(a);
+            }
+            x0 += W;
+        }
+        Ok(x0)
+    }
+
+    /// Channels `oc..oc + R`, the whole row: tiles of 16, 8, 4, then 1 columns where vector
+    /// registers hold them (x86-64, aarch64); of 4, then 1 on microcontrollers, whose 32
+    /// single-precision registers a 4 × 16 tile would overflow (and whose flash the extra
+    /// tile shapes would cost).
+    #[inline(always)]
+    fn tiles<const R: usize>(&self, oc: usize, y: &mut [f32]) -> Result<()> {
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        let x0 = {
+            let x0 = self.tile::<R, 16>(oc, 0, y)?;
+            self.tile::<R, 8>(oc, x0, y)?
+        };
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let x0 = 0;
+        let x0 = self.tile::<R, 4>(oc, x0, y)?;
+        self.tile::<R, 1>(oc, x0, y)?;
+        Ok(())
+    }
+}
+
+/// Columns from `j0` of one Gemm output row in blocks of `W`: `y[j] = Σ_l a[l] · b[l·n + j]`
+/// summed in registers in l order. Returns the first column it left.
+#[inline(always)]
+fn gemm_tile<const W: usize>(
+    arow: &[f32],
+    b: &[f32],
+    n: usize,
+    mut j0: usize,
+    yrow: &mut [f32],
+) -> Result<usize> {
+    let bad = || Error::BadIo {
+        what: "gemm tile outside its buffers",
+    };
+    while j0 + W <= n {
+        let mut acc = [0f32; W];
+        for (l, &av) in arow.iter().enumerate() {
+            let at = l * n + j0;
+            let bl: &[f32; W] = b
+                .get(at..at + W)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(bad)?;
+            for (v, &bv) in acc.iter_mut().zip(bl) {
+                *v += av * bv;
+            }
+        }
+        yrow.get_mut(j0..j0 + W)
+            .ok_or_else(bad)?
+            .copy_from_slice(&acc);
+        j0 += W;
+    }
+    Ok(j0)
 }
 
 /// Optimized Gemm for `transA = transB = 0` (the exporter's weights are transposed once at plan
@@ -776,19 +892,45 @@ pub fn gemm_f32_rows(
     b: &[f32],
     y: &mut [f32],
 ) -> Result<()> {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if crate::simd::has_avx2() {
+        return crate::simd::gemm_f32_rows_avx2(m, k, n, alpha, beta, c, a, b, y);
+    }
+    gemm_f32_rows_portable(m, k, n, alpha, beta, c, a, b, y)
+}
+
+/// The portable body of [`gemm_f32_rows`].
+#[doc(hidden)]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32_rows_portable(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    beta: f32,
+    c: Option<(&Broadcast, &[f32])>,
+    a: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
     check(a.len() == m * k && b.len() == k * n && y.len() == m * n)?;
     if let Some((bc, cv)) = c {
         check(broadcast_fits(bc, m * n, cv.len(), m * n))?;
     }
     for i in 0..m {
+        let arow = &a[i * k..(i + 1) * k];
         let yrow = &mut y[i * n..(i + 1) * n];
-        yrow.iter_mut().for_each(|v| *v = 0.0);
-        for l in 0..k {
-            let av = a[i * k + l];
-            for (v, &bv) in yrow.iter_mut().zip(&b[l * n..(l + 1) * n]) {
-                *v += av * bv;
-            }
-        }
+        // Blocks of 32, 8 (vector hosts; 4 on microcontrollers), then 1 columns summed in
+        // registers over all of k: every sum in l order from 0.0, so the same bits.
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        let j0 = {
+            let j0 = gemm_tile::<32>(arow, b, n, 0, yrow)?;
+            gemm_tile::<8>(arow, b, n, j0, yrow)?
+        };
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let j0 = gemm_tile::<4>(arow, b, n, 0, yrow)?;
+        gemm_tile::<1>(arow, b, n, j0, yrow)?;
     }
     match c {
         Some((bc, cv)) => for_each_broadcast(bc, |o, _, j| y[o] = beta * cv[j] + alpha * y[o]),
@@ -1979,6 +2121,39 @@ pub fn tile(esize: usize, in_shape: &Shape, out: &Shape, x: &[u8], y: &mut [u8])
     })
 }
 
+/// Trilu on `esize`-byte elements: every `rows × cols` matrix of `x` keeps the elements with
+/// `j − i ≥ k` (`upper`) or `j − i ≤ k` and zeroes the others (all-zero bytes are 0 in
+/// every element type). Each row is one kept run of columns and one zeroed run.
+pub fn trilu(
+    esize: usize,
+    rows: usize,
+    cols: usize,
+    upper: bool,
+    k: i64,
+    x: &[u8],
+    y: &mut [u8],
+) -> Result<()> {
+    let row = cols * esize;
+    check(x.len() == y.len() && (row == 0 || x.len().is_multiple_of((rows * row).max(1))))?;
+    if row == 0 {
+        return Ok(());
+    }
+    for (i, (yr, xr)) in y.chunks_mut(row).zip(x.chunks(row)).enumerate() {
+        // The diagonal's column in this row, clamped to [0, cols]; saturating for any k.
+        let d = ((i % rows.max(1)) as i64).saturating_add(k);
+        let at = |c: i64| c.clamp(0, cols as i64) as usize * esize;
+        let (keep_from, keep_to) = if upper {
+            (at(d), row)
+        } else {
+            (0, at(d.saturating_add(1)))
+        };
+        yr.fill(0);
+        yr[keep_from..keep_to.max(keep_from)]
+            .copy_from_slice(&xr[keep_from..keep_to.max(keep_from)]);
+    }
+    Ok(())
+}
+
 /// Transposes bytes of `esize`-byte elements.
 pub fn transpose(
     esize: usize,
@@ -2600,10 +2775,12 @@ mod tests {
         let mut rng = Lcg(99);
         for case in 0..200 {
             let group = [1, 1, 2][rng.range(0, 2)];
-            let (c, oc) = (group * rng.range(1, 4), group * rng.range(1, 4));
+            // Up to 9 channels per group and 40 columns: the 4-channel × 16/8-column register
+            // tiles, the channels and columns they leave, and rows narrower than a tile.
+            let (c, oc) = (group * rng.range(1, 4), group * rng.range(1, 9));
             let (kh, kw) = (rng.range(1, 3), rng.range(1, 3));
             let (sh, sw) = (rng.range(1, 2), rng.range(1, 2));
-            let (h, w) = (rng.range(kh, 9), rng.range(kw, 20));
+            let (h, w) = (rng.range(kh, 9), rng.range(kw, 40));
             let (pt, pl) = (rng.range(0, 1), rng.range(0, 1));
             let (oh, ow) = ((h + 2 * pt - kh) / sh + 1, (w + 2 * pl - kw) / sw + 1);
             let win = Window {
@@ -2659,7 +2836,8 @@ mod tests {
     fn f32_gemm_rows_are_bit_exact_with_the_reference() {
         let mut rng = Lcg(5);
         for _ in 0..100 {
-            let (m, k, n) = (rng.range(1, 4), rng.range(1, 40), rng.range(1, 30));
+            // Up to 80 columns: the 32- and 8-column register tiles and the rest.
+            let (m, k, n) = (rng.range(1, 4), rng.range(1, 40), rng.range(1, 80));
             let (a, b, cvec) = (
                 floats(&mut rng, m * k),
                 floats(&mut rng, k * n),
@@ -2686,10 +2864,11 @@ mod tests {
             )
             .unwrap();
             gemm_f32_rows(m, k, n, 0.7, 1.3, Some((&bc, &cvec)), &a, &b, &mut y2).unwrap();
-            assert_eq!(
-                y1.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>(),
-                y2.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>()
-            );
+            let mut y3 = std::vec![0f32; m * n];
+            gemm_f32_rows_portable(m, k, n, 0.7, 1.3, Some((&bc, &cvec)), &a, &b, &mut y3).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>();
+            assert_eq!(bits(&y1), bits(&y2));
+            assert_eq!(bits(&y1), bits(&y3), "portable");
         }
     }
 
@@ -2878,6 +3057,60 @@ mod tests {
             .unwrap();
             assert_eq!(y1, y2, "case {case}: {win:?}");
         }
+    }
+
+    #[test]
+    fn clip_is_min_of_max_and_keeps_nan() {
+        let c = |v, lo, hi| unary_one(Unary::Clip(lo, hi), v);
+        assert_eq!(c(5.0, -1.0, 2.0), 2.0);
+        assert_eq!(c(-5.0, -1.0, 2.0), -1.0);
+        // min > max: every value becomes max (ONNX), whichever side it was on.
+        assert_eq!(c(-5.0, 3.0, 1.0), 1.0);
+        assert_eq!(c(2.0, 3.0, 1.0), 1.0);
+        assert!(c(f32::NAN, 0.0, 1.0).is_nan());
+    }
+
+    #[test]
+    fn trilu_keeps_one_side_of_diagonal_k() {
+        // Two 3×4 matrices of bytes 1..=24.
+        let x: std::vec::Vec<u8> = (1..=24).collect();
+        let mut y = [0u8; 24];
+        let run = |upper, k, y: &mut [u8]| trilu(1, 3, 4, upper, k, &x, y).unwrap();
+        run(true, 1, &mut y);
+        // Upper with k = 1: row i keeps columns j ≥ i + 1.
+        assert_eq!(
+            y[..12],
+            [0, 2, 3, 4, 0, 0, 7, 8, 0, 0, 0, 12],
+            "upper, k = 1"
+        );
+        assert_eq!(y[12..], [0, 14, 15, 16, 0, 0, 19, 20, 0, 0, 0, 24]);
+        run(false, -1, &mut y);
+        // Lower with k = −1: row i keeps columns j ≤ i − 1.
+        assert_eq!(
+            y[..12],
+            [0, 0, 0, 0, 5, 0, 0, 0, 9, 10, 0, 0],
+            "lower, k = -1"
+        );
+        // Extreme k never overflows: everything or nothing is kept.
+        run(true, i64::MIN, &mut y);
+        assert_eq!(y[..], x[..]);
+        run(false, i64::MAX, &mut y);
+        assert_eq!(y[..], x[..]);
+        run(true, i64::MAX, &mut y);
+        assert_eq!(y, [0; 24]);
+        // Wider elements are zeroed whole.
+        let wide: std::vec::Vec<u8> = [1i64, 2, 3, 4]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut out = [0xffu8; 32];
+        trilu(8, 2, 2, false, 0, &wide, &mut out).unwrap();
+        let got: std::vec::Vec<i64> = out
+            .chunks(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, [1, 0, 3, 4]);
+        assert!(trilu(1, 3, 4, true, 0, &x, &mut y[..23]).is_err());
     }
 
     #[test]

@@ -28,6 +28,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod dynquant;
 mod error;
 pub mod fold;
 pub mod frozen;

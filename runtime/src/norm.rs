@@ -16,9 +16,9 @@
 // with float-ops.
 #![cfg_attr(not(feature = "float-ops"), allow(dead_code, unused_imports))]
 
-use crate::error::{Error, Name, Result};
+use crate::error::{Error, Result};
 use crate::onnx::Node;
-use crate::ops::{input, shape_err, unsupported, Op, Prep, Step};
+use crate::ops::{input, push_step, shape_err, unsupported, Op, Prep, Step};
 use crate::prepare::make_step;
 use crate::tensor::{DType, Shape, MAX_RANK};
 
@@ -155,23 +155,16 @@ pub(crate) fn prepare_norm<const T: usize, const N: usize>(
                 1
             };
         }
-        let out = p.g.find(name).ok_or_else(|| Error::UndefinedTensor {
-            name: Name::new(name),
-        })?;
-        let o = p.g.t_mut(out)?;
-        o.dtype = DType::F32;
-        o.shape = Shape::new(&d[..rank], name)?;
-        o.known = true;
+        let out = p.type_output(name, DType::F32, Shape::new(&d[..rank], name)?)?;
         let mut ins: heapless::Vec<u16, 3> = heapless::Vec::new();
         let _ = ins.push(x);
         if output == NormOutput::Y {
             let _ = ins.extend_from_slice(&affine);
         }
-        let step = make_step(idx, Op::Norm(Norm { output, ..base }), &ins, out)?;
-        steps.push(step).map_err(|_| Error::CapacityExceeded {
-            what: "steps",
-            capacity: N,
-        })?;
+        push_step(
+            steps,
+            make_step(idx, Op::Norm(Norm { output, ..base }), &ins, out)?,
+        )?;
         added += 1;
     }
     if added == 0 {

@@ -36,6 +36,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Cosh",
     "DepthToSpace",
     "DequantizeLinear",
+    "DynamicQuantizeLinear",
     "Div",
     "Dropout",
     "Elu",
@@ -128,6 +129,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Tile",
     "TopK",
     "Transpose",
+    "Trilu",
     "Unsqueeze",
     "Upsample",
     "Where",
@@ -662,6 +664,18 @@ pub struct QParams {
     pub inner: usize,
 }
 
+impl QParams {
+    /// `scales`/`zps` value of a step whose per-tensor scale and zero point are tensors
+    /// computed at run time (its second and third inputs), as in the expanded form of
+    /// `DynamicQuantizeLinear`.
+    pub const FROM_INPUTS: usize = usize::MAX;
+
+    /// The scale and zero point are read from the step's inputs, not from the arena.
+    pub fn from_inputs(&self) -> bool {
+        self.scales == Self::FROM_INPUTS
+    }
+}
+
 /// A prepared step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[allow(missing_docs)]
@@ -786,6 +800,22 @@ pub enum Op {
     Tile {
         in_shape: Shape,
     },
+    /// `Clip` whose bounds are tensors read when the step runs: input `min_at` holds the
+    /// lower bound and `max_at` the upper (0: that bound is absent).
+    ClipInputs {
+        min_at: u8,
+        max_at: u8,
+    },
+    /// `Trilu`: each of the `rows × cols` matrices keeps the elements on and above (`upper`)
+    /// or on and below diagonal `k` and zeroes the rest; with `k_input` the step's second
+    /// input holds k (int64), read when the step runs.
+    Trilu {
+        rows: usize,
+        cols: usize,
+        upper: bool,
+        k: i64,
+        k_input: bool,
+    },
     /// `outer × axis_len × inner` data, `indices` (int64 or int32) picking along the axis.
     Gather {
         outer: usize,
@@ -856,6 +886,8 @@ pub enum Op {
     QAvgPool(QAvgPool),
     /// ConvInteger, MatMulInteger, or a QLinearConv/QLinearMatMul the int8 layer cannot take.
     IntLinear(crate::intop::IntLinear),
+    /// One output of `DynamicQuantizeLinear` (one output per step).
+    DynQuant(crate::dynquant::DynQuant),
 }
 
 /// Most inputs one step reads (Concat).
@@ -945,7 +977,31 @@ pub struct Prep<'g, 'm, const T: usize, const N: usize> {
     pub fills: &'g mut heapless::Vec<Fill, N>,
 }
 
+/// Appends a planned step; the plan holds at most `N`.
+pub(crate) fn push_step<const N: usize>(
+    steps: &mut heapless::Vec<Step, N>,
+    step: Step,
+) -> Result<()> {
+    steps.push(step).map_err(|_| Error::CapacityExceeded {
+        what: "steps",
+        capacity: N,
+    })
+}
+
 impl<'m, const T: usize, const N: usize> Prep<'_, 'm, T, N> {
+    /// Gives the node output `name` its element type and shape (for the nodes planned as one
+    /// step per output); returns its tensor id.
+    pub(crate) fn type_output(&mut self, name: &str, dtype: DType, shape: Shape) -> Result<u16> {
+        let id = self.g.find(name).ok_or_else(|| Error::UndefinedTensor {
+            name: Name::new(name),
+        })?;
+        let o = self.g.t_mut(id)?;
+        o.dtype = dtype;
+        o.shape = shape;
+        o.known = true;
+        Ok(id)
+    }
+
     /// Reserves `bytes` (16-byte aligned) of persistent arena.
     pub fn reserve(&mut self, bytes: usize) -> Result<usize> {
         let at = self.persist;
@@ -1163,6 +1219,8 @@ pub fn op_name(op: &Op) -> &'static str {
             .copied()
             .unwrap_or("QLinearLookup"),
         Op::Tile { .. } => "Tile",
+        Op::Trilu { .. } => "Trilu",
+        Op::ClipInputs { .. } => "Clip",
         Op::TopK(_) => "TopK",
         Op::Resize { .. } => "Resize",
         Op::Quantize { .. } => "QuantizeLinear",
@@ -1176,6 +1234,7 @@ pub fn op_name(op: &Op) -> &'static str {
             (_, true) => "QLinearMatMul",
             (_, false) => "MatMulInteger",
         },
+        Op::DynQuant(_) => "DynamicQuantizeLinear",
         Op::QConcat(_) => "QLinearConcat",
         Op::QAvgPool(_) => "QLinearAveragePool",
         Op::Rnn(r) => match r.cell {

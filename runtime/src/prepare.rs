@@ -254,9 +254,6 @@ pub(crate) fn prepare_split<const T: usize, const N: usize>(
         if name.is_empty() {
             continue;
         }
-        let out = p.g.find(name).ok_or_else(|| Error::UndefinedTensor {
-            name: Name::new(name),
-        })?;
         let mut d = [0i64; MAX_RANK];
         for (a, v) in d.iter_mut().enumerate().take(r) {
             *v = t.shape.dim(a) as i64;
@@ -269,16 +266,8 @@ pub(crate) fn prepare_split<const T: usize, const N: usize>(
             starts,
             steps: [1; MAX_RANK],
         };
-        let o = p.g.t_mut(out)?;
-        o.dtype = t.dtype;
-        o.shape = Shape::new(&d[..r], name)?;
-        o.known = true;
-        steps
-            .push(make_step(idx, op, &[x], out)?)
-            .map_err(|_| Error::CapacityExceeded {
-                what: "steps",
-                capacity: N,
-            })?;
+        let out = p.type_output(name, t.dtype, Shape::new(&d[..r], name)?)?;
+        push_step(steps, make_step(idx, op, &[x], out)?)?;
     }
     Ok(())
 }
@@ -336,6 +325,16 @@ pub fn prepare_node<const T: usize, const N: usize>(
     ) {
         return crate::intop::prepare_intop(p, node, idx);
     }
+    #[cfg(not(feature = "integer-ops"))]
+    if matches!(
+        node.op_type,
+        "QLinearConv" | "QLinearMatMul" | "ConvInteger" | "MatMulInteger" | "DynamicQuantizeLinear"
+    ) {
+        return Err(unsupported(
+            node,
+            "integer op (sprig-runtime built without feature integer-ops)",
+        ));
+    }
     if node.outputs.len() != 1 {
         if node.op_type == "BatchNormalization"
             || node.op_type == "MaxPool"
@@ -385,7 +384,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
             }
         }
         #[cfg(feature = "float-ops")]
-        "Clip" => {
+        "Clip" => 'clip: {
             let (x, s) = f32_input(p, node, 0)?;
             let _ = ins.push(x);
             let (mut lo, mut hi) = (f32::NEG_INFINITY, f32::INFINITY);
@@ -393,17 +392,28 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 lo = node.attr_f("min", lo)?;
                 hi = node.attr_f("max", hi)?;
             } else {
-                if let Some(n) = node.input(1) {
-                    lo =
-                        p.g.konst(Some(n))
-                            .ok_or_else(|| unsupported(node, "non-constant min"))?
-                            .f32_at(0)?;
+                let bound = |i: usize| node.input(i).filter(|n| !n.is_empty());
+                let konst = |i: usize| bound(i).map(|n| p.g.konst(Some(n)));
+                if matches!(konst(1), Some(None)) || matches!(konst(2), Some(None)) {
+                    // A bound computed at run time: both bounds become step inputs.
+                    let (mut min_at, mut max_at) = (0, 0);
+                    for (i, at) in [(1, &mut min_at), (2, &mut max_at)] {
+                        if bound(i).is_some() {
+                            let (id, t) = input(p.g, node, i)?;
+                            if t.dtype != DType::F32 || t.shape.numel() != 1 {
+                                return Err(shape_err(node, "min and max must be one float32"));
+                            }
+                            let _ = ins.push(id);
+                            *at = (ins.len() - 1) as u8;
+                        }
+                    }
+                    break 'clip (Op::ClipInputs { min_at, max_at }, DType::F32, s);
                 }
-                if let Some(n) = node.input(2) {
-                    hi =
-                        p.g.konst(Some(n))
-                            .ok_or_else(|| unsupported(node, "non-constant max"))?
-                            .f32_at(0)?;
+                if let Some(k) = konst(1).flatten() {
+                    lo = k.f32_at(0)?;
+                }
+                if let Some(k) = konst(2).flatten() {
+                    hi = k.f32_at(0)?;
                 }
             }
             (Op::Unary(Unary::Clip(lo, hi)), DType::F32, s)
@@ -1296,6 +1306,48 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 Shape::new(&d[..out_rank], out_name)?,
             )
         }
+        "Trilu" if cfg!(feature = "layout-ops") => {
+            only_attrs(node, &["upper"])?;
+            let (x, t) = input(p.g, node, 0)?;
+            let _ = ins.push(x);
+            let r = t.shape.rank();
+            if r < 2 {
+                return Err(shape_err(node, "input must have rank >= 2"));
+            }
+            // k: a constant, or an int64 scalar read when the step runs (it moves no shape).
+            let (k, k_input) = match node.input(1).filter(|n| !n.is_empty()) {
+                None => (0, false),
+                Some(n) => match p.g.int_konst(Some(n)) {
+                    Some(kc) => {
+                        if kc.shape().numel() != 1 {
+                            return Err(shape_err(node, "k must hold one value"));
+                        }
+                        let mut k = 0;
+                        kc.for_each_i64(|_, v| k = v)?;
+                        (k, false)
+                    }
+                    None => {
+                        let (kid, kt) = input(p.g, node, 1)?;
+                        if kt.dtype != DType::I64 || kt.shape.numel() != 1 {
+                            return Err(shape_err(node, "k must be one int64"));
+                        }
+                        let _ = ins.push(kid);
+                        (0, true)
+                    }
+                },
+            };
+            (
+                Op::Trilu {
+                    rows: t.shape.dim(r - 2),
+                    cols: t.shape.dim(r - 1),
+                    upper: node.attr_i("upper", 1)? != 0,
+                    k,
+                    k_input,
+                },
+                t.dtype,
+                t.shape,
+            )
+        }
         "DepthToSpace" | "SpaceToDepth" if cfg!(feature = "layout-ops") => {
             // A transpose of a 6-D view of the NCHW input.
             let (x, t) = input(p.g, node, 0)?;
@@ -1502,7 +1554,8 @@ pub fn prepare_node<const T: usize, const N: usize>(
             return Err(unsupported(node, NO_FLOAT_OPS));
         }
         "Slice" | "Gather" | "GatherElements" | "ScatterElements" | "Scatter" | "Transpose"
-        | "Pad" | "Tile" | "Expand" | "DepthToSpace" | "SpaceToDepth" | "Resize" | "Upsample" => {
+        | "Pad" | "Tile" | "Expand" | "DepthToSpace" | "SpaceToDepth" | "Resize" | "Upsample"
+        | "Trilu" => {
             return Err(unsupported(
                 node,
                 "layout op (sprig-runtime built without feature layout-ops)",
@@ -1512,19 +1565,14 @@ pub fn prepare_node<const T: usize, const N: usize>(
             let quantize = node.op_type == "QuantizeLinear";
             let (x, t) = input(p.g, node, 0)?;
             let _ = ins.push(x);
-            let scale = node
-                .input(1)
-                .and_then(|n| p.g.find(n))
-                .filter(|&id| p.g.t(id).konst.is_some())
-                .ok_or_else(|| unsupported(node, "non-constant scale"))?;
-            let zp = match node.input(2) {
-                Some(n) => Some(
-                    p.g.find(n)
-                        .filter(|&id| p.g.t(id).konst.is_some())
-                        .ok_or_else(|| unsupported(node, "non-constant zero point"))?,
-                ),
+            let scale = input(p.g, node, 1)?.0;
+            let zp = match node.input(2).filter(|n| !n.is_empty()) {
+                Some(_) => Some(input(p.g, node, 2)?.0),
                 None => None,
             };
+            // Parameters computed at run time (dynamic quantization written out as ops).
+            let from_inputs =
+                p.g.t(scale).konst.is_none() || zp.is_some_and(|z| p.g.t(z).konst.is_none());
             if node.attr_i("block_size", 0)? != 0 {
                 return Err(unsupported(node, "blocked quantization"));
             }
@@ -1564,17 +1612,49 @@ pub fn prepare_node<const T: usize, const N: usize>(
                     ));
                 }
             }
-            let q = QParams {
-                scales: p.reserve(axis_len * 4)?,
-                zps: p.reserve(axis_len * 4)?,
-                axis_len,
-                inner,
+            let q = if from_inputs {
+                // Part of dynamic quantization, so of its family: a firmware without it does
+                // not carry the run-time path.
+                if !cfg!(feature = "integer-ops") {
+                    return Err(unsupported(
+                        node,
+                        "non-constant scale or zero point (sprig-runtime built without feature integer-ops)",
+                    ));
+                }
+                if axis_len != 1 || st.dtype != DType::F32 {
+                    return Err(unsupported(
+                        node,
+                        "non-constant scale that is per-axis or not float32",
+                    ));
+                }
+                // The kernel reads the zero point as the quantized tensor's type.
+                if !quantize && zdt.is_some_and(|z| z != t.dtype) {
+                    return Err(shape_err(node, "zero point type differs from the input's"));
+                }
+                let _ = ins.push(scale);
+                if let Some(z) = zp {
+                    let _ = ins.push(z);
+                }
+                QParams {
+                    scales: QParams::FROM_INPUTS,
+                    zps: QParams::FROM_INPUTS,
+                    axis_len,
+                    inner,
+                }
+            } else {
+                let q = QParams {
+                    scales: p.reserve(axis_len * 4)?,
+                    zps: p.reserve(axis_len * 4)?,
+                    axis_len,
+                    inner,
+                };
+                p.fill(Fill::QParams {
+                    scale,
+                    zp: zp.unwrap_or(u16::MAX),
+                    q,
+                })?;
+                q
             };
-            p.fill(Fill::QParams {
-                scale,
-                zp: zp.unwrap_or(u16::MAX),
-                q,
-            })?;
             if quantize {
                 if t.dtype != DType::F32 {
                     return Err(unsupported(

@@ -418,22 +418,13 @@ pub(crate) fn prepare_rnn<const T: usize, const N: usize>(
         };
         let rank = if output == RnnOutput::Y { 4 } else { 3 };
         let shape = Shape::from_usize(&dims[..rank], name)?;
-        let out = p.g.find(name).ok_or_else(|| Error::UndefinedTensor {
-            name: crate::error::Name::new(name),
-        })?;
-        let o = p.g.t_mut(out)?;
-        o.dtype = DType::F32;
-        o.shape = shape;
-        o.known = true;
+        let out = p.type_output(name, DType::F32, shape)?;
         let spec = RnnSpec { output, ..base };
         let mut st = make_step(idx, Op::Rnn(spec), &ins, out)?;
         st.scratch = spec.scratch_bytes().ok_or(Error::BadDimension {
             name: crate::error::Name::new(name),
         })?;
-        steps.push(st).map_err(|_| Error::CapacityExceeded {
-            what: "steps",
-            capacity: N,
-        })?;
+        crate::ops::push_step(steps, st)?;
         added += 1;
     }
     if added == 0 {

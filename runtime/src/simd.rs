@@ -3,7 +3,8 @@
 #![allow(unsafe_code)]
 
 use crate::error::Result;
-use crate::kernels::{conv_f32_rows_portable, qconv_im2row_portable, Q8};
+use crate::kernels::{conv_f32_rows_portable, gemm_f32_rows_portable, qconv_im2row_portable, Q8};
+use crate::ops::Broadcast;
 use crate::ops::QLinear;
 use crate::ops::Window;
 use crate::quant::RequantTable;
@@ -74,6 +75,41 @@ pub fn conv_f32_rows_avx2(
     debug_assert!(cpu_has_avx2());
     // SAFETY: callers check `has_avx2()` first.
     unsafe { conv_f32_avx2_impl(p, x, w, b, y, scratch) }
+}
+
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+fn gemm_f32_avx2_impl(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    beta: f32,
+    c: Option<(&Broadcast, &[f32])>,
+    a: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    gemm_f32_rows_portable(m, k, n, alpha, beta, c, a, b, y)
+}
+
+/// [`crate::kernels::gemm_f32_rows`] compiled for AVX2 (no FMA). Call only when [`has_avx2`]
+/// is true.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32_rows_avx2(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    beta: f32,
+    c: Option<(&Broadcast, &[f32])>,
+    a: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    debug_assert!(cpu_has_avx2());
+    // SAFETY: callers check `has_avx2()` first.
+    unsafe { gemm_f32_avx2_impl(m, k, n, alpha, beta, c, a, b, y) }
 }
 
 #[cfg(feature = "recurrent")]

@@ -12,9 +12,9 @@
 // with float-ops.
 #![cfg_attr(not(feature = "float-ops"), allow(dead_code, unused_imports))]
 
-use crate::error::{Error, Name, Result};
+use crate::error::{Error, Result};
 use crate::onnx::Node;
-use crate::ops::{input, shape_err, unsupported, Op, Prep, Step};
+use crate::ops::{input, push_step, shape_err, unsupported, Op, Prep, Step};
 use crate::prepare::{axis, make_step, only_attrs};
 use crate::tensor::{DType, Shape, MAX_RANK};
 
@@ -99,18 +99,10 @@ pub(crate) fn prepare_topk<const T: usize, const N: usize>(
             1 => true,
             _ => return Err(unsupported(node, "number of outputs")),
         };
-        let out = p.g.find(name).ok_or_else(|| Error::UndefinedTensor {
-            name: Name::new(name),
-        })?;
-        let o = p.g.t_mut(out)?;
-        o.dtype = if indices { DType::I64 } else { DType::F32 };
-        o.shape = Shape::new(&d[..rank], name)?;
-        o.known = true;
+        let dtype = if indices { DType::I64 } else { DType::F32 };
+        let out = p.type_output(name, dtype, Shape::new(&d[..rank], name)?)?;
         let step = make_step(idx, Op::TopK(TopK { indices, ..base }), &[x], out)?;
-        steps.push(step).map_err(|_| Error::CapacityExceeded {
-            what: "steps",
-            capacity: N,
-        })?;
+        push_step(steps, step)?;
         added += 1;
     }
     if added == 0 {

@@ -84,6 +84,22 @@ fn a_float_plan_is_not_frozen() {
 }
 
 #[test]
+fn a_quantize_with_run_time_parameters_is_not_frozen() {
+    // ONNX's QuantizeLinear node test: scale and zero point are graph inputs, read when the
+    // step runs; a frozen plan holds constant parameters only.
+    let bytes =
+        std::fs::read("/usr/share/libonnx-testdata/data/node/test_quantizelinear/model.onnx")
+            .expect("Debian libonnx-testdata (./tests/run.sh installs it)");
+    let model = Model::parse(&bytes).unwrap();
+    let mut arena = vec![0u8; model.arena_bytes().unwrap()];
+    let it = Interpreter::new(&model, &mut arena).unwrap();
+    match it.freeze(&bytes) {
+        Err(Error::BadPlan { what }) => assert!(what.contains("run time"), "{what}"),
+        other => panic!("froze a run-time Quantize: {other:?}"),
+    }
+}
+
+#[test]
 fn damaged_plans_and_plans_for_another_model_are_refused() {
     let rel = "boards/cortex-m/models/digits_int8.onnx";
     let plan = freeze_and_compare(rel);

@@ -3,9 +3,10 @@
 //! sprig's fused int8 layer (optimized kernels), the others the integer reference kernel.
 //! 8-bit outputs may differ by one quantization step where onnxruntime's float32
 //! requantization and sprig's exact fixed-point one round a near-tie differently; int32 outputs
-//! must be identical.
+//! must be identical. Dynamically quantized files (`tests/dynamic_quant_cases.py`, written by
+//! onnxruntime's `quantize_dynamic`) add DynamicQuantizeLinear and run-time zero points.
 
-use crate::support::generated_cases;
+use crate::support::{check_cases_against_onnxruntime, generated_cases};
 use sprig_runtime::{DType, Interpreter, Model};
 
 #[test]
@@ -55,4 +56,13 @@ fn integer_operators_match_onnxruntime() {
         "{off_by_one} of {total} 8-bit outputs differ by a step (more than 1%)"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dynamically_quantized_models_match_onnxruntime() {
+    let (dir, cases) = generated_cases("dynamic_quant_cases.py");
+    assert_eq!(cases.len(), 4, "expected 4 generated cases");
+    // Integer products are exact and the float rescaling runs in the same order, so the
+    // outputs agree to float32 rounding (identical with onnxruntime 1.32).
+    check_cases_against_onnxruntime(&dir, &cases, 1e-6);
 }

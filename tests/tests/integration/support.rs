@@ -53,6 +53,33 @@ pub fn generated_cases(script: &str) -> (PathBuf, Vec<PathBuf>) {
     (dir.clone(), onnx_files(&dir))
 }
 
+/// Runs every case a generator wrote (`CASE.onnx`, its input `CASE.x.f32` and onnxruntime's
+/// output `CASE.y0.f32`) on sprig-runtime and checks the first output's largest relative
+/// difference |sprig − ort| / (1 + |ort|) against `tolerance`, printing each; removes `dir`.
+pub fn check_cases_against_onnxruntime(dir: &Path, cases: &[PathBuf], tolerance: f32) {
+    for case in cases {
+        let stem = case.file_stem().unwrap().to_string_lossy().to_string();
+        let x = f32s(&dir.join(format!("{stem}.x.f32")));
+        let got = &run_f32(&std::fs::read(case).unwrap(), &x, &stem)[0];
+        let want = f32s(&dir.join(format!("{stem}.y0.f32")));
+        assert_eq!(got.len(), want.len(), "{stem}: output length");
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
+            .fold(0f32, f32::max);
+        println!(
+            "{stem}: {} outputs, max relative difference from onnxruntime {worst:.2e}",
+            got.len()
+        );
+        assert!(
+            worst <= tolerance,
+            "{stem}: sprig differs from onnxruntime by {worst}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// The `.onnx` files directly in `dir`, sorted.
 pub fn onnx_files(dir: &Path) -> Vec<PathBuf> {
     files_with_extension(dir, "onnx")
