@@ -423,30 +423,44 @@ unsafe fn direct_vnni<T: Q8>(
     let vectors = g.vectors(p);
     let koff = g.tap_offsets(p);
     let stride_oc = g.cq * taps;
+    // A tap's input sits at (row offset of the vector's first pixel) + q·qs + ky·ks + koff[kx]:
+    // offsets grow with every index, so one check of the farthest load per block of vectors
+    // covers all of them.
+    let qs = g.hq * g.wq * 4;
+    let ks = win.dh * g.wq * 4;
+    let reach = (g.cq - 1) * qs + (win.kh - 1) * ks + koff[win.kw - 1] + 4 * LANES;
     for n in 0..win.n {
-        quad::pad_input(p, &g, &x[n * plane_in..(n + 1) * plane_in], off, xq);
+        quad::pad_input_with(
+            p,
+            &g,
+            &x[n * plane_in..(n + 1) * plane_in],
+            off,
+            xq,
+            interleave4_sse2,
+        );
         let yn = &mut y[n * win.oc * plane_out..(n + 1) * win.oc * plane_out];
         for ob in (0..win.oc).step_by(OCB) {
-            let wblock = &wq[ob * stride_oc..(ob + OCB) * stride_oc];
+            let Some(wblock) = wq.get(ob * stride_oc..(ob + OCB) * stride_oc) else {
+                return Err(misaligned());
+            };
             for v in (0..vectors).step_by(VNNI_VB) {
                 let pos: [(usize, usize); VNNI_VB] = g.vector_origins(p, v);
+                let base: [usize; VNNI_VB] =
+                    core::array::from_fn(|i| g.row_offset(p, 0, 0, pos[i].0, pos[i].1));
+                if base.iter().copied().max().unwrap_or(0) + reach > xq.len() {
+                    return Err(misaligned());
+                }
                 let mut acc = [[_mm256_setzero_si256(); VNNI_VB]; OCB];
                 for q in 0..g.cq {
                     for ky in 0..win.kh {
-                        let r: [usize; VNNI_VB] =
-                            core::array::from_fn(|i| g.row_offset(p, q, ky, pos[i].0, pos[i].1));
-                        let wt = q * taps + ky * win.kw;
-                        // One bounds check per row of taps (see `direct`).
-                        if r.iter().copied().max().unwrap_or(0) + koff[win.kw - 1] + 4 * LANES
-                            > xq.len()
-                            || (OCB - 1) * stride_oc + wt + win.kw > wblock.len()
-                        {
-                            return Err(misaligned());
-                        }
-                        let wk = wblock.as_ptr().add(wt);
-                        for (kx, &o) in koff[..win.kw].iter().enumerate() {
+                        let o = q * qs + ky * ks;
+                        let rows: [*const u8; VNNI_VB] =
+                            core::array::from_fn(|i| xq.as_ptr().add(base[i] + o));
+                        // Weight (j, q, ky, kx) is below OCB·stride_oc = wblock.len().
+                        let wk = wblock.as_ptr().add(q * taps + ky * win.kw);
+                        for (kx, &ko) in koff[..win.kw].iter().enumerate() {
                             let a: [__m256i; VNNI_VB] = core::array::from_fn(|i| {
-                                _mm256_loadu_si256(xq.as_ptr().add(r[i] + o).cast())
+                                _mm256_loadu_si256(rows[i].add(ko).cast())
                             });
                             for (j, accj) in acc.iter_mut().enumerate() {
                                 let b = _mm256_set1_epi32(*wk.add(j * stride_oc + kx));
@@ -471,6 +485,39 @@ unsafe fn direct_vnni<T: Q8>(
         }
     }
     Ok(())
+}
+
+/// [`quad::interleave4`] on SSE2 (every x86_64 CPU has it): 16 columns per step, two rounds of
+/// byte and 16-bit unpacks; the same bytes.
+pub fn interleave4_sse2(rows: [&[u8]; 4], shift: u8, dst: &mut [u8]) {
+    let n = dst.len() / 4;
+    if rows.iter().any(|r| r.len() < n) {
+        return quad::interleave4(rows, shift, dst);
+    }
+    let whole = n / 16 * 16;
+    // SAFETY: SSE2 is part of x86_64; every load reads 16 bytes at column i + 16 ≤ n of a row
+    // of at least n bytes, every store 64 bytes at 4·i + 64 ≤ 4·n ≤ dst.len().
+    unsafe {
+        let k = _mm_set1_epi8(shift as i8);
+        let at = |r: &[u8], i: usize| _mm_add_epi8(_mm_loadu_si128(r.as_ptr().add(i).cast()), k);
+        for i in (0..whole).step_by(16) {
+            let (a, b, c, d) = (
+                at(rows[0], i),
+                at(rows[1], i),
+                at(rows[2], i),
+                at(rows[3], i),
+            );
+            let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+            let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+            let out = dst.as_mut_ptr().add(4 * i);
+            _mm_storeu_si128(out.cast(), _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(out.add(16).cast(), _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(out.add(32).cast(), _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128(out.add(48).cast(), _mm_unpackhi_epi16(ab_hi, cd_hi));
+        }
+    }
+    let tail: [&[u8]; 4] = core::array::from_fn(|j| &rows[j][whole..]);
+    quad::interleave4(tail, shift, &mut dst[4 * whole..4 * n]);
 }
 
 #[target_feature(enable = "avx2")]
@@ -591,15 +638,69 @@ unsafe fn store8<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &mut 
 #[target_feature(enable = "avx2,avx512f,avx512vl")]
 unsafe fn store8_vl<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &mut [T]) {
     let a = _mm256_add_epi32(a, _mm256_set1_epi32(bias));
-    if vector_exact(r) {
+    if let Some(scale) = f64_scale(r) {
+        let v = requant8_f64(a, scale, p.zy);
+        let v = _mm256_min_epi32(
+            _mm256_max_epi32(v, _mm256_set1_epi32(p.act_min)),
+            _mm256_set1_epi32(p.act_max),
+        );
+        store_bytes8(_mm256_cvtepi32_epi8(v), bytemuck::cast_slice_mut(y));
+    } else if vector_exact(r) {
         let v = clamp_zero_point(requant8_raw_vl(a, r), p.zy, p.act_min, p.act_max);
-        narrow_store8(p, v, y);
+        // The lanes are already within the output type's range: truncating to bytes is exact.
+        store_bytes8(_mm256_cvtepi32_epi8(v), bytemuck::cast_slice_mut(y));
     } else {
         let mut acc = [0i32; LANES];
         _mm256_storeu_si256(acc.as_mut_ptr().cast(), a);
         for (d, a) in y.iter_mut().zip(acc) {
             *d = T::put(p.output(a, r));
         }
+    }
+}
+
+/// Exponents for which [`requant8_f64`] is exact: `right = 31 − shift ≤ 44` (a multiplier of at
+/// least 2^-14, which real layers have) and below 1 (`shift ≤ −1`, so results stay under
+/// 2^30 and the output zero point cannot overflow them).
+const F64_SHIFTS: core::ops::RangeInclusive<i32> = -13..=-1;
+
+/// `r` as one double, `multiplier · 2^(shift − 31)` (exact: a 31-bit mantissa and a power of
+/// two), when [`requant8_f64`] computes it exactly.
+#[inline]
+fn f64_scale(r: Requant) -> Option<f64> {
+    if !F64_SHIFTS.contains(&r.shift) {
+        return None;
+    }
+    let right = (31 - r.shift) as u64;
+    Some(r.multiplier as f64 * f64::from_bits((1023 - right) << 52))
+}
+
+/// `zy + round_half_even(x · M / 2^right)` on 8 lanes in double precision, equal to
+/// `zy + Requant::apply(x)` for a [`f64_scale`] scale: while `|x · M| < 2^53` the product is
+/// exact, so the one rounding (to the nearest integer, ties to even) is the reference's; past
+/// that the result is at least 2^(53 − 44) = 512 in magnitude either way, which every 8-bit
+/// output saturates alike (the rounding is monotonic). Four instructions where the 64-bit
+/// integer path takes fifteen.
+#[inline]
+#[target_feature(enable = "avx2,avx512f")]
+unsafe fn requant8_f64(x: __m256i, scale: f64, zy: i32) -> __m256i {
+    let v = _mm512_mul_pd(_mm512_cvtepi32_pd(x), _mm512_set1_pd(scale));
+    let r = _mm512_cvt_roundpd_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+    // The zero point goes on after the rounding: added before, an odd one would turn a tie
+    // the other way (0.5 → 0, but 0.5 − 3 → −2, not −3).
+    _mm256_add_epi32(r, _mm256_set1_epi32(zy))
+}
+
+/// Stores the low `y.len()` (at most 8) bytes of `v`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn store_bytes8(v: __m128i, y: &mut [u8]) {
+    if y.len() == LANES {
+        _mm_storel_epi64(y.as_mut_ptr().cast(), v);
+    } else {
+        let mut out = [0u8; 16];
+        _mm_storeu_si128(out.as_mut_ptr().cast(), v);
+        let n = y.len().min(LANES);
+        y[..n].copy_from_slice(&out[..n]);
     }
 }
 
@@ -835,7 +936,7 @@ mod tests {
         // Multipliers from tiny to above 1 (the scalar fallback), ties included by chance.
         let rq: Vec<i32> = (0..oc)
             .flat_map(|_| {
-                let m = [1e-4, 3e-3, 0.02, 0.37, 0.999, 1.7][rng.range(0, 5)]
+                let m = [2e-5, 6.2e-5, 1e-4, 3e-3, 0.02, 0.37, 0.999, 1.7][rng.range(0, 7)]
                     * (1.0 + (rng.next() % 1000) as f64 * 1e-3);
                 let r = Requant::from_f64(m);
                 [r.multiplier, r.shift]
@@ -985,6 +1086,81 @@ mod tests {
                 unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
                 let want = r.apply(x).clamp(p.act_min, p.act_max);
                 assert_eq!(out, [want; 8], "m {m} x {x}");
+            }
+        }
+    }
+
+    #[test]
+    fn double_precision_requantization_equals_the_scalar_one() {
+        if !has_vnni() {
+            std::eprintln!("no AVX-512 on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = Rng(11);
+        let mut xs = std::vec![
+            i32::MIN,
+            i32::MIN + 1,
+            -65_536,
+            -3,
+            -1,
+            0,
+            1,
+            2,
+            3,
+            i32::MAX
+        ];
+        xs.extend((0..2000).map(|_| rng.next() as i32 >> rng.range(0, 31)));
+        for shift in *F64_SHIFTS.start()..=*F64_SHIFTS.end() {
+            // Powers of two and their halves make exact ties common; the rest are random.
+            let mut ms = std::vec![1 << 30, 3 << 29, i32::MAX];
+            ms.extend((0..6).map(|_| (1 << 30) + (rng.next() as i32 & 0x3fff_ffff)));
+            for m in ms {
+                let r = Requant {
+                    multiplier: m,
+                    shift,
+                };
+                let scale = f64_scale(r).unwrap();
+                for zy in [-128, -3, 0, 77, 255] {
+                    for &x in &xs {
+                        // Ties at x·M = (k + ½)·2^right: the odd multiples of 2^(right − 31)
+                        // for M = 2^30.
+                        let x = if rng.next().is_multiple_of(4) {
+                            (x | 1).wrapping_shl((30 - shift) as u32 - 30)
+                        } else {
+                            x
+                        };
+                        // SAFETY: VNNI (so AVX-512F) checked above.
+                        let v = unsafe { requant8_f64(_mm256_set1_epi32(x), scale, zy) };
+                        let mut out = [0i32; 8];
+                        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
+                        // Equal wherever the rounded product is under 512 in magnitude; beyond,
+                        // both are at least 512, which every 8-bit output saturates alike.
+                        let want = zy.saturating_add(r.apply(x));
+                        let clamp = |v: i32| v.clamp(-512, 512);
+                        assert_eq!(
+                            out.map(clamp),
+                            [clamp(want); 8],
+                            "m {m} shift {shift} zy {zy} x {x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sse2_interleave_equals_the_portable_one() {
+        let mut rng = Rng(5);
+        for n in [0usize, 1, 15, 16, 17, 32, 47, 100] {
+            let rows: std::vec::Vec<std::vec::Vec<u8>> = (0..4)
+                .map(|_| (0..n + rng.range(0, 3)).map(|_| rng.next() as u8).collect())
+                .collect();
+            let rows: [&[u8]; 4] = core::array::from_fn(|j| rows[j].as_slice());
+            for shift in [0u8, 128] {
+                let (mut want, mut got) = (std::vec![0u8; 4 * n + 1], std::vec![0u8; 4 * n + 1]);
+                quad::interleave4(rows, shift, &mut want);
+                interleave4_sse2(rows, shift, &mut got);
+                assert_eq!(want, got, "n {n} shift {shift}");
             }
         }
     }

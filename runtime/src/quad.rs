@@ -141,6 +141,20 @@ pub fn pack_weights(
 /// Copies image `x` (`c × h × w`) into the quad layout, each value stored as `x + off`
 /// (wrapping to a byte); padding and phantom channels hold `zx + off`.
 pub fn pad_input<T: Q8>(p: &QLinear, g: &Quads, x: &[T], off: i32, xq: &mut [u8]) {
+    pad_input_with(p, g, x, off, xq, interleave4)
+}
+
+/// [`pad_input`] with the target's build of [`interleave4`] (the same bytes): every
+/// convolution re-lays its input out this way, and in the common case (stride 1, a whole quad
+/// of channels) the interleave is the work; the rest goes value by value.
+pub fn pad_input_with<T: Q8>(
+    p: &QLinear,
+    g: &Quads,
+    x: &[T],
+    off: i32,
+    xq: &mut [u8],
+    interleave: impl Fn([&[u8]; 4], u8, &mut [u8]),
+) {
     let win = &p.win;
     let pad = (p.zx + off) as u8;
     xq.fill(pad);
@@ -148,31 +162,34 @@ pub fn pad_input<T: Q8>(p: &QLinear, g: &Quads, x: &[T], off: i32, xq: &mut [u8]
     if x.len() < win.c * plane {
         return;
     }
+    // Q8 values are bytes: `x + off` wrapped to a byte is the byte plus `off`, wrapping.
+    let xb: &[u8] = bytemuck::cast_slice(x);
+    let shift = off as u8;
     // Rows no tap reads (past the last window) are skipped.
     let rows = win.h.min(g.hq.saturating_sub(win.pt));
     for q in 0..g.cq {
         for iy in 0..rows {
             let base = ((q * g.hq + iy + win.pt) * g.wq) * 4;
             // The four channels' rows (a phantom channel reads as padding).
-            let src: [Option<&[T]>; 4] = core::array::from_fn(|i| {
+            let src: [Option<&[u8]>; 4] = core::array::from_fn(|i| {
                 let ic = 4 * q + i;
-                (ic < win.c).then(|| &x[ic * plane + iy * win.w..ic * plane + (iy + 1) * win.w])
+                (ic < win.c).then(|| &xb[ic * plane + iy * win.w..ic * plane + (iy + 1) * win.w])
             });
-            let quad_at = |ix: usize| -> u32 {
-                let b = |i: usize| match src[i] {
-                    Some(r) => (r[ix].get() + off) as u8,
-                    None => pad,
-                };
-                u32::from_le_bytes([b(0), b(1), b(2), b(3)])
-            };
             if win.sw == 1 {
                 // Stride 1: one run of whole quads, no phase arithmetic.
                 let cols = win.w.min(g.wph.saturating_sub(win.pl));
                 let Some(dst) = xq.get_mut(base + win.pl * 4..base + (win.pl + cols) * 4) else {
                     return;
                 };
-                for (ix, d) in dst.chunks_exact_mut(4).enumerate() {
-                    d.copy_from_slice(&quad_at(ix).to_le_bytes());
+                match src {
+                    [Some(a), Some(b), Some(c), Some(d)] => {
+                        interleave([&a[..cols], &b[..cols], &c[..cols], &d[..cols]], shift, dst)
+                    }
+                    _ => {
+                        for (ix, d) in dst.chunks_exact_mut(4).enumerate() {
+                            d.copy_from_slice(&quad_at(&src, ix, shift, pad));
+                        }
+                    }
                 }
             } else {
                 // Column ix + pl sits at phase (ix + pl) % sw, position (ix + pl) / sw.
@@ -183,7 +200,7 @@ pub fn pad_input<T: Q8>(p: &QLinear, g: &Quads, x: &[T], off: i32, xq: &mut [u8]
                     }
                     let at = base + (phase * g.wph + pos) * 4;
                     if let Some(d) = xq.get_mut(at..at + 4) {
-                        d.copy_from_slice(&quad_at(ix).to_le_bytes());
+                        d.copy_from_slice(&quad_at(&src, ix, shift, pad));
                     }
                     phase += 1;
                     if phase == win.sw {
@@ -193,5 +210,31 @@ pub fn pad_input<T: Q8>(p: &QLinear, g: &Quads, x: &[T], off: i32, xq: &mut [u8]
                 }
             }
         }
+    }
+}
+
+/// The four bytes of column `ix` of a quad's rows, shifted by `shift`; `pad` for a phantom
+/// channel.
+#[inline]
+fn quad_at(src: &[Option<&[u8]>; 4], ix: usize, shift: u8, pad: u8) -> [u8; 4] {
+    core::array::from_fn(|i| src[i].map_or(pad, |r| r[ix].wrapping_add(shift)))
+}
+
+/// `dst[4·i + j] = rows[j][i] + shift` (wrapping) for every column `i < dst.len() / 4`: four
+/// rows (at least that long) into one run of quads. The portable reference of the per-target
+/// builds.
+#[inline]
+pub fn interleave4(rows: [&[u8]; 4], shift: u8, dst: &mut [u8]) {
+    let [a, b, c, d] = rows;
+    let n = dst.len() / 4;
+    let (a, b, c, d) = (&a[..n], &b[..n], &c[..n], &d[..n]);
+    // Adding `shift` to each byte of a word without carries between them: the low seven bits
+    // add as usual, the top bit of each byte is an exclusive or.
+    let k = u32::from_ne_bytes([shift; 4]);
+    let (lo7, hi) = (0x7f7f_7f7fu32, 0x8080_8080u32);
+    for (i, q) in dst.chunks_exact_mut(4).enumerate() {
+        let v = u32::from_le_bytes([a[i], b[i], c[i], d[i]]);
+        let w = ((v & lo7) + (k & lo7)) ^ ((v ^ k) & hi);
+        q.copy_from_slice(&w.to_le_bytes());
     }
 }
