@@ -638,7 +638,7 @@ unsafe fn store8<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &mut 
 #[target_feature(enable = "avx2,avx512f,avx512vl")]
 unsafe fn store8_vl<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &mut [T]) {
     let a = _mm256_add_epi32(a, _mm256_set1_epi32(bias));
-    if let Some(scale) = f64_scale(r) {
+    if let Some(scale) = r.exact_f64() {
         let v = requant8_f64(a, scale, p.zy);
         let v = _mm256_min_epi32(
             _mm256_max_epi32(v, _mm256_set1_epi32(p.act_min)),
@@ -658,28 +658,10 @@ unsafe fn store8_vl<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &m
     }
 }
 
-/// Exponents for which [`requant8_f64`] is exact: `right = 31 − shift ≤ 44` (a multiplier of at
-/// least 2^-14, which real layers have) and below 1 (`shift ≤ −1`, so results stay under
-/// 2^30 and the output zero point cannot overflow them).
-const F64_SHIFTS: core::ops::RangeInclusive<i32> = -13..=-1;
-
-/// `r` as one double, `multiplier · 2^(shift − 31)` (exact: a 31-bit mantissa and a power of
-/// two), when [`requant8_f64`] computes it exactly.
-#[inline]
-fn f64_scale(r: Requant) -> Option<f64> {
-    if !F64_SHIFTS.contains(&r.shift) {
-        return None;
-    }
-    let right = (31 - r.shift) as u64;
-    Some(r.multiplier as f64 * f64::from_bits((1023 - right) << 52))
-}
-
-/// `zy + round_half_even(x · M / 2^right)` on 8 lanes in double precision, equal to
-/// `zy + Requant::apply(x)` for a [`f64_scale`] scale: while `|x · M| < 2^53` the product is
-/// exact, so the one rounding (to the nearest integer, ties to even) is the reference's; past
-/// that the result is at least 2^(53 − 44) = 512 in magnitude either way, which every 8-bit
-/// output saturates alike (the rounding is monotonic). Four instructions where the 64-bit
-/// integer path takes fifteen.
+/// `zy + round_half_even(x · scale)` on 8 lanes in double precision: `zy +
+/// Requant::apply(x)` for every value an 8-bit output can tell apart, given a
+/// [`Requant::exact_f64`] scale (which says why). Four instructions where the 64-bit integer
+/// path takes fifteen.
 #[inline]
 #[target_feature(enable = "avx2,avx512f")]
 unsafe fn requant8_f64(x: __m256i, scale: f64, zy: i32) -> __m256i {
@@ -1110,7 +1092,7 @@ mod tests {
             i32::MAX
         ];
         xs.extend((0..2000).map(|_| rng.next() as i32 >> rng.range(0, 31)));
-        for shift in *F64_SHIFTS.start()..=*F64_SHIFTS.end() {
+        for shift in crate::quant::F64_EXACT_SHIFTS {
             // Powers of two and their halves make exact ties common; the rest are random.
             let mut ms = std::vec![1 << 30, 3 << 29, i32::MAX];
             ms.extend((0..6).map(|_| (1 << 30) + (rng.next() as i32 & 0x3fff_ffff)));
@@ -1119,7 +1101,7 @@ mod tests {
                     multiplier: m,
                     shift,
                 };
-                let scale = f64_scale(r).unwrap();
+                let scale = r.exact_f64().unwrap();
                 for zy in [-128, -3, 0, 77, 255] {
                     for &x in &xs {
                         // Ties at x·M = (k + ½)·2^right: the odd multiples of 2^(right − 31)

@@ -2209,43 +2209,47 @@ pub fn quantize(
         x.len() == y.len() && scales.len() == q.axis_len && zps.len() == q.axis_len && q.inner > 0,
     )?;
     let (lo, hi) = if out == DType::I8 {
-        (-128.0, 127.0)
+        (-128, 127)
     } else {
-        (0.0, 255.0)
+        (0, 255)
     };
-    // One scale and zero point per run of `inner` elements: no index arithmetic per element,
-    // and a branch-free loop the compiler vectorizes.
-    for (c, (ys, xs)) in y.chunks_mut(q.inner).zip(x.chunks(q.inner)).enumerate() {
+    // One scale and zero point per run of `inner` elements (the whole tensor when there is
+    // one): no index arithmetic per element, and a branch-free loop the compiler vectorizes.
+    let run = run_length(q, x.len());
+    for (c, (ys, xs)) in y.chunks_mut(run).zip(x.chunks(run)).enumerate() {
         let a = c % q.axis_len;
-        let (s, z) = (scales[a], zps[a] as f32);
-        let q = |v: f32| {
-            let r = round_ties_even_small(v / s) + z;
-            if r.is_nan() {
-                0.0
-            } else {
-                r.clamp(lo, hi)
-            }
-        };
-        if out == DType::I8 {
-            ys.iter_mut()
-                .zip(xs)
-                .for_each(|(o, &v)| *o = q(v) as i32 as i8 as u8);
-        } else {
-            ys.iter_mut().zip(xs).for_each(|(o, &v)| *o = q(v) as u8);
+        let (s, z) = (scales[a], zps[a]);
+        for (o, &v) in ys.iter_mut().zip(xs) {
+            let t = v / s;
+            let q = round_ties_even_small(t).wrapping_add(z).clamp(lo, hi);
+            // NaN quantizes to code 0.
+            *o = (q & -(!t.is_nan() as i32)) as u8;
         }
     }
     Ok(())
 }
 
+/// Elements sharing one scale and zero point in a row: `inner`, or all `len` of a per-tensor
+/// quantization (whose plan says `inner = 1`).
+fn run_length(q: &QParams, len: usize) -> usize {
+    if q.axis_len == 1 {
+        len.max(1)
+    } else {
+        q.inner
+    }
+}
+
 /// Round half to even for values that are then saturated to 8 bits: inputs beyond ±2^22 are
 /// first clamped there (far outside any 8-bit range, so the saturated result is the same), and
-/// adding and subtracting 1.5·2^23 rounds the rest exactly as IEEE round-to-nearest-even does —
-/// equal to [`round_ties_even`] on that range (tested), without branches.
+/// adding 1.5·2^23 rounds the rest exactly as IEEE round-to-nearest-even does, into [2^23, 2^24]
+/// where a float's mantissa bits are the integer: the result is read off the bits, without
+/// branches or a float-to-integer conversion (whose saturating semantics keep loops scalar).
+/// Equal to [`round_ties_even`] on that range (tested). NaN gives garbage; callers test it.
 #[inline(always)]
-fn round_ties_even_small(x: f32) -> f32 {
+fn round_ties_even_small(x: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0;
     let x = x.clamp(-4_194_304.0, 4_194_304.0);
-    (x + MAGIC) - MAGIC
+    ((x + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32)
 }
 
 /// DequantizeLinear: y = (x − zp) · scale.
@@ -2263,10 +2267,11 @@ pub fn dequantize(
             && zps.len() == q.axis_len
             && q.inner > 0,
     )?;
-    for (c, ys) in y.chunks_mut(q.inner).enumerate() {
+    let run = run_length(q, y.len());
+    for (c, ys) in y.chunks_mut(run).enumerate() {
         let a = c % q.axis_len;
         let (s, z) = (scales[a], zps[a] as f32);
-        let at = c * q.inner * input.size();
+        let at = c * run * input.size();
         let xs = x
             .get(at..at + ys.len() * input.size())
             .ok_or(Error::BadIo {
@@ -3113,6 +3118,66 @@ mod tests {
         assert!(trilu(1, 3, 4, true, 0, &x, &mut y[..23]).is_err());
     }
 
+    /// The loop reads rounded values off float bits; it must equal ONNX's definition
+    /// `saturate(round_half_even(x / scale) + zero_point)` written plainly (NaN to code 0).
+    #[test]
+    fn quantize_equals_the_plain_definition() {
+        let mut rng = Lcg(9);
+        let mut x: std::vec::Vec<f32> = std::vec![
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e30,
+            -1e30,
+            0.0,
+            -0.0,
+            0.125,
+            -0.375
+        ];
+        x.extend((0..4000).map(|i| (rng.next() as i32 as f32) / (1u32 << (i % 28)) as f32));
+        x.extend((0..4000).map(|_| (rng.next() % 2001) as f32 * 0.25 - 250.0));
+        x.truncate(8000);
+        for (out, lo, hi) in [(DType::I8, -128.0f32, 127.0f32), (DType::U8, 0.0, 255.0)] {
+            for (scales, zps, inner) in [
+                (std::vec![0.25f32], std::vec![3i32], 8000usize),
+                (
+                    std::vec![0.1, 1.0, 0.003, 2.5],
+                    std::vec![0, -7, 100, 1],
+                    500,
+                ),
+            ] {
+                let zps: std::vec::Vec<i32> = zps
+                    .iter()
+                    .map(|&z| {
+                        if out == DType::U8 {
+                            z.rem_euclid(256)
+                        } else {
+                            z
+                        }
+                    })
+                    .collect();
+                let q = QParams {
+                    scales: 0,
+                    zps: 0,
+                    axis_len: scales.len(),
+                    inner,
+                };
+                let mut got = std::vec![0u8; x.len()];
+                quantize(&q, &scales, &zps, out, &x, &mut got).unwrap();
+                for (i, (&v, &g)) in x.iter().zip(&got).enumerate() {
+                    let a = i / inner % scales.len();
+                    let r = round_ties_even(v / scales[a]);
+                    let want = if r.is_nan() {
+                        0
+                    } else {
+                        (r + zps[a] as f32).clamp(lo, hi) as i32 as u8
+                    };
+                    assert_eq!(g, want, "{v} / {} + {} as {out:?}", scales[a], zps[a]);
+                }
+            }
+        }
+    }
+
     #[test]
     fn branch_free_rounding_equals_round_ties_even() {
         let mut rng = Lcg(5);
@@ -3136,10 +3201,10 @@ mod tests {
             .map(|_| (rng.next() % 2000) as f32 * 0.25 - 250.0)
             .collect();
         for x in specials.into_iter().chain(wide).chain(quarters) {
-            assert_eq!(round_ties_even_small(x), round_ties_even(x), "{x}");
+            assert_eq!(round_ties_even_small(x) as f32, round_ties_even(x), "{x}");
         }
-        assert_eq!(round_ties_even_small(1e30), 4_194_304.0);
-        assert!(round_ties_even_small(f32::NAN).is_nan());
+        assert_eq!(round_ties_even_small(1e30), 4_194_304);
+        assert_eq!(round_ties_even_small(-1e30), -4_194_304);
     }
 
     #[test]

@@ -71,7 +71,30 @@ impl Requant {
         };
         v.clamp(i32::MIN as i128, i32::MAX as i128) as i32
     }
+
+    /// This multiplier as one double, `multiplier · 2^(shift − 31)` (exact: a 31-bit mantissa
+    /// and a power of two), when vector code may requantize as `round_half_even(x · scale)` in
+    /// double precision instead of [`Requant::apply`]'s 64-bit integers: for `shift` in
+    /// [`F64_EXACT_SHIFTS`] (multipliers from 2^-14 to below 1, which real layers have).
+    ///
+    /// Why that is the same for an 8-bit output: while `|x · M| < 2^53` the double product is
+    /// exact, so its one rounding is the reference's, ties included; past that the result is at
+    /// least 2^(53 − 44) = 512 in magnitude either way (the rounding is monotonic), which every
+    /// 8-bit output saturates alike. Below 1, results stay under 2^30, so adding an 8-bit zero
+    /// point cannot overflow. The zero point goes on after the rounding: added before, an odd
+    /// one would turn a tie the other way (0.5 rounds to 0, −2.5 to −2, not −3).
+    #[inline]
+    pub fn exact_f64(self) -> Option<f64> {
+        if !F64_EXACT_SHIFTS.contains(&self.shift) {
+            return None;
+        }
+        let right = (31 - self.shift) as u64;
+        Some(self.multiplier as f64 * f64::from_bits((1023 - right) << 52))
+    }
 }
+
+/// Exponents for which [`Requant::exact_f64`] holds.
+pub const F64_EXACT_SHIFTS: core::ops::RangeInclusive<i32> = -13..=-1;
 
 /// Per-channel requantization constants stored in the arena as (multiplier, shift) i32 pairs.
 #[derive(Clone, Copy)]
@@ -128,6 +151,54 @@ pub fn round_ties_even(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rule the AVX-512 and NEON kernels rely on, in plain Rust: one double product and one
+    /// half-to-even rounding give `apply`'s result wherever an 8-bit output can tell them apart
+    /// (under 512 in magnitude), ties and extremes included.
+    #[test]
+    fn double_precision_rounding_equals_apply_where_exact() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut xs = std::vec![
+            i32::MIN,
+            i32::MIN + 1,
+            -65_536,
+            -3,
+            -1,
+            0,
+            1,
+            2,
+            3,
+            i32::MAX
+        ];
+        xs.extend((0..3000).map(|i| (next() as i32) >> (i % 31)));
+        assert_eq!(Requant::from_f64(0.999).exact_f64(), None, "shift 0");
+        assert_eq!(Requant::from_f64(3e-5).exact_f64(), None, "below 2^-14");
+        for shift in F64_EXACT_SHIFTS {
+            let mut ms = std::vec![1 << 30, 3 << 29, i32::MAX];
+            ms.extend((0..8).map(|_| (1 << 30) + (next() as i32 & 0x3fff_ffff)));
+            for m in ms {
+                let r = Requant {
+                    multiplier: m,
+                    shift,
+                };
+                let scale = r.exact_f64().unwrap();
+                for &x in &xs {
+                    // Odd multiples of 2^-shift are exact ties for M = 2^30.
+                    for x in [x, (x | 1).wrapping_shl(-shift as u32)] {
+                        let got = (x as f64 * scale).round_ties_even() as i64;
+                        let want = r.apply(x) as i64;
+                        assert_eq!(got.clamp(-512, 512), want.clamp(-512, 512), "{r:?} x {x}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn requant_matches_float_rounding() {
