@@ -1,7 +1,7 @@
-//! Cortex-M4/M7/M33 (the Armv7E-M DSP extension): the int8 dot product of the im2row kernel with
-//! SMLAD, two 16×16 multiply-accumulates per instruction. Four weights are read as one word and
-//! split into two pairs of halfwords by SXTB16; the matching patch halfwords are paired by
-//! PKHBT/PKHTB. Integer products summed with wrapping adds, as the reference does, so the result
+//! Cortex-M4/M7/M33 (the Armv7E-M DSP extension): the int8 dot products of the im2row kernel
+//! with SMLAD, two 16×16 multiply-accumulates per instruction. Four weights are read as one word
+//! and split into two pairs of halfwords by SXTB16; the matching patch halfwords are paired by
+//! PKHBT/PKHTB once for two output channels ([`dot1x2_i16_i8`]). Integer products summed with wrapping adds, as the reference does, so the result
 //! is bit-identical (host tests check the pairing; the firmware checks the instructions under
 //! QEMU's Cortex-M4).
 //!
@@ -9,10 +9,10 @@
 //! extension: thumbv7em-*, thumbv8m.main-*); the same pairing runs as plain Rust elsewhere.
 #![cfg_attr(all(target_arch = "arm", feature = "arm-dsp"), allow(unsafe_code))]
 
-/// Four taps: `acc + x0·w0 + x1·w1 + x2·w2 + x3·w3` with x01 = x0 | x1 << 16,
-/// x23 = x2 | x3 << 16 (halfwords) and `w` = w0..w3 (bytes, little-endian).
+/// Four taps: `acc + x0·w0 + x1·w1 + x2·w2 + x3·w3` with the patch halfwords paired as
+/// x02 = x0 | x2 << 16, x13 = x1 | x3 << 16 (the pairs SXTB16 splits `w` = w0..w3 into).
 #[inline(always)]
-fn quad(acc: i32, x01: u32, x23: u32, w: u32) -> i32 {
+fn quad(acc: i32, x02: u32, x13: u32, w: u32) -> i32 {
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     {
         let mut acc = acc;
@@ -22,17 +22,13 @@ fn quad(acc: i32, x01: u32, x23: u32, w: u32) -> i32 {
             core::arch::asm!(
                 "sxtb16 {w02}, {w}",
                 "sxtb16 {w13}, {w}, ror #8",
-                "pkhbt {x02}, {x01}, {x23}, lsl #16",
-                "pkhtb {x13}, {x23}, {x01}, asr #16",
                 "smlad {acc}, {x02}, {w02}, {acc}",
                 "smlad {acc}, {x13}, {w13}, {acc}",
                 w = in(reg) w,
-                x01 = in(reg) x01,
-                x23 = in(reg) x23,
+                x02 = in(reg) x02,
+                x13 = in(reg) x13,
                 w02 = out(reg) _,
                 w13 = out(reg) _,
-                x02 = out(reg) _,
-                x13 = out(reg) _,
                 acc = inout(reg) acc,
                 options(pure, nomem, nostack),
             );
@@ -41,13 +37,10 @@ fn quad(acc: i32, x01: u32, x23: u32, w: u32) -> i32 {
     }
     #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
     {
-        // The same pairing in plain Rust: SXTB16 (bytes 0 and 2; then 1 and 3), PKHBT/PKHTB,
-        // and SMLAD's two products.
+        // SXTB16 (bytes 0 and 2; then 1 and 3) and SMLAD's two products, in plain Rust.
         let sxtb16 = |v: u32| (v as u8 as i8 as i32, (v >> 16) as u8 as i8 as i32);
         let (w0, w2) = sxtb16(w);
         let (w1, w3) = sxtb16(w.rotate_right(8));
-        let x02 = (x01 & 0xffff) | (x23 << 16);
-        let x13 = (x23 & 0xffff_0000) | (x01 >> 16);
         let lo = |v: u32| v as u16 as i16 as i32;
         let hi = |v: u32| (v >> 16) as u16 as i16 as i32;
         acc.wrapping_add(lo(x02) * w0)
@@ -57,23 +50,39 @@ fn quad(acc: i32, x01: u32, x23: u32, w: u32) -> i32 {
     }
 }
 
-/// Σ a·b (i32, wrapping) over the shorter length: four taps per `quad`, the rest one by one.
+/// `lo | hi << 16` as halfwords (one 32-bit load of two adjacent patch values).
+#[inline(always)]
+fn halves(lo: i16, hi: i16) -> u32 {
+    lo as u16 as u32 | (hi as u16 as u32) << 16
+}
+
+/// Four weights as one little-endian word (one 32-bit load).
+#[inline(always)]
+fn bytes(v: &[i8]) -> u32 {
+    u32::from_le_bytes([v[0] as u8, v[1] as u8, v[2] as u8, v[3] as u8])
+}
+
+/// `[a·w0, a·w1]` (i32, wrapping) over the shortest length: each patch word is read and
+/// paired (PKHBT/PKHTB) once for both weight rows, four taps per step; the rest one by one.
 #[inline]
-pub fn dot_i16_i8(a: &[i16], b: &[i8]) -> i32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = 0i32;
-    let (aq, bq) = (a.chunks_exact(4), b.chunks_exact(4));
-    let (ar, br) = (aq.remainder(), bq.remainder());
-    for (x, w) in aq.zip(bq) {
-        let half = |v: i16| v as u16 as u32;
-        let x01 = half(x[0]) | half(x[1]) << 16;
-        let x23 = half(x[2]) | half(x[3]) << 16;
-        let w = u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]);
-        acc = quad(acc, x01, x23, w);
+pub fn dot1x2_i16_i8(a: &[i16], w: [&[i8]; 2]) -> [i32; 2] {
+    let n = a.len().min(w[0].len()).min(w[1].len());
+    let (a, w0, w1) = (&a[..n], &w[0][..n], &w[1][..n]);
+    let mut acc = [0i32; 2];
+    let (aq, q0, q1) = (a.chunks_exact(4), w0.chunks_exact(4), w1.chunks_exact(4));
+    let (ar, r0, r1) = (aq.remainder(), q0.remainder(), q1.remainder());
+    for ((x, v0), v1) in aq.zip(q0).zip(q1) {
+        let (x01, x23) = (halves(x[0], x[1]), halves(x[2], x[3]));
+        let (x02, x13) = (
+            (x01 & 0xffff) | (x23 << 16),
+            (x23 & 0xffff_0000) | (x01 >> 16),
+        );
+        acc[0] = quad(acc[0], x02, x13, bytes(v0));
+        acc[1] = quad(acc[1], x02, x13, bytes(v1));
     }
-    for (&x, &w) in ar.iter().zip(br) {
-        acc = acc.wrapping_add(x as i32 * w as i32);
+    for ((&x, &v0), &v1) in ar.iter().zip(r0).zip(r1) {
+        acc[0] = acc[0].wrapping_add(x as i32 * v0 as i32);
+        acc[1] = acc[1].wrapping_add(x as i32 * v1 as i32);
     }
     acc
 }
@@ -102,11 +111,17 @@ mod tests {
                     })
                     .collect();
                 let b: std::vec::Vec<i8> = (0..len).map(|_| next() as u8 as i8).collect();
-                let want = a
-                    .iter()
-                    .zip(&b)
-                    .fold(0i32, |s, (&x, &w)| s.wrapping_add(x as i32 * w as i32));
-                assert_eq!(dot_i16_i8(&a, &b), want, "len {len}");
+                let b2: std::vec::Vec<i8> = (0..len).map(|_| next() as u8 as i8).collect();
+                let dot = |w: &[i8]| {
+                    a.iter()
+                        .zip(w)
+                        .fold(0i32, |s, (&x, &w)| s.wrapping_add(x as i32 * w as i32))
+                };
+                assert_eq!(
+                    dot1x2_i16_i8(&a, [&b, &b2]),
+                    [dot(&b), dot(&b2)],
+                    "len {len}"
+                );
             }
         }
     }

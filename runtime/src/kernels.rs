@@ -1189,9 +1189,10 @@ fn qconv_im2row_body<T: Q8>(
                         }
                     }
                 }
-                for oc in g * opg..(g + 1) * opg {
-                    let wrow = &w[oc * p.w_stride_oc..oc * p.w_stride_oc + kk];
-                    if wide {
+                let ocs = g * opg..(g + 1) * opg;
+                if wide {
+                    for oc in ocs {
+                        let wrow = &w[oc * p.w_stride_oc..oc * p.w_stride_oc + kk];
                         acc.iter_mut().for_each(|a| *a = bias[oc]);
                         for (k, &wv) in wrow.iter().enumerate() {
                             if wv == 0 {
@@ -1202,16 +1203,27 @@ fn qconv_im2row_body<T: Q8>(
                                 *a = a.wrapping_add(wv * c as i32);
                             }
                         }
-                    } else {
-                        for (ox, a) in acc.iter_mut().enumerate() {
-                            *a = bias[oc]
-                                .wrapping_add(dot_i16_i8(&cols[ox * kk..(ox + 1) * kk], wrow));
+                        let r = rq.get(oc);
+                        let yrow = ((n * win.oc + oc) * win.oh + oy) * ow;
+                        for (o, &a) in y[yrow..yrow + ow].iter_mut().zip(acc.iter()) {
+                            *o = T::put(p.output(a, r));
                         }
                     }
-                    let r = rq.get(oc);
-                    let yrow = ((n * win.oc + oc) * win.oh + oy) * ow;
-                    for (o, &a) in y[yrow..yrow + ow].iter_mut().zip(acc.iter()) {
-                        *o = T::put(p.output(a, r));
+                } else {
+                    // Two output channels per pass over a patch, so each patch word is read
+                    // once for both (a last odd channel repeats itself, computed twice).
+                    for oc in ocs.clone().step_by(2) {
+                        let oc1 = (oc + 1).min(ocs.end - 1);
+                        let wrow = |o: usize| &w[o * p.w_stride_oc..o * p.w_stride_oc + kk];
+                        let (w0, w1) = (wrow(oc), wrow(oc1));
+                        let (r0, r1) = (rq.get(oc), rq.get(oc1));
+                        let y0 = ((n * win.oc + oc) * win.oh + oy) * ow;
+                        let y1 = ((n * win.oc + oc1) * win.oh + oy) * ow;
+                        for ox in 0..ow {
+                            let s = dot1x2_i16_i8(&cols[ox * kk..(ox + 1) * kk], [w0, w1]);
+                            y[y0 + ox] = T::put(p.output(bias[oc].wrapping_add(s[0]), r0));
+                            y[y1 + ox] = T::put(p.output(bias[oc1].wrapping_add(s[1]), r1));
+                        }
                     }
                 }
             }
@@ -1220,14 +1232,21 @@ fn qconv_im2row_body<T: Q8>(
     Ok(())
 }
 
-/// Σ a·b with i32 accumulation, written so it vectorizes (pmaddwd on x86, smlal on Arm); SMLAD
-/// pairs on Cortex-M with the DSP extension ([`crate::int8_dsp`], bit-identical).
+/// `[a·w0, a·w1]` (dot products, i32, wrapping): on Cortex-M with the DSP extension one pass
+/// pairs each patch word once for both weight rows ([`crate::int8_dsp`], bit-identical);
+/// elsewhere two of [`dot_i16_i8`], which vectorize.
 #[inline]
-fn dot_i16_i8(a: &[i16], b: &[i8]) -> i32 {
+fn dot1x2_i16_i8(a: &[i16], w: [&[i8]; 2]) -> [i32; 2] {
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     if optimized_allowed() {
-        return crate::int8_dsp::dot_i16_i8(a, b);
+        return crate::int8_dsp::dot1x2_i16_i8(a, w);
     }
+    [dot_i16_i8(a, w[0]), dot_i16_i8(a, w[1])]
+}
+
+/// Σ a·b with i32 accumulation, written so it vectorizes (pmaddwd on x86, smlal on Arm).
+#[inline]
+fn dot_i16_i8(a: &[i16], b: &[i8]) -> i32 {
     a.iter()
         .zip(b)
         .fold(0i32, |s, (&x, &w)| s.wrapping_add(x as i32 * w as i32))
