@@ -430,7 +430,7 @@ unsafe fn direct_vnni<T: Q8>(
     let ks = win.dh * g.wq * 4;
     let reach = (g.cq - 1) * qs + (win.kh - 1) * ks + koff[win.kw - 1] + 4 * LANES;
     for n in 0..win.n {
-        quad::pad_input_with(
+        quad::pad_input(
             p,
             &g,
             &x[n * plane_in..(n + 1) * plane_in],
@@ -474,11 +474,12 @@ unsafe fn direct_vnni<T: Q8>(
                 for (j, accj) in acc.iter().enumerate().take(win.oc - ob) {
                     let oc = ob + j;
                     let (b, r) = (badj[oc], rq.get(oc));
+                    let scale = r.exact_f64();
                     for i in 0..VNNI_VB.min(vectors - v) {
                         let (oy, ox) = pos[i];
                         let start = (oc * win.oh + oy) * win.ow + ox;
                         let n = (win.ow - ox).min(LANES);
-                        store8_vl(p, b, r, accj[i], &mut yn[start..start + n]);
+                        store8_vl(p, b, r, scale, accj[i], &mut yn[start..start + n]);
                     }
                 }
             }
@@ -606,14 +607,7 @@ unsafe fn narrow_store8_bytes(unsigned: bool, v: __m256i, y: &mut [u8]) {
     } else {
         _mm_packs_epi16(w16, w16)
     };
-    if y.len() == LANES {
-        _mm_storel_epi64(y.as_mut_ptr().cast(), bytes);
-    } else {
-        let mut out = [0u8; 16];
-        _mm_storeu_si128(out.as_mut_ptr().cast(), bytes);
-        let n = y.len().min(LANES);
-        y[..n].copy_from_slice(&out[..n]);
-    }
+    store_bytes8(bytes, y);
 }
 
 /// Requantizes 8 accumulators (`bias` not yet added) and stores the first `y.len()`.
@@ -632,30 +626,37 @@ unsafe fn store8<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &mut 
     }
 }
 
-/// [`store8`] on AVX-512VL CPUs (the VNNI path): 64-bit arithmetic shifts make the rounding
-/// four instructions shorter; the same results.
+/// [`store8`] on AVX-512VL CPUs (the VNNI path): double-precision requantization where `scale`
+/// (the caller's [`Requant::exact_f64`] of `r`, once per channel) allows it, else 64-bit
+/// arithmetic shifts; the same results. The lanes end within the output type's range, so
+/// AVX-512's truncating narrow is exact.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512vl")]
-unsafe fn store8_vl<T: Q8>(p: &QLinear, bias: i32, r: Requant, a: __m256i, y: &mut [T]) {
+unsafe fn store8_vl<T: Q8>(
+    p: &QLinear,
+    bias: i32,
+    r: Requant,
+    scale: Option<f64>,
+    a: __m256i,
+    y: &mut [T],
+) {
     let a = _mm256_add_epi32(a, _mm256_set1_epi32(bias));
-    if let Some(scale) = r.exact_f64() {
-        let v = requant8_f64(a, scale, p.zy);
-        let v = _mm256_min_epi32(
-            _mm256_max_epi32(v, _mm256_set1_epi32(p.act_min)),
+    let v = if let Some(scale) = scale {
+        _mm256_min_epi32(
+            _mm256_max_epi32(requant8_f64(a, scale, p.zy), _mm256_set1_epi32(p.act_min)),
             _mm256_set1_epi32(p.act_max),
-        );
-        store_bytes8(_mm256_cvtepi32_epi8(v), bytemuck::cast_slice_mut(y));
+        )
     } else if vector_exact(r) {
-        let v = clamp_zero_point(requant8_raw_vl(a, r), p.zy, p.act_min, p.act_max);
-        // The lanes are already within the output type's range: truncating to bytes is exact.
-        store_bytes8(_mm256_cvtepi32_epi8(v), bytemuck::cast_slice_mut(y));
+        clamp_zero_point(requant8_raw_vl(a, r), p.zy, p.act_min, p.act_max)
     } else {
         let mut acc = [0i32; LANES];
         _mm256_storeu_si256(acc.as_mut_ptr().cast(), a);
         for (d, a) in y.iter_mut().zip(acc) {
             *d = T::put(p.output(a, r));
         }
-    }
+        return;
+    };
+    store_bytes8(_mm256_cvtepi32_epi8(v), bytemuck::cast_slice_mut(y));
 }
 
 /// `zy + round_half_even(x · scale)` on 8 lanes in double precision: `zy +
@@ -1078,54 +1079,18 @@ mod tests {
             std::eprintln!("no AVX-512 on this CPU: nothing to compare");
             return;
         }
-        let mut rng = Rng(11);
-        let mut xs = std::vec![
-            i32::MIN,
-            i32::MIN + 1,
-            -65_536,
-            -3,
-            -1,
-            0,
-            1,
-            2,
-            3,
-            i32::MAX
-        ];
-        xs.extend((0..2000).map(|_| rng.next() as i32 >> rng.range(0, 31)));
-        for shift in crate::quant::F64_EXACT_SHIFTS {
-            // Powers of two and their halves make exact ties common; the rest are random.
-            let mut ms = std::vec![1 << 30, 3 << 29, i32::MAX];
-            ms.extend((0..6).map(|_| (1 << 30) + (rng.next() as i32 & 0x3fff_ffff)));
-            for m in ms {
-                let r = Requant {
-                    multiplier: m,
-                    shift,
-                };
-                let scale = r.exact_f64().unwrap();
-                for zy in [-128, -3, 0, 77, 255] {
-                    for &x in &xs {
-                        // Ties at x·M = (k + ½)·2^right: the odd multiples of 2^(right − 31)
-                        // for M = 2^30.
-                        let x = if rng.next().is_multiple_of(4) {
-                            (x | 1).wrapping_shl((30 - shift) as u32 - 30)
-                        } else {
-                            x
-                        };
-                        // SAFETY: VNNI (so AVX-512F) checked above.
-                        let v = unsafe { requant8_f64(_mm256_set1_epi32(x), scale, zy) };
-                        let mut out = [0i32; 8];
-                        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
-                        // Equal wherever the rounded product is under 512 in magnitude; beyond,
-                        // both are at least 512, which every 8-bit output saturates alike.
-                        let want = zy.saturating_add(r.apply(x));
-                        let clamp = |v: i32| v.clamp(-512, 512);
-                        assert_eq!(
-                            out.map(clamp),
-                            [clamp(want); 8],
-                            "m {m} shift {shift} zy {zy} x {x}"
-                        );
-                    }
-                }
+        for (r, x) in crate::quant::exact_f64_cases() {
+            let scale = r.exact_f64().unwrap();
+            for zy in [-128, -3, 0, 77, 255] {
+                // SAFETY: VNNI (so AVX-512F) checked above.
+                let v = unsafe { requant8_f64(_mm256_set1_epi32(x), scale, zy) };
+                let mut out = [0i32; 8];
+                unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
+                // Equal wherever the rounded product is under 512 in magnitude; beyond, both
+                // are at least 512, which every 8-bit output saturates alike.
+                let want = zy.saturating_add(r.apply(x));
+                let clamp = |v: i32| v.clamp(-512, 512);
+                assert_eq!(out.map(clamp), [clamp(want); 8], "{r:?} zy {zy} x {x}");
             }
         }
     }

@@ -154,14 +154,21 @@ unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 }
 
 /// Requantizes 4 accumulators (`bias` not yet added) to `p.output` and stores the first
-/// `y.len()`: in double precision (two lanes per instruction) when [`Requant::exact_f64`] says
-/// that is the same, else value by value.
+/// `y.len()`: in double precision (two lanes per instruction) when `scale` (the caller's
+/// [`Requant::exact_f64`] of `r`, once per channel) allows it, else value by value.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn store4<T: Q8>(p: &QLinear, bias: i32, r: Requant, acc: int32x4_t, y: &mut [T]) {
+unsafe fn store4<T: Q8>(
+    p: &QLinear,
+    bias: i32,
+    r: Requant,
+    scale: Option<f64>,
+    acc: int32x4_t,
+    y: &mut [T],
+) {
     let a = vaddq_s32(acc, vdupq_n_s32(bias));
     let mut lanes = [0i32; LANES];
-    if let Some(scale) = r.exact_f64() {
+    if let Some(scale) = scale {
         let s = vdupq_n_f64(scale);
         // fcvtns rounds to nearest, ties to even.
         let lo = vcvtnq_s64_f64(vmulq_f64(vcvtq_f64_s64(vmovl_s32(vget_low_s32(a))), s));
@@ -237,7 +244,7 @@ unsafe fn direct<T: Q8>(
     let ks = win.dh * g.wq * 4;
     let reach = (g.cq - 1) * qs + (win.kh - 1) * ks + koff[win.kw - 1] + 4 * LANES;
     for n in 0..win.n {
-        quad::pad_input_with(
+        quad::pad_input(
             p,
             &g,
             &x[n * plane_in..(n + 1) * plane_in],
@@ -281,11 +288,12 @@ unsafe fn direct<T: Q8>(
                 for (j, accj) in acc.iter().enumerate().take(win.oc - ob) {
                     let oc = ob + j;
                     let (b, rqo) = (badj[oc], rq.get(oc));
+                    let scale = rqo.exact_f64();
                     for i in 0..VB.min(vectors - v) {
                         let (oy, ox) = pos[i];
                         let start = (oc * win.oh + oy) * win.ow + ox;
                         let n = (win.ow - ox).min(LANES);
-                        store4(p, b, rqo, accj[i], &mut yn[start..start + n]);
+                        store4(p, b, rqo, scale, accj[i], &mut yn[start..start + n]);
                     }
                 }
             }

@@ -139,15 +139,11 @@ pub fn pack_weights(
 }
 
 /// Copies image `x` (`c × h × w`) into the quad layout, each value stored as `x + off`
-/// (wrapping to a byte); padding and phantom channels hold `zx + off`.
-pub fn pad_input<T: Q8>(p: &QLinear, g: &Quads, x: &[T], off: i32, xq: &mut [u8]) {
-    pad_input_with(p, g, x, off, xq, interleave4)
-}
-
-/// [`pad_input`] with the target's build of [`interleave4`] (the same bytes): every
-/// convolution re-lays its input out this way, and in the common case (stride 1, a whole quad
-/// of channels) the interleave is the work; the rest goes value by value.
-pub fn pad_input_with<T: Q8>(
+/// (wrapping to a byte); padding and phantom channels hold `zx + off`. `interleave` is the
+/// target's build of [`interleave4`] (the same bytes): every convolution re-lays its input out
+/// this way, and in the common case (stride 1, a whole quad of channels) the interleave is the
+/// work; the rest goes value by value.
+pub fn pad_input<T: Q8>(
     p: &QLinear,
     g: &Quads,
     x: &[T],

@@ -148,6 +148,48 @@ pub fn round_ties_even(x: f32) -> f32 {
     r as f32
 }
 
+/// Multipliers at every [`F64_EXACT_SHIFTS`] exponent and inputs to requantize with them:
+/// extremes, random values of every magnitude, and exact ties (odd multiples of 2^-shift for
+/// M = 2^30, made for each input). For the tests of [`Requant::exact_f64`] here and of the
+/// vector kernels that rely on it.
+#[cfg(test)]
+pub(crate) fn exact_f64_cases() -> std::vec::Vec<(Requant, i32)> {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut xs = std::vec![
+        i32::MIN,
+        i32::MIN + 1,
+        -65_536,
+        -3,
+        -1,
+        0,
+        1,
+        2,
+        3,
+        i32::MAX
+    ];
+    xs.extend((0..3000).map(|i| (next() as i32) >> (i % 31)));
+    let mut cases = std::vec::Vec::new();
+    for shift in F64_EXACT_SHIFTS {
+        // Powers of two and their halves make exact ties common; the rest are random.
+        let mut ms = std::vec![1 << 30, 3 << 29, i32::MAX];
+        ms.extend((0..8).map(|_| (1 << 30) + (next() as i32 & 0x3fff_ffff)));
+        for multiplier in ms {
+            let r = Requant { multiplier, shift };
+            for &x in &xs {
+                cases.push((r, x));
+                cases.push((r, (x | 1).wrapping_shl(-shift as u32)));
+            }
+        }
+    }
+    cases
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,46 +199,12 @@ mod tests {
     /// (under 512 in magnitude), ties and extremes included.
     #[test]
     fn double_precision_rounding_equals_apply_where_exact() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let mut xs = std::vec![
-            i32::MIN,
-            i32::MIN + 1,
-            -65_536,
-            -3,
-            -1,
-            0,
-            1,
-            2,
-            3,
-            i32::MAX
-        ];
-        xs.extend((0..3000).map(|i| (next() as i32) >> (i % 31)));
         assert_eq!(Requant::from_f64(0.999).exact_f64(), None, "shift 0");
         assert_eq!(Requant::from_f64(3e-5).exact_f64(), None, "below 2^-14");
-        for shift in F64_EXACT_SHIFTS {
-            let mut ms = std::vec![1 << 30, 3 << 29, i32::MAX];
-            ms.extend((0..8).map(|_| (1 << 30) + (next() as i32 & 0x3fff_ffff)));
-            for m in ms {
-                let r = Requant {
-                    multiplier: m,
-                    shift,
-                };
-                let scale = r.exact_f64().unwrap();
-                for &x in &xs {
-                    // Odd multiples of 2^-shift are exact ties for M = 2^30.
-                    for x in [x, (x | 1).wrapping_shl(-shift as u32)] {
-                        let got = (x as f64 * scale).round_ties_even() as i64;
-                        let want = r.apply(x) as i64;
-                        assert_eq!(got.clamp(-512, 512), want.clamp(-512, 512), "{r:?} x {x}");
-                    }
-                }
-            }
+        for (r, x) in exact_f64_cases() {
+            let got = (x as f64 * r.exact_f64().unwrap()).round_ties_even() as i64;
+            let want = r.apply(x) as i64;
+            assert_eq!(got.clamp(-512, 512), want.clamp(-512, 512), "{r:?} x {x}");
         }
     }
 
