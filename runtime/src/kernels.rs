@@ -1059,11 +1059,12 @@ pub fn qconv_pack(p: &QLinear, w: &[i8], bias: &[i32], out: &mut [u8]) -> Result
     Ok(())
 }
 
-/// Scratch bytes of the portable im2row kernel: one output row of patches as i16, plus an i32
-/// accumulator row.
+/// Scratch bytes of the portable im2row kernel (one output row of patches as i16, plus an i32
+/// accumulator row), or of the Cortex-M DSP kernel if that needs more, so that a plan made on
+/// any machine ([`crate::frozen`]) runs the DSP kernel on a Cortex-M.
 pub fn im2row_scratch_bytes(p: &QLinear) -> usize {
     let k = p.win.c / p.win.group.max(1) * p.win.kh * p.win.kw;
-    acc_bytes(p.win.ow) + k * p.win.ow * 2
+    (acc_bytes(p.win.ow) + k * p.win.ow * 2).max(crate::int8_dsp::scratch_bytes(p))
 }
 
 fn acc_bytes(ow: usize) -> usize {
@@ -1110,6 +1111,10 @@ pub fn qconv_im2row<T: Q8>(
     {
         return crate::int8_neon::qconv(p, x, packed, rq, y, scratch);
     }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if optimized_allowed() && scratch.len() >= crate::int8_dsp::scratch_bytes(p) {
+        return crate::int8_dsp::qconv(p, x, w, bias, rq, y, scratch);
+    }
     qconv_im2row_body(p, x, w, bias, rq, y, scratch)
 }
 
@@ -1128,6 +1133,30 @@ pub fn qconv_im2row_portable<T: Q8>(
     qconv_im2row_body(p, x, w, bias, rq, y, scratch)
 }
 
+/// The buffer sizes an im2row-style kernel (contiguous weight rows) checks before it runs.
+pub(crate) fn check_im2row_args<T: Q8>(
+    p: &QLinear,
+    x: &[T],
+    w: &[i8],
+    bias: &[i32],
+    rq: RequantTable<'_>,
+    y: &[T],
+) -> Result<()> {
+    let win = &p.win;
+    let (nx, _, ny) = window_sizes(win);
+    let kk = win.c / win.group.max(1) * win.kh * win.kw;
+    let last_w = win.oc.saturating_sub(1) * p.w_stride_oc + kk;
+    check(
+        p.w_stride_k == 1
+            && win.group > 0
+            && x.len() == nx
+            && y.len() == ny
+            && bias.len() == win.oc
+            && rq.len() == win.oc
+            && (win.oc == 0 || last_w <= w.len()),
+    )
+}
+
 #[inline(always)]
 fn qconv_im2row_body<T: Q8>(
     p: &QLinear,
@@ -1138,22 +1167,13 @@ fn qconv_im2row_body<T: Q8>(
     y: &mut [T],
     scratch: &mut [u8],
 ) -> Result<()> {
+    check_im2row_args(p, x, w, bias, rq, y)?;
+    check(scratch.len() >= im2row_scratch_bytes(p))?;
     let win = &p.win;
-    let (nx, _, ny) = window_sizes(win);
     let cpg = win.c / win.group;
     let opg = win.oc / win.group;
     let kk = cpg * win.kh * win.kw;
     let ow = win.ow;
-    let last_w = win.oc.saturating_sub(1) * p.w_stride_oc + kk;
-    check(
-        p.w_stride_k == 1
-            && x.len() == nx
-            && y.len() == ny
-            && bias.len() == win.oc
-            && rq.len() == win.oc
-            && (win.oc == 0 || last_w <= w.len())
-            && scratch.len() >= im2row_scratch_bytes(p),
-    )?;
     let (acc, cols) = scratch.split_at_mut(acc_bytes(ow));
     let acc: &mut [i32] =
         bytemuck::try_cast_slice_mut(&mut acc[..ow * 4]).map_err(|_| Error::BadIo {
@@ -1210,19 +1230,13 @@ fn qconv_im2row_body<T: Q8>(
                         }
                     }
                 } else {
-                    // Two output channels per pass over a patch, so each patch word is read
-                    // once for both (a last odd channel repeats itself, computed twice).
-                    for oc in ocs.clone().step_by(2) {
-                        let oc1 = (oc + 1).min(ocs.end - 1);
-                        let wrow = |o: usize| &w[o * p.w_stride_oc..o * p.w_stride_oc + kk];
-                        let (w0, w1) = (wrow(oc), wrow(oc1));
-                        let (r0, r1) = (rq.get(oc), rq.get(oc1));
-                        let y0 = ((n * win.oc + oc) * win.oh + oy) * ow;
-                        let y1 = ((n * win.oc + oc1) * win.oh + oy) * ow;
+                    for oc in ocs {
+                        let wrow = &w[oc * p.w_stride_oc..oc * p.w_stride_oc + kk];
+                        let r = rq.get(oc);
+                        let yrow = ((n * win.oc + oc) * win.oh + oy) * ow;
                         for ox in 0..ow {
-                            let s = dot1x2_i16_i8(&cols[ox * kk..(ox + 1) * kk], [w0, w1]);
-                            y[y0 + ox] = T::put(p.output(bias[oc].wrapping_add(s[0]), r0));
-                            y[y1 + ox] = T::put(p.output(bias[oc1].wrapping_add(s[1]), r1));
+                            let s = dot_i16_i8(&cols[ox * kk..(ox + 1) * kk], wrow);
+                            y[yrow + ox] = T::put(p.output(bias[oc].wrapping_add(s), r));
                         }
                     }
                 }
@@ -1230,18 +1244,6 @@ fn qconv_im2row_body<T: Q8>(
         }
     }
     Ok(())
-}
-
-/// `[a·w0, a·w1]` (dot products, i32, wrapping): on Cortex-M with the DSP extension one pass
-/// pairs each patch word once for both weight rows ([`crate::int8_dsp`], bit-identical);
-/// elsewhere two of [`dot_i16_i8`], which vectorize.
-#[inline]
-fn dot1x2_i16_i8(a: &[i16], w: [&[i8]; 2]) -> [i32; 2] {
-    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
-    if optimized_allowed() {
-        return crate::int8_dsp::dot1x2_i16_i8(a, w);
-    }
-    [dot_i16_i8(a, w[0]), dot_i16_i8(a, w[1])]
 }
 
 /// Σ a·b with i32 accumulation, written so it vectorizes (pmaddwd on x86, smlal on Arm).

@@ -531,12 +531,21 @@ pub struct QLinear {
 impl QLinear {
     /// The output value of accumulator `acc` (bias included) under channel requantization
     /// `r`: rescaled, shifted by the output zero point and clamped to the fused activation.
-    /// The one definition every kernel, reference or optimized, shares.
+    /// The one definition every kernel, reference or optimized, shares. (`max` then `min`,
+    /// not `clamp`: no assertion to keep in the firmware, the same value for a valid range.)
     #[inline]
     pub fn output(&self, acc: i32, r: Requant) -> i32 {
+        self.offset_and_clamp(r.apply(acc))
+    }
+
+    /// The rescaled value `v` shifted by the output zero point and clamped to the fused
+    /// activation ([`QLinear::output`]'s last step, for kernels that rescale themselves).
+    #[inline(always)]
+    pub fn offset_and_clamp(&self, v: i32) -> i32 {
         self.zy
-            .saturating_add(r.apply(acc))
-            .clamp(self.act_min, self.act_max)
+            .saturating_add(v)
+            .max(self.act_min)
+            .min(self.act_max)
     }
 }
 
@@ -612,7 +621,8 @@ impl QAdd {
         let vb = self.mb.apply((b - self.zb) << 20);
         self.zy
             .saturating_add(self.my.apply(va.saturating_add(vb)))
-            .clamp(self.act_min, self.act_max)
+            .max(self.act_min)
+            .min(self.act_max)
     }
 }
 
@@ -647,7 +657,8 @@ impl QMul {
         let prod = (a - self.za).saturating_mul(b - self.zb);
         self.zy
             .saturating_add(self.m.apply(prod))
-            .clamp(self.act_min, self.act_max)
+            .max(self.act_min)
+            .min(self.act_max)
     }
 }
 
