@@ -1379,15 +1379,12 @@ pub fn maxpool<T: Copy + PartialOrd>(p: &Window, lowest: T, x: &[T], y: &mut [T]
                     .zip(r0.chunks_exact(2))
                     .zip(r1.chunks_exact(2))
                 {
-                    let mut m = lowest;
-                    for v in [a[0], a[1], b[0], b[1]] {
-                        #[allow(clippy::eq_op)] // NaN propagates, as in onnxruntime
-                        let nan = v != v;
-                        if v > m || nan {
-                            m = v;
-                        }
-                    }
-                    *o = m;
+                    // The general loop's fold, written out (a loop over the four stays a loop
+                    // on a Cortex-M at opt-level "z").
+                    *o = max_or_nan(
+                        max_or_nan(max_or_nan(max_or_nan(lowest, a[0]), a[1]), b[0]),
+                        b[1],
+                    );
                 }
             }
         }
@@ -1408,12 +1405,7 @@ pub fn maxpool<T: Copy + PartialOrd>(p: &Window, lowest: T, x: &[T], y: &mut [T]
                         if ix < 0 || ix >= p.w as isize {
                             continue;
                         }
-                        let v = xb[iy as usize * p.w + ix as usize];
-                        #[allow(clippy::eq_op)] // NaN propagates, as in onnxruntime
-                        let nan = v != v;
-                        if v > m || nan {
-                            m = v;
-                        }
+                        m = max_or_nan(m, xb[iy as usize * p.w + ix as usize]);
                     }
                 }
                 y[(nc * p.oh + oy) * p.ow + ox] = m;
@@ -1421,6 +1413,19 @@ pub fn maxpool<T: Copy + PartialOrd>(p: &Window, lowest: T, x: &[T], y: &mut [T]
         }
     }
     Ok(())
+}
+
+/// `v` if it is above `m` or NaN (NaN propagates, as in onnxruntime), else `m`: one step of
+/// max pooling.
+#[inline(always)]
+fn max_or_nan<T: Copy + PartialOrd>(m: T, v: T) -> T {
+    #[allow(clippy::eq_op)]
+    let nan = v != v;
+    if v > m || nan {
+        v
+    } else {
+        m
+    }
 }
 
 /// Average pooling.
