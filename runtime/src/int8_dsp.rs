@@ -7,8 +7,9 @@
 //! in groups of four, interleaved tap-quad by tap-quad, so one weight word (one load, two
 //! SXTB16) serves four pixels: 15 instructions per 16 multiply-accumulates. Pixels past the last
 //! full group (and fully connected layers, one pixel) take a one-pixel loop. Taps past the last
-//! full quad (a 3×3 depthwise kernel's ninth) are added one by one. Weights are read where
-//! they are (flash), four at a time (unaligned word loads, which Armv7E-M allows).
+//! full quad (a 3×3 depthwise kernel's ninth) make one more quad, its weights zero-padded into
+//! a word once per output channel. Weights are read where they are (flash), four at a time
+//! (unaligned word loads, which Armv7E-M allows).
 //!
 //! Integer products summed with wrapping adds, as [`crate::kernels::qconv_ref`] does, so the
 //! result is bit-identical: host tests check the layout and the loops (the same code, with the
@@ -27,12 +28,13 @@ use crate::quant::{BelowHalf, Requant, RequantTable};
 /// Pixels per interleaved group.
 const GROUP: usize = 4;
 
-/// Where a row's patches live in the scratch: `quads` full tap quads and `tail` taps after
-/// them, for `groups` groups of [`GROUP`] pixels and `singles` pixels after those.
+/// Where a row's patches live in the scratch: `quads` tap quads per pixel (the last one padded
+/// when the `taps` are not a multiple of four: its padding meets zero weights), for `groups`
+/// groups of [`GROUP`] pixels and `singles` pixels after those.
 #[derive(Clone, Copy)]
 struct Layout {
+    taps: usize,
     quads: usize,
-    tail: usize,
     groups: usize,
     singles: usize,
 }
@@ -42,22 +44,21 @@ impl Layout {
         let win = &p.win;
         let kk = win.c / win.group.max(1) * win.kh * win.kw;
         Layout {
-            quads: kk / 4,
-            tail: kk % 4,
+            taps: kk,
+            quads: kk.div_ceil(4),
             groups: win.ow / GROUP,
             singles: win.ow % GROUP,
         }
     }
 
-    /// Halfwords of one group: its quads (four pixels × four taps each), then its tail taps
-    /// (four pixels each).
+    /// Halfwords of one group: its quads, four pixels × four taps each.
     fn group_len(&self) -> usize {
-        GROUP * (4 * self.quads + self.tail)
+        GROUP * 4 * self.quads
     }
 
-    /// Halfwords of one single pixel, kept even so every pixel starts on a word.
+    /// Halfwords of one single pixel.
     fn single_len(&self) -> usize {
-        4 * self.quads + self.tail + (self.tail & 1)
+        4 * self.quads
     }
 
     fn len(&self) -> usize {
@@ -74,14 +75,9 @@ impl Layout {
     /// single pixel 0.
     #[inline(always)]
     fn tap(&self, k: usize) -> (usize, usize, usize) {
-        if k < 4 * self.quads {
-            // x0 x2 x1 x3: the halfword pairs SXTB16 makes of a weight word.
-            let slot = [0, 2, 1, 3][k % 4];
-            (k / 4 * 4 * GROUP + slot, 4, k / 4 * 4 + slot)
-        } else {
-            let t = k - 4 * self.quads;
-            (4 * GROUP * self.quads + t * GROUP, 1, 4 * self.quads + t)
-        }
+        // x0 x2 x1 x3: the halfword pairs SXTB16 makes of a weight word.
+        let slot = [0, 2, 1, 3][k % 4];
+        (k / 4 * 4 * GROUP + slot, 4, k / 4 * 4 + slot)
     }
 }
 
@@ -126,33 +122,29 @@ pub fn qconv<T: Q8>(
                 let (grouped, singles) = cols.split_at(lay.groups * gl);
                 for oc in g * opg..(g + 1) * opg {
                     let wrow = &w[oc * p.w_stride_oc..][..kk];
-                    let (wq, wt) = (&wrow[..4 * lay.quads], &wrow[4 * lay.quads..]);
+                    let (wq, wt) = wrow.split_at(kk / 4 * 4);
+                    // The last, partial quad's weights as one word, zero-padded.
+                    let tail = (!wt.is_empty()).then(|| {
+                        let mut t = [0u8; 4];
+                        for (d, &v) in t.iter_mut().zip(wt) {
+                            *d = v as u8;
+                        }
+                        u32::from_le_bytes(t)
+                    });
                     let out = Rescale::new(p, rq.get(oc));
                     let b = bias[oc];
                     let yrow = ((n * win.oc + oc) * win.oh + oy) * win.ow;
                     let yrow = &mut y[yrow..yrow + win.ow];
                     let (y4, y1) = yrow.split_at_mut(lay.groups * GROUP);
                     for (c, o) in grouped.chunks_exact(gl).zip(y4.chunks_exact_mut(GROUP)) {
-                        let tail = &c[GROUP * 4 * lay.quads..];
-                        let [mut a0, mut a1, mut a2, mut a3] = quads4(b, c, wq);
-                        for (v, &wv) in tail.chunks_exact(GROUP).zip(wt) {
-                            let wv = wv as i32;
-                            a0 = a0.wrapping_add(v[0] as i32 * wv);
-                            a1 = a1.wrapping_add(v[1] as i32 * wv);
-                            a2 = a2.wrapping_add(v[2] as i32 * wv);
-                            a3 = a3.wrapping_add(v[3] as i32 * wv);
-                        }
+                        let [a0, a1, a2, a3] = quads4(b, c, wq, tail);
                         o[0] = T::put(out.apply(a0));
                         o[1] = T::put(out.apply(a1));
                         o[2] = T::put(out.apply(a2));
                         o[3] = T::put(out.apply(a3));
                     }
                     for (c, o) in singles.chunks_exact(sl).zip(y1) {
-                        let mut a = quads1(b, c, wq);
-                        for (&v, &wv) in c[4 * lay.quads..].iter().zip(wt) {
-                            a = a.wrapping_add(v as i32 * wv as i32);
-                        }
-                        *o = T::put(out.apply(a));
+                        *o = T::put(out.apply(quads1(b, c, wq, tail)));
                     }
                 }
             }
@@ -208,16 +200,16 @@ fn gather<T: Q8>(
     if win.h * win.w * win.kh * win.kw == 1 && win.pt + win.pl == 0 {
         // Fully connected: one pixel, whose patch is the input channels in order.
         let (x, cols) = (&x[c0..c0 + cpg], &mut cols[..lay.single_len()]);
-        let (xq, xt) = x.split_at(4 * lay.quads);
-        let (cq, ct) = cols.split_at_mut(4 * lay.quads);
+        let (xq, xt) = x.split_at(cpg / 4 * 4);
+        let (cq, ct) = cols.split_at_mut(cpg / 4 * 4);
         for (c, v) in cq.chunks_exact_mut(4).zip(xq.chunks_exact(4)) {
             c[0] = v[0].get() as i16;
             c[1] = v[2].get() as i16;
             c[2] = v[1].get() as i16;
             c[3] = v[3].get() as i16;
         }
-        for (c, v) in ct.iter_mut().zip(xt) {
-            *c = v.get() as i16;
+        for (k, v) in xt.iter().enumerate() {
+            ct[[0, 2, 1][k]] = v.get() as i16;
         }
         return Ok(());
     }
@@ -278,7 +270,7 @@ fn scatter<V: Copy>(
     // `qconv` sizes both buffers so that this holds; tested here, it keeps the pointer code
     // below sound on its own.
     if (pixels - 1) * sw >= src.len()
-        || k >= 4 * lay.quads + lay.tail
+        || k >= lay.taps
         || cols.len() < lay.groups * gl + lay.singles * sl
     {
         return Err(Error::BadIo {
@@ -317,96 +309,157 @@ fn scatter<V: Copy>(
 }
 
 /// `bias + Σ` over the tap quads of each of the four interleaved pixels in `cols`
-/// (`x0 x2 x1 x3` per pixel per quad) and the weight quads in `w`.
+/// (`x0 x2 x1 x3` per pixel per quad) and the weight quads in `w`, then over one more quad of
+/// `cols` with the `tail` weight word (the last, partial quad, zero-padded).
 #[inline(always)]
-fn quads4(bias: i32, cols: &[i16], w: &[i8]) -> [i32; GROUP] {
-    let mut acc = [bias; GROUP];
+fn quads4(bias: i32, cols: &[i16], w: &[i8], tail: Option<u32>) -> [i32; GROUP] {
+    let (mut a0, mut a1, mut a2, mut a3) = (bias, bias, bias, bias);
     let n = (w.len() / 4).min(cols.len() / (4 * GROUP));
-    if n == 0 {
-        return acc;
-    }
+    let tail = tail.filter(|_| cols.len() >= (n + 1) * 4 * GROUP);
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
-    // SAFETY: reads n weight words (unaligned word loads, which Armv7E-M allows) and 4n
-    // doubleword pixel quads from `cols`, word-aligned (checked by `qconv`), all in bounds (n
-    // is capped by both lengths above); register-only DSP instructions otherwise.
+    // SAFETY: reads n weight words (unaligned word loads, which Armv7E-M allows) and 4n (4n + 4
+    // with a tail) doubleword pixel quads from `cols`, word-aligned (checked by `qconv`), all in
+    // bounds (n and the tail are capped by both lengths above); register-only DSP instructions
+    // otherwise.
     unsafe {
-        core::arch::asm!(
-            "2:",
-            "ldr {t}, [{pw}], #4",
-            "sxtb16 {w02}, {t}",
-            "sxtb16 {t}, {t}, ror #8",
-            "ldrd {x0}, {x1}, [{pc}], #8",
-            "smlad {a0}, {x0}, {w02}, {a0}",
-            "smlad {a0}, {x1}, {t}, {a0}",
-            "ldrd {x0}, {x1}, [{pc}], #8",
-            "smlad {a1}, {x0}, {w02}, {a1}",
-            "smlad {a1}, {x1}, {t}, {a1}",
-            "ldrd {x0}, {x1}, [{pc}], #8",
-            "smlad {a2}, {x0}, {w02}, {a2}",
-            "smlad {a2}, {x1}, {t}, {a2}",
-            "ldrd {x0}, {x1}, [{pc}], #8",
-            "smlad {a3}, {x0}, {w02}, {a3}",
-            "smlad {a3}, {x1}, {t}, {a3}",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            pw = inout(reg) w.as_ptr() => _,
-            pc = inout(reg) cols.as_ptr() => _,
-            n = inout(reg) n => _,
-            t = out(reg) _,
-            w02 = out(reg) _,
-            x0 = out(reg) _,
-            x1 = out(reg) _,
-            a0 = inout(reg) acc[0],
-            a1 = inout(reg) acc[1],
-            a2 = inout(reg) acc[2],
-            a3 = inout(reg) acc[3],
-            options(pure, readonly, nostack),
-        );
-    }
-    #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
-    for (c, wq) in cols.chunks_exact(4 * GROUP).zip(w.chunks_exact(4)).take(n) {
-        for (a, x) in acc.iter_mut().zip(c.chunks_exact(4)) {
-            *a = quad(*a, halves(x[0], x[1]), halves(x[2], x[3]), bytes(wq));
+        let mut pc = cols.as_ptr();
+        if n > 0 {
+            core::arch::asm!(
+                "2:",
+                "ldr {t}, [{pw}], #4",
+                "sxtb16 {w02}, {t}",
+                "sxtb16 {t}, {t}, ror #8",
+                "ldrd {x0}, {x1}, [{pc}], #8",
+                "smlad {a0}, {x0}, {w02}, {a0}",
+                "smlad {a0}, {x1}, {t}, {a0}",
+                "ldrd {x0}, {x1}, [{pc}], #8",
+                "smlad {a1}, {x0}, {w02}, {a1}",
+                "smlad {a1}, {x1}, {t}, {a1}",
+                "ldrd {x0}, {x1}, [{pc}], #8",
+                "smlad {a2}, {x0}, {w02}, {a2}",
+                "smlad {a2}, {x1}, {t}, {a2}",
+                "ldrd {x0}, {x1}, [{pc}], #8",
+                "smlad {a3}, {x0}, {w02}, {a3}",
+                "smlad {a3}, {x1}, {t}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                pw = inout(reg) w.as_ptr() => _,
+                pc = inout(reg) pc,
+                n = inout(reg) n => _,
+                t = out(reg) _,
+                w02 = out(reg) _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                options(pure, readonly, nostack),
+            );
+        }
+        if let Some(t) = tail {
+            core::arch::asm!(
+                "sxtb16 {w02}, {t}",
+                "sxtb16 {t}, {t}, ror #8",
+                "ldrd {x0}, {x1}, [{pc}]",
+                "smlad {a0}, {x0}, {w02}, {a0}",
+                "smlad {a0}, {x1}, {t}, {a0}",
+                "ldrd {x0}, {x1}, [{pc}, #8]",
+                "smlad {a1}, {x0}, {w02}, {a1}",
+                "smlad {a1}, {x1}, {t}, {a1}",
+                "ldrd {x0}, {x1}, [{pc}, #16]",
+                "smlad {a2}, {x0}, {w02}, {a2}",
+                "smlad {a2}, {x1}, {t}, {a2}",
+                "ldrd {x0}, {x1}, [{pc}, #24]",
+                "smlad {a3}, {x0}, {w02}, {a3}",
+                "smlad {a3}, {x1}, {t}, {a3}",
+                pc = in(reg) pc,
+                t = inout(reg) t => _,
+                w02 = out(reg) _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                options(pure, readonly, nostack),
+            );
         }
     }
-    acc
+    #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+    {
+        let words = w.chunks_exact(4).take(n).map(bytes).chain(tail);
+        for (c, wq) in cols.chunks_exact(4 * GROUP).zip(words) {
+            let x: [(u32, u32); GROUP] = core::array::from_fn(|l| {
+                (
+                    halves(c[4 * l], c[4 * l + 1]),
+                    halves(c[4 * l + 2], c[4 * l + 3]),
+                )
+            });
+            a0 = quad(a0, x[0].0, x[0].1, wq);
+            a1 = quad(a1, x[1].0, x[1].1, wq);
+            a2 = quad(a2, x[2].0, x[2].1, wq);
+            a3 = quad(a3, x[3].0, x[3].1, wq);
+        }
+    }
+    [a0, a1, a2, a3]
 }
 
 /// `acc + Σ` over the tap quads of one pixel in `cols` (`x0 x2 x1 x3` per quad) and the weight
-/// quads in `w`.
+/// quads in `w`, then the `tail` quad as in [`quads4`].
 #[inline(always)]
-fn quads1(mut acc: i32, cols: &[i16], w: &[i8]) -> i32 {
+fn quads1(mut acc: i32, cols: &[i16], w: &[i8], tail: Option<u32>) -> i32 {
     let n = (w.len() / 4).min(cols.len() / 4);
-    if n == 0 {
-        return acc;
-    }
+    let tail = tail.filter(|_| cols.len() >= (n + 1) * 4);
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     // SAFETY: as in `quads4`, for one pixel.
     unsafe {
-        core::arch::asm!(
-            "2:",
-            "ldr {t}, [{pw}], #4",
-            "sxtb16 {w02}, {t}",
-            "sxtb16 {t}, {t}, ror #8",
-            "ldrd {x0}, {x1}, [{pc}], #8",
-            "smlad {a}, {x0}, {w02}, {a}",
-            "smlad {a}, {x1}, {t}, {a}",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            pw = inout(reg) w.as_ptr() => _,
-            pc = inout(reg) cols.as_ptr() => _,
-            n = inout(reg) n => _,
-            t = out(reg) _,
-            w02 = out(reg) _,
-            x0 = out(reg) _,
-            x1 = out(reg) _,
-            a = inout(reg) acc,
-            options(pure, readonly, nostack),
-        );
+        let mut pc = cols.as_ptr();
+        if n > 0 {
+            core::arch::asm!(
+                "2:",
+                "ldr {t}, [{pw}], #4",
+                "sxtb16 {w02}, {t}",
+                "sxtb16 {t}, {t}, ror #8",
+                "ldrd {x0}, {x1}, [{pc}], #8",
+                "smlad {a}, {x0}, {w02}, {a}",
+                "smlad {a}, {x1}, {t}, {a}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                pw = inout(reg) w.as_ptr() => _,
+                pc = inout(reg) pc,
+                n = inout(reg) n => _,
+                t = out(reg) _,
+                w02 = out(reg) _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                a = inout(reg) acc,
+                options(pure, readonly, nostack),
+            );
+        }
+        if let Some(t) = tail {
+            core::arch::asm!(
+                "sxtb16 {w02}, {t}",
+                "sxtb16 {t}, {t}, ror #8",
+                "ldrd {x0}, {x1}, [{pc}]",
+                "smlad {a}, {x0}, {w02}, {a}",
+                "smlad {a}, {x1}, {t}, {a}",
+                pc = in(reg) pc,
+                t = inout(reg) t => _,
+                w02 = out(reg) _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                a = inout(reg) acc,
+                options(pure, readonly, nostack),
+            );
+        }
     }
     #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
-    for (x, wq) in cols.chunks_exact(4).zip(w.chunks_exact(4)).take(n) {
-        acc = quad(acc, halves(x[0], x[1]), halves(x[2], x[3]), bytes(wq));
+    {
+        let words = w.chunks_exact(4).take(n).map(bytes).chain(tail);
+        for (x, wq) in cols.chunks_exact(4).zip(words) {
+            acc = quad(acc, halves(x[0], x[1]), halves(x[2], x[3]), wq);
+        }
     }
     acc
 }
@@ -521,9 +574,9 @@ mod tests {
             let lay = Layout::new(&p);
             seen[0] |= lay.groups > 0 && lay.singles > 0;
             seen[1] |= lay.groups == 0;
-            seen[2] |= lay.quads == 0;
-            seen[3] |= lay.quads > 0 && lay.tail > 0;
-            seen[4] |= fc && lay.quads > 2 && lay.tail > 0;
+            seen[2] |= lay.taps < 4;
+            seen[3] |= lay.taps > 4 && !lay.taps.is_multiple_of(4);
+            seen[4] |= fc && lay.taps > 8 && !lay.taps.is_multiple_of(4);
             let mut byte = || match range(0, 9) {
                 0 => 0x80u8,
                 1 => 0x7f,
@@ -544,8 +597,9 @@ mod tests {
                 .collect();
             let rq = RequantTable(&rq);
             let ny = win.n * oc * oh * ow;
-            // u32 storage keeps the scratch word-aligned, as the planner does.
-            let mut scratch = std::vec![0u32; scratch_bytes(&p).div_ceil(4)];
+            // u32 storage keeps the scratch word-aligned, as the planner does; junk in it (the
+            // padding of a partial quad is never written) must not reach the outputs.
+            let mut scratch = std::vec![0x7ff1_8001u32; scratch_bytes(&p).div_ceil(4)];
             let scratch: &mut [u8] = bytemuck::cast_slice_mut(&mut scratch);
             if unsigned {
                 let (mut a, mut b) = (std::vec![0u8; ny], std::vec![0u8; ny]);
@@ -562,7 +616,7 @@ mod tests {
         }
         assert_eq!(
             seen, [true; 5],
-            "groups+singles, no group, no quad, quads+tail, fc"
+            "groups+singles, no group, under 4 taps, quads+partial quad, fc"
         );
     }
 

@@ -1060,11 +1060,16 @@ pub fn qconv_pack(p: &QLinear, w: &[i8], bias: &[i32], out: &mut [u8]) -> Result
 }
 
 /// Scratch bytes of the portable im2row kernel (one output row of patches as i16, plus an i32
-/// accumulator row), or of the Cortex-M DSP kernel if that needs more, so that a plan made on
-/// any machine ([`crate::frozen`]) runs the DSP kernel on a Cortex-M.
+/// accumulator row); on a Cortex-M, and in a plan made with portable kernels only (what
+/// [`crate::frozen`] plans for a device), at least what the Cortex-M DSP kernel needs.
 pub fn im2row_scratch_bytes(p: &QLinear) -> usize {
     let k = p.win.c / p.win.group.max(1) * p.win.kh * p.win.kw;
-    (acc_bytes(p.win.ow) + k * p.win.ow * 2).max(crate::int8_dsp::scratch_bytes(p))
+    let portable = acc_bytes(p.win.ow) + k * p.win.ow * 2;
+    if cfg!(all(target_arch = "arm", feature = "arm-dsp")) || !optimized_allowed() {
+        portable.max(crate::int8_dsp::scratch_bytes(p))
+    } else {
+        portable
+    }
 }
 
 fn acc_bytes(ow: usize) -> usize {

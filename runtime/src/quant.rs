@@ -288,7 +288,7 @@ mod tests {
                 for k in -40i64..40 {
                     let t = (2 * k + 1) * tie_step;
                     if let Ok(t) = i32::try_from(t) {
-                        xs.extend([t - 1, t, t + 1]);
+                        xs.extend([t.wrapping_sub(1), t, t.wrapping_add(1)]);
                     }
                 }
                 for x in xs {
