@@ -32,6 +32,7 @@ need=()
 { command -v qemu-system-arm && command -v qemu-system-aarch64; } >/dev/null || need+=(qemu-system-arm)
 command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v cc >/dev/null || need+=(gcc)  # builds the QEMU instruction-count plugin
 [ -d /usr/share/libonnx-testdata/data/node ] || need+=(libonnx-testdata)
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then

@@ -11,6 +11,7 @@
 
 use serde::Serialize;
 use sprig_runtime::{DType, Interpreter, Model, PlanOptions};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -502,8 +503,49 @@ pub fn profile_cortex_m_qemu(
     })
 }
 
+/// Builds the QEMU plugin that counts guest instructions (`boards/jetson/qemu/insn_markers.c`)
+/// into `work` with the host's C compiler; `None` (and the profile goes without an instruction
+/// count) when there is none.
+fn build_instruction_counter(work: &Path) -> Option<PathBuf> {
+    let src = boards_dir().join("jetson/qemu/insn_markers.c");
+    let so = work.join("insn_markers.so");
+    let built = Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    built.then_some(so)
+}
+
+/// The median instruction count of one inference: `sprig-edge profile` says how many markers it
+/// made last ("instruction markers N", two per inference) and the plugin printed the count at
+/// each ("insn-marker COUNT" on stderr); earlier markers, if any, are not the profile's.
+fn instructions_per_inference(stdout: &[&str], stderr: &str) -> Option<u64> {
+    let n: usize = stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("instruction markers "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let marks: Vec<u64> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("insn-marker ")?.trim().parse().ok())
+        .collect();
+    if n == 0 || !n.is_multiple_of(2) || marks.len() < n {
+        return None;
+    }
+    let mut per: Vec<u64> = marks[marks.len() - n..]
+        .chunks_exact(2)
+        .map(|m| m[1].saturating_sub(m[0]))
+        .collect();
+    per.sort_unstable();
+    Some(per[per.len() / 2])
+}
+
 /// Cross-builds `sprig-edge` for aarch64 Linux (`release`, or the debug build the tests already
-/// have), runs `sprig-edge profile` under qemu-aarch64 and reads its report.
+/// have), runs `sprig-edge profile` under qemu-aarch64 (with the instruction counter of
+/// [`build_instruction_counter`] where a C compiler is there) and reads its report.
 pub fn profile_jetson_qemu(
     model_path: &Path,
     bytes: &[u8],
@@ -533,6 +575,7 @@ pub fn profile_jetson_qemu(
     std::fs::create_dir_all(&work).map_err(|e| err(format!("{}: {e}", work.display())))?;
     let sample_file = work.join("samples.bin");
     crate::write_file(&sample_file, &samples)?;
+    let counter = build_instruction_counter(&work);
     let out = run_checked(
         Command::new("timeout")
             .args([
@@ -543,6 +586,11 @@ pub fn profile_jetson_qemu(
                 "-L",
                 "/usr/aarch64-linux-gnu",
             ])
+            .args(
+                counter
+                    .iter()
+                    .flat_map(|so| [OsStr::new("-plugin"), so.as_os_str()]),
+            )
             .arg(&exe)
             .arg("profile")
             .arg(model_path)
@@ -594,6 +642,9 @@ pub fn profile_jetson_qemu(
         .find_map(|l| l.strip_prefix("peak resident memory: "))
         .and_then(|r| r.split(' ').next())
         .and_then(|n| n.parse::<u64>().ok());
+    let instructions = counter
+        .as_ref()
+        .and_then(|_| instructions_per_inference(&lines, &String::from_utf8_lossy(&out.stderr)));
     let exe_bytes = std::fs::metadata(&exe).map(|m| m.len()).ok();
     let kernels = lines
         .iter()
@@ -616,12 +667,16 @@ pub fn profile_jetson_qemu(
         static_ram_bytes: None,
         stack_bytes: rss,
         cycles: None,
-        instructions: None,
+        instructions,
         median_us: median(&mut us),
         unit: "µs (emulated)".into(),
         steps,
         samples: outs.len(),
         outputs_match_host: outs.len() == host.len() && outs == host,
-        note: format!("sprig-edge (aarch64, {}) under qemu-aarch64 -cpu cortex-a76, {kernels} kernels{half}: code = the daemon's file size; stack_bytes = peak resident memory of the process; times are emulated (qemu-user translates every instruction), not Jetson timings", if release { "release" } else { "debug" }),
+        note: format!("sprig-edge (aarch64, {}) under qemu-aarch64 -cpu cortex-a76, {kernels} kernels{half}: code = the daemon's file size; stack_bytes = peak resident memory of the process; times are emulated (qemu-user translates every instruction), not Jetson timings; {}", if release { "release" } else { "debug" }, match (&counter, instructions) {
+            (Some(_), Some(_)) => "instructions: the median guest instruction count of one inference (a QEMU plugin, boards/jetson/qemu/insn_markers.c), deterministic where the times are not",
+            (Some(_), None) => "no instruction count: the QEMU plugin loaded but printed no markers",
+            (None, _) => "no instruction count: the QEMU plugin (boards/jetson/qemu/insn_markers.c) could not be built with cc",
+        }),
     })
 }

@@ -285,7 +285,8 @@ fn peak_rss() -> Option<u64> {
 }
 
 /// `profile MODEL SAMPLES`: the arena, each inference's and (for the last) each step's time,
-/// every output's bytes and the peak resident memory, one fact per line.
+/// every output's bytes and the peak resident memory, one fact per line; then each inference
+/// once more between instruction-count markers.
 fn profile(model_path: &str, samples_path: &str, opts: PlanOptions) -> Result<(), String> {
     let bytes = std::fs::read(model_path).map_err(|e| format!("{model_path}: {e}"))?;
     let samples = std::fs::read(samples_path).map_err(|e| format!("{samples_path}: {e}"))?;
@@ -331,6 +332,16 @@ fn profile(model_path: &str, samples_path: &str, opts: PlanOptions) -> Result<()
         let out = it.output(0).map_err(|e| e.to_string())?;
         println!("out {}: {:02x?}", i, out.data);
     }
+    // For an instruction counter: each inference again, between two getpid system calls
+    // (`sprig profile --board jetson-qemu` loads a QEMU plugin that prints the guest's
+    // instruction count at every getpid; see boards/jetson/qemu/insn_markers.c).
+    for s in samples.chunks_exact(per) {
+        it.set_input(0, s).map_err(|e| e.to_string())?;
+        let _ = std::process::id();
+        it.invoke().map_err(|e| e.to_string())?;
+        let _ = std::process::id();
+    }
+    println!("instruction markers {}", 2 * samples.len() / per);
     if let Some(b) = peak_rss() {
         println!("peak resident memory: {b} bytes");
     }

@@ -544,7 +544,8 @@ fn profile_on_the_cortex_m_board_with_a_frozen_plan_matches_the_host_in_less_fla
 }
 
 /// `sprig profile --board jetson-qemu`: sprig-edge's profile under qemu-aarch64 gives the
-/// host's outputs (the dotprod kernels are bit-exact), its arena and per-step times.
+/// host's outputs (the dotprod kernels are bit-exact), its arena, per-step times and a
+/// deterministic instruction count per inference.
 #[test]
 fn profile_on_the_jetson_board_matches_the_host() {
     use sprig_compress::boards::{profile_jetson_qemu, SAMPLES};
@@ -561,6 +562,12 @@ fn profile_on_the_jetson_board_matches_the_host() {
     );
     assert!(r.arena_bytes > 0 && !r.steps.is_empty());
     assert!(r.median_us.unwrap() > 0.0 && r.stack_bytes.unwrap() > 0);
+    // The QEMU plugin's count (a C compiler is on every machine these tests run on): one
+    // inference of this model is tens of thousands of instructions, the same every run.
+    let count = r.instructions.expect("an instruction count");
+    assert!((5_000..5_000_000).contains(&count), "{count}");
+    let again = profile_jetson_qemu(&path, &bytes, false, Default::default()).unwrap();
+    assert_eq!(again.instructions, Some(count), "deterministic");
 }
 
 /// `sprig-edge hazard … udp:ADDR:PORT` under qemu-aarch64: the demo scene's detections sent
