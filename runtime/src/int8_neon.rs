@@ -139,6 +139,74 @@ pub fn qconv<T: Q8>(
     unsafe { direct(p, x, wq, badj, rq, y, scratch) }
 }
 
+/// Fully connected layers (one output pixel of a 1 × 1 input), which [`gemv`] runs.
+pub fn gemv_applies(p: &QLinear) -> bool {
+    let w = &p.win;
+    p.w_stride_k == 1
+        && w.group == 1
+        && [w.h, w.w, w.kh, w.kw, w.oh, w.ow] == [1; 6]
+        && w.pt + w.pl == 0
+        && w.n * w.c * w.oc > 0
+}
+
+/// A fully connected layer on `sdot`, reading the weights where they are: each output is one
+/// row of 16-byte dot products (uint8 inputs flipped to signed by their top bit, and
+/// `128 · Σw` added back, a second `sdot` against ones), then the inputs past the last 16 one
+/// by one. Bit-identical with [`crate::kernels::qconv_ref`] (wrapping sums in any order).
+pub fn gemv<T: Q8>(
+    p: &QLinear,
+    x: &[T],
+    w: &[i8],
+    bias: &[i32],
+    rq: RequantTable<'_>,
+    y: &mut [T],
+) -> Result<()> {
+    crate::kernels::check_im2row_args(p, x, w, bias, rq, y)?;
+    if !gemv_applies(p) || !cpu_has_dotprod() {
+        return Err(bad("not a fully connected layer on a dotprod CPU"));
+    }
+    // SAFETY: the CPU has dotprod (checked above); every load is of 16 bytes at an offset
+    // below the row's last full 16 (rows are `c` long within `w`, checked by
+    // `check_im2row_args`; inputs `c` long per image).
+    unsafe { gemv_dot(p, x, w, bias, rq, y) };
+    Ok(())
+}
+
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn gemv_dot<T: Q8>(
+    p: &QLinear,
+    x: &[T],
+    w: &[i8],
+    bias: &[i32],
+    rq: RequantTable<'_>,
+    y: &mut [T],
+) {
+    let (c, oc) = (p.win.c, p.win.oc);
+    let full = c / 16 * 16;
+    let flip = vdupq_n_u8(if p.unsigned { 0x80 } else { 0 });
+    let ones = vdupq_n_s8(1);
+    for (xs, ys) in x.chunks_exact(c).zip(y.chunks_exact_mut(oc)) {
+        let xb: &[u8] = bytemuck::cast_slice(xs);
+        for (o, out) in ys.iter_mut().enumerate() {
+            let row = &w[o * p.w_stride_oc..o * p.w_stride_oc + c];
+            let (mut acc, mut wsum) = (vdupq_n_s32(0), vdupq_n_s32(0));
+            for k in (0..full).step_by(16) {
+                let xv = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(xb.as_ptr().add(k)), flip));
+                let wv = vld1q_s8(row.as_ptr().add(k));
+                acc = sdot(acc, xv, wv);
+                if p.unsigned {
+                    wsum = sdot(wsum, ones, wv);
+                }
+            }
+            let mut s = vaddvq_s32(acc).wrapping_add(vaddvq_s32(wsum).wrapping_mul(128));
+            for (v, &wv) in xs[full..].iter().zip(&row[full..]) {
+                s = s.wrapping_add(v.get() * wv as i32);
+            }
+            *out = T::put(p.output(bias[o].wrapping_add(s), rq.get(o)));
+        }
+    }
+}
+
 /// `acc += Σ₄ a·b` per 32-bit lane.
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
@@ -383,6 +451,86 @@ mod tests {
         let s: &mut [u8] = bytemuck::cast_slice_mut(&mut scratch);
         qconv(&p, &x, packed, RequantTable(&rq), &mut got, s).unwrap();
         assert_eq!(want, got, "case {case}: {win:?}");
+    }
+
+    /// Fully connected layers of every length around the 16-byte step, batches, both input
+    /// types, weight rows with a gap between them.
+    #[test]
+    fn gemv_is_bit_exact_with_the_reference() {
+        if !has_dotprod() {
+            std::eprintln!("no dotprod on this CPU: nothing to compare");
+            return;
+        }
+        let mut seed = 5u64;
+        for case in 0..400 {
+            let mut r = |lo: usize, hi: usize| lo + next(&mut seed) as usize % (hi - lo + 1);
+            let unsigned = case % 2 == 1;
+            let (n, c, oc) = (
+                r(1, 3),
+                if case < 64 { case + 1 } else { r(1, 300) },
+                r(1, 13),
+            );
+            let win = Window {
+                n,
+                c,
+                h: 1,
+                w: 1,
+                oc,
+                oh: 1,
+                ow: 1,
+                kh: 1,
+                kw: 1,
+                sh: 1,
+                sw: 1,
+                pt: 0,
+                pl: 0,
+                dh: 1,
+                dw: 1,
+                group: 1,
+            };
+            let lo = if unsigned { 0 } else { -128 };
+            let zy = lo + r(0, 60) as i32;
+            let p = QLinear {
+                win,
+                zx: lo + r(0, 255) as i32,
+                zy,
+                act_min: if r(0, 1) == 0 { lo } else { zy },
+                act_max: lo + 255 - r(0, 3) as i32,
+                bias: 0,
+                requant: 0,
+                packed: 0,
+                packed_len: 0,
+                w_stride_oc: c + r(0, 5),
+                w_stride_k: 1,
+                unsigned,
+            };
+            assert!(gemv_applies(&p) && !applies(&p));
+            let xb: Vec<u8> = (0..n * c).map(|_| r(0, 255) as u8).collect();
+            let wt: Vec<i8> = (0..oc * p.w_stride_oc)
+                .map(|_| r(0, 255) as u8 as i8)
+                .collect();
+            let bias: Vec<i32> = (0..oc).map(|_| r(0, 200_000) as i32 - 100_000).collect();
+            let rq: Vec<i32> = (0..oc)
+                .flat_map(|_| {
+                    let m = [2e-5, 1e-4, 3e-3, 0.02, 0.37, 1.7][r(0, 5)];
+                    let q = Requant::from_f64(m * (1.0 + r(0, 999) as f64 * 1e-3));
+                    [q.multiplier, q.shift]
+                })
+                .collect();
+            let rq = RequantTable(&rq);
+            if unsigned {
+                let (mut want, mut got) = (std::vec![0u8; n * oc], std::vec![0u8; n * oc]);
+                qconv_ref(&p, &xb, &wt, &bias, rq, &mut want).unwrap();
+                gemv(&p, &xb, &wt, &bias, rq, &mut got).unwrap();
+                assert_eq!(want, got, "case {case}: n {n} c {c} oc {oc}");
+            } else {
+                let xs: &[i8] = bytemuck::cast_slice(&xb);
+                let (mut want, mut got) = (std::vec![0i8; n * oc], std::vec![0i8; n * oc]);
+                qconv_ref(&p, xs, &wt, &bias, rq, &mut want).unwrap();
+                gemv(&p, xs, &wt, &bias, rq, &mut got).unwrap();
+                assert_eq!(want, got, "case {case}: n {n} c {c} oc {oc}");
+            }
+        }
     }
 
     #[test]

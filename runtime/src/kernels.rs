@@ -1109,6 +1109,10 @@ pub fn qconv_im2row<T: Q8>(
         return crate::simd::qconv_im2row_avx2(p, x, w, bias, rq, y, scratch);
     }
     #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    if crate::int8_neon::has_dotprod() && crate::int8_neon::gemv_applies(p) {
+        return crate::int8_neon::gemv(p, x, w, bias, rq, y);
+    }
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
     if crate::int8_neon::has_dotprod()
         && crate::int8_neon::scratch_bytes(p).is_some_and(|b| scratch.len() >= b)
         && !packed.is_empty()
