@@ -1059,17 +1059,23 @@ pub fn qconv_pack(p: &QLinear, w: &[i8], bias: &[i32], out: &mut [u8]) -> Result
     Ok(())
 }
 
-/// Scratch bytes of the portable im2row kernel (one output row of patches as i16, plus an i32
-/// accumulator row); on a Cortex-M, and in a plan made with portable kernels only (what
-/// [`crate::frozen`] plans for a device), at least what the Cortex-M DSP kernel needs.
+/// Scratch bytes a plan reserves for the im2row kernels: the portable one's
+/// ([`portable_scratch_bytes`]); on a Cortex-M, and in a plan made with portable kernels only
+/// (what [`crate::frozen`] plans for a device), at least what the Cortex-M DSP kernel needs.
 pub fn im2row_scratch_bytes(p: &QLinear) -> usize {
-    let k = p.win.c / p.win.group.max(1) * p.win.kh * p.win.kw;
-    let portable = acc_bytes(p.win.ow) + k * p.win.ow * 2;
+    let portable = portable_scratch_bytes(p);
     if cfg!(all(target_arch = "arm", feature = "arm-dsp")) || !optimized_allowed() {
         portable.max(crate::int8_dsp::scratch_bytes(p))
     } else {
         portable
     }
+}
+
+/// Scratch bytes of the portable im2row kernel: one output row of patches as i16, plus an i32
+/// accumulator row.
+fn portable_scratch_bytes(p: &QLinear) -> usize {
+    let k = p.win.c / p.win.group.max(1) * p.win.kh * p.win.kw;
+    acc_bytes(p.win.ow) + k * p.win.ow * 2
 }
 
 fn acc_bytes(ow: usize) -> usize {
@@ -1177,7 +1183,7 @@ fn qconv_im2row_body<T: Q8>(
     scratch: &mut [u8],
 ) -> Result<()> {
     check_im2row_args(p, x, w, bias, rq, y)?;
-    check(scratch.len() >= im2row_scratch_bytes(p))?;
+    check(scratch.len() >= portable_scratch_bytes(p))?;
     let win = &p.win;
     let cpg = win.c / win.group;
     let opg = win.oc / win.group;
