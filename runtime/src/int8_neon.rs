@@ -1,5 +1,6 @@
-//! aarch64 int8 convolution on the `sdot` instruction (Armv8.2 dot product: Jetson Xavier's
-//! Carmel, Cortex-A55/A76 and later), picked at run time when the CPU has it.
+//! aarch64 int8 convolution and fully connected layers on the `sdot` instruction (Armv8.2 dot
+//! product: Jetson Xavier's Carmel, Cortex-A55/A76 and later), picked at run time when the CPU
+//! has it. Fully connected layers are a row of 16-byte dot products per output ([`gemv`]).
 //!
 //! The direct kernel of [`crate::quad`]'s layout: `sdot` multiplies four signed input channels
 //! by four weights per 32-bit lane, so uint8 inputs are stored −128 and the bias corrected. A
@@ -48,7 +49,7 @@ fn applies(p: &QLinear) -> bool {
         && w.dh >= 1
         && w.dw >= 1
         && w.kw <= MAX_KW
-        // Fully connected layers (one pixel) stay on the portable dot products.
+        // Fully connected layers (one pixel) take `gemv`.
         && w.oh * w.ow > 1
 }
 
