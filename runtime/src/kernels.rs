@@ -1060,7 +1060,7 @@ pub fn qconv_pack(p: &QLinear, w: &[i8], bias: &[i32], out: &mut [u8]) -> Result
 }
 
 /// Scratch bytes a plan reserves for the im2row kernels: the portable one's
-/// ([`portable_scratch_bytes`]); on a Cortex-M, and in a plan made with portable kernels only
+/// (`portable_scratch_bytes`); on a Cortex-M, and in a plan made with portable kernels only
 /// (what [`crate::frozen`] plans for a device), at least what the Cortex-M DSP kernel needs.
 pub fn im2row_scratch_bytes(p: &QLinear) -> usize {
     let portable = portable_scratch_bytes(p);
