@@ -649,6 +649,10 @@ impl<'x> TensorRef<'x> {
 
 /// Called around each step by [`InterpreterWith::invoke_with`] (profiling).
 pub trait StepObserver {
+    /// Whether `before` and `after` are called at all. The node name is parsed out of the model
+    /// for each call, which in a small model costs as much as the kernels, so a plain
+    /// [`InterpreterWith::invoke`] (the `()` observer) skips it.
+    const OBSERVES: bool = true;
     /// Before step `index` (op type and node name from the model).
     fn before(&mut self, index: usize, op_type: &str, node: &str);
     /// After step `index`.
@@ -656,6 +660,7 @@ pub trait StepObserver {
 }
 
 impl StepObserver for () {
+    const OBSERVES: bool = false;
     fn before(&mut self, _: usize, _: &str, _: &str) {}
     fn after(&mut self, _: usize) {}
 }
@@ -880,20 +885,24 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
     }
 
     /// Runs every step, calling `obs` around each (for per-op timing).
-    pub fn invoke_with(&mut self, obs: &mut impl StepObserver) -> Result<()> {
+    pub fn invoke_with<O: StepObserver>(&mut self, obs: &mut O) -> Result<()> {
         for si in 0..self.steps.len() {
             let s = self.steps[si];
-            // A frozen plan keeps no node table: its steps have no node names.
-            let name = self.g.node(s.node).map_or("", |n| n.name);
-            obs.before(si, self.step_op(si), name);
+            if O::OBSERVES {
+                // A frozen plan keeps no node table: its steps have no node names.
+                let name = self.g.node(s.node).map_or("", |n| n.name);
+                obs.before(si, self.step_op(si), name);
+            }
             self.run_step(&s)?;
-            obs.after(si);
+            if O::OBSERVES {
+                obs.after(si);
+            }
         }
         Ok(())
     }
 
     fn run_step(&mut self, s: &Step) -> Result<()> {
-        let out = *self.g.t(s.out);
+        let out = self.g.t(s.out);
         let Loc::Work(o_at) = out.loc else {
             return Err(Error::BadIo {
                 what: "step output has no storage",
