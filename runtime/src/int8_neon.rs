@@ -1,6 +1,7 @@
 //! aarch64 int8 convolution and fully connected layers on the `sdot` instruction (Armv8.2 dot
 //! product: Jetson Xavier's Carmel, Cortex-A55/A76 and later), picked at run time when the CPU
-//! has it. Fully connected layers are a row of 16-byte dot products per output ([`gemv`]).
+//! has it. Fully connected layers are rows of 16-byte dot products, four outputs per pass
+//! ([`gemv`]).
 //!
 //! The direct kernel of [`crate::quad`]'s layout: `sdot` multiplies four signed input channels
 //! by four weights per 32-bit lane, so uint8 inputs are stored −128 and the bias corrected. A
@@ -26,6 +27,8 @@ const LANES: usize = 4;
 const VB: usize = 4;
 /// Output channels per block.
 const OCB: usize = 4;
+/// Weight rows (outputs) per pass of [`gemv`]: one input load serves four.
+const ROWS: usize = 4;
 
 /// The CPU has the dot-product instructions (cached by std after the first call) and
 /// optimized kernels are allowed ([`crate::kernels::set_portable_only`]).
@@ -150,10 +153,12 @@ pub fn gemv_applies(p: &QLinear) -> bool {
         && w.n * w.c * w.oc > 0
 }
 
-/// A fully connected layer on `sdot`, reading the weights where they are: each output is one
-/// row of 16-byte dot products (uint8 inputs flipped to signed by their top bit, and
-/// `128 · Σw` added back, a second `sdot` against ones), then the inputs past the last 16 one
-/// by one. Bit-identical with [`crate::kernels::qconv_ref`] (wrapping sums in any order).
+/// A fully connected layer on `sdot`, reading the weights where they are: four outputs per
+/// pass, each a row of 16-byte dot products against the same input load (uint8 inputs flipped
+/// to signed by their top bit, and `128 · Σw` added back, a second `sdot` against ones), the
+/// inputs past the last 16 one by one, then the four requantized together (double precision
+/// where [`Requant::exact_f64`] allows it). Bit-identical with [`crate::kernels::qconv_ref`]
+/// (wrapping sums in any order).
 pub fn gemv<T: Q8>(
     p: &QLinear,
     x: &[T],
@@ -182,30 +187,88 @@ unsafe fn gemv_dot<T: Q8>(
     rq: RequantTable<'_>,
     y: &mut [T],
 ) {
-    let (c, oc) = (p.win.c, p.win.oc);
+    let (c, oc, stride) = (p.win.c, p.win.oc, p.w_stride_oc);
     let full = c / 16 * 16;
     let flip = vdupq_n_u8(if p.unsigned { 0x80 } else { 0 });
     let ones = vdupq_n_s8(1);
     for (xs, ys) in x.chunks_exact(c).zip(y.chunks_exact_mut(oc)) {
         let xb: &[u8] = bytemuck::cast_slice(xs);
-        for (o, out) in ys.iter_mut().enumerate() {
-            let row = &w[o * p.w_stride_oc..o * p.w_stride_oc + c];
-            let (mut acc, mut wsum) = (vdupq_n_s32(0), vdupq_n_s32(0));
+        for o in (0..oc).step_by(ROWS) {
+            let rows = (oc - o).min(ROWS);
+            // A last pass of fewer rows repeats its last row in the spare lanes (not stored).
+            // SAFETY: rows start below `oc · stride` and `(oc − 1) · stride + c ≤ w.len()`
+            // (`check_im2row_args`), so each is `c` bytes within `w`.
+            let row: [&[i8]; ROWS] = core::array::from_fn(|j| {
+                let r = (o + j.min(rows - 1)) * stride;
+                core::slice::from_raw_parts(w.as_ptr().add(r), c)
+            });
+            let (mut acc, mut wsum) = ([vdupq_n_s32(0); ROWS], [vdupq_n_s32(0); ROWS]);
             for k in (0..full).step_by(16) {
                 let xv = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(xb.as_ptr().add(k)), flip));
-                let wv = vld1q_s8(row.as_ptr().add(k));
-                acc = sdot(acc, xv, wv);
-                if p.unsigned {
-                    wsum = sdot(wsum, ones, wv);
+                for j in 0..ROWS {
+                    let wv = vld1q_s8(row[j].as_ptr().add(k));
+                    acc[j] = sdot(acc[j], xv, wv);
+                    if p.unsigned {
+                        wsum[j] = sdot(wsum[j], ones, wv);
+                    }
                 }
             }
-            let mut s = vaddvq_s32(acc).wrapping_add(vaddvq_s32(wsum).wrapping_mul(128));
-            for (v, &wv) in xs[full..].iter().zip(&row[full..]) {
-                s = s.wrapping_add(v.get() * wv as i32);
+            // Lane j of the pairwise sums is row j's total; 128 · Σw puts the flip back.
+            let total =
+                |v: [int32x4_t; ROWS]| vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]));
+            let mut dots = vaddq_s32(total(acc), vshlq_n_s32::<7>(total(wsum)));
+            if full < c {
+                let mut tail = [0i32; ROWS];
+                for (t, r) in tail.iter_mut().zip(&row).take(rows) {
+                    for (v, &wv) in xs[full..].iter().zip(&r[full..]) {
+                        *t = t.wrapping_add(v.get() * wv as i32);
+                    }
+                }
+                dots = vaddq_s32(dots, vld1q_s32(tail.as_ptr()));
             }
-            *out = T::put(p.output(bias[o].wrapping_add(s), rq.get(o)));
+            let out = &mut ys[o..o + rows];
+            let mut lanes = [0i32; ROWS];
+            // Four whole rows: bias and requantization constants as vectors.
+            if let (Some(b), Some(q)) = (bias.get(o..o + ROWS), rq.0.get(2 * o..2 * (o + ROWS))) {
+                let a = vaddq_s32(dots, vld1q_s32(b.as_ptr()));
+                let mq = vld2q_s32(q.as_ptr()); // (multipliers, shifts)
+                if let Some((lo, hi)) = exact_scales(mq.0, mq.1) {
+                    vst1q_s32(lanes.as_mut_ptr(), requant_f64(p, a, lo, hi));
+                    for (d, &l) in out.iter_mut().zip(&lanes) {
+                        *d = T::put(l);
+                    }
+                    continue;
+                }
+            }
+            vst1q_s32(lanes.as_mut_ptr(), dots);
+            for (j, (d, &l)) in out.iter_mut().zip(&lanes).enumerate() {
+                *d = T::put(p.output(l.wrapping_add(bias[o + j]), rq.get(o + j)));
+            }
         }
     }
+}
+
+/// [`Requant::exact_f64`] of four (multiplier, shift) lanes as two f64 pairs, or `None`
+/// unless every shift is in [`crate::quant::F64_EXACT_SHIFTS`].
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn exact_scales(m: int32x4_t, shift: int32x4_t) -> Option<(float64x2_t, float64x2_t)> {
+    let (lo, hi) = (
+        *crate::quant::F64_EXACT_SHIFTS.start(),
+        *crate::quant::F64_EXACT_SHIFTS.end(),
+    );
+    if vminvq_s32(shift) < lo || vmaxvq_s32(shift) > hi {
+        return None;
+    }
+    // 2^(shift − 31) as the bits of an f64: exponent 1023 + shift − 31, no mantissa.
+    let e = vaddq_s32(shift, vdupq_n_s32(1023 - 31));
+    let pow = |e: int64x2_t| vreinterpretq_f64_s64(vshlq_n_s64::<52>(e));
+    let mlo = vcvtq_f64_s64(vmovl_s32(vget_low_s32(m)));
+    let mhi = vcvtq_f64_s64(vmovl_high_s32(m));
+    Some((
+        vmulq_f64(mlo, pow(vmovl_s32(vget_low_s32(e)))),
+        vmulq_f64(mhi, pow(vmovl_high_s32(e))),
+    ))
 }
 
 /// `acc += Σ₄ a·b` per 32-bit lane.
@@ -239,15 +302,7 @@ unsafe fn store4<T: Q8>(
     let mut lanes = [0i32; LANES];
     if let Some(scale) = scale {
         let s = vdupq_n_f64(scale);
-        // fcvtns rounds to nearest, ties to even.
-        let lo = vcvtnq_s64_f64(vmulq_f64(vcvtq_f64_s64(vmovl_s32(vget_low_s32(a))), s));
-        let hi = vcvtnq_s64_f64(vmulq_f64(vcvtq_f64_s64(vmovl_high_s32(a)), s));
-        let v = vaddq_s32(
-            vcombine_s32(vmovn_s64(lo), vmovn_s64(hi)),
-            vdupq_n_s32(p.zy),
-        );
-        let v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(p.act_min)), vdupq_n_s32(p.act_max));
-        vst1q_s32(lanes.as_mut_ptr(), v);
+        vst1q_s32(lanes.as_mut_ptr(), requant_f64(p, a, s, s));
         for (d, l) in y.iter_mut().zip(lanes) {
             *d = T::put(l);
         }
@@ -257,6 +312,18 @@ unsafe fn store4<T: Q8>(
             *d = T::put(p.output(l, r));
         }
     }
+}
+
+/// Requantizes four sums (bias added) in double precision, lanes 0–1 scaled by `lo` and
+/// 2–3 by `hi` (each a [`Requant::exact_f64`]), then adds `p.zy` and clamps.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn requant_f64(p: &QLinear, a: int32x4_t, lo: float64x2_t, hi: float64x2_t) -> int32x4_t {
+    // fcvtns rounds to nearest, ties to even.
+    let l = vcvtnq_s64_f64(vmulq_f64(vcvtq_f64_s64(vmovl_s32(vget_low_s32(a))), lo));
+    let h = vcvtnq_s64_f64(vmulq_f64(vcvtq_f64_s64(vmovl_high_s32(a)), hi));
+    let v = vaddq_s32(vcombine_s32(vmovn_s64(l), vmovn_s64(h)), vdupq_n_s32(p.zy));
+    vminq_s32(vmaxq_s32(v, vdupq_n_s32(p.act_min)), vdupq_n_s32(p.act_max))
 }
 
 /// [`quad::interleave4`] on NEON (every aarch64 CPU has it): its four-way interleaving store
@@ -531,6 +598,44 @@ mod tests {
                 gemv(&p, xs, &wt, &bias, rq, &mut got).unwrap();
                 assert_eq!(want, got, "case {case}: n {n} c {c} oc {oc}");
             }
+        }
+    }
+
+    /// The vector scales equal [`Requant::exact_f64`] lane by lane, and are refused whenever
+    /// one lane's shift is outside its range.
+    #[test]
+    fn exact_scales_equal_exact_f64() {
+        let cases = crate::quant::exact_f64_cases();
+        let mut rs: Vec<Requant> = cases.iter().map(|c| c.0).collect();
+        rs.dedup();
+        let mut quads: Vec<[Requant; 4]> =
+            rs.windows(4).map(|q| [q[0], q[1], q[2], q[3]]).collect();
+        // One shift out of range, in each lane, among three in range.
+        for shift in [i32::MIN, -31, -14, 0, 1, i32::MAX] {
+            for lane in 0..4 {
+                let mut q = quads[lane * 7];
+                q[lane] = Requant {
+                    multiplier: 1 << 30,
+                    shift,
+                };
+                quads.push(q);
+            }
+        }
+        for q in quads {
+            let want: Option<Vec<u64>> =
+                q.iter().map(|r| r.exact_f64().map(f64::to_bits)).collect();
+            let pairs: Vec<i32> = q.iter().flat_map(|r| [r.multiplier, r.shift]).collect();
+            // SAFETY: NEON is part of every aarch64 CPU; `pairs` holds eight i32.
+            let got = unsafe {
+                let mq = vld2q_s32(pairs.as_ptr());
+                exact_scales(mq.0, mq.1).map(|(lo, hi)| {
+                    let mut v = [0f64; 4];
+                    vst1q_f64(v.as_mut_ptr(), lo);
+                    vst1q_f64(v.as_mut_ptr().add(2), hi);
+                    v.map(f64::to_bits).to_vec()
+                })
+            };
+            assert_eq!(want, got, "{q:?}");
         }
     }
 
