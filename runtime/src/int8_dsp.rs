@@ -308,6 +308,44 @@ fn scatter<V: Copy>(
     Ok(())
 }
 
+/// One tap quad for four pixels, the body of [`quads4`]'s loop and its tail: the weight word
+/// in `{t}` split into halfword pairs (w0 w2, w1 w3), then per pixel one doubleword of
+/// patch values (`x0 x2`, `x1 x3`, `{pc}` post-incremented) and two `smlad`s into `{aN}`.
+#[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+macro_rules! quad_step4 {
+    () => {
+        concat!(
+            "sxtb16 {w02}, {t}\n",
+            "sxtb16 {t}, {t}, ror #8\n",
+            "ldrd {x0}, {x1}, [{pc}], #8\n",
+            "smlad {a0}, {x0}, {w02}, {a0}\n",
+            "smlad {a0}, {x1}, {t}, {a0}\n",
+            "ldrd {x0}, {x1}, [{pc}], #8\n",
+            "smlad {a1}, {x0}, {w02}, {a1}\n",
+            "smlad {a1}, {x1}, {t}, {a1}\n",
+            "ldrd {x0}, {x1}, [{pc}], #8\n",
+            "smlad {a2}, {x0}, {w02}, {a2}\n",
+            "smlad {a2}, {x1}, {t}, {a2}\n",
+            "ldrd {x0}, {x1}, [{pc}], #8\n",
+            "smlad {a3}, {x0}, {w02}, {a3}\n",
+            "smlad {a3}, {x1}, {t}, {a3}",
+        )
+    };
+}
+
+/// [`quad_step4`] for one pixel (accumulator `{a}`), in [`quads1`].
+#[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+macro_rules! quad_step1 {
+    () => {
+        concat!(
+            "sxtb16 {w02}, {t}\n",
+            "sxtb16 {t}, {t}, ror #8\n",
+            "ldrd {x0}, {x1}, [{pc}], #8\n",
+            "smlad {a}, {x0}, {w02}, {a}\n",
+            "smlad {a}, {x1}, {t}, {a}",
+        )
+    };
+}
 /// `bias + Σ` over the tap quads of each of the four interleaved pixels in `cols`
 /// (`x0 x2 x1 x3` per pixel per quad) and the weight quads in `w`, then over one more quad of
 /// `cols` with the `tail` weight word (the last, partial quad, zero-padded).
@@ -327,20 +365,7 @@ fn quads4(bias: i32, cols: &[i16], w: &[i8], tail: Option<u32>) -> [i32; GROUP] 
             core::arch::asm!(
                 "2:",
                 "ldr {t}, [{pw}], #4",
-                "sxtb16 {w02}, {t}",
-                "sxtb16 {t}, {t}, ror #8",
-                "ldrd {x0}, {x1}, [{pc}], #8",
-                "smlad {a0}, {x0}, {w02}, {a0}",
-                "smlad {a0}, {x1}, {t}, {a0}",
-                "ldrd {x0}, {x1}, [{pc}], #8",
-                "smlad {a1}, {x0}, {w02}, {a1}",
-                "smlad {a1}, {x1}, {t}, {a1}",
-                "ldrd {x0}, {x1}, [{pc}], #8",
-                "smlad {a2}, {x0}, {w02}, {a2}",
-                "smlad {a2}, {x1}, {t}, {a2}",
-                "ldrd {x0}, {x1}, [{pc}], #8",
-                "smlad {a3}, {x0}, {w02}, {a3}",
-                "smlad {a3}, {x1}, {t}, {a3}",
+                quad_step4!(),
                 "subs {n}, {n}, #1",
                 "bne 2b",
                 pw = inout(reg) w.as_ptr() => _,
@@ -359,21 +384,8 @@ fn quads4(bias: i32, cols: &[i16], w: &[i8], tail: Option<u32>) -> [i32; GROUP] 
         }
         if let Some(t) = tail {
             core::arch::asm!(
-                "sxtb16 {w02}, {t}",
-                "sxtb16 {t}, {t}, ror #8",
-                "ldrd {x0}, {x1}, [{pc}]",
-                "smlad {a0}, {x0}, {w02}, {a0}",
-                "smlad {a0}, {x1}, {t}, {a0}",
-                "ldrd {x0}, {x1}, [{pc}, #8]",
-                "smlad {a1}, {x0}, {w02}, {a1}",
-                "smlad {a1}, {x1}, {t}, {a1}",
-                "ldrd {x0}, {x1}, [{pc}, #16]",
-                "smlad {a2}, {x0}, {w02}, {a2}",
-                "smlad {a2}, {x1}, {t}, {a2}",
-                "ldrd {x0}, {x1}, [{pc}, #24]",
-                "smlad {a3}, {x0}, {w02}, {a3}",
-                "smlad {a3}, {x1}, {t}, {a3}",
-                pc = in(reg) pc,
+                quad_step4!(),
+                pc = inout(reg) pc => _,
                 t = inout(reg) t => _,
                 w02 = out(reg) _,
                 x0 = out(reg) _,
@@ -419,11 +431,7 @@ fn quads1(mut acc: i32, cols: &[i16], w: &[i8], tail: Option<u32>) -> i32 {
             core::arch::asm!(
                 "2:",
                 "ldr {t}, [{pw}], #4",
-                "sxtb16 {w02}, {t}",
-                "sxtb16 {t}, {t}, ror #8",
-                "ldrd {x0}, {x1}, [{pc}], #8",
-                "smlad {a}, {x0}, {w02}, {a}",
-                "smlad {a}, {x1}, {t}, {a}",
+                quad_step1!(),
                 "subs {n}, {n}, #1",
                 "bne 2b",
                 pw = inout(reg) w.as_ptr() => _,
@@ -439,12 +447,8 @@ fn quads1(mut acc: i32, cols: &[i16], w: &[i8], tail: Option<u32>) -> i32 {
         }
         if let Some(t) = tail {
             core::arch::asm!(
-                "sxtb16 {w02}, {t}",
-                "sxtb16 {t}, {t}, ror #8",
-                "ldrd {x0}, {x1}, [{pc}]",
-                "smlad {a}, {x0}, {w02}, {a}",
-                "smlad {a}, {x1}, {t}, {a}",
-                pc = in(reg) pc,
+                quad_step1!(),
+                pc = inout(reg) pc => _,
                 t = inout(reg) t => _,
                 w02 = out(reg) _,
                 x0 = out(reg) _,
