@@ -247,32 +247,24 @@ impl<const N: usize> Tracker<N> {
             }
         }
         let mut track_used = [false; N];
-        // Greedy global nearest neighbour: repeatedly take the closest free pair in the gate.
         let gate2 = self.cfg.gate_m * self.cfg.gate_m;
-        loop {
-            let mut best: Option<(f32, usize, usize)> = None;
-            for (ti, tr) in self.tracks.iter().enumerate() {
-                if track_used[ti] {
-                    continue;
-                }
-                let p = tr.position();
-                for (di, d) in detections[..n_det].iter().enumerate() {
-                    if det_used[di] {
-                        continue;
-                    }
-                    let d2 = (d - p).norm_squared();
-                    if d2 <= gate2 && best.is_none_or(|b| d2 < b.0) {
-                        best = Some((d2, ti, di));
-                    }
-                }
-            }
-            let Some((_, ti, di)) = best else { break };
-            track_used[ti] = true;
-            det_used[di] = true;
-            let tr = &mut self.tracks[ti];
-            tr.correct(detections[di], self.cfg.measurement_noise);
-            tr.misses = 0;
+        let mut positions = [Point::zeros(); N];
+        for (p, tr) in positions.iter_mut().zip(self.tracks.iter()) {
+            *p = tr.position();
         }
+        let n_tracks = self.tracks.len();
+        associate(
+            &positions[..n_tracks],
+            &detections[..n_det],
+            gate2,
+            &mut track_used[..n_tracks],
+            &mut det_used[..n_det],
+            |ti, di| {
+                let tr = &mut self.tracks[ti];
+                tr.correct(detections[di], self.cfg.measurement_noise);
+                tr.misses = 0;
+            },
+        );
         let max_misses = self.cfg.max_misses;
         let mut i = 0;
         let mut kept = [false; N];
@@ -357,9 +349,209 @@ impl<const N: usize> Tracker<N> {
     }
 }
 
+/// Gated pairs [`associate`] sorts at once; a frame with more takes the direct search.
+const MAX_SORTED_PAIRS: usize = 256;
+
+// Track and detection indices fit the 16 bits each a sort key gives them.
+const _: () = assert!(MAX_DETECTIONS <= 1 << 16);
+
+/// Greedy global nearest neighbour: of the free tracks and detections, the closest pair within
+/// the gate (squared distance ≤ `gate2`) is matched, then the next closest, until no free pair
+/// is in the gate; `matched(track, detection)` hears each match in that order. Ties go to the
+/// lower track index, then the lower detection index. Matching a track does not move the others,
+/// so this is the same as going once through the gated pairs sorted by (distance, track,
+/// detection) and taking every pair whose track and detection are both still free: sorting
+/// is O(P log P) for P gated pairs, where searching for each match again is O(T² · D). Frames
+/// with more than [`MAX_SORTED_PAIRS`] gated pairs take that direct search.
+fn associate(
+    tracks: &[Point],
+    detections: &[Point],
+    gate2: f32,
+    track_used: &mut [bool],
+    det_used: &mut [bool],
+    mut matched: impl FnMut(usize, usize),
+) {
+    // A non-negative f32's bits order like its value, so (distance, track, detection) is one
+    // u64; a distance in the gate is finite.
+    let mut keys: heapless::Vec<u64, MAX_SORTED_PAIRS> = heapless::Vec::new();
+    // Track indices fit 16 bits of the key too (N is a generic).
+    let mut overflow = tracks.len() > 1 << 16;
+    'pairs: for (ti, p) in tracks.iter().enumerate() {
+        for (di, d) in detections.iter().enumerate() {
+            let d2 = (d - p).norm_squared();
+            if !overflow && d2 <= gate2 && !det_used[di] {
+                let key = (u64::from(d2.to_bits()) << 32) | ((ti as u64) << 16) | di as u64;
+                if keys.push(key).is_err() {
+                    overflow = true;
+                }
+            }
+            if overflow {
+                break 'pairs;
+            }
+        }
+    }
+    if overflow {
+        return associate_direct(tracks, detections, gate2, track_used, det_used, matched);
+    }
+    heapsort(&mut keys);
+    for key in keys {
+        let (ti, di) = ((key >> 16) as u16 as usize, key as u16 as usize);
+        if !track_used[ti] && !det_used[di] {
+            track_used[ti] = true;
+            det_used[di] = true;
+            matched(ti, di);
+        }
+    }
+}
+
+/// Sorts `v` ascending in place. A heapsort: O(n log n) in a few hundred bytes of code, where
+/// core's `sort_unstable` adds several KB of flash to a firmware at opt-level "z".
+fn heapsort(v: &mut [u64]) {
+    fn sift_down(v: &mut [u64], mut root: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= v.len() {
+                return;
+            }
+            if child + 1 < v.len() && v[child] < v[child + 1] {
+                child += 1;
+            }
+            if v[root] >= v[child] {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    }
+    for root in (0..v.len() / 2).rev() {
+        sift_down(v, root);
+    }
+    for end in (1..v.len()).rev() {
+        v.swap(0, end);
+        sift_down(&mut v[..end], 0);
+    }
+}
+
+/// [`associate`] by searching all free pairs for the closest one before each match.
+fn associate_direct(
+    tracks: &[Point],
+    detections: &[Point],
+    gate2: f32,
+    track_used: &mut [bool],
+    det_used: &mut [bool],
+    mut matched: impl FnMut(usize, usize),
+) {
+    loop {
+        let mut best: Option<(f32, usize, usize)> = None;
+        for (ti, p) in tracks.iter().enumerate() {
+            if track_used[ti] {
+                continue;
+            }
+            for (di, d) in detections.iter().enumerate() {
+                if det_used[di] {
+                    continue;
+                }
+                let d2 = (d - p).norm_squared();
+                if d2 <= gate2 && best.is_none_or(|b| d2 < b.0) {
+                    best = Some((d2, ti, di));
+                }
+            }
+        }
+        let Some((_, ti, di)) = best else { break };
+        track_used[ti] = true;
+        det_used[di] = true;
+        matched(ti, di);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heapsort_sorts() {
+        let mut seed = 3u64;
+        for n in [0usize, 1, 2, 3, 7, 64, 255, 256] {
+            let mut v: std::vec::Vec<u64> = (0..n)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed % 50
+                })
+                .collect();
+            let mut want = v.clone();
+            want.sort_unstable();
+            heapsort(&mut v);
+            assert_eq!(v, want, "n {n}");
+        }
+    }
+
+    /// [`associate`] or [`associate_direct`] with the callback as a trait object.
+    type Associate =
+        fn(&[Point], &[Point], f32, &mut [bool], &mut [bool], &mut dyn FnMut(usize, usize));
+
+    /// The sorted association makes the same matches in the same order as the direct search:
+    /// random scenes on a coarse grid (so equal distances are common), crowds past
+    /// [`MAX_SORTED_PAIRS`] gated pairs, non-finite and already-used detections.
+    #[test]
+    fn sorted_association_equals_the_direct_search() {
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let (mut sorted_runs, mut overflows) = (0, 0);
+        for case in 0..2000 {
+            let (nt, nd) = (next(70) as usize, next(90) as usize);
+            // Grid steps of 0.25 m in a square that shrinks for crowded cases.
+            let side = 1 + next(if case % 4 == 0 { 8 } else { 40 });
+            let mut point = || {
+                Point::new(
+                    next(side) as f32 * 0.25 - 2.0,
+                    next(side) as f32 * 0.25 - 2.0,
+                )
+            };
+            let tracks: std::vec::Vec<Point> = (0..nt).map(|_| point()).collect();
+            let mut dets: std::vec::Vec<Point> = (0..nd).map(|_| point()).collect();
+            if nd > 0 && case % 7 == 0 {
+                dets[next(nd as u64) as usize].x = f32::NAN;
+            }
+            let used0: std::vec::Vec<bool> = (0..nd).map(|_| next(10) == 0).collect();
+            let gate2 = [0.3f32, 1.0, 2.25, 9.0][next(4) as usize];
+            let pairs = tracks
+                .iter()
+                .flat_map(|p| dets.iter().zip(&used0).map(move |(d, u)| (d - p, u)))
+                .filter(|(v, u)| v.norm_squared() <= gate2 && !**u)
+                .count();
+            if pairs > MAX_SORTED_PAIRS {
+                overflows += 1;
+            } else if pairs > 1 {
+                sorted_runs += 1;
+            }
+            let run = |f: Associate| {
+                let (mut tu, mut du) = (std::vec![false; nt], used0.clone());
+                let mut got = std::vec::Vec::new();
+                f(&tracks, &dets, gate2, &mut tu, &mut du, &mut |t, d| {
+                    got.push((t, d))
+                });
+                (got, tu, du)
+            };
+            let want = run(|t, d, g, tu, du, m| associate_direct(t, d, g, tu, du, m));
+            let got = run(|t, d, g, tu, du, m| associate(t, d, g, tu, du, m));
+            assert_eq!(
+                want, got,
+                "case {case}: {nt} tracks, {nd} detections, gate² {gate2}"
+            );
+        }
+        // Both paths of `associate` ran many times.
+        assert!(
+            sorted_runs > 500 && overflows > 20,
+            "{sorted_runs} {overflows}"
+        );
+    }
 
     #[test]
     fn two_walkers_keep_their_identities_and_velocities() {
