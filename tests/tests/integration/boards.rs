@@ -294,6 +294,23 @@ fn cortex_m4_hazard_firmware_under_qemu_gives_the_host_alerts() {
         text.lines().filter(|l| *l == "alarm pin high").count(),
         alarm_rises(&host)
     );
+    // Then the host benchmark's 64 walkers fill the track table: every track predicted on
+    // every timed frame, each frame's cost reported.
+    assert!(
+        text.lines()
+            .any(|l| l
+                .starts_with("64 walkers: 64 live tracks, 1920 predictions in the last 30 frames")),
+        "{text}"
+    );
+    for what in ["demo scene", "64 walkers"] {
+        let prefix = format!("{what} per frame: ticks median ");
+        let median: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no per-frame cost for {what}: {text}"));
+        assert!(median > 0, "{what}: {median}");
+    }
     // It links for 256 KB / 64 KB, and its stack fits beside its statics (the interpreter's
     // tables and the arena are statics, the 64-track pipeline is on the stack).
     let elf =

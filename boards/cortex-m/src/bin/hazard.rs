@@ -4,6 +4,11 @@
 //!
 //! With the `defmt` feature every line is a defmt frame instead of semihosting text: the alert
 //! line keeps the JSON shape, with the numbers formatted by the host-side decoder.
+//!
+//! It also times every frame's `process` call in SysTick ticks ([`sprig_cortex_m::clock`]:
+//! cycles on a board, 40 instructions each under QEMU's `-icount shift=0`), then runs the host
+//! benchmark's scene (64 walkers pacing across the crossing, `compress/benches/hazard.rs`) for
+//! the cost of a full track table.
 #![no_std]
 #![no_main]
 
@@ -13,6 +18,7 @@ use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::debug;
 #[cfg(not(feature = "defmt"))]
 use panic_semihosting as _;
+use sprig_cortex_m::clock;
 // With defmt the panic handler is the library's (a defmt frame, then exit).
 #[cfg(feature = "defmt")]
 use sprig_cortex_m as _;
@@ -84,8 +90,15 @@ static STATICS: Statics = Statics {
     interp: UnsafeCell::new(MaybeUninit::uninit()),
 };
 
+#[exception]
+fn SysTick() {
+    clock::wrapped();
+}
+
 #[entry]
 fn main() -> ! {
+    let mut cp = cortex_m::Peripherals::take().unwrap();
+    clock::start(&mut cp);
     let code = match run() {
         Ok(()) => debug::EXIT_SUCCESS,
         Err(e) => {
@@ -176,10 +189,14 @@ fn run() -> Result<(), sprig_runtime::Error> {
     let mut frame_t: Option<f64> = None;
     let (mut frames, mut raised) = (0u32, 0u32);
     let mut pin = AlarmPin { high: false };
+    let mut cost = FrameCost::new();
     let mut flush =
         |p: &mut HazardPipeline<_, TRACKS>, t: f64, frame: &mut heapless::Vec<Point, 128>| {
             // Bad frames are skipped, as on the host.
-            if p.process(t, frame, &mut alerts).is_ok() {
+            let start = clock::ticks();
+            let done = p.process(t, frame, &mut alerts);
+            cost.add(start);
+            if done.is_ok() {
                 frames += 1;
                 sound(&mut pin, alerts.len());
                 for a in &alerts {
@@ -208,9 +225,120 @@ fn run() -> Result<(), sprig_runtime::Error> {
         raised,
         p.predictions
     );
+    cost.report("demo scene");
+    walkers(p, frame_t.unwrap_or(0.0) + 60.0, &mut cost, &mut alerts);
     say!(
         "stack high-water mark: {} bytes",
         sprig_cortex_m::stack_high_water()
     );
     Ok(())
+}
+
+/// Frames [`FrameCost`] keeps (the demo scene has 296; later ones are not counted).
+const TIMED_FRAMES: usize = 300;
+
+/// Per-frame costs of `process` calls in SysTick ticks ([`clock::ticks`]), summarised as
+/// median and maximum. SysTick counts core clock cycles on a board; under QEMU's
+/// `-icount shift=0` it ticks once per 40 instructions.
+struct FrameCost {
+    ticks: heapless::Vec<u32, TIMED_FRAMES>,
+}
+
+impl FrameCost {
+    fn new() -> Self {
+        FrameCost {
+            ticks: heapless::Vec::new(),
+        }
+    }
+
+    /// Records one frame that started at `start` ([`clock::ticks`]).
+    fn add(&mut self, start: u64) {
+        let ticks = u32::try_from(clock::ticks() - start).unwrap_or(u32::MAX);
+        let _ = self.ticks.push(ticks);
+    }
+
+    /// Prints the median and maximum per frame, then forgets the frames.
+    fn report(&mut self, what: &str) {
+        let n = self.ticks.len();
+        if n > 0 {
+            insertion_sort(&mut self.ticks);
+            say!(
+                "{} per frame: ticks median {} max {} ({} frames)",
+                what,
+                self.ticks[n / 2],
+                self.ticks[n - 1],
+                n
+            );
+        }
+        self.ticks.clear();
+    }
+}
+
+/// Sorts a few hundred values once per report, in a few bytes of code (core's sort adds KBs).
+fn insertion_sort(v: &mut [u32]) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 && v[j - 1] > v[j] {
+            v.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
+/// Walkers in the load test: the track table's size.
+const WALKERS: usize = TRACKS;
+/// Frames of the load test; the first [`WARM_UP`] are not timed (tracks are born and gather
+/// the 8 observed steps a prediction needs).
+const LOAD_FRAMES: usize = 40;
+const WARM_UP: usize = 10;
+
+/// The host benchmark's scene (`compress/benches/hazard.rs`): 64 walkers pacing back and
+/// forth across the crossing on lanes 0.35 m apart at 1.2 m/s, every 0.4 s, with up to 5 cm of
+/// detection noise (a different noise sequence from the host's). Starts at `t0` seconds, after
+/// the demo scene's tracks have died. Alerts are counted, not printed.
+fn walkers<P: sprig_runtime::hazard::Predictor>(
+    p: &mut HazardPipeline<P, TRACKS>,
+    t0: f64,
+    cost: &mut FrameCost,
+    alerts: &mut heapless::Vec<Alert, TRACKS>,
+) {
+    let mut seed = 1u32;
+    let mut noise = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        (seed >> 8) as f32 / (1u32 << 24) as f32 * 0.1 - 0.05
+    };
+    let (mut raised, mut before) = (0usize, p.predictions);
+    for k in 0..LOAD_FRAMES {
+        let frame: heapless::Vec<Point, WALKERS> = (0..WALKERS)
+            .map(|i| {
+                let s = (0.48 * k as f32 + 3.0 * i as f32) % 32.0;
+                let x = 2.0 + if s < 16.0 { s } else { 32.0 - s };
+                let y = 0.5 + i as f32 * 0.35;
+                let n = noise();
+                Point::new(x + n, y + n)
+            })
+            .collect();
+        if k == WARM_UP {
+            cost.ticks.clear();
+            before = p.predictions;
+        }
+        let start = clock::ticks();
+        let done = p.process(t0 + 0.4 * k as f64, &frame, alerts);
+        cost.add(start);
+        if done.is_ok() {
+            raised += alerts.len();
+        }
+    }
+    let timed = (LOAD_FRAMES - WARM_UP) as u64;
+    say!(
+        "{} walkers: {} live tracks, {} predictions in the last {} frames, {} alerts",
+        WALKERS,
+        p.tracker().tracks().len(),
+        p.predictions - before,
+        timed,
+        raised
+    );
+    cost.report("64 walkers");
 }

@@ -12,9 +12,6 @@
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU32, Ordering};
-use cortex_m::peripheral::syst::SystClkSource;
-use cortex_m::peripheral::{DWT, SYST};
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprintln};
 // Text output only (the host parses it); the `defmt` feature is for the hazard firmware.
@@ -23,6 +20,7 @@ use panic_semihosting as _;
 // With defmt the panic handler is the library's (a defmt frame, then exit).
 #[cfg(feature = "defmt")]
 use sprig_cortex_m as _;
+use sprig_cortex_m::clock::{self, now};
 #[cfg(not(feature = "frozen"))]
 use sprig_runtime::Model;
 use sprig_runtime::{InterpreterWith, StepObserver};
@@ -53,28 +51,9 @@ struct Slot(UnsafeCell<MaybeUninit<Interp<'static, 'static>>>);
 unsafe impl Sync for Slot {}
 static INTERP: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
 
-/// SysTick wraps every 2^24 ticks; the exception counts the wraps.
-static WRAPS: AtomicU32 = AtomicU32::new(0);
-
 #[exception]
 fn SysTick() {
-    WRAPS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Ticks since start: wraps · 2^24 + how far the down-counter has run.
-fn ticks() -> u64 {
-    loop {
-        let w = WRAPS.load(Ordering::Relaxed);
-        let cvr = SYST::get_current();
-        if WRAPS.load(Ordering::Relaxed) == w {
-            return ((w as u64) << 24) + (0x00ff_ffff - cvr) as u64;
-        }
-    }
-}
-
-/// (SysTick ticks, DWT cycles) now.
-fn now() -> (u64, u32) {
-    (ticks(), DWT::cycle_count())
+    clock::wrapped();
 }
 
 /// Per-step times of one inference.
@@ -113,13 +92,7 @@ unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
 #[entry]
 fn main() -> ! {
     let mut cp = cortex_m::Peripherals::take().unwrap();
-    cp.DCB.enable_trace();
-    cp.DWT.enable_cycle_counter();
-    cp.SYST.set_clock_source(SystClkSource::Core);
-    cp.SYST.set_reload(0x00ff_ffff);
-    cp.SYST.clear_current();
-    cp.SYST.enable_interrupt();
-    cp.SYST.enable_counter();
+    clock::start(&mut cp);
     let code = match run() {
         Ok(()) => debug::EXIT_SUCCESS,
         Err(e) => {
