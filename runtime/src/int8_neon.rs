@@ -452,6 +452,54 @@ mod tests {
         (*s >> 33) as u32
     }
 
+    /// A random quantized layer over `win`: zero points, fused clamp, and weight rows `kk`
+    /// long with a gap of up to `max_gap` bytes between them.
+    fn random_qlinear(
+        r: &mut impl FnMut(usize, usize) -> usize,
+        win: Window,
+        unsigned: bool,
+        kk: usize,
+        max_gap: usize,
+    ) -> QLinear {
+        let lo = if unsigned { 0 } else { -128 };
+        let zy = lo + r(0, 60) as i32;
+        QLinear {
+            win,
+            zx: lo + r(0, 255) as i32,
+            zy,
+            act_min: if r(0, 1) == 0 { lo } else { zy },
+            act_max: lo + 255 - r(0, 3) as i32,
+            bias: 0,
+            requant: 0,
+            packed: 0,
+            packed_len: 0,
+            w_stride_oc: kk + r(0, max_gap),
+            w_stride_k: 1,
+            unsigned,
+        }
+    }
+
+    /// Random weights, biases and per-channel requantization (multipliers near `ms`) for `p`.
+    fn random_params(
+        r: &mut impl FnMut(usize, usize) -> usize,
+        p: &QLinear,
+        ms: &[f64],
+    ) -> (Vec<i8>, Vec<i32>, Vec<i32>) {
+        let oc = p.win.oc;
+        let wt: Vec<i8> = (0..oc * p.w_stride_oc)
+            .map(|_| r(0, 255) as u8 as i8)
+            .collect();
+        let bias: Vec<i32> = (0..oc).map(|_| r(0, 200_000) as i32 - 100_000).collect();
+        let rq: Vec<i32> = (0..oc)
+            .flat_map(|_| {
+                let m = ms[r(0, ms.len() - 1)];
+                let q = Requant::from_f64(m * (1.0 + r(0, 999) as f64 * 1e-3));
+                [q.multiplier, q.shift]
+            })
+            .collect();
+        (wt, bias, rq)
+    }
+
     fn run<T: Q8 + PartialEq + core::fmt::Debug>(seed: &mut u64, unsigned: bool, case: usize) {
         let mut r = |lo: usize, hi: usize| lo + next(seed) as usize % (hi - lo + 1);
         let (kh, kw, dh, dw, sh, sw) = (r(1, 4), r(1, 4), r(1, 2), r(1, 2), r(1, 3), r(1, 3));
@@ -476,36 +524,13 @@ mod tests {
             dw,
             group: 1,
         };
+        let p = random_qlinear(&mut r, win, unsigned, c * kh * kw, 2);
         let lo = if unsigned { 0 } else { -128 };
-        let zy = lo + r(0, 60) as i32;
-        let p = QLinear {
-            win,
-            zx: lo + r(0, 255) as i32,
-            zy,
-            act_min: if r(0, 1) == 0 { lo } else { zy },
-            act_max: lo + 255 - r(0, 3) as i32,
-            bias: 0,
-            requant: 0,
-            packed: 0,
-            packed_len: 0,
-            w_stride_oc: c * kh * kw + r(0, 2),
-            w_stride_k: 1,
-            unsigned,
-        };
         let x: Vec<T> = (0..win.n * c * h * w)
             .map(|_| T::put(lo + r(0, 255) as i32))
             .collect();
-        let wt: Vec<i8> = (0..oc * p.w_stride_oc)
-            .map(|_| r(0, 255) as u8 as i8)
-            .collect();
-        let bias: Vec<i32> = (0..oc).map(|_| r(0, 200_000) as i32 - 100_000).collect();
-        let rq: Vec<i32> = (0..oc)
-            .flat_map(|_| {
-                let m = [2e-5, 6.2e-5, 1e-4, 3e-3, 0.02, 0.37, 0.999, 1.7][r(0, 7)];
-                let q = Requant::from_f64(m * (1.0 + r(0, 999) as f64 * 1e-3));
-                [q.multiplier, q.shift]
-            })
-            .collect();
+        let ms = [2e-5, 6.2e-5, 1e-4, 3e-3, 0.02, 0.37, 0.999, 1.7];
+        let (wt, bias, rq) = random_params(&mut r, &p, &ms);
         if !applies(&p) {
             return; // a one-pixel output: the portable kernel's job
         }
@@ -556,35 +581,10 @@ mod tests {
                 dw: 1,
                 group: 1,
             };
-            let lo = if unsigned { 0 } else { -128 };
-            let zy = lo + r(0, 60) as i32;
-            let p = QLinear {
-                win,
-                zx: lo + r(0, 255) as i32,
-                zy,
-                act_min: if r(0, 1) == 0 { lo } else { zy },
-                act_max: lo + 255 - r(0, 3) as i32,
-                bias: 0,
-                requant: 0,
-                packed: 0,
-                packed_len: 0,
-                w_stride_oc: c + r(0, 5),
-                w_stride_k: 1,
-                unsigned,
-            };
+            let p = random_qlinear(&mut r, win, unsigned, c, 5);
             assert!(gemv_applies(&p) && !applies(&p));
             let xb: Vec<u8> = (0..n * c).map(|_| r(0, 255) as u8).collect();
-            let wt: Vec<i8> = (0..oc * p.w_stride_oc)
-                .map(|_| r(0, 255) as u8 as i8)
-                .collect();
-            let bias: Vec<i32> = (0..oc).map(|_| r(0, 200_000) as i32 - 100_000).collect();
-            let rq: Vec<i32> = (0..oc)
-                .flat_map(|_| {
-                    let m = [2e-5, 1e-4, 3e-3, 0.02, 0.37, 1.7][r(0, 5)];
-                    let q = Requant::from_f64(m * (1.0 + r(0, 999) as f64 * 1e-3));
-                    [q.multiplier, q.shift]
-                })
-                .collect();
+            let (wt, bias, rq) = random_params(&mut r, &p, &[2e-5, 1e-4, 3e-3, 0.02, 0.37, 1.7]);
             let rq = RequantTable(&rq);
             if unsigned {
                 let (mut want, mut got) = (std::vec![0u8; n * oc], std::vec![0u8; n * oc]);
