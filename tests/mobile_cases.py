@@ -1,7 +1,8 @@
 """Whole blocks of mobile architectures built from the ops beyond sprig's own exports (HardSwish,
 squeeze-excite with ReduceMean and HardSigmoid, reflect Pad, PRelu, PixelShuffle as
 DepthToSpace, LogSoftmax, Split, Resize, ConvTranspose, LayerNormalization, self-attention,
-InstanceNormalization, GlobalMaxPool, comparisons and boolean masks, TopK, ...), with onnxruntime's
+InstanceNormalization, GlobalMaxPool, comparisons and boolean masks, TopK, LRN, MVN, CumSum,
+OneHot, GatherND, ScatterND, EyeLike, ReverseSequence, Einsum, GridSample, ...), with onnxruntime's
 outputs: the ops as exporters combine them, where ONNX's node tests check one node at a time.
 
   mobile_cases.py OUT_DIR
@@ -257,6 +258,103 @@ def classifier_top5():
     return g, g.op("Concat", [top, g.op("Reshape", [low, g.c([-1, 16], dtype="i8")])], axis=1)
 
 
+def caffe_norms():
+    """The normalizations of Caffe-era nets (AlexNet, GoogLeNet): conv, ReLU, LRN across 5
+    channels (AlexNet's alpha, beta and bias), max pooling, LRN over 3 channels with large alpha
+    (onnxruntime refuses even sizes, which ONNX allows; a unit test covers those), then MeanVarianceNormalization over H, W and over N, H, W (its default)."""
+    g = Graph()
+    t = g.op("Relu", [g.op("Conv", ["X", g.w([8, 3, 3, 3], 0.5), g.w([8], 0.1)], pads=[1, 1, 1, 1])])
+    t = g.op("LRN", [t], size=5, alpha=1e-4, beta=0.75, bias=2.0)
+    t = g.op("MaxPool", [t], kernel_shape=[3, 3], strides=[2, 2])
+    t = g.op("Conv", [t, g.w([6, 8, 1, 1], 0.5), g.w([6], 0.1)])
+    t = g.op("LRN", [t], size=3, alpha=0.3, beta=0.5, bias=1.0)
+    t = g.op("MeanVarianceNormalization", [t], axes=[2, 3])
+    # Default axes written out: onnx 1.23's shape inference fails on MVN without `axes` (ONNX's
+    # own test_mvn node test covers the default).
+    t = g.op("Mul", [t, g.w([6, 1, 1], 1.0)])
+    return g, g.op("MeanVarianceNormalization", [t], axes=[0, 2, 3])
+
+
+def index_arithmetic():
+    """Index plumbing as transformer and detection exports write it: position ids as
+    `cumsum(mask) * mask` in int64 (CumSum on int64, exclusive/reverse CumSum on float32 and
+    int32), one-hot masks of those ids (OneHot, depth 8), GatherND on constant tuples (full
+    and partial, a negative coordinate, batch_dims 1), ScatterND with an add reduction,
+    EyeLike and ReverseSequence; everything flattened and concatenated into one output."""
+    g = Graph()
+    flat = []
+    # X: 2 x 7. Position ids of the positive entries, counted from 1.
+    mask = g.op("Cast", [g.op("Greater", ["X", g.c(0.0)])], to=TensorProto.INT64)
+    pos = g.op("Mul", [g.op("CumSum", [mask, g.c(1, dtype="i8")]), mask])
+    hot = g.op("OneHot", [pos, g.c([8], dtype="i8"), g.c([-0.5, 2.0])], axis=-1)
+    flat.append(hot)
+    flat.append(g.op("CumSum", ["X", g.c(0, dtype="i8")], exclusive=1, reverse=1))
+    ints = g.op("Cast", [g.op("Mul", ["X", g.c(10.0)])], to=TensorProto.INT32)
+    ints = g.op("CumSum", [ints, g.c(-1, dtype="i4")], exclusive=1)
+    flat.append(g.op("Cast", [ints], to=TensorProto.FLOAT))
+    # A 4 x 5 x 6 tensor to index into.
+    cube = g.op("Reshape", [g.op("MatMul", ["X", g.w([7, 60], 0.5)]), g.c([4, 5, 6], dtype="i8")])
+    flat.append(g.op("GatherND", [cube, g.c([[1, 2], [3, -1], [0, 4]], dtype="i8")]))
+    rows = g.op("GatherND", [cube, g.c([[3], [1]], dtype="i8")])
+    flat.append(g.op("GatherND", [cube, g.c([[4], [0], [2], [1]], dtype="i8")], batch_dims=1))
+    upd = g.op("Mul", [rows, g.c(2.0)])
+    flat.append(g.op("ScatterND", [g.op("Relu", [cube]), g.c([[2], [0]], dtype="i8"), upd],
+                     reduction="add"))
+    flat.append(g.op("ScatterND", [cube, g.c([[1, 1], [2, 3]], dtype="i8"),
+                                   g.op("Neg", [g.op("GatherND", [cube, g.c([[0, 0], [3, 4]],
+                                                                            dtype="i8")])])]))
+    flat.append(g.op("EyeLike", [flat[3]], k=1))
+    flat.append(g.op("ReverseSequence", [cube, g.c([5, 3, 1, 0], dtype="i8")], batch_axis=0,
+                     time_axis=1))
+    flat.append(g.op("ReverseSequence", [g.op("Transpose", [cube], perm=[1, 0, 2]),
+                                         g.c([2, 4, 5, 1], dtype="i8")], batch_axis=1, time_axis=0))
+    flat = [g.op("Reshape", [t, g.c([-1], dtype="i8")]) for t in flat]
+    return g, g.op("Concat", flat, axis=0)
+
+
+def einsum_attention():
+    """Attention written with torch.einsum as exported (Einsum, opset 12): scores
+    `bhqd,bhkd->bhqk`, Softmax, `bhqk,bhkd->bhqd`, then heads merged with a weight by
+    `...hd,hde->...e` (broadcast batch axes), a diagonal `...ii->...i`, the implicit forms
+    `ij,jk` and `i,i` (a dot product), a transpose `ij->ji` and a full sum `ij->`."""
+    g = Graph()
+    scores = g.op("Einsum", ["X", "X"], equation="bhqd,bhkd->bhqk")
+    p = g.op("Softmax", [g.op("Mul", [scores, g.c(0.45)])], axis=-1)
+    ctx = g.op("Einsum", [p, "X"], equation="bhqk,bhkd->bhqd")
+    ctx = g.op("Transpose", [ctx], perm=[0, 2, 1, 3])  # b q h d
+    merged = g.op("Einsum", [ctx, g.w([3, 5, 6], 0.5)], equation="...hd,hde->...e")  # b q e
+    flat = [merged]
+    flat.append(g.op("Einsum", [scores], equation="...ii ->...i"))
+    m2 = g.op("Reshape", [merged, g.c([8, 6], dtype="i8")])
+    flat.append(g.op("Einsum", [m2, g.w([6, 3], 0.5)], equation="ij,jk"))
+    v = g.op("Reshape", [m2, g.c([-1], dtype="i8")])
+    flat.append(g.op("Einsum", [v, v], equation="i,i"))
+    flat.append(g.op("Einsum", [m2], equation="ij->ji"))
+    flat.append(g.op("Einsum", [m2], equation="ij->"))
+    flat = [g.op("Reshape", [t, g.c([-1], dtype="i8")]) for t in flat]
+    return g, g.op("Concat", flat, axis=0)
+
+
+def flow_warp(opset):
+    """A flow-warp / spatial-transformer head: a conv predicts a sampling grid (Tanh, scaled
+    by 1.4 so some positions fall outside the image), transposed to N×H×W×2, and the image is
+    sampled with GridSample in every mode and padding (bilinear/zeros, nearest/border with
+    align_corners, bicubic/reflection, bilinear/reflection with align_corners; opset 20
+    spells the modes linear and cubic)."""
+    g = Graph()
+    flow = g.op("Tanh", [g.op("Conv", ["X", g.w([2, 3, 3, 3], 0.6), g.w([2], 0.1)],
+                               pads=[1, 1, 1, 1], strides=[2, 2])])
+    grid = g.op("Transpose", [g.op("Mul", [flow, g.c(1.4)])], perm=[0, 2, 3, 1])
+    lin, cub = ("bilinear", "bicubic") if opset < 20 else ("linear", "cubic")
+    outs = [
+        g.op("GridSample", ["X", grid], mode=lin, padding_mode="zeros"),
+        g.op("GridSample", ["X", grid], mode="nearest", padding_mode="border", align_corners=1),
+        g.op("GridSample", ["X", grid], mode=cub, padding_mode="reflection"),
+        g.op("GridSample", ["X", grid], mode=lin, padding_mode="reflection", align_corners=1),
+    ]
+    return g, g.op("Concat", outs, axis=1)
+
+
 for mode in ("reflect", "constant"):
     g, y = mobilenet_v3_digits(mode)
     save(f"mobilenet_v3_digits_{mode}_pad", g, [1, 1, 8, 8], y, 17)
@@ -282,3 +380,13 @@ g, y = activations_opset20()
 save("activations_opset20", g, [1, 2, 5, 5], y, 20)
 g, y = classifier_top5()
 save("classifier_top5", g, [3, 3, 4, 4], y, 13)
+g, y = caffe_norms()
+save("caffe_norms", g, [2, 3, 9, 9], y, 13)
+g, y = index_arithmetic()
+save("index_arithmetic", g, [2, 7], y, 16)
+g, y = einsum_attention()
+save("einsum_attention", g, [2, 3, 4, 5], y, 13)
+g, y = flow_warp(16)
+save("flow_warp", g, [2, 3, 7, 6], y, 16)
+g, y = flow_warp(20)
+save("flow_warp_opset20", g, [2, 3, 7, 6], y, 20)

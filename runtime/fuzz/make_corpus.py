@@ -3,7 +3,8 @@
 Seeds: the sprig-exported int8 models the firmware ships, plus every ONNX backend node test
 (Debian libonnx-testdata) whose ops sprig-runtime claims, plus the models of tests/shape_cases.py,
 tests/mobile_cases.py (exporter-style chains with constant parameters) and
-tests/dynamic_quant_cases.py (onnxruntime's quantize_dynamic files), so mutations start from files that
+tests/dynamic_quant_cases.py (onnxruntime's quantize_dynamic files) and tests/invalid_cases.py
+(one-node models with wrong parameters), so mutations start from files that
 reach the planner and the kernels rather than stopping at the first unknown op.
 Run: ../../.venv/bin/python make_corpus.py  (from runtime/fuzz)
 """
@@ -38,7 +39,7 @@ for d in sorted(pathlib.Path("/usr/share/libonnx-testdata/data/node").iterdir())
         n += 1
 # Exporter-style shape arithmetic (folded at plan time, src/fold.rs) and whole blocks whose
 # parameters are constants, as deployed (a node test's parameter inputs stop at plan time).
-for script in ("shape_cases.py", "mobile_cases.py", "dynamic_quant_cases.py"):
+for script in ("shape_cases.py", "mobile_cases.py", "dynamic_quant_cases.py", "invalid_cases.py"):
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, str(root / "tests" / script), tmp], check=True,
                        cwd=root / "tests")

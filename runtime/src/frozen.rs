@@ -456,8 +456,8 @@ fn put_op(op: &Op, w: &mut Writer) -> Result<()> {
         }
         _ => {
             return Err(bad(
-                "a step frozen plans do not hold (a float step, GatherElements, ScatterElements, Trilu, \
-                 integer or logic ops): only int8 plans (int8 layers, Quantize/Dequantize, \
+                "a step frozen plans do not hold (a float step, index ops such as GatherElements, \
+                 ScatterND or OneHot, Trilu, integer or logic ops): only int8 plans (int8 layers, Quantize/Dequantize, \
                  MaxPool, Concat, lookup tables, data movement, reshapes) are frozen; plan this \
                  model on the device",
             ))

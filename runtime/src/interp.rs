@@ -86,7 +86,7 @@ pub struct ArenaReport {
 /// Plans `model` into tables the caller owns (filled in place: on a microcontroller these
 /// tables are most of the stack, so they must not be built here and then moved).
 /// The op families a build may leave out, each with whether this build has it.
-pub const OP_FAMILIES: [(&str, bool); 11] = [
+pub const OP_FAMILIES: [(&str, bool); 12] = [
     ("float-ops", cfg!(feature = "float-ops")),
     ("layout-ops", cfg!(feature = "layout-ops")),
     ("int8-residual", cfg!(feature = "int8-residual")),
@@ -98,14 +98,15 @@ pub const OP_FAMILIES: [(&str, bool); 11] = [
     ("int8-lut", cfg!(feature = "int8-lut")),
     ("shape-ops", cfg!(feature = "shape-ops")),
     ("logic-ops", cfg!(feature = "logic-ops")),
+    ("extra-ops", cfg!(feature = "extra-ops")),
 ];
 
 /// Which of [`OP_FAMILIES`] the steps use.
 fn families_used<const T: usize, const N: usize>(
     g: &Graph<'_, T, N>,
     steps: &[Step],
-) -> [bool; 11] {
-    let mut used = [false; 11];
+) -> [bool; 12] {
+    let mut used = [false; 12];
     // Values folded at plan time (a build without the family refuses them in `fold`).
     used[9] = !g.folded.is_empty();
     for s in steps {
@@ -139,6 +140,16 @@ fn families_used<const T: usize, const N: usize>(
             | Op::Pad { .. }
             | Op::Tile { .. }
             | Op::Trilu { .. } => Some(1),
+            Op::GatherNd { .. }
+            | Op::ScatterNd { .. }
+            | Op::ReverseSequence { .. }
+            | Op::OneHot { .. }
+            | Op::EyeLike { .. }
+            | Op::Lrn(_)
+            | Op::Mvn { .. }
+            | Op::CumSum { .. }
+            | Op::Einsum(_)
+            | Op::GridSample(_) => Some(11),
             Op::Resize {
                 mode: crate::ops::ResizeMode::Linear,
                 ..
@@ -794,12 +805,12 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
 
     /// The op-family features of sprig-runtime this plan uses ([`OP_FAMILIES`] order:
     /// `float-ops`, `layout-ops`, `int8-residual`, `int8-concat`, `int8-avgpool`, `recurrent`,
-    /// `integer-ops`, `uint8`, `int8-lut`, `shape-ops`, `logic-ops`). A firmware built with just
+    /// `integer-ops`, `uint8`, `int8-lut`, `shape-ops`, `logic-ops`, `extra-ops`). A firmware built with just
     /// these runs the model with
     /// the same outputs and leaves every other family's code out of flash — int8 convolutions
     /// and dense layers, Quantize/Dequantize, MaxPool, Concat and reshapes are always built. An
     /// int8 QDQ model whose layers all fuse needs no `float-ops`.
-    pub fn op_features(&self) -> heapless::Vec<&'static str, 11> {
+    pub fn op_features(&self) -> heapless::Vec<&'static str, 12> {
         families_used(&self.g, &self.steps)
             .iter()
             .zip(OP_FAMILIES)
@@ -1020,6 +1031,19 @@ fn f32s_mut(b: &mut [u8]) -> Result<&mut [f32]> {
 fn f16s(b: &[u8]) -> Result<&[u16]> {
     bytemuck::try_cast_slice(b).map_err(|_| Error::BadIo {
         what: "misaligned float16 buffer",
+    })
+}
+
+/// Integer buffers viewed as their element type (arena offsets keep them aligned).
+fn typed<E: bytemuck::Pod>(b: &[u8]) -> Result<&[E]> {
+    bytemuck::try_cast_slice(b).map_err(|_| Error::BadIo {
+        what: "misaligned integer buffer",
+    })
+}
+
+fn typed_mut<E: bytemuck::Pod>(b: &mut [u8]) -> Result<&mut [E]> {
+    bytemuck::try_cast_slice_mut(b).map_err(|_| Error::BadIo {
+        what: "misaligned integer buffer",
     })
 }
 
@@ -1388,6 +1412,115 @@ fn eval<const T: usize, const N: usize>(
                 get(2)?,
                 y,
             )
+        }
+        Op::GatherNd {
+            data,
+            k,
+            batch_dims,
+        } => {
+            built(cfg!(feature = "extra-ops"), "extra-ops")?;
+            let es = g.t(s.out).dtype.size();
+            let (k, b) = (k as usize, batch_dims as usize);
+            crate::index_nd::gather_nd(es, &data, k, b, get(1)?, get(0)?, y)
+        }
+        Op::ScatterNd { k, reduction } => {
+            built(cfg!(feature = "extra-ops"), "extra-ops")?;
+            let out = g.t(s.out);
+            crate::index_nd::scatter_nd(
+                out.dtype.size(),
+                &out.shape,
+                k as usize,
+                reduction,
+                get(0)?,
+                get(1)?,
+                get(2)?,
+                y,
+            )
+        }
+        Op::ReverseSequence {
+            batch,
+            time,
+            inner,
+            time_major,
+        } => {
+            built(cfg!(feature = "extra-ops"), "extra-ops")?;
+            let es = g.t(s.out).dtype.size();
+            let dims = (batch, time, inner);
+            crate::sequence::reverse_sequence(es, dims, time_major, get(0)?, get(1)?, y)
+        }
+        Op::OneHot {
+            outer,
+            depth,
+            inner,
+            indices,
+        } => {
+            built(cfg!(feature = "extra-ops"), "extra-ops")?;
+            let es = g.t(s.out).dtype.size();
+            let dims = (outer, depth, inner);
+            crate::one_hot::one_hot(es, dims, indices, get(0)?, get(1)?, y)
+        }
+        Op::EyeLike { rows, cols, k } => {
+            built(cfg!(feature = "extra-ops"), "extra-ops")?;
+            let one: &[u8] = match g.t(s.out).dtype {
+                DType::F32 => &[0, 0, 0x80, 0x3f],
+                DType::I64 => &[1, 0, 0, 0, 0, 0, 0, 0],
+                DType::I32 => &[1, 0, 0, 0],
+                _ => &[1],
+            };
+            crate::one_hot::eye_like(rows, cols, k, one, y)
+        }
+        Op::GridSample(gs) => {
+            built(cfg!(feature = "extra-ops"), "extra-ops")?;
+            crate::grid_sample::grid_sample(&gs, f32s(get(0)?)?, f32s(get(1)?)?, f32s_mut(y)?)
+        }
+        Op::Einsum(e) => {
+            built(cfg!(feature = "extra-ops"), "extra-ops")?;
+            let n = (e.operands as usize).min(2);
+            let mut shapes = [crate::tensor::Shape::SCALAR; 2];
+            let mut xs: [&[f32]; 2] = [&[], &[]];
+            for i in 0..n {
+                shapes[i] = g.t(s.ins[i]).shape;
+                xs[i] = f32s(get(i)?)?;
+            }
+            crate::einsum::einsum(&e, &shapes[..n], &xs[..n], f32s_mut(y)?)
+        }
+        Op::Lrn(l) => {
+            built(cfg!(feature = "extra-ops"), "extra-ops")?;
+            crate::local_norm::lrn(&l, f32s(get(0)?)?, f32s_mut(y)?)
+        }
+        Op::Mvn { shape, axes } => {
+            built(cfg!(feature = "extra-ops"), "extra-ops")?;
+            crate::local_norm::mvn(&shape, axes, f32s(get(0)?)?, f32s_mut(y)?)
+        }
+        Op::CumSum {
+            outer,
+            len,
+            inner,
+            exclusive,
+            reverse,
+        } => {
+            built(cfg!(feature = "extra-ops"), "extra-ops")?;
+            let dims = (outer, len, inner);
+            let x = get(0)?;
+            match g.t(s.out).dtype {
+                DType::F32 => {
+                    crate::sequence::cumsum(dims, exclusive, reverse, f32s(x)?, f32s_mut(y)?)
+                }
+                DType::I32 => crate::sequence::cumsum(
+                    dims,
+                    exclusive,
+                    reverse,
+                    typed::<i32>(x)?,
+                    typed_mut::<i32>(y)?,
+                ),
+                _ => crate::sequence::cumsum(
+                    dims,
+                    exclusive,
+                    reverse,
+                    typed::<i64>(x)?,
+                    typed_mut::<i64>(y)?,
+                ),
+            }
         }
         Op::QLut { table, .. } => {
             built(cfg!(feature = "int8-lut"), "int8-lut")?;

@@ -1821,22 +1821,34 @@ pub fn scatter_elements(
     y.copy_from_slice(x);
     let what = "ScatterElements index out of range";
     for_each_element_position(&d.data, d.axis, &d.indices, idx, d.wide, what, |k, at| {
-        let (u, dst) = (&upd[k * es..(k + 1) * es], &mut y[at * es..(at + 1) * es]);
-        if d.reduction == R::None {
-            dst.copy_from_slice(u);
-            return;
-        }
+        combine_update(
+            d.reduction,
+            &mut y[at * es..(at + 1) * es],
+            &upd[k * es..(k + 1) * es],
+        )
+    })
+}
+
+/// Writes update bytes `u` over `dst` (`None`), or combines them element by element as float32
+/// (ScatterElements' and ScatterND's reductions; the caller checks the type).
+pub(crate) fn combine_update(reduction: crate::ops::ScatterReduction, dst: &mut [u8], u: &[u8]) {
+    use crate::ops::ScatterReduction as R;
+    if reduction == R::None {
+        dst.copy_from_slice(u);
+        return;
+    }
+    for (d, u) in dst.chunks_exact_mut(4).zip(u.chunks_exact(4)) {
         let f = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        let (old, new) = (f(dst), f(u));
-        let r = match d.reduction {
+        let (old, new) = (f(d), f(u));
+        let r = match reduction {
             R::Add => old + new,
             R::Mul => old * new,
             R::Max => old.max(new),
             R::Min => old.min(new),
             R::None => new,
         };
-        dst.copy_from_slice(&r.to_le_bytes());
-    })
+        d.copy_from_slice(&r.to_le_bytes());
+    }
 }
 
 /// Copies a strided window (`starts`, `steps` per axis; `out` the planned output shape) of

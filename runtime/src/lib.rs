@@ -29,15 +29,18 @@ extern crate alloc;
 extern crate std;
 
 pub mod dynquant;
+pub mod einsum;
 mod error;
 pub mod fold;
 pub mod frozen;
 mod fuse;
 mod graph;
+pub mod grid_sample;
 #[cfg(all(feature = "std", target_arch = "aarch64"))]
 mod half_neon;
 pub mod half_ops;
 pub mod hazard;
+pub mod index_nd;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod int8_avx2;
 pub mod int8_dsp;
@@ -46,8 +49,10 @@ mod int8_neon;
 mod interp;
 pub mod intop;
 pub mod kernels;
+pub mod local_norm;
 pub mod logic;
 pub mod norm;
+pub mod one_hot;
 pub mod onnx;
 pub mod ops;
 pub mod planner;
@@ -56,6 +61,7 @@ pub mod proto;
 pub mod quad;
 pub mod quant;
 pub mod rnn;
+pub mod sequence;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod simd;
 pub mod tensor;

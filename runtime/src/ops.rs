@@ -34,25 +34,30 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ConvTranspose",
     "Cos",
     "Cosh",
+    "CumSum",
     "DepthToSpace",
     "DequantizeLinear",
     "DynamicQuantizeLinear",
     "Div",
     "Dropout",
+    "Einsum",
     "Elu",
     "Equal",
     "Erf",
     "Exp",
     "Expand",
+    "EyeLike",
     "Flatten",
     "Floor",
     "Gather",
     "GatherElements",
+    "GatherND",
     "Gelu",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
     "Greater",
+    "GridSample",
     "GreaterOrEqual",
     "GRU",
     "Hardmax",
@@ -68,11 +73,13 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LessOrEqual",
     "Log",
     "LogSoftmax",
+    "LRN",
     "LSTM",
     "MatMul",
     "MatMulInteger",
     "Max",
     "MaxPool",
+    "MeanVarianceNormalization",
     "Mean",
     "Min",
     "Mish",
@@ -80,6 +87,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Mul",
     "Neg",
     "Not",
+    "OneHot",
     "Or",
     "Pad",
     "Pow",
@@ -101,11 +109,13 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Relu",
     "Reshape",
     "Resize",
+    "ReverseSequence",
     "RNN",
     "Round",
     "Selu",
     "Scatter",
     "ScatterElements",
+    "ScatterND",
     "Shape",
     "Shrink",
     "Sigmoid",
@@ -899,6 +909,60 @@ pub enum Op {
     IntLinear(crate::intop::IntLinear),
     /// One output of `DynamicQuantizeLinear` (one output per step).
     DynQuant(crate::dynquant::DynQuant),
+    /// `GatherND` ([`crate::index_nd`]): slices of `data` addressed by tuples of `k` int64
+    /// coordinates after `batch_dims` paired axes.
+    GatherNd {
+        data: Shape,
+        k: u8,
+        batch_dims: u8,
+    },
+    /// `ScatterND` ([`crate::index_nd`]): the output (data's shape) with update slices written
+    /// or combined at tuples of `k` coordinates.
+    ScatterNd {
+        k: u8,
+        reduction: ScatterReduction,
+    },
+    /// `LRN` ([`crate::local_norm`]).
+    Lrn(crate::local_norm::Lrn),
+    /// `MeanVarianceNormalization` over the axes whose bits are set in `axes`.
+    Mvn {
+        shape: Shape,
+        axes: u8,
+    },
+    /// `CumSum` ([`crate::sequence`]) along the middle axis of `outer × len × inner`.
+    CumSum {
+        outer: usize,
+        len: usize,
+        inner: usize,
+        exclusive: bool,
+        reverse: bool,
+    },
+    /// `ReverseSequence` ([`crate::sequence`]): `batch × time × inner`, or `time × batch ×
+    /// inner` when `time_major`.
+    ReverseSequence {
+        batch: usize,
+        time: usize,
+        inner: usize,
+        time_major: bool,
+    },
+    /// `OneHot` ([`crate::one_hot`]): output `outer × depth × inner` from indices of type
+    /// `indices`.
+    OneHot {
+        outer: usize,
+        depth: usize,
+        inner: usize,
+        indices: DType,
+    },
+    /// `GridSample` on float32 images ([`crate::grid_sample`]).
+    GridSample(crate::grid_sample::GridSample),
+    /// `Einsum` on float32 ([`crate::einsum`]).
+    Einsum(crate::einsum::Einsum),
+    /// `EyeLike`: `rows × cols` with ones on diagonal `k`.
+    EyeLike {
+        rows: usize,
+        cols: usize,
+        k: i64,
+    },
 }
 
 /// Most inputs one step reads (Concat).
@@ -1275,5 +1339,15 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Hardmax { .. } => "Hardmax",
         Op::Classify(crate::logic::Class::Nan) => "IsNaN",
         Op::Classify(_) => "IsInf",
+        Op::GatherNd { .. } => "GatherND",
+        Op::ScatterNd { .. } => "ScatterND",
+        Op::Lrn(_) => "LRN",
+        Op::Mvn { .. } => "MeanVarianceNormalization",
+        Op::CumSum { .. } => "CumSum",
+        Op::ReverseSequence { .. } => "ReverseSequence",
+        Op::OneHot { .. } => "OneHot",
+        Op::EyeLike { .. } => "EyeLike",
+        Op::Einsum(_) => "Einsum",
+        Op::GridSample(_) => "GridSample",
     }
 }

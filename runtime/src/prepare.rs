@@ -658,6 +658,35 @@ pub fn prepare_node<const T: usize, const N: usize>(
                 feature: "logic-ops",
             })
         }
+        #[cfg(feature = "extra-ops")]
+        "GatherND" | "ScatterND" => crate::index_nd::prepare_index_nd(p, node, &mut ins, out_name)?,
+        #[cfg(feature = "extra-ops")]
+        "OneHot" | "EyeLike" => crate::one_hot::prepare_one_hot(p, node, &mut ins, out_name)?,
+        #[cfg(feature = "extra-ops")]
+        "ReverseSequence" | "CumSum" => crate::sequence::prepare_sequence(p, node, &mut ins)?,
+        #[cfg(feature = "extra-ops")]
+        "GridSample" => crate::grid_sample::prepare_grid_sample(p, node, &mut ins, out_name)?,
+        #[cfg(feature = "extra-ops")]
+        "Einsum" => crate::einsum::prepare_einsum(p, node, &mut ins, out_name)?,
+        #[cfg(feature = "extra-ops")]
+        "LRN" | "MeanVarianceNormalization" => {
+            crate::local_norm::prepare_local_norm(p, node, &mut ins)?
+        }
+        #[cfg(not(feature = "extra-ops"))]
+        "GatherND"
+        | "ScatterND"
+        | "OneHot"
+        | "EyeLike"
+        | "ReverseSequence"
+        | "CumSum"
+        | "GridSample"
+        | "Einsum"
+        | "LRN"
+        | "MeanVarianceNormalization" => {
+            return Err(Error::FamilyNotBuilt {
+                feature: "extra-ops",
+            })
+        }
         // The maximum over every spatial position of each N×C map (keeping their axes as 1s).
         #[cfg(feature = "float-ops")]
         "GlobalMaxPool" => {

@@ -97,6 +97,10 @@ const CASES: &[&str] = &[
     "test_top_k",
     "test_top_k_negative_axis",
     "test_top_k_smallest",
+    "test_onehot_negative_indices",
+    "test_onehot_with_axis",
+    "test_onehot_with_negative_axis",
+    "test_onehot_without_axis",
 ];
 
 /// Cases whose only input is the shape (ConstantOfShape): baked entirely, no graph input left.

@@ -3,7 +3,10 @@
 //! PixelShuffle, LogSoftmax, Split, Resize, ConvTranspose, opset-18 axes inputs, a pre-norm
 //! transformer block with LayerNormalization and self-attention, InstanceNormalization and
 //! GlobalMaxPool, an attention mask built with comparisons, Not/And/Or/Xor and Where, Mish,
-//! opset-20 Gelu, Sin and Cos, a classifier's top-5 with TopK, ...) against onnxruntime: the ops as exporters chain them, where ONNX's node
+//! opset-20 Gelu, Sin and Cos, a classifier's top-5 with TopK, LRN and MeanVarianceNormalization,
+//! index plumbing with CumSum, OneHot, GatherND, ScatterND, EyeLike and ReverseSequence,
+//! attention written with Einsum, ...)
+//! against onnxruntime: the ops as exporters chain them, where ONNX's node
 //! tests check one node at a time. Cases come from `tests/mobile_cases.py`.
 
 use crate::support::{check_cases_against_onnxruntime, generated_cases};
@@ -11,6 +14,23 @@ use crate::support::{check_cases_against_onnxruntime, generated_cases};
 #[test]
 fn mobile_blocks_match_onnxruntime() {
     let (dir, cases) = generated_cases("mobile_cases.py");
-    assert_eq!(cases.len(), 13, "expected 13 generated cases");
+    assert_eq!(cases.len(), 18, "expected 18 generated cases");
+    // The blocks of `extra-ops` ops say so, which is what a firmware for them is built with.
+    for case in &cases {
+        let bytes = std::fs::read(case).unwrap();
+        let model = sprig_runtime::Model::parse(&bytes).unwrap();
+        let mut arena = vec![0u8; model.arena_bytes().unwrap()];
+        let it = sprig_runtime::Interpreter::new(&model, &mut arena).unwrap();
+        let name = case.file_stem().unwrap().to_string_lossy();
+        let extra = [
+            "caffe_norms",
+            "index_arithmetic",
+            "einsum_attention",
+            "flow_warp",
+        ]
+        .iter()
+        .any(|c| name.starts_with(c));
+        assert_eq!(it.op_features().contains(&"extra-ops"), extra, "{name}");
+    }
     check_cases_against_onnxruntime(&dir, &cases, 1e-5);
 }

@@ -176,3 +176,48 @@ fn graph_cycle_and_undefined_tensor_are_reported() {
         other => panic!("expected UndefinedTensor, got {other:?}"),
     }
 }
+
+/// Plans `model` and, when that works, feeds it `CASE.in<k>.bin` and invokes it: the stage
+/// that failed ("plan" or "invoke") and its error message, if any.
+fn plan_and_invoke(
+    model: &Model,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<(), (&'static str, String)> {
+    let at = |stage: &'static str| move |e: Error| (stage, e.to_string());
+    let n = model.arena_bytes().map_err(at("plan"))?;
+    let mut arena = vec![0u8; n];
+    let mut it = Interpreter::new(model, &mut arena).map_err(at("plan"))?;
+    for k in 0..it.input_count() {
+        let feed = std::fs::read(dir.join(format!("{name}.in{k}.bin")))
+            .unwrap_or_else(|_| panic!("{name}: planned, but it should not be"));
+        it.set_input(k, &feed).map_err(at("invoke"))?;
+    }
+    it.invoke().map_err(at("invoke"))
+}
+
+/// Wrong parameters in a model file (`tests/invalid_cases.py`: Einsum equations, index tuple
+/// shapes, OneHot depth, CumSum axis, ...) are refused when planned, and out-of-range run-time
+/// indices when invoked, each with an error whose message says what was wrong.
+#[test]
+fn invalid_op_parameters_give_named_errors() {
+    let (dir, cases) = crate::support::generated_cases("invalid_cases.py");
+    assert_eq!(cases.len(), 17, "expected 17 generated cases");
+    for case in &cases {
+        let name = case.file_stem().unwrap().to_string_lossy().to_string();
+        let want = std::fs::read_to_string(case.with_extension("want")).unwrap();
+        let (want_stage, text) = want.split_once(": ").unwrap();
+        let bytes = std::fs::read(case).unwrap();
+        let model = Model::parse(&bytes).unwrap();
+        let Err((stage, err)) = plan_and_invoke(&model, &dir, &name) else {
+            panic!("{name}: ran without an error");
+        };
+        assert_eq!(stage, want_stage, "{name}: refused at {stage}: {err}");
+        assert!(
+            err.contains(text),
+            "{name}: expected `{text}` in the error, got `{err}`"
+        );
+        println!("{name}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
