@@ -1,6 +1,7 @@
 """Models that must be refused with a typed error naming the problem, one node each (the ops
 whose parameters a file can get wrong: Einsum equations, GatherND/ScatterND index shapes,
-OneHot depth, CumSum axis, ReverseSequence lengths, LRN size, MeanVarianceNormalization axes),
+OneHot depth, CumSum axis, ReverseSequence lengths, LRN size, MeanVarianceNormalization axes,
+loss targets),
 and models whose run-time indices are out of range (refused when invoked, never read).
 
   invalid_cases.py OUT_DIR
@@ -59,6 +60,8 @@ case("reversesequence_lens", "ReverseSequence", x23 + [("l", I64, [3])],
 case("lrn_size_zero", "LRN", [("x", F, [1, 3, 2, 2])], {"size": 0}, "plan: size must be")
 case("mvn_repeated_axis", "MeanVarianceNormalization", [("x", F, [1, 3, 2, 2])],
      {"axes": [2, -2]}, "plan: axes repeat", opset=13)
+case("nllloss_target_shape", "NegativeLogLikelihoodLoss", x23 + [("t", I64, [3])], {},
+     "plan: input must be N×C×d… and targets N×d…", opset=13)
 # Run-time indices out of range: refused by invoke with the op named.
 data = np.arange(6, dtype="f4").reshape(2, 3)
 case("gathernd_index_out_of_range", "GatherND", x23 + [("i", I64, [1, 2])], {},
@@ -69,3 +72,5 @@ case("scatternd_index_out_of_range", "ScatterND", x23 + [("i", I64, [1, 1]), ("u
 case("reversesequence_too_long", "ReverseSequence", x23 + [("l", I64, [2])],
      {"batch_axis": 0, "time_axis": 1}, "invoke: ReverseSequence length",
      feeds=[data, np.array([1, 4], "i8")], opset=10)
+case("sce_target_out_of_range", "SoftmaxCrossEntropyLoss", x23 + [("t", I64, [2])], {},
+     "invoke: loss target outside the classes", feeds=[data, np.array([2, 3], "i8")], opset=13)

@@ -2,7 +2,7 @@
 squeeze-excite with ReduceMean and HardSigmoid, reflect Pad, PRelu, PixelShuffle as
 DepthToSpace, LogSoftmax, Split, Resize, ConvTranspose, LayerNormalization, self-attention,
 InstanceNormalization, GlobalMaxPool, comparisons and boolean masks, TopK, LRN, MVN, CumSum,
-OneHot, GatherND, ScatterND, EyeLike, ReverseSequence, Einsum, GridSample, ...), with onnxruntime's
+OneHot, GatherND, ScatterND, EyeLike, ReverseSequence, Einsum, GridSample, NLL and cross-entropy losses, ...), with onnxruntime's
 outputs: the ops as exporters combine them, where ONNX's node tests check one node at a time.
 
   mobile_cases.py OUT_DIR
@@ -355,6 +355,27 @@ def flow_warp(opset):
     return g, g.op("Concat", outs, axis=1)
 
 
+def classifier_loss():
+    """A model's loss on the device: class scores from a conv head, cross-entropy against
+    constant labels (per-class weights, one label ignored, mean; its log_prob output too), a
+    per-pixel NLL of LogSoftmax (N×C×H×W, no reduction, int32 labels) and its sum."""
+    g = Graph()
+    scores = g.op("Conv", ["X", g.w([5, 3, 3, 3], 0.6), g.w([5], 0.1)], pads=[1, 1, 1, 1])
+    pooled = g.op("Flatten", [g.op("GlobalAveragePool", [scores])])  # 4 x 5
+    labels = g.c([1, 4, 2, 0], dtype="i8")
+    loss, log_prob = "sce_loss", "sce_log_prob"
+    g.nodes.append(helper.make_node("SoftmaxCrossEntropyLoss",
+                                    [pooled, labels, g.c([1.0, 0.5, 2.0, 1.0, 1.5])],
+                                    [loss, log_prob], ignore_index=2))
+    logp = g.op("LogSoftmax", [scores], axis=1)
+    pixel_labels = g.c(rng.integers(0, 5, size=(4, 6, 6)), dtype="i4")
+    per_pixel = g.op("NegativeLogLikelihoodLoss", [logp, pixel_labels], reduction="none")
+    total = g.op("NegativeLogLikelihoodLoss", [logp, pixel_labels], reduction="sum")
+    flat = [loss, log_prob, per_pixel, total]
+    flat = [g.op("Reshape", [t, g.c([-1], dtype="i8")]) for t in flat]
+    return g, g.op("Concat", flat, axis=0)
+
+
 for mode in ("reflect", "constant"):
     g, y = mobilenet_v3_digits(mode)
     save(f"mobilenet_v3_digits_{mode}_pad", g, [1, 1, 8, 8], y, 17)
@@ -390,3 +411,5 @@ g, y = flow_warp(16)
 save("flow_warp", g, [2, 3, 7, 6], y, 16)
 g, y = flow_warp(20)
 save("flow_warp_opset20", g, [2, 3, 7, 6], y, 20)
+g, y = classifier_loss()
+save("classifier_loss", g, [4, 3, 6, 6], y, 13)

@@ -149,7 +149,8 @@ fn families_used<const T: usize, const N: usize>(
             | Op::Mvn { .. }
             | Op::CumSum { .. }
             | Op::Einsum(_)
-            | Op::GridSample(_) => Some(11),
+            | Op::GridSample(_)
+            | Op::Loss(_) => Some(11),
             Op::Resize {
                 mode: crate::ops::ResizeMode::Linear,
                 ..
@@ -356,6 +357,17 @@ fn plan_into<'m, const T: usize, const N: usize>(
         if node.op_type == "TopK" && node.domain.is_empty() {
             // One step per requested output.
             crate::topk::prepare_topk(&mut prep, &node, idx as u16, steps)?;
+            persist = prep.persist;
+            continue;
+        }
+        #[cfg(feature = "extra-ops")]
+        if matches!(
+            node.op_type,
+            "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss"
+        ) && node.domain.is_empty()
+        {
+            // The loss, and cross-entropy's log-probabilities as a step of their own.
+            crate::loss::prepare_loss(&mut prep, &node, idx as u16, steps)?;
             persist = prep.persist;
             continue;
         }
@@ -1468,6 +1480,15 @@ fn eval<const T: usize, const N: usize>(
                 _ => &[1],
             };
             crate::one_hot::eye_like(rows, cols, k, one, y)
+        }
+        Op::Loss(l) => {
+            built(cfg!(feature = "extra-ops"), "extra-ops")?;
+            let w = if l.weighted {
+                Some(f32s(get(2)?)?)
+            } else {
+                None
+            };
+            crate::loss::loss(&l, f32s(get(0)?)?, get(1)?, w, f32s_mut(y)?)
         }
         Op::GridSample(gs) => {
             built(cfg!(feature = "extra-ops"), "extra-ops")?;

@@ -51,6 +51,7 @@ pub mod intop;
 pub mod kernels;
 pub mod local_norm;
 pub mod logic;
+pub mod loss;
 pub mod norm;
 pub mod one_hot;
 pub mod onnx;

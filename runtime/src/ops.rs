@@ -86,6 +86,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Mod",
     "Mul",
     "Neg",
+    "NegativeLogLikelihoodLoss",
     "Not",
     "OneHot",
     "Or",
@@ -125,6 +126,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Size",
     "Slice",
     "Softmax",
+    "SoftmaxCrossEntropyLoss",
     "Softplus",
     "Softsign",
     "SpaceToDepth",
@@ -953,6 +955,8 @@ pub enum Op {
         inner: usize,
         indices: DType,
     },
+    /// `NegativeLogLikelihoodLoss` / `SoftmaxCrossEntropyLoss` ([`crate::loss`]).
+    Loss(crate::loss::Loss),
     /// `GridSample` on float32 images ([`crate::grid_sample`]).
     GridSample(crate::grid_sample::GridSample),
     /// `Einsum` on float32 ([`crate::einsum`]).
@@ -1349,5 +1353,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::EyeLike { .. } => "EyeLike",
         Op::Einsum(_) => "Einsum",
         Op::GridSample(_) => "GridSample",
+        Op::Loss(l) if l.softmax => "SoftmaxCrossEntropyLoss",
+        Op::Loss(_) => "NegativeLogLikelihoodLoss",
     }
 }

@@ -682,7 +682,9 @@ pub fn prepare_node<const T: usize, const N: usize>(
         | "GridSample"
         | "Einsum"
         | "LRN"
-        | "MeanVarianceNormalization" => {
+        | "MeanVarianceNormalization"
+        | "NegativeLogLikelihoodLoss"
+        | "SoftmaxCrossEntropyLoss" => {
             return Err(Error::FamilyNotBuilt {
                 feature: "extra-ops",
             })
