@@ -13,7 +13,8 @@
 // extra-ops.
 #![cfg_attr(not(feature = "extra-ops"), allow(dead_code, unused_imports))]
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::kernels::size_mismatch;
 use crate::onnx::Node;
 use crate::ops::{input, shape_err, unsupported, Op, Prep, MAX_STEP_INPUTS};
 use crate::prepare::only_attrs;
@@ -232,12 +233,6 @@ pub(crate) fn prepare_einsum<const T: usize, const N: usize>(
     ))
 }
 
-fn bad_size() -> Error {
-    Error::BadIo {
-        what: "buffer size does not match the plan",
-    }
-}
-
 /// Each label's stride in an operand of shape `shape` (axes labelled by `axes`): the row-major
 /// strides of the axes carrying it, added up (a diagonal), 0 where the axis broadcasts.
 fn label_strides(e: &Einsum, axes: &[u8; MAX_RANK], shape: &Shape) -> Result<[usize; MAX_LABELS]> {
@@ -246,11 +241,11 @@ fn label_strides(e: &Einsum, axes: &[u8; MAX_RANK], shape: &Shape) -> Result<[us
     for a in (0..shape.rank()).rev() {
         let l = axes[a] as usize;
         let d = shape.dim(a);
-        let size = *e.size.get(l).ok_or_else(bad_size)? as usize;
+        let size = *e.size.get(l).ok_or_else(size_mismatch)? as usize;
         if d == size {
             st[l] += s;
         } else if d != 1 {
-            return Err(bad_size());
+            return Err(size_mismatch());
         }
         s *= d;
     }
@@ -263,12 +258,12 @@ pub fn einsum(e: &Einsum, shapes: &[Shape], x: &[&[f32]], y: &mut [f32]) -> Resu
     let (nl, no) = (e.labels as usize, e.out_labels as usize);
     let n = e.operands as usize;
     if nl > MAX_LABELS || no > nl || n == 0 || n > 2 || x.len() != n || shapes.len() != n {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     let mut strides = [[0usize; MAX_LABELS]; 2];
     for i in 0..n {
         if x[i].len() != shapes[i].numel() {
-            return Err(bad_size());
+            return Err(size_mismatch());
         }
         strides[i] = label_strides(e, &e.axes[i], &shapes[i])?;
     }
@@ -276,7 +271,7 @@ pub fn einsum(e: &Einsum, shapes: &[Shape], x: &[&[f32]], y: &mut [f32]) -> Resu
     let outputs: usize = (0..no).map(size).product();
     let summed: usize = (no..nl).map(size).product();
     if y.len() != outputs {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     if summed == 0 {
         y.fill(0.0);

@@ -14,7 +14,7 @@
 // extra-ops.
 #![cfg_attr(not(feature = "extra-ops"), allow(dead_code, unused_imports))]
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::onnx::Node;
 use crate::ops::{input, shape_err, unsupported, Op, Prep, MAX_STEP_INPUTS};
 use crate::prepare::only_attrs;
@@ -219,9 +219,7 @@ pub fn grid_sample(s: &GridSample, x: &[f32], grid: &[f32], y: &mut [f32]) -> Re
         || grid.len() != s.n * out_plane * 2
         || y.len() != s.n * s.c * out_plane
     {
-        return Err(Error::BadIo {
-            what: "buffer size does not match the plan",
-        });
+        return Err(crate::kernels::size_mismatch());
     }
     let (ax, ay) = (
         Axis::new(s.w, s.align_corners),

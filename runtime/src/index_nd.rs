@@ -13,6 +13,7 @@
 #![cfg_attr(not(feature = "extra-ops"), allow(dead_code, unused_imports))]
 
 use crate::error::{Error, Result};
+use crate::kernels::size_mismatch;
 use crate::onnx::Node;
 use crate::ops::{input, shape_err, unsupported, Op, Prep, ScatterReduction, MAX_STEP_INPUTS};
 use crate::prepare::only_attrs;
@@ -116,12 +117,6 @@ pub(crate) fn prepare_index_nd<const T: usize, const N: usize>(
     ))
 }
 
-fn bad_size() -> Error {
-    Error::BadIo {
-        what: "buffer size does not match the plan",
-    }
-}
-
 /// Calls `f(t, at)` for every index tuple `t` (int64, `k` per tuple, negative counted from the
 /// end) with the element offset in `data` of the slice it addresses; tuples are split evenly
 /// over the `batch_dims` leading axes. A coordinate outside its axis stops with `what`.
@@ -135,7 +130,7 @@ fn for_each_slice(
 ) -> Result<()> {
     let r = data.rank();
     if k == 0 || batch_dims + k > r || !idx.len().is_multiple_of(8 * k) {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     let dims = data.dims();
     let batches: usize = dims[..batch_dims].iter().map(|&v| v as usize).product();
@@ -143,7 +138,7 @@ fn for_each_slice(
     let tuples = idx.len() / (8 * k);
     // (Zero batches hold no tuples.)
     if !tuples.is_multiple_of(batches) {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     let per = tuples / batches.max(1);
     let mut stride = [0usize; MAX_RANK];
@@ -187,7 +182,7 @@ pub fn gather_nd(
         * esize;
     let tuples = idx.len() / (8 * k.max(1));
     if x.len() != data.numel() * esize || y.len() != tuples * slice {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     for_each_slice(
         data,
@@ -225,7 +220,7 @@ pub fn scatter_nd(
         || upd.len() != tuples * slice
         || (reduction != ScatterReduction::None && esize != 4)
     {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     y.copy_from_slice(x);
     for_each_slice(data, 0, k, idx, "ScatterND index out of range", |t, at| {

@@ -10,13 +10,18 @@ use crate::ops::{
 use crate::quant::RequantTable;
 use crate::tensor::{DType, Shape, MAX_RANK};
 
+/// The error of a kernel handed buffers whose sizes differ from its step's plan.
+pub(crate) fn size_mismatch() -> Error {
+    Error::BadIo {
+        what: "buffer size does not match the plan",
+    }
+}
+
 fn check(ok: bool) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::BadIo {
-            what: "buffer size does not match the plan",
-        })
+        Err(size_mismatch())
     }
 }
 

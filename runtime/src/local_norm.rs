@@ -12,7 +12,8 @@
 // with extra-ops.
 #![cfg_attr(not(feature = "extra-ops"), allow(dead_code, unused_imports))]
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::kernels::size_mismatch;
 use crate::onnx::Node;
 use crate::ops::{input, shape_err, unsupported, Op, Prep, MAX_STEP_INPUTS};
 use crate::prepare::{axis, only_attrs};
@@ -95,18 +96,12 @@ pub(crate) fn prepare_local_norm<const T: usize, const N: usize>(
     ))
 }
 
-fn bad_size() -> Error {
-    Error::BadIo {
-        what: "buffer size does not match the plan",
-    }
-}
-
 /// LRN (see the module doc).
 #[inline(never)] // one body, not copied into eval (MCU flash)
 pub fn lrn(l: &Lrn, x: &[f32], y: &mut [f32]) -> Result<()> {
     let (c, inner) = (l.channels, l.inner);
     if x.len() != l.outer * c * inner || y.len() != x.len() {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     let (before, after) = ((l.size - 1) / 2, l.size / 2);
     let scale = l.alpha / l.size as f32;
@@ -164,7 +159,7 @@ fn walk(
 pub fn mvn(shape: &Shape, mask: u8, x: &[f32], y: &mut [f32]) -> Result<()> {
     let r = shape.rank();
     if x.len() != shape.numel() || y.len() != x.len() || r > MAX_RANK {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     let mut stride = [0usize; MAX_RANK];
     let mut s = 1;

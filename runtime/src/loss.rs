@@ -172,9 +172,7 @@ pub fn loss(
         || weight.is_some_and(|w| w.len() != c)
         || weight.is_some() != l.weighted
     {
-        return Err(Error::BadIo {
-            what: "buffer size does not match the plan",
-        });
+        return Err(crate::kernels::size_mismatch());
     }
     let (mut total, mut weights) = (0.0f32, 0.0f32);
     for (k, b) in targets.chunks_exact(tsize).enumerate() {

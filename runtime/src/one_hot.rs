@@ -11,7 +11,8 @@
 // kernels only with extra-ops.
 #![cfg_attr(not(feature = "extra-ops"), allow(dead_code, unused_imports))]
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::kernels::size_mismatch;
 use crate::onnx::Node;
 use crate::ops::{input, shape_err, unsupported, Op, Prep, MAX_STEP_INPUTS};
 use crate::prepare::only_attrs;
@@ -96,12 +97,6 @@ pub(crate) fn prepare_one_hot<const T: usize, const N: usize>(
     Ok((op, tv.dtype, Shape::new(&d[..r + 1], out_name)?))
 }
 
-fn bad_size() -> Error {
-    Error::BadIo {
-        what: "buffer size does not match the plan",
-    }
-}
-
 /// OneHot: output `outer × depth × inner` of `esize`-byte elements from indices `outer ×
 /// inner` (`indices` their type) and `values = [off, on]` (see the module doc).
 #[inline(never)] // one body, not copied into eval (MCU flash)
@@ -119,7 +114,7 @@ pub fn one_hot(
         || values.len() != 2 * esize
         || y.len() != outer * depth * inner * esize
     {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     let (off, on) = values.split_at(esize);
     for c in y.chunks_exact_mut(esize) {
@@ -155,7 +150,7 @@ pub fn one_hot(
 pub fn eye_like(rows: usize, cols: usize, k: i64, one: &[u8], y: &mut [u8]) -> Result<()> {
     let es = one.len();
     if y.len() != rows * cols * es {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     y.fill(0);
     for i in 0..rows {

@@ -13,6 +13,7 @@
 #![cfg_attr(not(feature = "extra-ops"), allow(dead_code, unused_imports))]
 
 use crate::error::{Error, Result};
+use crate::kernels::size_mismatch;
 use crate::onnx::Node;
 use crate::ops::{input, shape_err, unsupported, Op, Prep, MAX_STEP_INPUTS};
 use crate::prepare::{axis, only_attrs};
@@ -95,12 +96,6 @@ pub(crate) fn prepare_sequence<const T: usize, const N: usize>(
     Ok((op, t.dtype, s))
 }
 
-fn bad_size() -> Error {
-    Error::BadIo {
-        what: "buffer size does not match the plan",
-    }
-}
-
 /// The element arithmetic CumSum needs.
 pub trait RunningSum: Copy + Default {
     /// `self + v` (wrapping for integers).
@@ -132,7 +127,7 @@ pub fn cumsum<E: RunningSum>(
     y: &mut [E],
 ) -> Result<()> {
     if x.len() != outer * len * inner || y.len() != x.len() {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     for o in 0..outer {
         for i in 0..inner {
@@ -166,7 +161,7 @@ pub fn reverse_sequence(
 ) -> Result<()> {
     let row = inner * esize;
     if x.len() != batch * time * row || y.len() != x.len() || lens.len() != batch * 8 {
-        return Err(bad_size());
+        return Err(size_mismatch());
     }
     let at = |b: usize, t: usize| if time_major { t * batch + b } else { b * time + t } * row;
     for (b, c) in lens.chunks_exact(8).enumerate() {
