@@ -96,17 +96,7 @@ pub(crate) fn prepare_index_nd<const T: usize, const N: usize>(
             "updates must have the shape indices[:-1] + data[k:] and data's type",
         ));
     }
-    let reduction = match node.attr_s("reduction")? {
-        None | Some(b"none") => ScatterReduction::None,
-        Some(b"add") => ScatterReduction::Add,
-        Some(b"mul") => ScatterReduction::Mul,
-        Some(b"max") => ScatterReduction::Max,
-        Some(b"min") => ScatterReduction::Min,
-        Some(_) => return Err(unsupported(node, "reduction")),
-    };
-    if reduction != ScatterReduction::None && t.dtype != DType::F32 {
-        return Err(unsupported(node, "reduction on a type other than float32"));
-    }
+    let reduction = crate::prepare::scatter_reduction(node, t.dtype)?;
     Ok((
         Op::ScatterNd {
             k: k as u8,

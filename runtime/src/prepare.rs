@@ -154,6 +154,23 @@ fn elements_axis(
     Ok((ax, wide))
 }
 
+/// The `reduction` of ScatterElements or ScatterND on data of type `dtype`: none (any type),
+/// or add, mul, max, min (float32 only).
+pub(crate) fn scatter_reduction(node: &Node<'_>, dtype: DType) -> Result<ScatterReduction> {
+    let reduction = match node.attr_s("reduction")? {
+        None | Some(b"none") => ScatterReduction::None,
+        Some(b"add") => ScatterReduction::Add,
+        Some(b"mul") => ScatterReduction::Mul,
+        Some(b"max") => ScatterReduction::Max,
+        Some(b"min") => ScatterReduction::Min,
+        Some(_) => return Err(unsupported(node, "reduction")),
+    };
+    if reduction != ScatterReduction::None && dtype != DType::F32 {
+        return Err(unsupported(node, "reduction on a type other than float32"));
+    }
+    Ok(reduction)
+}
+
 /// Reads a constant 1-D int64 input (Reshape's shape, Squeeze's axes in opset 13+).
 pub(crate) fn const_ints<const T: usize, const N: usize>(
     p: &Prep<'_, '_, T, N>,
@@ -1511,17 +1528,7 @@ pub fn prepare_node<const T: usize, const N: usize>(
                     "updates must match indices in shape and data in type",
                 ));
             }
-            let reduction = match node.attr_s("reduction")? {
-                None | Some(b"none") => ScatterReduction::None,
-                Some(b"add") => ScatterReduction::Add,
-                Some(b"mul") => ScatterReduction::Mul,
-                Some(b"max") => ScatterReduction::Max,
-                Some(b"min") => ScatterReduction::Min,
-                Some(_) => return Err(unsupported(node, "reduction")),
-            };
-            if reduction != ScatterReduction::None && t.dtype != DType::F32 {
-                return Err(unsupported(node, "reduction on a type other than float32"));
-            }
+            let reduction = scatter_reduction(node, t.dtype)?;
             (
                 Op::ScatterElements {
                     indices: ti.shape,
