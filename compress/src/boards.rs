@@ -443,6 +443,20 @@ pub fn profile_cortex_m_qemu(
                     .unwrap_or("fault")
             )))
         }
+        // `timeout` ended QEMU: the firmware never reported. A stack that overflowed into the
+        // statics without faulting (it overwrote the arena or the tables) hangs this way.
+        Err(e) if e.to_string().contains("exit status: 124") => {
+            return Err(err(format!(
+                "{} did not finish on the board within 600 s of emulation: the firmware hung. \
+                 The likeliest cause is a stack overflow into its {ram_static} bytes of statics \
+                 (the {arena}-byte arena and the interpreter's tables for {tensors} tensors / \
+                 {nodes} nodes), which leave {} bytes of the 64 KB RAM budget for the stack; a \
+                 model this size needs a part with more RAM (boards/cortex-m: `--features \
+                 nrf52840`, 256 KB)",
+                model_path.display(),
+                (64 * 1024u64).saturating_sub(ram_static)
+            )))
+        }
         r => r?,
     };
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
