@@ -1,7 +1,7 @@
 """Models that must be refused with a typed error naming the problem, one node each (the ops
 whose parameters a file can get wrong: Einsum equations, GatherND/ScatterND index shapes,
 OneHot depth, CumSum axis, ReverseSequence lengths, LRN size, MeanVarianceNormalization axes,
-loss targets),
+loss targets, DFT/STFT/window/mel sizes),
 and models whose run-time indices are out of range (refused when invoked, never read).
 
   invalid_cases.py OUT_DIR
@@ -62,6 +62,31 @@ case("mvn_repeated_axis", "MeanVarianceNormalization", [("x", F, [1, 3, 2, 2])],
      {"axes": [2, -2]}, "plan: axes repeat", opset=13)
 case("nllloss_target_shape", "NegativeLogLikelihoodLoss", x23 + [("t", I64, [3])], {},
      "plan: input must be N×C×d… and targets N×d…", opset=13)
+# Spectral ops: sizes that cannot be planned.
+sig = [("s", F, [1, 16, 1])]
+case("dft_axis_last", "DFT", sig, {"axis": 2}, "plan: axis out of range", opset=17)
+case("dft_length_zero", "DFT", sig, {}, "plan: dft_length must be at least 1",
+     inits=[("n", np.array(0, "i8"))], opset=17)
+case("dft_long_direct", "DFT", sig, {},
+     "plan: unsupported transform length above 4096 that is not a power of two",
+     inits=[("n", np.array(5000, "i8"))], opset=17)
+case("dft_inverse_onesided", "DFT", [("s", F, [1, 16, 2])], {"inverse": 1, "onesided": 1},
+     "plan: unsupported inverse one-sided DFT", opset=17)
+case("dft_runtime_length", "DFT", sig + [("n", I64, [])], {},
+     "plan: unsupported dft_length computed at run time", opset=17)
+case("stft_window_length", "STFT", sig, {}, "plan: window length must equal frame_length",
+     inits=[("step", np.array(4, "i8")), ("w", np.ones(6, "f4")), ("n", np.array(8, "i8"))],
+     opset=17)
+case("stft_short_signal", "STFT", sig, {}, "plan: signal shorter than one frame",
+     inits=[("step", np.array(4, "i8")), ("w", np.ones(32, "f4"))], opset=17)
+case("window_size_zero", "HannWindow", [], {}, "plan: window size must be at least 1",
+     inits=[("n", np.array(0, "i8"))], opset=17)
+case("window_double", "HammingWindow", [], {"output_datatype": TensorProto.DOUBLE},
+     "plan: unsupported output_datatype", inits=[("n", np.array(8, "i8"))], opset=17)
+case("mel_above_nyquist", "MelWeightMatrix", [], {},
+     "plan: mel bands reach past the spectrogram",
+     inits=[("m", np.array(8, "i8")), ("d", np.array(64, "i8")), ("r", np.array(8000, "i8")),
+            ("lo", np.array(0, "f4")), ("hi", np.array(6000, "f4"))], opset=17)
 # Run-time indices out of range: refused by invoke with the op named.
 data = np.arange(6, dtype="f4").reshape(2, 3)
 case("gathernd_index_out_of_range", "GatherND", x23 + [("i", I64, [1, 2])], {},

@@ -2,7 +2,8 @@
 squeeze-excite with ReduceMean and HardSigmoid, reflect Pad, PRelu, PixelShuffle as
 DepthToSpace, LogSoftmax, Split, Resize, ConvTranspose, LayerNormalization, self-attention,
 InstanceNormalization, GlobalMaxPool, comparisons and boolean masks, TopK, LRN, MVN, CumSum,
-OneHot, GatherND, ScatterND, EyeLike, ReverseSequence, Einsum, GridSample, NLL and cross-entropy losses, ...), with onnxruntime's
+OneHot, GatherND, ScatterND, EyeLike, ReverseSequence, Einsum, GridSample, NLL and cross-entropy losses,
+DFT, STFT, windows and MelWeightMatrix, ...), with onnxruntime's
 outputs: the ops as exporters combine them, where ONNX's node tests check one node at a time.
 
   mobile_cases.py OUT_DIR
@@ -376,6 +377,49 @@ def classifier_loss():
     return g, g.op("Concat", flat, axis=0)
 
 
+def kws_frontend():
+    """A keyword-spotting model with its audio front end inside the file (as torchaudio and
+    tf.signal export it): Hann window, STFT (25 ms frames, 10 ms hop at 16 kHz, 512-point FFT
+    of 400 windowed samples, the window centred by Pad), power by ReduceSumSquare over re/im, MelWeightMatrix (40 bands,
+    20-4000 Hz), log, then a small conv classifier over the time x mel image."""
+    g = Graph()
+    sig = g.op("Unsqueeze", ["X", g.c([2], dtype="i8")])
+    # A 400-sample window centred in the 512-point frame, as torch.stft places it.
+    win = g.op("Pad", [g.op("HannWindow", [g.c(400, dtype="i8")]), g.c([56, 56], dtype="i8")])
+    # onesided spelled out: onnx 1.23's shape inference takes a missing one as 0 (the
+    # schema's default is 1).
+    spec = g.op("STFT", [sig, g.c(160, dtype="i8"), win, g.c(512, dtype="i8")], onesided=1)
+    power = g.op("ReduceSumSquare", [spec], axes=[-1], keepdims=0)
+    mel = g.op("MelWeightMatrix", [g.c(40, dtype="i8"), g.c(512, dtype="i8"),
+                                   g.c(16000, dtype="i8"), g.c(20.0), g.c(4000.0)])
+    logmel = g.op("Log", [g.op("Add", [g.op("MatMul", [power, mel]), g.c(1e-6)])])
+    img = g.op("Unsqueeze", [logmel, g.c([1], dtype="i8")])
+    h = g.op("Relu", [g.op("Conv", [img, g.w([4, 1, 3, 3], 0.1), g.w([4], 0.1)], pads=[1, 1, 1, 1])])
+    pooled = g.op("Flatten", [g.op("GlobalAveragePool", [h])])
+    scores = g.op("Gemm", [pooled, g.w([3, 4]), g.w([3])], transB=1)
+    # The log-mel features too, so the front end is compared value by value.
+    flat = [g.op("Reshape", [t, g.c([-1], dtype="i8")]) for t in (logmel, scores)]
+    return g, g.op("Concat", flat, axis=0)
+
+
+def dft_opset20():
+    """DFT at opset 20 (axis as an input) on a complex signal: along axis 1 zero-padded to 16
+    points (FFT), the inverse along axis -2 (the last signal axis, 3 values) padded to 9 points
+    (direct DFT), a one-sided 12-point transform of the real part, and the symmetric Hamming
+    and Blackman windows as weights."""
+    g = Graph()
+    fwd = g.op("DFT", ["X", g.c(16, dtype="i8"), g.c(1, dtype="i8")])
+    inv = g.op("DFT", ["X", g.c(9, dtype="i8"), g.c(-2, dtype="i8")], inverse=1)
+    re = g.op("Slice", ["X", g.c([0], dtype="i8"), g.c([1], dtype="i8"), g.c([3], dtype="i8")])
+    one = g.op("DFT", [re, g.c(12, dtype="i8"), g.c(1, dtype="i8")], onesided=1)
+    ham = g.op("HammingWindow", [g.c(12, dtype="i8")], periodic=0)
+    black = g.op("BlackmanWindow", [g.c(12, dtype="i8")], periodic=0)
+    weighted = g.op("Mul", [g.op("Reshape", [g.op("Add", [ham, black]), g.c([1, 12, 1, 1], dtype="i8")]), "X"])
+    parts = [fwd, inv, one, weighted]
+    flat = [g.op("Reshape", [t, g.c([-1], dtype="i8")]) for t in parts]
+    return g, g.op("Concat", flat, axis=0)
+
+
 for mode in ("reflect", "constant"):
     g, y = mobilenet_v3_digits(mode)
     save(f"mobilenet_v3_digits_{mode}_pad", g, [1, 1, 8, 8], y, 17)
@@ -413,3 +457,7 @@ g, y = flow_warp(20)
 save("flow_warp_opset20", g, [2, 3, 7, 6], y, 20)
 g, y = classifier_loss()
 save("classifier_loss", g, [4, 3, 6, 6], y, 13)
+g, y = kws_frontend()
+save("kws_frontend", g, [1, 1600], y, 17)
+g, y = dft_opset20()
+save("dft_opset20", g, [2, 12, 3, 2], y, 20)

@@ -86,7 +86,7 @@ pub struct ArenaReport {
 /// Plans `model` into tables the caller owns (filled in place: on a microcontroller these
 /// tables are most of the stack, so they must not be built here and then moved).
 /// The op families a build may leave out, each with whether this build has it.
-pub const OP_FAMILIES: [(&str, bool); 12] = [
+pub const OP_FAMILIES: [(&str, bool); 13] = [
     ("float-ops", cfg!(feature = "float-ops")),
     ("layout-ops", cfg!(feature = "layout-ops")),
     ("int8-residual", cfg!(feature = "int8-residual")),
@@ -99,14 +99,15 @@ pub const OP_FAMILIES: [(&str, bool); 12] = [
     ("shape-ops", cfg!(feature = "shape-ops")),
     ("logic-ops", cfg!(feature = "logic-ops")),
     ("extra-ops", cfg!(feature = "extra-ops")),
+    ("signal-ops", cfg!(feature = "signal-ops")),
 ];
 
 /// Which of [`OP_FAMILIES`] the steps use.
 fn families_used<const T: usize, const N: usize>(
     g: &Graph<'_, T, N>,
     steps: &[Step],
-) -> [bool; 12] {
-    let mut used = [false; 12];
+) -> [bool; 13] {
+    let mut used = [false; 13];
     // Values folded at plan time (a build without the family refuses them in `fold`).
     used[9] = !g.folded.is_empty();
     for s in steps {
@@ -151,6 +152,7 @@ fn families_used<const T: usize, const N: usize>(
             | Op::Einsum(_)
             | Op::GridSample(_)
             | Op::Loss(_) => Some(11),
+            Op::Dft(_) | Op::Stft(_) | Op::WindowFn { .. } | Op::MelWeights(_) => Some(12),
             Op::Resize {
                 mode: crate::ops::ResizeMode::Linear,
                 ..
@@ -368,6 +370,17 @@ fn plan_into<'m, const T: usize, const N: usize>(
         {
             // The loss, and cross-entropy's log-probabilities as a step of their own.
             crate::loss::prepare_loss(&mut prep, &node, idx as u16, steps)?;
+            persist = prep.persist;
+            continue;
+        }
+        #[cfg(feature = "signal-ops")]
+        if matches!(
+            node.op_type,
+            "DFT" | "STFT" | "HannWindow" | "HammingWindow" | "BlackmanWindow" | "MelWeightMatrix"
+        ) && node.domain.is_empty()
+        {
+            // A transform's step carries its scratch (frame and twiddle table).
+            crate::signal::prepare_signal(&mut prep, &node, idx as u16, steps)?;
             persist = prep.persist;
             continue;
         }
@@ -817,12 +830,12 @@ impl<'m, 'a, const T: usize, const N: usize> InterpreterWith<'m, 'a, T, N> {
 
     /// The op-family features of sprig-runtime this plan uses ([`OP_FAMILIES`] order:
     /// `float-ops`, `layout-ops`, `int8-residual`, `int8-concat`, `int8-avgpool`, `recurrent`,
-    /// `integer-ops`, `uint8`, `int8-lut`, `shape-ops`, `logic-ops`, `extra-ops`). A firmware built with just
+    /// `integer-ops`, `uint8`, `int8-lut`, `shape-ops`, `logic-ops`, `extra-ops`, `signal-ops`). A firmware built with just
     /// these runs the model with
     /// the same outputs and leaves every other family's code out of flash — int8 convolutions
     /// and dense layers, Quantize/Dequantize, MaxPool, Concat and reshapes are always built. An
     /// int8 QDQ model whose layers all fuse needs no `float-ops`.
-    pub fn op_features(&self) -> heapless::Vec<&'static str, 12> {
+    pub fn op_features(&self) -> heapless::Vec<&'static str, 13> {
         families_used(&self.g, &self.steps)
             .iter()
             .zip(OP_FAMILIES)
@@ -1489,6 +1502,10 @@ fn eval<const T: usize, const N: usize>(
                 None
             };
             crate::loss::loss(&l, f32s(get(0)?)?, get(1)?, w, f32s_mut(y)?)
+        }
+        Op::Dft(_) | Op::Stft(_) | Op::WindowFn { .. } | Op::MelWeights(_) => {
+            built(cfg!(feature = "signal-ops"), "signal-ops")?;
+            crate::signal::eval(op, ins, y, scratch)
         }
         Op::GridSample(gs) => {
             built(cfg!(feature = "extra-ops"), "extra-ops")?;

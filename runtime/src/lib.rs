@@ -63,6 +63,7 @@ pub mod quad;
 pub mod quant;
 pub mod rnn;
 pub mod sequence;
+pub mod signal;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod simd;
 pub mod tensor;

@@ -23,6 +23,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Atanh",
     "AveragePool",
     "BatchNormalization",
+    "BlackmanWindow",
     "Cast",
     "Ceil",
     "Celu",
@@ -36,6 +37,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Cosh",
     "CumSum",
     "DepthToSpace",
+    "DFT",
     "DequantizeLinear",
     "DynamicQuantizeLinear",
     "Div",
@@ -60,6 +62,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "GridSample",
     "GreaterOrEqual",
     "GRU",
+    "HammingWindow",
+    "HannWindow",
     "Hardmax",
     "HardSigmoid",
     "HardSwish",
@@ -81,6 +85,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "MaxPool",
     "MeanVarianceNormalization",
     "Mean",
+    "MelWeightMatrix",
     "Min",
     "Mish",
     "Mod",
@@ -131,6 +136,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Softsign",
     "SpaceToDepth",
     "Split",
+    "STFT",
     "Sqrt",
     "Squeeze",
     "Sub",
@@ -967,6 +973,18 @@ pub enum Op {
         cols: usize,
         k: i64,
     },
+    /// `DFT` on float32 ([`crate::signal`]).
+    Dft(crate::signal::Dft),
+    /// `STFT` on float32 ([`crate::signal`]).
+    Stft(crate::signal::Stft),
+    /// `HannWindow`, `HammingWindow` or `BlackmanWindow` of `size` float32 values.
+    WindowFn {
+        kind: crate::signal::WindowKind,
+        size: u32,
+        periodic: bool,
+    },
+    /// `MelWeightMatrix` as float32 ([`crate::signal`]).
+    MelWeights(crate::signal::MelWeights),
 }
 
 /// Most inputs one step reads (Concat).
@@ -1355,5 +1373,9 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::GridSample(_) => "GridSample",
         Op::Loss(l) if l.softmax => "SoftmaxCrossEntropyLoss",
         Op::Loss(_) => "NegativeLogLikelihoodLoss",
+        Op::Dft(_) => "DFT",
+        Op::Stft(_) => "STFT",
+        Op::WindowFn { kind, .. } => kind.name(),
+        Op::MelWeights(_) => "MelWeightMatrix",
     }
 }

@@ -689,6 +689,12 @@ pub fn prepare_node<const T: usize, const N: usize>(
         "LRN" | "MeanVarianceNormalization" => {
             crate::local_norm::prepare_local_norm(p, node, &mut ins)?
         }
+        #[cfg(not(feature = "signal-ops"))]
+        "DFT" | "STFT" | "HannWindow" | "HammingWindow" | "BlackmanWindow" | "MelWeightMatrix" => {
+            return Err(Error::FamilyNotBuilt {
+                feature: "signal-ops",
+            })
+        }
         #[cfg(not(feature = "extra-ops"))]
         "GatherND"
         | "ScatterND"

@@ -101,13 +101,23 @@ const CASES: &[&str] = &[
     "test_onehot_with_axis",
     "test_onehot_with_negative_axis",
     "test_onehot_without_axis",
+    "test_stft",
+    "test_stft_with_window",
 ];
 
-/// Cases whose only input is the shape (ConstantOfShape): baked entirely, no graph input left.
+/// Cases whose only inputs are sizes (ConstantOfShape, the windows, MelWeightMatrix): baked
+/// entirely, no graph input left.
 const ALL_FROZEN: &[&str] = &[
     "test_constantofshape_float_ones",
     "test_constantofshape_int_shape_zero",
     "test_constantofshape_int_zeros",
+    "test_blackmanwindow",
+    "test_blackmanwindow_symmetric",
+    "test_hammingwindow",
+    "test_hammingwindow_symmetric",
+    "test_hannwindow",
+    "test_hannwindow_symmetric",
+    "test_melweightmatrix",
 ];
 
 /// The case's `test_data_set_0/{kind}_{k}.pb`.
@@ -163,6 +173,14 @@ fn run_case(name: &str, out: &Path) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     it.invoke().map_err(|e| e.to_string())?;
+    // ONNX made the windows' expected values with numpy's float32 cos (errors up to 3.5e-5
+    // against the exact window; sprig's are within 1e-7, and within 3e-7 of onnxruntime's,
+    // tests/mobile_cases.py).
+    let tol = if name.ends_with("window") || name.ends_with("window_symmetric") {
+        1e-4
+    } else {
+        1e-5
+    };
     for k in 0..it.output_count() {
         let raw = std::fs::read(data_file(&case, "output", k)).map_err(|e| e.to_string())?;
         let want = TensorView::parse(&raw).map_err(|e| e.to_string())?;
@@ -181,7 +199,7 @@ fn run_case(name: &str, out: &Path) -> Result<(), String> {
             (Some(g), sprig_runtime::DType::F32) => {
                 for (i, (a, b)) in g.iter().zip(want_bytes.chunks(4)).enumerate() {
                     let b = f32::from_le_bytes(b.try_into().unwrap());
-                    if (a - b).abs() > 1e-5 * b.abs().max(1.0) {
+                    if (a - b).abs() > tol * b.abs().max(1.0) {
                         return Err(format!("output {k} element {i}: {a} vs {b}"));
                     }
                 }

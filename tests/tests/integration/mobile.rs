@@ -5,7 +5,8 @@
 //! GlobalMaxPool, an attention mask built with comparisons, Not/And/Or/Xor and Where, Mish,
 //! opset-20 Gelu, Sin and Cos, a classifier's top-5 with TopK, LRN and MeanVarianceNormalization,
 //! index plumbing with CumSum, OneHot, GatherND, ScatterND, EyeLike and ReverseSequence,
-//! attention written with Einsum, GridSample flow warps, on-device losses, ...)
+//! attention written with Einsum, GridSample flow warps, on-device losses, a keyword-spotting
+//! model with its audio front end (window, STFT, mel filterbank) and opset-20 DFTs, ...)
 //! against onnxruntime: the ops as exporters chain them, where ONNX's node
 //! tests check one node at a time. Cases come from `tests/mobile_cases.py`.
 
@@ -14,8 +15,9 @@ use crate::support::{check_cases_against_onnxruntime, generated_cases};
 #[test]
 fn mobile_blocks_match_onnxruntime() {
     let (dir, cases) = generated_cases("mobile_cases.py");
-    assert_eq!(cases.len(), 19, "expected 19 generated cases");
-    // The blocks of `extra-ops` ops say so, which is what a firmware for them is built with.
+    assert_eq!(cases.len(), 21, "expected 21 generated cases");
+    // The blocks of `extra-ops` and `signal-ops` ops say so, which is what a firmware for them
+    // is built with.
     for case in &cases {
         let bytes = std::fs::read(case).unwrap();
         let model = sprig_runtime::Model::parse(&bytes).unwrap();
@@ -32,6 +34,8 @@ fn mobile_blocks_match_onnxruntime() {
         .iter()
         .any(|c| name.starts_with(c));
         assert_eq!(it.op_features().contains(&"extra-ops"), extra, "{name}");
+        let signal = ["kws_frontend", "dft_opset20"].contains(&name.as_ref());
+        assert_eq!(it.op_features().contains(&"signal-ops"), signal, "{name}");
     }
     check_cases_against_onnxruntime(&dir, &cases, 1e-5);
 }

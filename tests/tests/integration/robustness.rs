@@ -202,7 +202,7 @@ fn plan_and_invoke(
 #[test]
 fn invalid_op_parameters_give_named_errors() {
     let (dir, cases) = crate::support::generated_cases("invalid_cases.py");
-    assert_eq!(cases.len(), 19, "expected 19 generated cases");
+    assert_eq!(cases.len(), 29, "expected 29 generated cases");
     for case in &cases {
         let name = case.file_stem().unwrap().to_string_lossy().to_string();
         let want = std::fs::read_to_string(case.with_extension("want")).unwrap();
