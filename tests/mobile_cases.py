@@ -402,6 +402,20 @@ def kws_frontend():
     return g, g.op("Concat", flat, axis=0)
 
 
+def kws_frontend_small():
+    """The same front end sized for a 64 KB microcontroller (README, Boards): 512 samples at
+    8 kHz, a 128-point STFT every 64 samples with a periodic Hann window, 16 mel bands from 20
+    Hz to 4 kHz, log; its output is the log-mel image."""
+    g = Graph()
+    sig = g.op("Unsqueeze", ["X", g.c([2], dtype="i8")])
+    win = g.op("HannWindow", [g.c(128, dtype="i8")])
+    spec = g.op("STFT", [sig, g.c(64, dtype="i8"), win, g.c(128, dtype="i8")], onesided=1)
+    power = g.op("ReduceSumSquare", [spec], axes=[-1], keepdims=0)
+    mel = g.op("MelWeightMatrix", [g.c(16, dtype="i8"), g.c(128, dtype="i8"),
+                                   g.c(8000, dtype="i8"), g.c(20.0), g.c(4000.0)])
+    return g, g.op("Log", [g.op("Add", [g.op("MatMul", [power, mel]), g.c(1e-6)])])
+
+
 def dft_opset20():
     """DFT at opset 20 (axis as an input) on a complex signal: along axis 1 zero-padded to 16
     points (FFT), the inverse along axis -2 (the last signal axis, 3 values) padded to 9 points
@@ -461,3 +475,5 @@ g, y = kws_frontend()
 save("kws_frontend", g, [1, 1600], y, 17)
 g, y = dft_opset20()
 save("dft_opset20", g, [2, 12, 3, 2], y, 20)
+g, y = kws_frontend_small()
+save("kws_frontend_small", g, [1, 512], y, 17)

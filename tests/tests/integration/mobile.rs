@@ -15,7 +15,7 @@ use crate::support::{check_cases_against_onnxruntime, generated_cases};
 #[test]
 fn mobile_blocks_match_onnxruntime() {
     let (dir, cases) = generated_cases("mobile_cases.py");
-    assert_eq!(cases.len(), 21, "expected 21 generated cases");
+    assert_eq!(cases.len(), 22, "expected 22 generated cases");
     // The blocks of `extra-ops` and `signal-ops` ops say so, which is what a firmware for them
     // is built with.
     for case in &cases {
@@ -34,7 +34,7 @@ fn mobile_blocks_match_onnxruntime() {
         .iter()
         .any(|c| name.starts_with(c));
         assert_eq!(it.op_features().contains(&"extra-ops"), extra, "{name}");
-        let signal = ["kws_frontend", "dft_opset20"].contains(&name.as_ref());
+        let signal = ["kws_frontend", "kws_frontend_small", "dft_opset20"].contains(&name.as_ref());
         assert_eq!(it.op_features().contains(&"signal-ops"), signal, "{name}");
     }
     check_cases_against_onnxruntime(&dir, &cases, 1e-5);
