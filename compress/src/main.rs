@@ -342,6 +342,7 @@ fn quantize(
 fn plan_options(half: bool) -> sprig_runtime::PlanOptions {
     sprig_runtime::PlanOptions {
         half_arithmetic: half,
+        ..Default::default()
     }
 }
 

@@ -98,6 +98,9 @@ pub struct Graph<'m, const T: usize, const N: usize> {
     pub opset: i64,
     /// Values computed at plan time (shape arithmetic, see [`crate::fold`]).
     pub folded: heapless::Vec<Folded, MAX_FOLDED>,
+    /// Spectral constants (windows, mel matrices) are computed once into the persistent area
+    /// instead of by steps, so `op_features` must still name their family.
+    pub hoisted_signal: bool,
 }
 
 /// Most values the plan computes ahead of time (shape vectors and their arithmetic: a
@@ -228,6 +231,7 @@ impl<'m, const T: usize, const N: usize> Graph<'m, T, N> {
             outputs: heapless::Vec::new(),
             opset: 0,
             folded: heapless::Vec::new(),
+            hoisted_signal: false,
         }
     }
 

@@ -1050,6 +1050,19 @@ pub enum Fill {
     /// A value computed at plan time ([`crate::fold`]) that a step reads or the caller
     /// receives as an output.
     Folded { id: u16, at: usize },
+    /// A spectral window of `size` float32 values at `at` (its step had nothing to read, so it
+    /// runs once, here).
+    Window {
+        at: usize,
+        kind: crate::signal::WindowKind,
+        size: u32,
+        periodic: bool,
+    },
+    /// A mel filterbank matrix at `at`, computed once like [`Fill::Window`].
+    Mel {
+        at: usize,
+        m: crate::signal::MelWeights,
+    },
     /// The 256-byte table of a [`Op::QLut`] step, at `at`.
     Lut { at: usize, spec: LutSpec },
     /// Weight zero points, int32 biases and requantization of an integer op (scales unused

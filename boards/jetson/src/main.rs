@@ -356,6 +356,7 @@ fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().collect();
     let opts = PlanOptions {
         half_arithmetic: args.iter().any(|a| a == "--half"),
+        ..Default::default()
     };
     let half_ok = matches!(
         args.get(1).map(String::as_str),

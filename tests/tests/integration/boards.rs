@@ -220,6 +220,7 @@ fn aarch64_sprig_edge_half_arithmetic_matches_the_host_bit_for_bit() {
     assert!(text.contains("half arithmetic neon-fp16"), "{text}");
     let half = PlanOptions {
         half_arithmetic: true,
+        ..Default::default()
     };
     let host = host_lines_for(&m, half);
     assert_eq!(host.len(), 8);

@@ -881,6 +881,7 @@ fn float16_export_keeps_the_float32_predictions() {
         // Half-precision arithmetic: f16 multiply-accumulate, f16 weights in the arena.
         let opts = sprig_runtime::PlanOptions {
             half_arithmetic: true,
+            ..Default::default()
         };
         let h16 = outputs_with(&f16_bytes, &test, opts);
         assert!(

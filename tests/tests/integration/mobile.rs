@@ -36,6 +36,36 @@ fn mobile_blocks_match_onnxruntime() {
         assert_eq!(it.op_features().contains(&"extra-ops"), extra, "{name}");
         let signal = ["kws_frontend", "kws_frontend_small", "dft_opset20"].contains(&name.as_ref());
         assert_eq!(it.op_features().contains(&"signal-ops"), signal, "{name}");
+        // Windows and mel matrices read nothing: computed once when planned, never a step.
+        let constant_step = |op: &str| op.ends_with("Window") || op == "MelWeightMatrix";
+        for i in 0..it.step_count() {
+            assert!(
+                !constant_step(it.step_op(i)),
+                "{name}: {} left as a step",
+                it.step_op(i)
+            );
+        }
+        // Recomputed on every invoke instead (PlanOptions::recompute_constants), they give the
+        // same bits.
+        if name.starts_with("kws_frontend") {
+            let x = std::fs::read(dir.join(format!("{name}.x.f32"))).unwrap();
+            let run = |recompute: bool| {
+                let opts = sprig_runtime::PlanOptions {
+                    recompute_constants: recompute,
+                    ..Default::default()
+                };
+                let mut arena = vec![0u8; model.arena_bytes_with(opts).unwrap()];
+                let mut it =
+                    sprig_runtime::Interpreter::new_with(&model, &mut arena, opts).unwrap();
+                let steps: Vec<_> = (0..it.step_count()).map(|i| it.step_op(i)).collect();
+                it.set_input(0, &x).unwrap();
+                it.invoke().unwrap();
+                (it.output(0).unwrap().data.to_vec(), steps)
+            };
+            let ((once, _), (every, steps)) = (run(false), run(true));
+            assert_eq!(once, every, "{name}");
+            assert!(steps.iter().any(|s| constant_step(s)), "{name}: {steps:?}");
+        }
     }
     check_cases_against_onnxruntime(&dir, &cases, 1e-5);
 }

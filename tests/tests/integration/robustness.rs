@@ -37,6 +37,7 @@ fn exercise(bytes: &[u8]) -> Result<(), Error> {
         bytes,
         PlanOptions {
             half_arithmetic: true,
+            ..Default::default()
         },
     );
     widened.and(half)
