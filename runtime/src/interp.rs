@@ -461,7 +461,9 @@ fn plan_into<'m, const T: usize, const N: usize>(
     }
     // Steps with nothing to read (spectral windows, mel matrices) are constants: computed once
     // into the persistent area when the interpreter is made, not on every invoke.
+    #[cfg(feature = "signal-ops")]
     let mut si = 0;
+    #[cfg(feature = "signal-ops")]
     while si < steps.len() {
         let s = steps[si];
         let fill = match s.op {
@@ -2121,21 +2123,25 @@ fn fill<const T: usize, const N: usize>(
             })?;
             k::lut_table(&spec, table)
         }
+        #[cfg(not(feature = "signal-ops"))]
+        Fill::Window { .. } | Fill::Mel { .. } => Err(Error::FamilyNotBuilt {
+            feature: "signal-ops",
+        }),
+        #[cfg(feature = "signal-ops")]
         Fill::Window {
             at,
             kind,
             size,
             periodic,
         } => {
-            built(cfg!(feature = "signal-ops"), "signal-ops")?;
             let bytes = size as usize * 4;
             let y = persist.get_mut(at..at + bytes).ok_or(Error::BadIo {
                 what: "window outside the arena",
             })?;
             crate::signal::window(kind, periodic, f32s_mut(y)?)
         }
+        #[cfg(feature = "signal-ops")]
         Fill::Mel { at, m } => {
-            built(cfg!(feature = "signal-ops"), "signal-ops")?;
             let bytes = m.bins() * m.mels as usize * 4;
             let y = persist.get_mut(at..at + bytes).ok_or(Error::BadIo {
                 what: "mel matrix outside the arena",
