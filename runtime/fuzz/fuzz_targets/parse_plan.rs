@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let opts = PlanOptions {
         half_arithmetic: data.last().is_some_and(|b| b & 1 == 1),
+        recompute_constants: data.last().is_some_and(|b| b & 2 == 2),
     };
     let Ok(need) = model.arena_bytes_with(opts) else {
         return;
