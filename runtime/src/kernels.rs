@@ -1359,6 +1359,45 @@ pub fn matmul_f32(
     for bi in 0..batch {
         let (a, b) = (&a[bi * sa..], &b[bi * sb..]);
         let y = &mut y[bi * m * n..(bi + 1) * m * n];
+        if k == 0 {
+            // No products: zeros (and nothing to split into rows).
+            y.fill(0.0);
+            continue;
+        }
+        // Row by row: y_i = Σ_l a_il·b_l, each b_l a contiguous row, so the adds run along j
+        // (vectorized) instead of striding down a column of b. Every y_ij still adds its k
+        // products in order l = 0, 1, … from 0.0: the same bits as the dot-product form
+        // ([`matmul_f32_ref`]).
+        for (yrow, arow) in y.chunks_exact_mut(n.max(1)).zip(a.chunks_exact(k)) {
+            yrow.fill(0.0);
+            for (&av, brow) in arow.iter().zip(b.chunks_exact(n.max(1))) {
+                for (o, &bv) in yrow.iter_mut().zip(brow) {
+                    *o += av * bv;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`matmul_f32`] by its definition, one dot product per output (the reference it is tested
+/// against bit for bit).
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_f32_ref(
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    sa: usize,
+    sb: usize,
+    a: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+) {
+    for bi in 0..batch {
+        let (a, b) = (&a[bi * sa..], &b[bi * sb..]);
+        let y = &mut y[bi * m * n..(bi + 1) * m * n];
         for i in 0..m {
             for j in 0..n {
                 let mut acc = 0.0f32;
@@ -1369,7 +1408,6 @@ pub fn matmul_f32(
             }
         }
     }
-    Ok(())
 }
 
 /// Max pooling for any ordered element type.
@@ -1576,6 +1614,38 @@ pub fn softmax(
 /// and small in edge models, a global average pool being the usual one).
 pub fn reduce(kind: Reduce, shape: &Shape, axes: u8, x: &[f32], y: &mut [f32]) -> Result<()> {
     let rank = shape.rank();
+    // Reduced axes that form one run (the last axis, channels, spatial axes …): the input is
+    // outer × reduced × inner, walked with strides instead of index arithmetic per element.
+    // Each output folds its items in the same order: the same bits as the general walk.
+    let (lo, run) = (axes.trailing_zeros() as usize, axes.count_ones() as usize);
+    if axes != 0 && lo + run <= rank && axes >> lo == (1u16 << run).wrapping_sub(1) as u8 {
+        let dims = |r: core::ops::Range<usize>| r.map(|ax| shape.dim(ax)).product::<usize>();
+        let (outer, n_red, inner) = (dims(0..lo), dims(lo..lo + run), dims(lo + run..rank));
+        check(x.len() == outer * n_red * inner && y.len() == outer * inner)?;
+        if n_red == 0 || inner == 0 {
+            // Empty sets (identities) or no outputs: the general walk handles them.
+            return reduce_general(kind, shape, axes, x, y);
+        }
+        for (xs, ys) in x.chunks_exact(n_red * inner).zip(y.chunks_exact_mut(inner)) {
+            for (i, out) in ys.iter_mut().enumerate() {
+                *out = reduce_one(kind, n_red, |k| xs[k * inner + i]);
+            }
+        }
+        return Ok(());
+    }
+    reduce_general(kind, shape, axes, x, y)
+}
+
+/// [`reduce`] for any set of axes, each element's offset worked out from its index (the
+/// reference the one-run walk is tested against bit for bit).
+pub fn reduce_general(
+    kind: Reduce,
+    shape: &Shape,
+    axes: u8,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    let rank = shape.rank();
     let mut stride = [0usize; MAX_RANK];
     let (mut total, mut n_red) = (1usize, 1usize);
     for ax in (0..rank).rev() {
@@ -1600,36 +1670,42 @@ pub fn reduce(kind: Reduce, shape: &Shape, axes: u8, x: &[f32], y: &mut [f32]) -
     };
     for (o, out) in y.iter_mut().enumerate() {
         let base = offset(o, false);
-        let mut items = (0..n_red).map(|k| x[base + offset(k, true)]);
-        *out = match kind {
-            Reduce::Sum => items.sum(),
-            Reduce::Mean => items.sum::<f32>() / n_red as f32,
-            Reduce::Max => items.fold(
-                f32::NEG_INFINITY,
-                |m, v| if v > m || v.is_nan() { v } else { m },
-            ),
-            Reduce::Min => items.fold(
-                f32::INFINITY,
-                |m, v| if v < m || v.is_nan() { v } else { m },
-            ),
-            Reduce::Prod => items.product(),
-            Reduce::L1 => items.map(f32::abs).sum(),
-            Reduce::L2 => sqrt(items.map(|v| v * v).sum()),
-            Reduce::LogSum => libm::logf(items.sum()),
-            Reduce::LogSumExp => {
-                let m = items.by_ref().fold(f32::NEG_INFINITY, f32::max);
-                if m.is_infinite() {
-                    // All −∞ (or an empty set): ln 0; any +∞: +∞.
-                    m
-                } else {
-                    let s: f32 = (0..n_red).map(|k| exp(x[base + offset(k, true)] - m)).sum();
-                    m + libm::logf(s)
-                }
-            }
-            Reduce::SumSquare => items.map(|v| v * v).sum(),
-        };
+        *out = reduce_one(kind, n_red, |k| x[base + offset(k, true)]);
     }
     Ok(())
+}
+
+/// One output of a reduction over the `n` items `at(0), at(1), …`, folded in that order.
+#[inline(always)] // each walk gets its own copy with its indexing inlined
+fn reduce_one(kind: Reduce, n: usize, at: impl Fn(usize) -> f32) -> f32 {
+    let mut items = (0..n).map(&at);
+    match kind {
+        Reduce::Sum => items.sum(),
+        Reduce::Mean => items.sum::<f32>() / n as f32,
+        Reduce::Max => items.fold(
+            f32::NEG_INFINITY,
+            |m, v| if v > m || v.is_nan() { v } else { m },
+        ),
+        Reduce::Min => items.fold(
+            f32::INFINITY,
+            |m, v| if v < m || v.is_nan() { v } else { m },
+        ),
+        Reduce::Prod => items.product(),
+        Reduce::L1 => items.map(f32::abs).sum(),
+        Reduce::L2 => sqrt(items.map(|v| v * v).sum()),
+        Reduce::LogSum => libm::logf(items.sum()),
+        Reduce::LogSumExp => {
+            let m = items.by_ref().fold(f32::NEG_INFINITY, f32::max);
+            if m.is_infinite() {
+                // All −∞ (or an empty set): ln 0; any +∞: +∞.
+                m
+            } else {
+                let s: f32 = (0..n).map(|k| exp(at(k) - m)).sum();
+                m + libm::logf(s)
+            }
+        }
+        Reduce::SumSquare => items.map(|v| v * v).sum(),
+    }
 }
 
 /// Inference batch normalization.
@@ -2729,6 +2805,35 @@ mod tests {
     }
 
     #[test]
+    fn matmul_rows_equal_the_dot_products_bit_for_bit() {
+        use std::vec;
+        use std::vec::Vec;
+        // (batch, m, k, n), batch strides as a broadcast B (sb = 0) or packed ones.
+        for (batch, m, k, n, shared_b) in [
+            (1, 7, 257, 40, false),
+            (3, 4, 5, 6, true),
+            (2, 1, 9, 1, false),
+            (2, 3, 0, 4, false),
+            (1, 3, 4, 0, false),
+            (1, 33, 17, 65, false),
+        ] {
+            let (sa, sb) = (m * k, if shared_b { 0 } else { k * n });
+            let seed = |len: usize, s: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|i| ((i * 7919 + s) % 1009) as f32 / 97.0 - 5.0)
+                    .collect()
+            };
+            let a = seed(batch * sa, 1);
+            let b = seed(if shared_b { k * n } else { batch * sb }, 2);
+            let (mut fast, mut dot) = (vec![f32::NAN; batch * m * n], vec![0f32; batch * m * n]);
+            matmul_f32(batch, m, k, n, sa, sb, &a, &b, &mut fast).unwrap();
+            matmul_f32_ref(batch, m, k, n, sa, sb, &a, &b, &mut dot);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&dot), "{batch}x{m}x{k}x{n}");
+        }
+    }
+
+    #[test]
     fn reduce_mean_over_spatial_axes_is_the_global_average_pool_bit_for_bit() {
         // PyTorch exports `x.mean((2, 3))` as ReduceMean: it must equal GlobalAveragePool.
         let shape = Shape::new(&[2, 3, 4, 5], "x").unwrap();
@@ -2739,6 +2844,63 @@ mod tests {
         reduce(Reduce::Mean, &shape, 0b1100, &x, &mut a).unwrap();
         global_avg(6, 20, &x, &mut b).unwrap();
         assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
+    }
+
+    #[test]
+    fn one_run_reductions_equal_the_general_walk_bit_for_bit() {
+        use std::vec;
+        use std::vec::Vec;
+        use Reduce::*;
+        let kinds = [
+            Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare,
+        ];
+        let dims: [&[usize]; 6] = [
+            &[7],
+            &[3, 5],
+            &[2, 3, 4],
+            &[2, 3, 4, 5],
+            &[1, 9, 1, 3],
+            &[2, 0, 3],
+        ];
+        let mut tested = 0;
+        for (case, d) in dims.into_iter().enumerate() {
+            let as_i64: Vec<i64> = d.iter().map(|&v| v as i64).collect();
+            let shape = Shape::new(&as_i64, "x").unwrap();
+            let total: usize = d.iter().product();
+            let mut x: std::vec::Vec<f32> = (0..total)
+                .map(|i| ((i * 37 + case * 11) % 23) as f32 / 4.0 - 2.5)
+                .collect();
+            if total > 5 {
+                (x[3], x[5]) = (f32::NAN, f32::NEG_INFINITY);
+            }
+            // Every run of axes (the fast walk) and one split set (the general walk only).
+            let rank = d.len();
+            for lo in 0..rank {
+                for hi in lo + 1..=rank {
+                    let axes = ((1u16 << hi) - (1u16 << lo)) as u8;
+                    let outputs = total / d[lo..hi].iter().product::<usize>().max(1);
+                    let outputs = if d[lo..hi].contains(&0) {
+                        d.iter()
+                            .enumerate()
+                            .filter(|(a, _)| !(lo..hi).contains(a))
+                            .map(|(_, v)| v)
+                            .product()
+                    } else {
+                        outputs
+                    };
+                    for kind in kinds {
+                        let (mut fast, mut general) =
+                            (vec![0.5f32; outputs], vec![-0.5f32; outputs]);
+                        reduce(kind, &shape, axes, &x, &mut fast).unwrap();
+                        reduce_general(kind, &shape, axes, &x, &mut general).unwrap();
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&fast), bits(&general), "{kind:?} {d:?} axes {axes:#b}");
+                        tested += 1;
+                    }
+                }
+            }
+        }
+        assert!(tested > 200, "{tested}");
     }
 
     #[test]

@@ -16,11 +16,13 @@
 //!
 //! Sizes set output shapes, so `dft_length`, DFT's opset-20 `axis`, `frame_step`,
 //! `frame_length`, the window sizes and every MelWeightMatrix input must be constants.
-//! A power-of-two length runs as an in-place radix-2 FFT, any other length (up to
-//! [`MAX_DIRECT_DFT`]) as a direct DFT over the samples actually there (zero padding is free);
-//! both read one table of `n` twiddles, so the step's scratch is `4·n` floats (the frame and
-//! the table) and nothing is allocated. The direct DFT is the reference the FFT is tested
-//! against.
+//! A power-of-two length runs as an in-place radix-2 FFT; a length whose prime factors are
+//! all at most [`MAX_RADIX`] (400 = 4·4·5·5, torchaudio's `n_fft`) as an in-place
+//! mixed-radix FFT; any other (up to [`MAX_DIRECT_DFT`]) as a direct DFT over the samples
+//! actually there (zero padding is free). Samples are loaded straight into the order the
+//! passes want (bit- or digit-reversed), and every method reads one table of `n` twiddles,
+//! so the step's scratch is `4·n` floats (the frame and the table) and nothing is allocated.
+//! The direct DFT is the reference both FFTs are tested against.
 
 // The step types are part of every build (the step table names them); planning and the
 // kernels only with signal-ops.
@@ -131,9 +133,9 @@ impl MelWeights {
     }
 }
 
-/// Longest transform that is not a power of two: those run as a direct DFT, `n` multiply-adds
-/// per bin, so a longer one is refused when planned rather than left to take minutes (pad the
-/// frame to a power of two: `dft_length`, or `Pad` before an STFT).
+/// Longest transform with a prime factor above [`MAX_RADIX`]: those run as a direct DFT, `n`
+/// multiply-adds per bin, so a longer one is refused when planned rather than left to take
+/// minutes (pad the frame to a power of two: `dft_length`, or `Pad` before an STFT).
 pub const MAX_DIRECT_DFT: usize = 4096;
 
 /// Scratch bytes of a transform of length `n`: the frame and the twiddle table.
@@ -183,10 +185,10 @@ fn const_f32<const T: usize, const N: usize>(
 
 /// Refuses a transform length the direct DFT would take too long for.
 fn check_length(node: &Node<'_>, n: usize) -> Result<()> {
-    if !n.is_power_of_two() && n > MAX_DIRECT_DFT {
+    if too_slow(n) {
         return Err(unsupported(
             node,
-            "transform length above 4096 that is not a power of two (pad it to one)",
+            "transform length above 4096 with a prime factor above 31 (pad it to a power of two)",
         ));
     }
     Ok(())
@@ -546,30 +548,181 @@ fn cos_sin_small(t: f32) -> (f32, f32) {
     (c, s)
 }
 
-/// The first `bins` bins of the DFT of the `n` complex values in `buf` (`2n` floats, zero
-/// from value `filled` on; an FFT overwrites it) with twiddles `tw`, each handed to `out(k,
-/// re, im)`.
-fn transform(
-    buf: &mut [f32],
-    tw: &[f32],
-    (n, filled, bins): (usize, usize, usize),
-    mut out: impl FnMut(usize, f32, f32),
-) {
-    if n >= 2 && n.is_power_of_two() {
-        fft_in_place(buf, tw, n);
-        for (k, c) in buf.chunks_exact(2).take(bins).enumerate() {
-            out(k, c[0], c[1]);
+/// Largest radix of the mixed-radix FFT: a length with a prime factor above it runs as a
+/// direct DFT (one butterfly holds `r` complex values on the stack).
+pub const MAX_RADIX: usize = 31;
+
+/// Stages a mixed-radix length can have (radix 4 first, so `n < 2³²` needs at most 32).
+const MAX_STAGES: usize = 32;
+
+/// How a transform of one length runs, chosen from its factors.
+#[derive(Clone, Copy)]
+enum Method {
+    /// A power of two: radix-2 passes.
+    Radix2 { bits: u32 },
+    /// Every prime factor at most [`MAX_RADIX`]: one pass per factor, `radices[..stages]`.
+    Mixed {
+        radices: [u8; MAX_STAGES],
+        stages: usize,
+    },
+    /// A prime factor above [`MAX_RADIX`] (or `n = 1`): the definition, bin by bin.
+    Direct,
+}
+
+impl Method {
+    fn of(n: usize) -> Method {
+        if n >= 2 && n.is_power_of_two() {
+            return Method::Radix2 {
+                bits: n.trailing_zeros(),
+            };
         }
-    } else {
-        for k in 0..bins {
-            let (re, im) = direct_bin(&buf[..2 * filled.min(n)], tw, n, k);
-            out(k, re, im);
+        let (mut radices, mut stages, mut rest) = ([0u8; MAX_STAGES], 0, n);
+        let mut r = 4;
+        while rest > 1 && r <= MAX_RADIX && stages < MAX_STAGES {
+            if rest % r == 0 {
+                radices[stages] = r as u8;
+                stages += 1;
+                rest /= r;
+            } else {
+                // 4, then 2, 3, 5, 7, … (odd candidates; composites never divide by then).
+                r = match r {
+                    4 => 2,
+                    2 => 3,
+                    _ => r + 2,
+                };
+            }
+        }
+        if n >= 2 && rest == 1 {
+            Method::Mixed { radices, stages }
+        } else {
+            Method::Direct
+        }
+    }
+
+    /// The work-buffer slots of samples `0, 1, 2, …` in turn: the order the in-place passes
+    /// read (bit- or digit-reversed), so no permutation pass is needed.
+    fn slots(&self) -> Slots {
+        let mut weights = [0usize; MAX_STAGES];
+        let mut stages = 0;
+        match *self {
+            Method::Radix2 { bits } => {
+                // Radix 2 throughout: digit s weighs 2^s.
+                stages = bits as usize;
+                for (s, w) in weights[..stages].iter_mut().enumerate() {
+                    *w = 1 << s;
+                }
+                weights[..stages].reverse();
+            }
+            Method::Mixed { radices, stages: k } => {
+                // Sample t's last digit (radix of the last pass) picks the block of the last
+                // pass, and so on down: the digit of pass s weighs the radices before it.
+                stages = k;
+                let mut w = 1;
+                for (s, &r) in radices[..k].iter().enumerate() {
+                    weights[k - 1 - s] = w;
+                    w *= r as usize;
+                }
+            }
+            Method::Direct => {}
+        }
+        let mut radices = [2u8; MAX_STAGES];
+        if let Method::Mixed {
+            radices: r,
+            stages: k,
+        } = *self
+        {
+            for (dst, &src) in radices.iter_mut().zip(r[..k].iter().rev()) {
+                *dst = src;
+            }
+        }
+        Slots {
+            radices,
+            weights,
+            digits: [0; MAX_STAGES],
+            stages,
+            slot: 0,
         }
     }
 }
 
+/// A mixed-radix counter over the sample index whose digits, read in reverse, give the slot
+/// (`O(1)` per sample, no divisions).
+struct Slots {
+    /// Radix of each digit, least significant first.
+    radices: [u8; MAX_STAGES],
+    /// Slot weight of each digit.
+    weights: [usize; MAX_STAGES],
+    digits: [u8; MAX_STAGES],
+    stages: usize,
+    slot: usize,
+}
+
+impl Iterator for Slots {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let here = self.slot;
+        for s in 0..self.stages {
+            self.digits[s] += 1;
+            if self.digits[s] < self.radices[s] {
+                self.slot += self.weights[s];
+                break;
+            }
+            self.digits[s] = 0;
+            self.slot -= (self.radices[s] as usize - 1) * self.weights[s];
+        }
+        if self.stages == 0 {
+            self.slot += 1;
+        }
+        Some(here)
+    }
+}
+
+/// Whether a length of `n` is refused: too long for the direct DFT its factors leave it to.
+fn too_slow(n: usize) -> bool {
+    n > MAX_DIRECT_DFT && matches!(Method::of(n), Method::Direct)
+}
+
+/// The first `bins` bins of the `n`-point DFT of the `filled` complex samples `load(t)` gives
+/// (zeros after them), each handed to `out(k, re, im)`; `buf` (`2n` floats) is the work
+/// buffer, `tw` the twiddles.
+fn transform(
+    buf: &mut [f32],
+    tw: &[f32],
+    (n, filled, bins): (usize, usize, usize),
+    mut load: impl FnMut(usize) -> (f32, f32),
+    mut out: impl FnMut(usize, f32, f32),
+) {
+    let method = Method::of(n);
+    let buf = &mut buf[..2 * n];
+    let filled = filled.min(n);
+    if filled < n {
+        buf.fill(0.0);
+    }
+    for (t, slot) in (0..filled).zip(method.slots()) {
+        let (re, im) = load(t);
+        let at = 2 * slot;
+        buf[at] = re;
+        buf[at + 1] = im;
+    }
+    match method {
+        Method::Radix2 { .. } => radix2_passes(buf, tw, n),
+        Method::Mixed { radices, stages } => mixed_passes(buf, tw, n, &radices[..stages]),
+        Method::Direct => {
+            for k in 0..bins {
+                let (re, im) = direct_bin(&buf[..2 * filled], tw, n, k);
+                out(k, re, im);
+            }
+            return;
+        }
+    }
+    for (k, c) in buf.chunks_exact(2).take(bins).enumerate() {
+        out(k, c[0], c[1]);
+    }
+}
+
 /// Bin `k` of the `n`-point DFT of `buf` (its values, zeros after them) by its definition (the
-/// reference for the FFT).
+/// reference for the FFTs).
 fn direct_bin(buf: &[f32], tw: &[f32], n: usize, k: usize) -> (f32, f32) {
     let (mut re, mut im) = (0.0f32, 0.0f32);
     let mut m = 0;
@@ -586,16 +739,9 @@ fn direct_bin(buf: &[f32], tw: &[f32], n: usize, k: usize) -> (f32, f32) {
     (re, im)
 }
 
-/// Iterative radix-2 decimation-in-time FFT of `n` (a power of two) complex values.
-fn fft_in_place(buf: &mut [f32], tw: &[f32], n: usize) {
-    let bits = n.trailing_zeros();
-    for i in 0..n {
-        let j = i.reverse_bits() >> (usize::BITS - bits);
-        if j > i {
-            buf.swap(2 * i, 2 * j);
-            buf.swap(2 * i + 1, 2 * j + 1);
-        }
-    }
+/// Radix-2 decimation-in-time passes over `n` (a power of two) complex values stored in
+/// bit-reversed order; the result is in natural order.
+fn radix2_passes(buf: &mut [f32], tw: &[f32], n: usize) {
     let mut len = 2;
     while len <= n {
         let (half, stride) = (len / 2, n / len);
@@ -613,6 +759,115 @@ fn fft_in_place(buf: &mut [f32], tw: &[f32], n: usize) {
             }
         }
         len *= 2;
+    }
+}
+
+/// Mixed-radix decimation-in-time passes over `n` complex values stored in digit-reversed
+/// order ([`Method::slot`]); the result is in natural order. Pass `s` of radix `r` joins `r`
+/// transforms of length `span` into one of `span·r`: element `q` of each group is turned by
+/// `w_(span·r)^(j·q)`, then the group gets an `r`-point DFT (twiddles `w_r^(p·q)`, all read
+/// from the one `n`-point table). Radix 4 has its own butterfly (no multiplies but the turns).
+fn mixed_passes(buf: &mut [f32], tw: &[f32], n: usize, radices: &[u8]) {
+    // A quarter turn, exactly (0, ∓1): −i forward, +i inverse.
+    let quarter = if n.is_multiple_of(4) { tw[2 * (n / 4) + 1] } else { 0.0 };
+    let mut span = 1;
+    for &r in radices {
+        let r = r as usize;
+        let len = span * r;
+        let (turn, rstride) = (n / len, n / r);
+        let mut a = [0.0f32; 2 * MAX_RADIX];
+        for start in (0..n).step_by(len) {
+            for j in 0..span {
+                for q in 0..r {
+                    let at = 2 * (start + j + q * span);
+                    let (xr, xi) = (buf[at], buf[at + 1]);
+                    if j == 0 {
+                        // Turned by 1 (every element of the first pass).
+                        (a[2 * q], a[2 * q + 1]) = (xr, xi);
+                        continue;
+                    }
+                    // j·q·turn < span·r·turn = n: an index into the table as it is.
+                    let m = 2 * j * q * turn;
+                    let (wr, wi) = (tw[m], tw[m + 1]);
+                    a[2 * q] = xr * wr - xi * wi;
+                    a[2 * q + 1] = xr * wi + xi * wr;
+                }
+                if r == 4 {
+                    // X_p = Σ_q a_q·(∓i)^(pq): sums and differences, ±i as swaps.
+                    let (s0r, s0i) = (a[0] + a[4], a[1] + a[5]);
+                    let (d0r, d0i) = (a[0] - a[4], a[1] - a[5]);
+                    let (s1r, s1i) = (a[2] + a[6], a[3] + a[7]);
+                    let (d1r, d1i) = (a[2] - a[6], a[3] - a[7]);
+                    // d1 turned a quarter: (−d1i·w, d1r·w) for w = ∓1.
+                    let (er, ei) = (-d1i * quarter, d1r * quarter);
+                    let out = [
+                        (s0r + s1r, s0i + s1i),
+                        (d0r + er, d0i + ei),
+                        (s0r - s1r, s0i - s1i),
+                        (d0r - er, d0i - ei),
+                    ];
+                    for (p, (re, im)) in out.into_iter().enumerate() {
+                        let at = 2 * (start + j + p * span);
+                        buf[at] = re;
+                        buf[at + 1] = im;
+                    }
+                    continue;
+                }
+                let mut put = |p: usize, re: f32, im: f32| {
+                    let at = 2 * (start + j + p * span);
+                    buf[at] = re;
+                    buf[at + 1] = im;
+                };
+                if r == 2 {
+                    put(0, a[0] + a[2], a[1] + a[3]);
+                    put(1, a[0] - a[2], a[1] - a[3]);
+                    continue;
+                }
+                odd_butterfly(&mut a[..2 * r], tw, rstride, put);
+            }
+        }
+        span = len;
+    }
+}
+
+/// The `r`-point DFT (`r` odd) of the complex values in `a`, each bin handed to `put(p, re,
+/// im)`, by the pair symmetry: with `s_q = a_q + a_(r−q)` and `d_q = a_q − a_(r−q)`,
+/// `X_p = a_0 + Σ_q (s_q·cos_pq + i·d_q·sin_pq)` and `X_(r−p)` the same with the sine part
+/// negated (`q, p` in `1..=(r−1)/2`; `cos`/`sin` the table's `w_r^(pq)`, sign included), a
+/// quarter of the multiplies of the definition. `a` is overwritten with the sums and differences.
+fn odd_butterfly(a: &mut [f32], tw: &[f32], rstride: usize, mut put: impl FnMut(usize, f32, f32)) {
+    let r = a.len() / 2;
+    let h = r / 2;
+    let (mut x0r, mut x0i) = (a[0], a[1]);
+    for q in 1..=h {
+        let (lo, hi) = (2 * q, 2 * (r - q));
+        let (sr, si) = (a[lo] + a[hi], a[lo + 1] + a[hi + 1]);
+        let (dr, di) = (a[lo] - a[hi], a[lo + 1] - a[hi + 1]);
+        (a[lo], a[lo + 1], a[hi], a[hi + 1]) = (sr, si, dr, di);
+        x0r += sr;
+        x0i += si;
+    }
+    put(0, x0r, x0i);
+    for p in 1..=h {
+        let (mut cr, mut ci) = (a[0], a[1]);
+        let (mut tr, mut ti) = (0.0f32, 0.0f32);
+        // m = p·q mod r, stepped.
+        let mut m = 0;
+        for q in 1..=h {
+            m += p;
+            if m >= r {
+                m -= r;
+            }
+            let (c, s) = (tw[2 * m * rstride], tw[2 * m * rstride + 1]);
+            let (lo, hi) = (2 * q, 2 * (r - q));
+            cr += a[lo] * c;
+            ci += a[lo + 1] * c;
+            // i·d·s = (−d_i·s, d_r·s).
+            tr -= a[hi + 1] * s;
+            ti += a[hi] * s;
+        }
+        put(p, cr + tr, ci + ti);
+        put(r - p, cr - tr, ci - ti);
     }
 }
 
@@ -638,15 +893,11 @@ pub fn dft(d: &Dft, x: &[f32], y: &mut [f32], scratch: &mut [f32]) -> Result<()>
     let scale = if d.inverse { 1.0 / n as f32 } else { 1.0 };
     for o in 0..outer {
         for i in 0..inner {
-            buf.fill(0.0);
-            for t in 0..len.min(n) {
+            let load = |t: usize| {
                 let at = ((o * len + t) * inner + i) * c;
-                buf[2 * t] = x[at];
-                if c == 2 {
-                    buf[2 * t + 1] = x[at + 1];
-                }
-            }
-            transform(buf, tw, (n, len, bins), |k, re, im| {
+                (x[at], if c == 2 { x[at + 1] } else { 0.0 })
+            };
+            transform(buf, tw, (n, len, bins), load, |k, re, im| {
                 let at = ((o * bins + k) * inner + i) * 2;
                 y[at] = re * scale;
                 y[at + 1] = im * scale;
@@ -683,17 +934,12 @@ pub fn stft(
     twiddles(n, false, tw);
     for b in 0..batch {
         for f in 0..frames {
-            buf.fill(0.0);
-            for t in 0..n {
-                let pos = f * hop + t;
+            let load = |t: usize| {
                 let w = window.map_or(1.0, |w| w[t]);
-                let at = (b * len + pos) * c;
-                buf[2 * t] = x[at] * w;
-                if c == 2 {
-                    buf[2 * t + 1] = x[at + 1] * w;
-                }
-            }
-            transform(buf, tw, (n, n, bins), |k, re, im| {
+                let at = (b * len + f * hop + t) * c;
+                (x[at] * w, if c == 2 { x[at + 1] * w } else { 0.0 })
+            };
+            transform(buf, tw, (n, n, bins), load, |k, re, im| {
                 let at = ((b * frames + f) * bins + k) * 2;
                 y[at] = re;
                 y[at + 1] = im;
@@ -797,15 +1043,32 @@ mod tests {
     }
 
     #[test]
-    fn fft_equals_the_direct_dft_within_f32_rounding() {
-        for n in [2usize, 4, 8, 16, 64, 256, 512] {
+    fn ffts_equal_the_direct_dft_within_f32_rounding() {
+        // Radix 2; mixed radix with 4, 2, 3, 5, 7, 11, 13, 31 (400 = torchaudio's n_fft);
+        // direct (37, 2·37: a prime above MAX_RADIX).
+        let lengths = [
+            2usize, 4, 8, 16, 64, 256, 512, 3, 6, 10, 12, 15, 30, 62, 100, 400,
+        ];
+        for n in lengths.into_iter().chain([1001, 3 * 31 * 4, 37, 74]) {
+            let kind = match Method::of(n) {
+                Method::Radix2 { .. } => 2,
+                Method::Mixed { .. } => 1,
+                Method::Direct => 0,
+            };
+            let want = if n.is_power_of_two() {
+                2
+            } else {
+                (n % 37 != 0) as i32
+            };
+            assert_eq!(kind, want, "method of n={n}");
             let x = seeded(2 * n, n as u32);
             let mut tw = vec![0.0; 2 * n];
             for inverse in [false, true] {
                 twiddles(n, inverse, &mut tw);
-                let mut buf = x.clone();
+                let mut buf = vec![f32::NAN; 2 * n];
                 let mut fft = vec![0.0f32; 2 * n];
-                transform(&mut buf, &tw, (n, n, n), |k, re, im| {
+                let load = |t: usize| (x[2 * t], x[2 * t + 1]);
+                transform(&mut buf, &tw, (n, n, n), load, |k, re, im| {
                     fft[2 * k] = re;
                     fft[2 * k + 1] = im;
                 });

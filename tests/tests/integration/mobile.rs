@@ -6,7 +6,8 @@
 //! opset-20 Gelu, Sin and Cos, a classifier's top-5 with TopK, LRN and MeanVarianceNormalization,
 //! index plumbing with CumSum, OneHot, GatherND, ScatterND, EyeLike and ReverseSequence,
 //! attention written with Einsum, GridSample flow warps, on-device losses, a keyword-spotting
-//! model with its audio front end (window, STFT, mel filterbank) and opset-20 DFTs, ...)
+//! model with its audio front end (window, STFT, mel filterbank), torchaudio's 400-point
+//! mel spectrogram and opset-20 DFTs, ...)
 //! against onnxruntime: the ops as exporters chain them, where ONNX's node
 //! tests check one node at a time. Cases come from `tests/mobile_cases.py`.
 
@@ -15,7 +16,7 @@ use crate::support::{check_cases_against_onnxruntime, generated_cases};
 #[test]
 fn mobile_blocks_match_onnxruntime() {
     let (dir, cases) = generated_cases("mobile_cases.py");
-    assert_eq!(cases.len(), 22, "expected 22 generated cases");
+    assert_eq!(cases.len(), 23, "expected 23 generated cases");
     // The blocks of `extra-ops` and `signal-ops` ops say so, which is what a firmware for them
     // is built with.
     for case in &cases {
@@ -34,7 +35,13 @@ fn mobile_blocks_match_onnxruntime() {
         .iter()
         .any(|c| name.starts_with(c));
         assert_eq!(it.op_features().contains(&"extra-ops"), extra, "{name}");
-        let signal = ["kws_frontend", "kws_frontend_small", "dft_opset20"].contains(&name.as_ref());
+        let signal = [
+            "kws_frontend",
+            "kws_frontend_small",
+            "mel_spectrogram_400",
+            "dft_opset20",
+        ]
+        .contains(&name.as_ref());
         assert_eq!(it.op_features().contains(&"signal-ops"), signal, "{name}");
         // Windows and mel matrices read nothing: computed once when planned, never a step.
         let constant_step = |op: &str| op.ends_with("Window") || op == "MelWeightMatrix";

@@ -53,9 +53,10 @@ pub fn generated_cases(script: &str) -> (PathBuf, Vec<PathBuf>) {
     (dir.clone(), onnx_files(&dir))
 }
 
-/// Runs every case a generator wrote (`CASE.onnx`, its input `CASE.x.f32` and onnxruntime's
-/// output `CASE.y0.f32`) on sprig-runtime and checks the first output's largest relative
-/// difference |sprig − ort| / (1 + |ort|) against `tolerance`, printing each; removes `dir`.
+/// Runs every case a generator wrote (`CASE.onnx`, its input `CASE.x.f32` and the expected
+/// output `CASE.y0.f32`, onnxruntime's unless the generator says otherwise) on sprig-runtime and
+/// checks the first output's largest relative difference |sprig − want| / (1 + |want|) against
+/// `tolerance`, printing each; removes `dir`.
 pub fn check_cases_against_onnxruntime(dir: &Path, cases: &[PathBuf], tolerance: f32) {
     for case in cases {
         let stem = case.file_stem().unwrap().to_string_lossy().to_string();
@@ -69,12 +70,12 @@ pub fn check_cases_against_onnxruntime(dir: &Path, cases: &[PathBuf], tolerance:
             .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
             .fold(0f32, f32::max);
         println!(
-            "{stem}: {} outputs, max relative difference from onnxruntime {worst:.2e}",
+            "{stem}: {} outputs, max relative difference from the expected output {worst:.2e}",
             got.len()
         );
         assert!(
             worst <= tolerance,
-            "{stem}: sprig differs from onnxruntime by {worst}"
+            "{stem}: sprig differs from the expected output (the generator's reference) by {worst}"
         );
     }
     let _ = std::fs::remove_dir_all(dir);
