@@ -10,8 +10,9 @@ outputs: the ops as exporters combine them, where ONNX's node tests check one no
       writes, per case, CASE.onnx (weights as initializers, one float input X), CASE.x.f32 and
       CASE.y0.f32 (onnxruntime's output, one intra-op thread, graph optimizations off; for the
       blocks with transforms of lengths that are not powers of two, ONNX's reference
-      evaluator's, which transforms in float64: onnxruntime sums those DFTs in float32 and
-      lands up to 3e-5 from it, a bound checked here, where sprig stays within 5e-7).
+      evaluator's, which transforms in float64: onnxruntime computes those DFTs in float32
+      and lands up to 3.7e-4 from it, a bound checked here (1e-3), where sprig stays within
+      2.1e-6).
       Seeded: the same files every run.
 """
 import pathlib
@@ -62,7 +63,7 @@ def save(name, g, x_shape, y, opset, expected="onnxruntime"):
     if expected == "reference":
         ref = ReferenceEvaluator(model).run(None, {"X": x})[0].astype("f4")
         off = np.max(np.abs(out - ref) / (1 + np.abs(ref)))
-        assert off < 1e-4, f"{name}: onnxruntime {off:.2e} from the reference evaluator"
+        assert off < 1e-3, f"{name}: onnxruntime {off:.2e} from the reference evaluator"
         out = ref
     onnx.save(model, OUT / f"{name}.onnx")
     x.tofile(OUT / f"{name}.x.f32")
@@ -439,6 +440,16 @@ def mel_spectrogram_400():
     return g, g.op("Log", [g.op("Add", [g.op("MatMul", [power, mel]), g.c(1e-6)])])
 
 
+def stft_400():
+    """Two 400-point frames every 160 samples (560 samples) with a periodic Hann window: the
+    STFT of mel_spectrogram_400 alone, small enough for a 64 KB microcontroller (README,
+    Boards)."""
+    g = Graph()
+    sig = g.op("Unsqueeze", ["X", g.c([2], dtype="i8")])
+    win = g.op("HannWindow", [g.c(400, dtype="i8")])
+    return g, g.op("STFT", [sig, g.c(160, dtype="i8"), win, g.c(400, dtype="i8")], onesided=1)
+
+
 def dft_opset20():
     """DFT at opset 20 (axis as an input) on a complex signal: along axis 1 zero-padded to 16
     points (radix-2 FFT), the inverse along axis -2 (the last signal axis, 3 values) padded to
@@ -504,3 +515,5 @@ g, y = kws_frontend_small()
 save("kws_frontend_small", g, [1, 512], y, 17)
 g, y = mel_spectrogram_400()
 save("mel_spectrogram_400", g, [1, 1600], y, 17, expected="reference")
+g, y = stft_400()
+save("stft_400", g, [1, 560], y, 17, expected="reference")

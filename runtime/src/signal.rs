@@ -599,40 +599,23 @@ impl Method {
         }
     }
 
-    /// The work-buffer slots of samples `0, 1, 2, …` in turn: the order the in-place passes
-    /// read (bit- or digit-reversed), so no permutation pass is needed.
+    /// The work-buffer slots of samples `0, 1, 2, …` in turn for the mixed-radix passes
+    /// (digit-reversed) and the direct DFT (natural order); the radix-2 passes take
+    /// `reverse_bits` (one instruction on a Cortex-M).
     fn slots(&self) -> Slots {
-        let mut weights = [0usize; MAX_STAGES];
-        let mut stages = 0;
-        match *self {
-            Method::Radix2 { bits } => {
-                // Radix 2 throughout: digit s weighs 2^s.
-                stages = bits as usize;
-                for (s, w) in weights[..stages].iter_mut().enumerate() {
-                    *w = 1 << s;
-                }
-                weights[..stages].reverse();
-            }
-            Method::Mixed { radices, stages: k } => {
-                // Sample t's last digit (radix of the last pass) picks the block of the last
-                // pass, and so on down: the digit of pass s weighs the radices before it.
-                stages = k;
-                let mut w = 1;
-                for (s, &r) in radices[..k].iter().enumerate() {
-                    weights[k - 1 - s] = w;
-                    w *= r as usize;
-                }
-            }
-            Method::Direct => {}
-        }
-        let mut radices = [2u8; MAX_STAGES];
+        let (mut weights, mut radices, mut stages) = ([0usize; MAX_STAGES], [2u8; MAX_STAGES], 0);
         if let Method::Mixed {
             radices: r,
             stages: k,
         } = *self
         {
-            for (dst, &src) in radices.iter_mut().zip(r[..k].iter().rev()) {
-                *dst = src;
+            // Sample t's last digit (radix of the last pass) picks the block of the last pass,
+            // and so on down: the digit of pass s weighs the radices before it.
+            stages = k;
+            let mut w = 1;
+            for (s, &r) in r[..k].iter().enumerate() {
+                (weights[k - 1 - s], radices[k - 1 - s]) = (w, r);
+                w *= r as usize;
             }
         }
         Slots {
@@ -699,11 +682,18 @@ fn transform(
     if filled < n {
         buf.fill(0.0);
     }
-    for (t, slot) in (0..filled).zip(method.slots()) {
+    let mut put = |t: usize, slot: usize| {
         let (re, im) = load(t);
-        let at = 2 * slot;
-        buf[at] = re;
-        buf[at + 1] = im;
+        (buf[2 * slot], buf[2 * slot + 1]) = (re, im);
+    };
+    if let Method::Radix2 { bits } = method {
+        for t in 0..filled {
+            put(t, t.reverse_bits() >> (usize::BITS - bits));
+        }
+    } else {
+        for (t, slot) in (0..filled).zip(method.slots()) {
+            put(t, slot);
+        }
     }
     match method {
         Method::Radix2 { .. } => radix2_passes(buf, tw, n),
@@ -744,18 +734,18 @@ fn direct_bin(buf: &[f32], tw: &[f32], n: usize, k: usize) -> (f32, f32) {
 fn radix2_passes(buf: &mut [f32], tw: &[f32], n: usize) {
     let mut len = 2;
     while len <= n {
-        let (half, stride) = (len / 2, n / len);
-        for start in (0..n).step_by(len) {
-            for j in 0..half {
-                let (wr, wi) = (tw[2 * j * stride], tw[2 * j * stride + 1]);
-                let (a, b) = (2 * (start + j), 2 * (start + j + half));
-                let (br, bi) = (buf[b], buf[b + 1]);
-                let (tr, ti) = (br * wr - bi * wi, br * wi + bi * wr);
-                let (ar, ai) = (buf[a], buf[a + 1]);
-                buf[a] = ar + tr;
-                buf[a + 1] = ai + ti;
-                buf[b] = ar - tr;
-                buf[b + 1] = ai - ti;
+        let stride = n / len;
+        // Each group's halves as slices, zipped with every stride-th twiddle: no index
+        // arithmetic or bounds test per butterfly.
+        for group in buf[..2 * n].chunks_exact_mut(2 * len) {
+            let (lo, hi) = group.split_at_mut(len);
+            let turns = tw.chunks_exact(2).step_by(stride);
+            for ((a, b), w) in lo.chunks_exact_mut(2).zip(hi.chunks_exact_mut(2)).zip(turns) {
+                let (wr, wi) = (w[0], w[1]);
+                let (tr, ti) = (b[0] * wr - b[1] * wi, b[0] * wi + b[1] * wr);
+                let (ar, ai) = (a[0], a[1]);
+                (a[0], a[1]) = (ar + tr, ai + ti);
+                (b[0], b[1]) = (ar - tr, ai - ti);
             }
         }
         len *= 2;
@@ -769,7 +759,11 @@ fn radix2_passes(buf: &mut [f32], tw: &[f32], n: usize) {
 /// from the one `n`-point table). Radix 4 has its own butterfly (no multiplies but the turns).
 fn mixed_passes(buf: &mut [f32], tw: &[f32], n: usize, radices: &[u8]) {
     // A quarter turn, exactly (0, ∓1): −i forward, +i inverse.
-    let quarter = if n.is_multiple_of(4) { tw[2 * (n / 4) + 1] } else { 0.0 };
+    let quarter = if n.is_multiple_of(4) {
+        tw[2 * (n / 4) + 1]
+    } else {
+        0.0
+    };
     let mut span = 1;
     for &r in radices {
         let r = r as usize;

@@ -16,7 +16,7 @@ use crate::support::{check_cases_against_onnxruntime, generated_cases};
 #[test]
 fn mobile_blocks_match_onnxruntime() {
     let (dir, cases) = generated_cases("mobile_cases.py");
-    assert_eq!(cases.len(), 23, "expected 23 generated cases");
+    assert_eq!(cases.len(), 24, "expected 24 generated cases");
     // The blocks of `extra-ops` and `signal-ops` ops say so, which is what a firmware for them
     // is built with.
     for case in &cases {
@@ -39,6 +39,7 @@ fn mobile_blocks_match_onnxruntime() {
             "kws_frontend",
             "kws_frontend_small",
             "mel_spectrogram_400",
+            "stft_400",
             "dft_opset20",
         ]
         .contains(&name.as_ref());
