@@ -740,7 +740,11 @@ fn radix2_passes(buf: &mut [f32], tw: &[f32], n: usize) {
         for group in buf[..2 * n].chunks_exact_mut(2 * len) {
             let (lo, hi) = group.split_at_mut(len);
             let turns = tw.chunks_exact(2).step_by(stride);
-            for ((a, b), w) in lo.chunks_exact_mut(2).zip(hi.chunks_exact_mut(2)).zip(turns) {
+            for ((a, b), w) in lo
+                .chunks_exact_mut(2)
+                .zip(hi.chunks_exact_mut(2))
+                .zip(turns)
+            {
                 let (wr, wi) = (w[0], w[1]);
                 let (tr, ti) = (b[0] * wr - b[1] * wi, b[0] * wi + b[1] * wr);
                 let (ar, ai) = (a[0], a[1]);
