@@ -412,18 +412,28 @@ def kws_frontend():
     return g, g.op("Concat", flat, axis=0)
 
 
+def hann_stft(g, n, hop):
+    """The one-sided STFT of the signal X (batch x samples) in n-point frames every hop
+    samples, each times a periodic Hann window of n."""
+    sig = g.op("Unsqueeze", ["X", g.c([2], dtype="i8")])
+    win = g.op("HannWindow", [g.c(n, dtype="i8")])
+    return g.op("STFT", [sig, g.c(hop, dtype="i8"), win, g.c(n, dtype="i8")], onesided=1)
+
+
+def log_mel(g, spec, mels, n, rate, upper_hz):
+    """log(power of spec x mel filterbank + 1e-6): mels bands from 20 Hz to upper_hz."""
+    power = g.op("ReduceSumSquare", [spec], axes=[-1], keepdims=0)
+    mel = g.op("MelWeightMatrix", [g.c(mels, dtype="i8"), g.c(n, dtype="i8"),
+                                   g.c(rate, dtype="i8"), g.c(20.0), g.c(upper_hz)])
+    return g.op("Log", [g.op("Add", [g.op("MatMul", [power, mel]), g.c(1e-6)])])
+
+
 def kws_frontend_small():
     """The same front end sized for a 64 KB microcontroller (README, Boards): 512 samples at
     8 kHz, a 128-point STFT every 64 samples with a periodic Hann window, 16 mel bands from 20
     Hz to 4 kHz, log; its output is the log-mel image."""
     g = Graph()
-    sig = g.op("Unsqueeze", ["X", g.c([2], dtype="i8")])
-    win = g.op("HannWindow", [g.c(128, dtype="i8")])
-    spec = g.op("STFT", [sig, g.c(64, dtype="i8"), win, g.c(128, dtype="i8")], onesided=1)
-    power = g.op("ReduceSumSquare", [spec], axes=[-1], keepdims=0)
-    mel = g.op("MelWeightMatrix", [g.c(16, dtype="i8"), g.c(128, dtype="i8"),
-                                   g.c(8000, dtype="i8"), g.c(20.0), g.c(4000.0)])
-    return g, g.op("Log", [g.op("Add", [g.op("MatMul", [power, mel]), g.c(1e-6)])])
+    return g, log_mel(g, hann_stft(g, 128, 64), 16, 128, 8000, 4000.0)
 
 
 def mel_spectrogram_400():
@@ -431,13 +441,7 @@ def mel_spectrogram_400():
     400 = 4*4*5*5) with the periodic Hann window as long as the frame, 10 ms hop, 40 mel bands
     (20-8000 Hz), log; 1,600 samples give 8 frames."""
     g = Graph()
-    sig = g.op("Unsqueeze", ["X", g.c([2], dtype="i8")])
-    win = g.op("HannWindow", [g.c(400, dtype="i8")])
-    spec = g.op("STFT", [sig, g.c(160, dtype="i8"), win, g.c(400, dtype="i8")], onesided=1)
-    power = g.op("ReduceSumSquare", [spec], axes=[-1], keepdims=0)
-    mel = g.op("MelWeightMatrix", [g.c(40, dtype="i8"), g.c(400, dtype="i8"),
-                                   g.c(16000, dtype="i8"), g.c(20.0), g.c(8000.0)])
-    return g, g.op("Log", [g.op("Add", [g.op("MatMul", [power, mel]), g.c(1e-6)])])
+    return g, log_mel(g, hann_stft(g, 400, 160), 40, 400, 16000, 8000.0)
 
 
 def stft_400():
@@ -445,9 +449,7 @@ def stft_400():
     STFT of mel_spectrogram_400 alone, small enough for a 64 KB microcontroller (README,
     Boards)."""
     g = Graph()
-    sig = g.op("Unsqueeze", ["X", g.c([2], dtype="i8")])
-    win = g.op("HannWindow", [g.c(400, dtype="i8")])
-    return g, g.op("STFT", [sig, g.c(160, dtype="i8"), win, g.c(400, dtype="i8")], onesided=1)
+    return g, hann_stft(g, 400, 160)
 
 
 def dft_opset20():
